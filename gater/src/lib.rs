@@ -1,0 +1,24 @@
+//! reckon_gater: the wire contract of reckon-db, the client library and the aggregator.
+//!
+//! Everything that crosses a process boundary between a client, a gater and a node
+//! lives here, so that the node, the gateway, the CLI and the console agree on one
+//! definition:
+//!
+//! - [`types`]: the serde types of the domain as they travel (events, expected
+//!   versions, results) and the wire error [`StoreError`](types::StoreError).
+//! - [`worker`]: the tarpc service every node serves for each store it hosts.
+//! - [`transport`]: how a tarpc service is served and dialled over TCP, with a
+//!   bounded frame length and `TCP_NODELAY`.
+//! - [`aggregate`]: folding events into state with `$sum` and `$overwrite`.
+//!
+//! The crate imports neither openraft nor redb: those are internals of the node.
+
+pub mod aggregate;
+pub mod transport;
+pub mod types;
+pub mod worker;
+
+pub use types::{
+    AppendResult, ContentType, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
+    SnapshotRecord, StoreError, StreamInfo, TagMatch,
+};

@@ -1,0 +1,1256 @@
+//! The node's configuration: what `reckon-node` reads at start-up, and from where.
+//!
+//! [`load`] layers four sources, each overriding the one before:
+//!
+//! ```text
+//!   built-in defaults      NodeConfig::default(): one local node, ready to use
+//! < TOML file              only when --config FILE is given; it must exist
+//! < environment            RECKON_NODE_<KEY>, nested keys joined by `__`
+//!                          (RECKON_NODE_DISCOVERY__METHOD=static)
+//! < command-line flags     only the flags given; --dev is a preset at this level
+//! ```
+//!
+//! then [`NodeConfig::validate`] checks what serde cannot: ranges, store names,
+//! the keys a discovery method needs. Every error names the key it is about, as
+//! it is spelled in the file. The keys are part of the outside interface
+//! (`shared/interfaces.md`, `config/node.toml`): add to them, never rename one.
+//!
+//! This module reads the config file and the environment and nothing else; it
+//! starts nothing and knows nothing of openraft, redb or tarpc.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::Limits;
+
+/// Prefix of the environment variables that set config keys.
+pub const ENV_PREFIX: &str = "RECKON_NODE_";
+/// Joins the parts of a nested key in an environment variable name:
+/// `RECKON_NODE_DISCOVERY__METHOD` sets `discovery.method`.
+pub const ENV_NESTING: &str = "__";
+/// Default node RPC address: raft between nodes, worker calls from gaters.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7600));
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./reckon-data";
+/// The store a node serves when none is configured, and the one `--dev` serves.
+pub const DEFAULT_STORE: &str = "default";
+/// Default IPv4 multicast group for discovery.
+pub const DEFAULT_MULTICAST_ADDR: Ipv4Addr = Ipv4Addr::new(239, 255, 0, 1);
+/// Default UDP port for multicast discovery.
+pub const DEFAULT_DISCOVERY_PORT: u16 = 45892;
+/// Longest store name, in bytes.
+pub const STORE_NAME_BYTES_MAX: usize = 64;
+/// Shortest multicast discovery secret, in bytes.
+pub const DISCOVERY_SECRET_BYTES_MIN: usize = 32;
+/// What [`NodeConfig::masked`] shows instead of a secret.
+pub const MASK: &str = "***";
+
+/// How the node runs its stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One node, no peers: the node is the only voter of every store.
+    #[default]
+    Single,
+    /// Several nodes replicating every store with Raft; peers are found
+    /// through [`DiscoveryConfig`].
+    Cluster,
+}
+
+/// How a node in cluster mode finds its peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscoveryMethod {
+    /// A fixed list of peer addresses, `discovery.seeds`.
+    #[default]
+    Static,
+    /// UDP announcements on `discovery.multicast_addr:discovery.port`,
+    /// authenticated with `discovery.secret`.
+    Multicast,
+    /// The DNS records of a Kubernetes headless service, `discovery.service`.
+    K8sDns,
+}
+
+/// The `[discovery]` table: how nodes in cluster mode find each other.
+/// Ignored in single mode.
+///
+/// `Debug` shows the secret as `***`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Which way peers are found (`static | multicast | k8s_dns`).
+    pub method: DiscoveryMethod,
+    /// `static`: peers' node RPC addresses, `HOST:PORT` each.
+    pub seeds: Vec<String>,
+    /// `multicast`: the IPv4 multicast group announcements are sent to.
+    pub multicast_addr: Ipv4Addr,
+    /// `multicast`: the UDP port announcements are sent to.
+    pub port: u16,
+    /// `multicast`: shared secret that authenticates announcements, at least
+    /// [`DISCOVERY_SECRET_BYTES_MIN`] bytes. Best set through
+    /// `RECKON_NODE_DISCOVERY__SECRET` rather than written in a file.
+    pub secret: Option<String>,
+    /// `k8s_dns`: DNS name of the headless service whose records list the
+    /// peers, e.g. `reckon.reckon.svc.cluster.local`.
+    pub service: Option<String>,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            method: DiscoveryMethod::Static,
+            seeds: Vec::new(),
+            multicast_addr: DEFAULT_MULTICAST_ADDR,
+            port: DEFAULT_DISCOVERY_PORT,
+            secret: None,
+            service: None,
+        }
+    }
+}
+
+impl fmt::Debug for DiscoveryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DiscoveryConfig")
+            .field("method", &self.method)
+            .field("seeds", &self.seeds)
+            .field("multicast_addr", &self.multicast_addr)
+            .field("port", &self.port)
+            .field("secret", &self.secret.as_ref().map(|_| MASK))
+            .field("service", &self.service)
+            .finish()
+    }
+}
+
+/// The `[log]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Level or `tracing` filter directives, e.g. `info` or
+    /// `info,reckon_node=debug`.
+    pub level: String,
+    /// Directory for rolling log files; `None` logs to stderr.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+            dir: None,
+        }
+    }
+}
+
+/// The `[raft]` table: timing and log compaction of every store's Raft group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaftTuning {
+    /// Interval between a leader's heartbeats to its followers, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the random election timeout, in milliseconds: a follower
+    /// that hears from no leader for that long starts an election.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound (exclusive) of the random election timeout, in milliseconds.
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot once this many log entries were applied since the
+    /// last one, in entries.
+    pub snapshot_logs_since_last: u64,
+    /// Log entries already covered by a snapshot that are kept for lagging
+    /// followers before being purged, in entries.
+    pub max_in_snapshot_log_to_keep: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        RaftTuning {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+            snapshot_logs_since_last: 10_000,
+            max_in_snapshot_log_to_keep: 1_000,
+        }
+    }
+}
+
+/// The `[write]` table: limits of the group-commit batcher, which merges
+/// concurrent writes to a store into one Raft proposal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriteTuning {
+    /// Most write commands merged into one batch, in commands.
+    pub batch_commands_max: usize,
+    /// Most bytes of write commands merged into one batch, in bytes; a single
+    /// command larger than this still goes, alone.
+    pub batch_bytes_max: usize,
+    /// Most batches proposed and not yet applied at once, per store, in batches.
+    pub pipeline_max: usize,
+    /// Most write commands waiting for a batch, per store, in commands; past
+    /// it new writes are refused as unavailable instead of queued.
+    pub queue_max: usize,
+}
+
+impl Default for WriteTuning {
+    fn default() -> Self {
+        WriteTuning {
+            batch_commands_max: 1024,
+            batch_bytes_max: 8 * 1024 * 1024,
+            pipeline_max: 2,
+            queue_max: 65_536,
+        }
+    }
+}
+
+/// Everything a node is configured with; see `config/node.toml` for an example
+/// of every key.
+///
+/// Built with [`load`]; a value obtained otherwise should go through
+/// [`NodeConfig::validate`] before use. `Debug` hides the discovery secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id, unique in the cluster and never reused; at least 1.
+    pub node_id: u64,
+    /// Address the node RPC server binds: raft between nodes, worker calls
+    /// from gaters.
+    pub listen: SocketAddr,
+    /// `HOST:PORT` that peers and gaters dial to reach this node; `None` means
+    /// `listen`. See [`NodeConfig::advertise_addr`].
+    pub advertise: Option<String>,
+    /// Directory where the node keeps its stores on disk.
+    pub data_dir: PathBuf,
+    /// Single node or Raft cluster.
+    pub mode: Mode,
+    /// Cluster mode: how many voters must have found each other before a store
+    /// is first initialised, in nodes; at least 1.
+    pub bootstrap_expect: u32,
+    /// Names of the stores this node serves, each 1 to
+    /// [`STORE_NAME_BYTES_MAX`] of `A-Z a-z 0-9 _ -`; at least one.
+    pub stores: Vec<String>,
+    /// `HOST:PORT` of the gaters this node registers its workers with.
+    pub gaters: Vec<String>,
+    /// Deadline of each RPC this node makes, in milliseconds; above 0.
+    pub timeout_ms: u64,
+    /// `[discovery]`: how cluster peers are found.
+    pub discovery: DiscoveryConfig,
+    /// `[log]`: where and how much to log.
+    pub log: LogConfig,
+    /// `[limits]`: sizes and counts a client may write or read at once.
+    pub limits: Limits,
+    /// `[raft]`: Raft timing and log compaction.
+    pub raft: RaftTuning,
+    /// `[write]`: group-commit batcher limits.
+    pub write: WriteTuning,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            node_id: 1,
+            listen: DEFAULT_LISTEN,
+            advertise: None,
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            mode: Mode::Single,
+            bootstrap_expect: 1,
+            stores: vec![DEFAULT_STORE.to_owned()],
+            gaters: Vec::new(),
+            timeout_ms: 5000,
+            discovery: DiscoveryConfig::default(),
+            log: LogConfig::default(),
+            limits: Limits::default(),
+            raft: RaftTuning::default(),
+            write: WriteTuning::default(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The address peers and gaters dial: `advertise` if set, else `listen`.
+    pub fn advertise_addr(&self) -> String {
+        match &self.advertise {
+            Some(advertise) => advertise.clone(),
+            None => self.listen.to_string(),
+        }
+    }
+
+    /// `timeout_ms` as a [`Duration`].
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// A copy fit for printing or logging: `discovery.secret`, when set, reads
+    /// [`MASK`].
+    pub fn masked(&self) -> NodeConfig {
+        let mut masked = self.clone();
+        if masked.discovery.secret.is_some() {
+            masked.discovery.secret = Some(MASK.to_owned());
+        }
+        masked
+    }
+
+    /// The effective config as TOML, secret masked: what `--print-config` prints.
+    /// Keys left unset (`advertise`, `log.dir`, ...) are left out.
+    pub fn masked_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(&self.masked()).map_err(ConfigError::Print)
+    }
+
+    /// Checks what deserialising cannot: ranges, store names, and that a
+    /// cluster's discovery method has the keys it needs. The first problem
+    /// found is returned as [`ConfigError::Invalid`] naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(invalid("node_id", "must be at least 1"));
+        }
+        if let Some(advertise) = &self.advertise {
+            check_host_port("advertise", advertise)?;
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        if self.bootstrap_expect == 0 {
+            return Err(invalid("bootstrap_expect", "must be at least 1"));
+        }
+        self.validate_stores()?;
+        for (i, gater) in self.gaters.iter().enumerate() {
+            check_host_port(&format!("gaters[{i}]"), gater)?;
+        }
+        if self.timeout_ms == 0 {
+            return Err(invalid("timeout_ms", "must be above 0 milliseconds"));
+        }
+        self.validate_discovery()?;
+        if self.log.level.trim().is_empty() {
+            return Err(invalid(
+                "log.level",
+                "must not be empty; use a level such as \"info\"",
+            ));
+        }
+        self.validate_raft()?;
+        self.validate_write()
+    }
+
+    fn validate_stores(&self) -> Result<(), ConfigError> {
+        if self.stores.is_empty() {
+            return Err(invalid(
+                "stores",
+                format!("must name at least one store, e.g. [\"{DEFAULT_STORE}\"]"),
+            ));
+        }
+        for (i, name) in self.stores.iter().enumerate() {
+            let key = format!("stores[{i}]");
+            if !is_valid_store_name(name) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "{name:?} is not a store name: use 1 to {STORE_NAME_BYTES_MAX} \
+                         of A-Z a-z 0-9 _ -"
+                    ),
+                ));
+            }
+            if let Some(first) = self.stores[..i].iter().position(|s| s == name) {
+                return Err(invalid(
+                    key,
+                    format!("{name:?} is listed twice (also stores[{first}])"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_discovery(&self) -> Result<(), ConfigError> {
+        let discovery = &self.discovery;
+        if let Some(secret) = &discovery.secret {
+            // The secret itself never goes into the message.
+            if secret.len() < DISCOVERY_SECRET_BYTES_MIN {
+                return Err(invalid(
+                    "discovery.secret",
+                    format!(
+                        "is {} bytes; it must be at least {DISCOVERY_SECRET_BYTES_MIN}",
+                        secret.len()
+                    ),
+                ));
+            }
+        }
+        for (i, seed) in discovery.seeds.iter().enumerate() {
+            check_host_port(&format!("discovery.seeds[{i}]"), seed)?;
+        }
+        if let Some(service) = &discovery.service {
+            if service.trim().is_empty() {
+                return Err(invalid(
+                    "discovery.service",
+                    "must not be empty; leave it out instead",
+                ));
+            }
+        }
+        if self.mode != Mode::Cluster {
+            return Ok(());
+        }
+        if discovery.method == DiscoveryMethod::Multicast {
+            if !discovery.multicast_addr.is_multicast() {
+                return Err(invalid(
+                    "discovery.multicast_addr",
+                    format!(
+                        "{} is not an IPv4 multicast address (224.0.0.0/4), e.g. \
+                         {DEFAULT_MULTICAST_ADDR}",
+                        discovery.multicast_addr
+                    ),
+                ));
+            }
+            if discovery.port == 0 {
+                return Err(invalid("discovery.port", "must be a UDP port above 0"));
+            }
+        }
+        // With one expected voter a node can start a cluster alone; others
+        // join it later, so it needs nothing to find them with.
+        if self.bootstrap_expect > 1 {
+            let needs = format!(
+                "mode \"cluster\" with bootstrap_expect = {} needs it to find its peers",
+                self.bootstrap_expect
+            );
+            match discovery.method {
+                DiscoveryMethod::Static if discovery.seeds.is_empty() => {
+                    return Err(invalid(
+                        "discovery.seeds",
+                        format!(
+                            "is empty, but method \"static\" in {needs}: list the peers' \
+                             HOST:PORT or choose another discovery.method"
+                        ),
+                    ));
+                }
+                DiscoveryMethod::K8sDns if discovery.service.is_none() => {
+                    return Err(invalid(
+                        "discovery.service",
+                        format!(
+                            "is not set, but method \"k8s_dns\" in {needs}: set the \
+                             headless service's DNS name"
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_raft(&self) -> Result<(), ConfigError> {
+        let raft = &self.raft;
+        if raft.heartbeat_ms == 0 {
+            return Err(invalid("raft.heartbeat_ms", "must be above 0 milliseconds"));
+        }
+        if raft.election_timeout_min_ms <= raft.heartbeat_ms {
+            return Err(invalid(
+                "raft.election_timeout_min_ms",
+                format!(
+                    "{} ms must be above raft.heartbeat_ms ({} ms), or followers \
+                     start elections against a live leader",
+                    raft.election_timeout_min_ms, raft.heartbeat_ms
+                ),
+            ));
+        }
+        if raft.election_timeout_max_ms <= raft.election_timeout_min_ms {
+            return Err(invalid(
+                "raft.election_timeout_max_ms",
+                format!(
+                    "{} ms must be above raft.election_timeout_min_ms ({} ms)",
+                    raft.election_timeout_max_ms, raft.election_timeout_min_ms
+                ),
+            ));
+        }
+        if raft.snapshot_logs_since_last == 0 {
+            return Err(invalid(
+                "raft.snapshot_logs_since_last",
+                "must be at least 1 entry",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_write(&self) -> Result<(), ConfigError> {
+        let write = &self.write;
+        let at_least_one = [
+            ("write.batch_commands_max", write.batch_commands_max),
+            ("write.batch_bytes_max", write.batch_bytes_max),
+            ("write.pipeline_max", write.pipeline_max),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if write.queue_max < write.batch_commands_max {
+            return Err(invalid(
+                "write.queue_max",
+                format!(
+                    "{} commands is less than write.batch_commands_max ({}), so no \
+                     batch could ever fill",
+                    write.queue_max, write.batch_commands_max
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `name` is a valid store name: 1 to [`STORE_NAME_BYTES_MAX`] of
+/// `A-Z a-z 0-9 _ -`.
+pub fn is_valid_store_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= STORE_NAME_BYTES_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Checks a `HOST:PORT` address: a host, then a port from 1 to 65535. The
+/// host is not resolved here.
+fn check_host_port(key: &str, value: &str) -> Result<(), ConfigError> {
+    let problem = match value.rsplit_once(':') {
+        _ if value.trim() != value => Some("has leading or trailing spaces"),
+        None => Some("has no port"),
+        Some(("", _)) => Some("has no host"),
+        Some((_, port)) => match port.parse::<u16>() {
+            Ok(0) | Err(_) => Some("has no port from 1 to 65535"),
+            Ok(_) => None,
+        },
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(invalid(
+            key,
+            format!("{value:?} {problem}; expected HOST:PORT, e.g. \"127.0.0.1:7600\""),
+        )),
+    }
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Command line of `reckon-node`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Parser)]
+#[command(
+    name = "reckon-node",
+    version,
+    about = "reckon-node: the reckon-db node that holds the data.\n\n\
+             It keeps the event stores on disk, replicates them with Raft in \
+             cluster mode, and serves reads and writes to the gaters that \
+             clients talk to.",
+    after_help = "Config layers, lowest first: built-in defaults, the --config file, \
+                  RECKON_NODE_<KEY> environment variables (nested keys joined by \
+                  `__`, e.g. RECKON_NODE_DISCOVERY__METHOD=static), then these flags."
+)]
+pub struct NodeArgs {
+    /// TOML config file; it must exist when given.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This node's id (key `node_id`), unique in the cluster, at least 1.
+    #[arg(long, value_name = "N")]
+    pub node_id: Option<u64>,
+    /// Address to serve node RPC on (key `listen`).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for this node's data (key `data_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A gater to register with, HOST:PORT; repeat for several. Replaces the
+    /// `gaters` key when given.
+    #[arg(long = "gater", value_name = "ADDR")]
+    pub gaters: Vec<String>,
+    /// A store to serve; repeat for several. Replaces the `stores` key when given.
+    #[arg(long = "store", value_name = "NAME")]
+    pub stores: Vec<String>,
+    /// One node in single mode with store `default`, data under ./reckon-data
+    /// and listening on 127.0.0.1:7600 unless --data-dir, --listen or --store
+    /// say otherwise. Ready to use with no config file.
+    #[arg(long)]
+    pub dev: bool,
+    /// Print the effective config as TOML (secret masked) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// The flag layer: only the keys whose flags were given, `--dev` included.
+#[derive(Debug, Default, Serialize)]
+struct FlagOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mode: Option<Mode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stores: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gaters: Option<Vec<String>>,
+}
+
+impl FlagOverrides {
+    fn from_args(args: &NodeArgs) -> Self {
+        let non_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        let mut flags = FlagOverrides {
+            node_id: args.node_id,
+            listen: args.listen,
+            data_dir: args.data_dir.clone(),
+            mode: None,
+            stores: non_empty(&args.stores),
+            gaters: non_empty(&args.gaters),
+        };
+        if args.dev {
+            flags.mode = Some(Mode::Single);
+            flags.listen.get_or_insert(DEFAULT_LISTEN);
+            flags
+                .data_dir
+                .get_or_insert_with(|| PathBuf::from(DEFAULT_DATA_DIR));
+            flags
+                .stores
+                .get_or_insert_with(|| vec![DEFAULT_STORE.to_owned()]);
+        }
+        flags
+    }
+}
+
+/// Builds the effective config from defaults, the `--config` file, the
+/// `RECKON_NODE_` environment and the flags in `args`, in that order, then
+/// validates it.
+///
+/// Errors: the file given cannot be read ([`ConfigError::File`]); a key is
+/// unknown, has the wrong type, or a source does not parse
+/// ([`ConfigError::Figment`]); a value is out of range ([`ConfigError::Invalid`]).
+pub fn load(args: &NodeArgs) -> Result<NodeConfig, ConfigError> {
+    let config: NodeConfig = layers(args)?.extract()?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn layers(args: &NodeArgs) -> Result<Figment, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(NodeConfig::default()));
+    if let Some(path) = &args.config {
+        // A file named on the command line must be there: figment would read a
+        // missing one as empty, and the node would start on defaults.
+        check_readable_file(path)?;
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    Ok(figment
+        .merge(Env::prefixed(ENV_PREFIX).split(ENV_NESTING))
+        .merge(Serialized::defaults(FlagOverrides::from_args(args))))
+}
+
+fn check_readable_file(path: &Path) -> Result<(), ConfigError> {
+    let file_error = |reason: String| ConfigError::File {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let metadata = std::fs::metadata(path).map_err(|e| file_error(e.to_string()))?;
+    if !metadata.is_file() {
+        return Err(file_error("not a regular file".to_owned()));
+    }
+    Ok(())
+}
+
+/// Why the configuration could not be loaded. Every message names the key or
+/// file at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A key is unknown or has the wrong type, or a source does not parse.
+    /// Figment's error is kept whole (all of its errors, with the key path,
+    /// profile and source of each); `Display` shows every one as
+    /// `config key "discovery.port": invalid type: ... (in FILE)`.
+    #[error("{}", FigmentDisplay(.0))]
+    Figment(Box<figment::Error>),
+    /// The file given with `--config` cannot be read.
+    #[error("config file {path:?} (from --config): {reason}")]
+    File {
+        /// The path as given.
+        path: PathBuf,
+        /// What went wrong, e.g. "No such file or directory (os error 2)".
+        reason: String,
+    },
+    /// A value has the right type but is out of range or inconsistent with
+    /// another key.
+    #[error("invalid value for key \"{key}\": {reason}")]
+    Invalid {
+        /// The key as written in the file, with an index for list items:
+        /// `stores[1]`, `discovery.secret`.
+        key: String,
+        /// What is wrong and what would be right.
+        reason: String,
+    },
+    /// The config could not be written as TOML (`--print-config`).
+    #[error("cannot print the config as TOML: {0}")]
+    Print(toml::ser::Error),
+}
+
+impl ConfigError {
+    /// The key at fault, as written in the file, when the error is about one
+    /// key (the first one, for several figment errors).
+    pub fn key(&self) -> Option<String> {
+        match self {
+            ConfigError::Figment(error) => figment_key(error),
+            ConfigError::Invalid { key, .. } => Some(key.clone()),
+            ConfigError::File { .. } | ConfigError::Print(_) => None,
+        }
+    }
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(error: figment::Error) -> Self {
+        ConfigError::Figment(Box::new(error))
+    }
+}
+
+/// The dotted key an error is about, ending with an unknown field's own name.
+fn figment_key(error: &figment::Error) -> Option<String> {
+    let mut parts = error.path.clone();
+    if let figment::error::Kind::UnknownField(field, _) = &error.kind {
+        if parts.last() != Some(field) {
+            parts.push(field.clone());
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("."))
+}
+
+/// Shows each of figment's errors on its own line, each naming its key and
+/// where the value came from.
+struct FigmentDisplay<'a>(&'a figment::Error);
+
+impl fmt::Display for FigmentDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.clone().into_iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            // A parse error's message may end in a newline; the source follows it.
+            let kind = error.kind.to_string();
+            let kind = kind.trim_end();
+            match figment_key(&error) {
+                Some(key) => write!(f, "config key \"{key}\": {kind}")?,
+                None => write!(f, "config: {kind}")?,
+            }
+            if let Some(profile) = error.profile.as_ref().filter(|p| **p != "default") {
+                write!(f, " (profile {profile})")?;
+            }
+            let Some(metadata) = &error.metadata else {
+                continue;
+            };
+            if metadata.name.ends_with("environment variable(s)") {
+                if let Some(key) = figment_key(&error) {
+                    let var = key.replace('.', ENV_NESTING).to_ascii_uppercase();
+                    write!(f, " (from environment variable {ENV_PREFIX}{var})")?;
+                    continue;
+                }
+            }
+            match &metadata.source {
+                Some(figment::Source::File(path)) => {
+                    write!(f, " (in {} {})", metadata.name, path.display())?
+                }
+                _ => write!(f, " (in {})", metadata.name)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+// figment::Jail fixes the closures' error type to figment::Error, which is large.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use figment::Jail;
+
+    const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/node.toml");
+
+    /// Runs `f` in a figment jail (own working directory, env restored after),
+    /// refusing to start if the outer environment already sets config keys.
+    fn jail(f: impl FnOnce(&mut Jail) -> figment::Result<()>) {
+        Jail::expect_with(|jail| {
+            // Checked inside: the jail's lock keeps other tests' variables out.
+            let stray: Vec<String> = std::env::vars()
+                .map(|(k, _)| k)
+                .filter(|k| k.starts_with(ENV_PREFIX))
+                .collect();
+            assert!(
+                stray.is_empty(),
+                "unset {stray:?} before running these tests: they change the config under test"
+            );
+            f(jail)
+        });
+    }
+
+    fn loopback(port: u16) -> SocketAddr {
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+    }
+
+    fn args(argv: &[&str]) -> NodeArgs {
+        let mut full = vec!["reckon-node"];
+        full.extend_from_slice(argv);
+        NodeArgs::try_parse_from(full).expect("test arguments parse")
+    }
+
+    fn load_ok(argv: &[&str]) -> figment::Result<NodeConfig> {
+        load(&args(argv)).map_err(|e| figment::Error::from(e.to_string()))
+    }
+
+    fn load_err(argv: &[&str]) -> ConfigError {
+        load(&args(argv)).expect_err("config should be rejected")
+    }
+
+    #[test]
+    fn defaults_are_valid_and_match_the_interface() {
+        let config = NodeConfig::default();
+        config.validate().expect("defaults validate");
+        assert_eq!(config.node_id, 1);
+        assert_eq!(config.listen, loopback(7600));
+        assert_eq!(config.advertise_addr(), "127.0.0.1:7600");
+        assert_eq!(config.data_dir, PathBuf::from("./reckon-data"));
+        assert_eq!(config.mode, Mode::Single);
+        assert_eq!(config.stores, vec!["default"]);
+        assert_eq!(config.timeout(), Duration::from_secs(5));
+        assert_eq!(
+            config.discovery.multicast_addr,
+            Ipv4Addr::new(239, 255, 0, 1)
+        );
+        assert_eq!(config.discovery.port, 45892);
+        assert_eq!(config.write.batch_bytes_max, 8 * 1024 * 1024);
+    }
+
+    #[test]
+    fn precedence_is_defaults_then_file_then_env_then_flags() {
+        jail(|jail| {
+            jail.create_file(
+                "node.toml",
+                r#"
+                node_id = 2
+                listen = "127.0.0.1:7601"
+                mode = "cluster"
+                stores = ["from_file"]
+                [discovery]
+                method = "multicast"
+                "#,
+            )?;
+
+            let config = load_ok(&[])?;
+            assert_eq!(config, NodeConfig::default());
+
+            let config = load_ok(&["--config", "node.toml"])?;
+            assert_eq!(config.node_id, 2);
+            assert_eq!(config.listen, loopback(7601));
+            assert_eq!(config.discovery.method, DiscoveryMethod::Multicast);
+            assert_eq!(config.mode, Mode::Cluster);
+            assert_eq!(config.stores, vec!["from_file"]);
+
+            jail.set_env("RECKON_NODE_NODE_ID", 3);
+            jail.set_env("RECKON_NODE_LISTEN", "127.0.0.1:7602");
+            jail.set_env("RECKON_NODE_DISCOVERY__METHOD", "k8s_dns");
+            jail.set_env("RECKON_NODE_STORES", "[from_env]");
+            let config = load_ok(&["--config", "node.toml"])?;
+            assert_eq!(config.node_id, 3);
+            assert_eq!(config.listen, loopback(7602));
+            assert_eq!(config.discovery.method, DiscoveryMethod::K8sDns);
+            assert_eq!(config.mode, Mode::Cluster);
+            assert_eq!(config.stores, vec!["from_env"]);
+
+            let config = load_ok(&[
+                "--config",
+                "node.toml",
+                "--node-id",
+                "4",
+                "--listen",
+                "127.0.0.1:7603",
+                "--store",
+                "a",
+                "--store",
+                "b",
+                "--gater",
+                "127.0.0.1:7700",
+            ])?;
+            assert_eq!(config.node_id, 4);
+            assert_eq!(config.listen, loopback(7603));
+            // No flag sets the method: the env layer still wins over the file.
+            assert_eq!(config.discovery.method, DiscoveryMethod::K8sDns);
+            assert_eq!(config.stores, vec!["a", "b"]);
+            assert_eq!(config.gaters, vec!["127.0.0.1:7700"]);
+            // The flag layer (--dev) overrides mode from the file.
+            let config = load_ok(&[
+                "--config",
+                "node.toml",
+                "--dev",
+                "--listen",
+                "127.0.0.1:7603",
+            ])?;
+            assert_eq!(config.mode, Mode::Single);
+            assert_eq!(config.listen, loopback(7603));
+            assert_eq!(config.node_id, 3);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_sets_nested_keys() {
+        jail(|jail| {
+            let secret = "s".repeat(DISCOVERY_SECRET_BYTES_MIN);
+            jail.set_env("RECKON_NODE_DISCOVERY__SECRET", &secret);
+            jail.set_env("RECKON_NODE_DISCOVERY__PORT", 5000);
+            jail.set_env("RECKON_NODE_RAFT__HEARTBEAT_MS", 50);
+            jail.set_env("RECKON_NODE_WRITE__PIPELINE_MAX", 4);
+            jail.set_env("RECKON_NODE_LOG__DIR", "/var/log/reckon");
+            jail.set_env("RECKON_NODE_LIMITS__TAGS_PER_EVENT_MAX", 8);
+            let config = load_ok(&[])?;
+            assert_eq!(config.discovery.secret.as_deref(), Some(secret.as_str()));
+            assert_eq!(config.discovery.port, 5000);
+            assert_eq!(config.raft.heartbeat_ms, 50);
+            assert_eq!(config.write.pipeline_max, 4);
+            assert_eq!(config.log.dir, Some(PathBuf::from("/var/log/reckon")));
+            assert_eq!(config.limits.tags_per_event_max, 8);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn dev_is_a_ready_single_node() {
+        jail(|jail| {
+            jail.create_file(
+                "node.toml",
+                r#"
+                mode = "cluster"
+                listen = "127.0.0.1:7605"
+                data_dir = "/srv/reckon"
+                stores = ["orders"]
+                bootstrap_expect = 3
+                [discovery]
+                seeds = ["127.0.0.1:7606"]
+                "#,
+            )?;
+            let config = load_ok(&["--dev"])?;
+            assert_eq!(config.mode, Mode::Single);
+            assert_eq!(config.stores, vec!["default"]);
+            assert_eq!(config.data_dir, PathBuf::from("./reckon-data"));
+            assert_eq!(config.listen, loopback(7600));
+
+            let config = load_ok(&["--config", "node.toml", "--dev"])?;
+            assert_eq!(config.mode, Mode::Single);
+            assert_eq!(config.stores, vec!["default"]);
+            assert_eq!(config.data_dir, PathBuf::from("./reckon-data"));
+            assert_eq!(config.listen, loopback(7600));
+
+            let config = load_ok(&[
+                "--config",
+                "node.toml",
+                "--dev",
+                "--data-dir",
+                "/tmp/mine",
+                "--listen",
+                "127.0.0.1:9000",
+                "--store",
+                "mine",
+            ])?;
+            assert_eq!(config.mode, Mode::Single);
+            assert_eq!(config.data_dir, PathBuf::from("/tmp/mine"));
+            assert_eq!(config.listen, loopback(9000));
+            assert_eq!(config.stores, vec!["mine"]);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn wrong_type_in_file_names_the_key_and_file() {
+        jail(|jail| {
+            jail.create_file("node.toml", "node_id = \"abc\"\n")?;
+            let err = load_err(&["--config", "node.toml"]);
+            let message = err.to_string();
+            assert!(matches!(err, ConfigError::Figment(_)), "{err:?}");
+            assert!(
+                message.starts_with(
+                    "config key \"node_id\": invalid type: found string \"abc\", expected u64"
+                ),
+                "{message}"
+            );
+            assert!(message.contains("node.toml"), "{message}");
+            assert_eq!(err.key().as_deref(), Some("node_id"));
+
+            jail.create_file("nested.toml", "[discovery]\nport = \"high\"\n")?;
+            let message = load_err(&["--config", "nested.toml"]).to_string();
+            assert!(
+                message.starts_with("config key \"discovery.port\": invalid type"),
+                "{message}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn wrong_type_in_env_names_the_key_and_variable() {
+        jail(|jail| {
+            jail.set_env("RECKON_NODE_TIMEOUT_MS", "soon");
+            let message = load_err(&[]).to_string();
+            assert!(
+                message.starts_with(
+                    "config key \"timeout_ms\": invalid type: found string \"soon\", expected u64"
+                ),
+                "{message}"
+            );
+            assert!(message.contains("RECKON_NODE_TIMEOUT_MS"), "{message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_enum_value_names_the_key_and_choices() {
+        jail(|jail| {
+            jail.set_env("RECKON_NODE_DISCOVERY__METHOD", "gossip");
+            let message = load_err(&[]).to_string();
+            assert!(
+                message.starts_with("config key \"discovery.method\": unknown variant"),
+                "{message}"
+            );
+            assert!(message.contains("k8s_dns"), "{message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        jail(|jail| {
+            jail.create_file("top.toml", "nodeid = 3\n")?;
+            let err = load_err(&["--config", "top.toml"]);
+            assert!(
+                err.to_string()
+                    .starts_with("config key \"nodeid\": unknown field"),
+                "{err}"
+            );
+            assert_eq!(err.key().as_deref(), Some("nodeid"));
+
+            jail.create_file("nested.toml", "[discovery]\nmethd = \"static\"\n")?;
+            let err = load_err(&["--config", "nested.toml"]);
+            assert!(
+                err.to_string()
+                    .starts_with("config key \"discovery.methd\": unknown field"),
+                "{err}"
+            );
+
+            jail.create_file("limits.toml", "[limits]\nevent_bytes = 1\n")?;
+            let err = load_err(&["--config", "limits.toml"]);
+            assert_eq!(err.key().as_deref(), Some("limits.event_bytes"), "{err}");
+
+            jail.set_env("RECKON_NODE_LISTN", "127.0.0.1:1");
+            let err = load_err(&[]);
+            assert_eq!(err.key().as_deref(), Some("listn"), "{err}");
+            assert!(err.to_string().contains("RECKON_NODE_LISTN"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn short_secret_is_rejected_without_showing_it() {
+        jail(|jail| {
+            jail.create_file("node.toml", "[discovery]\nsecret = \"hunter2\"\n")?;
+            let err = load_err(&["--config", "node.toml"]);
+            let message = err.to_string();
+            assert!(
+                message.starts_with("invalid value for key \"discovery.secret\""),
+                "{message}"
+            );
+            assert!(!message.contains("hunter2"), "{message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_store_names_are_rejected_by_index() {
+        jail(|jail| {
+            jail.create_file("node.toml", "stores = [\"default\", \"bad name!\"]\n")?;
+            let message = load_err(&["--config", "node.toml"]).to_string();
+            assert!(
+                message.starts_with("invalid value for key \"stores[1]\": \"bad name!\""),
+                "{message}"
+            );
+
+            let message = load_err(&["--store", "ok", "--store", ""]).to_string();
+            assert!(message.contains("\"stores[1]\""), "{message}");
+
+            let long = "s".repeat(STORE_NAME_BYTES_MAX + 1);
+            let message = load_err(&["--store", &long]).to_string();
+            assert!(message.contains("\"stores[0]\""), "{message}");
+
+            let message = load_err(&["--store", "a", "--store", "a"]).to_string();
+            assert!(message.contains("\"stores[1]\""), "{message}");
+
+            jail.create_file("empty.toml", "stores = []\n")?;
+            let err = load_err(&["--config", "empty.toml"]);
+            assert_eq!(err.key().as_deref(), Some("stores"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn store_name_rule() {
+        let max = "a".repeat(STORE_NAME_BYTES_MAX);
+        for good in ["default", "a", "A-b_9", max.as_str()] {
+            assert!(is_valid_store_name(good), "{good:?}");
+        }
+        let over = "a".repeat(STORE_NAME_BYTES_MAX + 1);
+        for bad in ["", "a b", "a/b", "a.b", "é", "$all", over.as_str()] {
+            assert!(!is_valid_store_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_values_name_their_keys() {
+        type Break = fn(&mut NodeConfig);
+        let cases: Vec<(&str, Break)> = vec![
+            ("node_id", |c| c.node_id = 0),
+            ("bootstrap_expect", |c| c.bootstrap_expect = 0),
+            ("timeout_ms", |c| c.timeout_ms = 0),
+            ("data_dir", |c| c.data_dir = PathBuf::new()),
+            ("advertise", |c| c.advertise = Some("nohost".into())),
+            ("gaters[0]", |c| c.gaters = vec!["127.0.0.1:0".into()]),
+            ("discovery.seeds[1]", |c| {
+                c.discovery.seeds = vec!["a:1".into(), ":7600".into()]
+            }),
+            ("log.level", |c| c.log.level = " ".into()),
+            ("raft.heartbeat_ms", |c| c.raft.heartbeat_ms = 0),
+            ("raft.election_timeout_min_ms", |c| {
+                c.raft.election_timeout_min_ms = c.raft.heartbeat_ms
+            }),
+            ("raft.election_timeout_max_ms", |c| {
+                c.raft.election_timeout_max_ms = c.raft.election_timeout_min_ms
+            }),
+            ("write.pipeline_max", |c| c.write.pipeline_max = 0),
+            ("write.queue_max", |c| c.write.queue_max = 1),
+        ];
+        for (key, break_it) in cases {
+            let mut config = NodeConfig::default();
+            break_it(&mut config);
+            let err = config.validate().expect_err(key);
+            assert_eq!(err.key().as_deref(), Some(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn cluster_discovery_needs_its_method_keys() {
+        let cluster = |method| {
+            let mut config = NodeConfig {
+                mode: Mode::Cluster,
+                bootstrap_expect: 3,
+                ..NodeConfig::default()
+            };
+            config.discovery.method = method;
+            config
+        };
+        let err = cluster(DiscoveryMethod::Static)
+            .validate()
+            .expect_err("no seeds");
+        assert_eq!(err.key().as_deref(), Some("discovery.seeds"), "{err}");
+        let err = cluster(DiscoveryMethod::K8sDns)
+            .validate()
+            .expect_err("no service");
+        assert_eq!(err.key().as_deref(), Some("discovery.service"), "{err}");
+        cluster(DiscoveryMethod::Multicast)
+            .validate()
+            .expect("multicast needs nothing more");
+
+        let mut config = cluster(DiscoveryMethod::Multicast);
+        config.discovery.multicast_addr = Ipv4Addr::new(10, 0, 0, 1);
+        let err = config.validate().expect_err("unicast group");
+        assert_eq!(err.key().as_deref(), Some("discovery.multicast_addr"));
+
+        let mut config = cluster(DiscoveryMethod::Static);
+        config.discovery.seeds = vec!["127.0.0.1:7601".into()];
+        config.validate().expect("static with seeds");
+        let mut config = cluster(DiscoveryMethod::K8sDns);
+        config.discovery.service = Some("reckon.reckon.svc.cluster.local".into());
+        config.validate().expect("k8s_dns with service");
+        // One expected voter can start alone.
+        let mut config = cluster(DiscoveryMethod::Static);
+        config.bootstrap_expect = 1;
+        config.validate().expect("bootstrap_expect = 1");
+    }
+
+    #[test]
+    fn missing_config_file_names_the_path() {
+        jail(|_| {
+            let err = load_err(&["--config", "nowhere/node.toml"]);
+            assert!(matches!(err, ConfigError::File { .. }), "{err:?}");
+            assert!(err.to_string().contains("nowhere/node.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_toml_names_the_file() {
+        jail(|jail| {
+            jail.create_file("node.toml", "node_id = \n")?;
+            let message = load_err(&["--config", "node.toml"]).to_string();
+            assert!(message.contains("node.toml"), "{message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn example_config_loads_as_is_with_the_defaults() {
+        jail(|_| {
+            let config = load_ok(&["--config", EXAMPLE])?;
+            let expected = NodeConfig {
+                gaters: vec!["127.0.0.1:7700".to_owned()],
+                ..NodeConfig::default()
+            };
+            assert_eq!(config, expected);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn print_config_masks_the_secret_and_reads_back() {
+        jail(|jail| {
+            let secret = "correct horse battery staple, at length";
+            let mut config = NodeConfig::default();
+            config.discovery.secret = Some(secret.to_owned());
+            config.discovery.method = DiscoveryMethod::K8sDns;
+            config.advertise = Some("node-1.reckon:7600".to_owned());
+
+            let text = config.masked_toml().expect("prints");
+            assert!(!text.contains(secret), "{text}");
+            assert!(text.contains("secret = \"***\""), "{text}");
+            assert!(text.contains("method = \"k8s_dns\""), "{text}");
+            assert!(!format!("{config:?}").contains(secret));
+
+            jail.create_file("printed.toml", &text)?;
+            let back = load_ok(&["--config", "printed.toml"]);
+            // "***" is too short to be a secret: the printed config is for
+            // reading, and fails validation on purpose if fed back as is.
+            assert!(back.is_err());
+            let back: NodeConfig = Figment::from(Toml::string(&text)).extract()?;
+            assert_eq!(back, config.masked());
+
+            let plain = NodeConfig::default().masked_toml().expect("prints");
+            assert!(!plain.contains("secret"), "{plain}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn args_parse_repeated_flags() {
+        let parsed = args(&[
+            "--gater",
+            "127.0.0.1:7700",
+            "--gater",
+            "127.0.0.1:7701",
+            "--print-config",
+        ]);
+        assert_eq!(parsed.gaters, vec!["127.0.0.1:7700", "127.0.0.1:7701"]);
+        assert!(parsed.print_config);
+        assert!(NodeArgs::try_parse_from(["reckon-node", "--listen", "nope"]).is_err());
+        use clap::CommandFactory;
+        NodeArgs::command().debug_assert();
+    }
+}

@@ -1,0 +1,22 @@
+//! reckon-node: the node that holds reckon-db's data.
+//!
+//! The layers, each ignorant of the ones above it:
+//!
+//! - [`domain`]: what a valid append is and how expected versions are checked; no
+//!   openraft, redb or tarpc.
+//! - [`command`]: the writes the state machine applies, as they travel in Raft entries.
+//! - [`storage`]: the state machine's redb database.
+//! - [`raft`]: openraft adapters: the redb log store, the state machine, the network.
+//! - [`store`]: one store's Raft group with its group-commit batcher and reads.
+//! - [`service`]: the tarpc worker service over the node's stores.
+//! - [`node`]: start-up: lock the data directory, open every store, serve.
+//! - [`config`]: the node's configuration, layered with figment.
+
+pub mod command;
+pub mod config;
+pub mod domain;
+pub mod node;
+pub mod raft;
+pub mod service;
+pub mod storage;
+pub mod store;

@@ -1,0 +1,161 @@
+//! Start-up and serving: open every configured store and serve the worker service.
+//!
+//! [`Node::start`] takes the data directory's lock (so two nodes never share one),
+//! opens each store's Raft group, and [`Node::serve`] serves the worker service on an
+//! already-bound listener until a shutdown future resolves, so tests can run many
+//! nodes side by side on port 0.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use reckon_gater::transport;
+use reckon_gater::worker::Worker;
+use tarpc::server::{BaseChannel, Channel};
+use tokio::net::TcpListener;
+
+use crate::config::{Mode, NodeConfig};
+use crate::service::{Stores, WorkerService};
+use crate::store::{Store, StoreOptions, StoreStartError};
+
+/// Requests one connection may have in flight; more are refused with an error.
+pub const MAX_REQUESTS_PER_CONNECTION: usize = 1024;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The data directory is unusable.
+    #[error("data directory {path}: {reason}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+    /// Another process holds the data directory's lock.
+    #[error(
+        "data directory {path} is locked by another reckon-node (lock file {lock}); \
+         stop that node or give this one its own --data-dir"
+    )]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// A store failed to open.
+    #[error(transparent)]
+    Store(#[from] StoreStartError),
+    /// The mode is not supported by this build.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A running node.
+pub struct Node {
+    config: NodeConfig,
+    stores: Stores,
+    _lock: File,
+}
+
+fn lock_data_dir(dir: &Path) -> Result<File, NodeError> {
+    std::fs::create_dir_all(dir).map_err(|e| NodeError::DataDir {
+        path: dir.to_path_buf(),
+        reason: format!("cannot create it: {e}"),
+    })?;
+    let lock = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|e| NodeError::DataDir {
+            path: dir.to_path_buf(),
+            reason: format!("cannot open lock file {}: {e}", lock.display()),
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(NodeError::Locked {
+            path: dir.to_path_buf(),
+            lock,
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(NodeError::DataDir {
+            path: dir.to_path_buf(),
+            reason: format!("cannot lock {}: {e}", lock.display()),
+        }),
+    }
+}
+
+impl Node {
+    /// Locks the data directory and opens every configured store.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        if config.mode == Mode::Cluster {
+            return Err(NodeError::Unsupported(
+                "mode = \"cluster\" is not available in this build yet; use mode = \"single\""
+                    .into(),
+            ));
+        }
+        let lock = lock_data_dir(&config.data_dir)?;
+        let mut stores = HashMap::new();
+        for name in &config.stores {
+            let opts = store_options(&config);
+            let store = Store::open(name, &config.data_dir.join(name), opts, true).await?;
+            stores.insert(name.clone(), store);
+        }
+        Ok(Node {
+            config,
+            stores: Arc::new(stores),
+            _lock: lock,
+        })
+    }
+
+    /// The node's effective configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// The stores this node hosts.
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+
+    /// Serves the worker service on `listener` until `shutdown` resolves. Requests
+    /// already accepted run to completion on their own tasks.
+    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let service = WorkerService::new(self.stores.clone());
+        transport::accept_loop(listener, shutdown, move |t, _peer| {
+            let service = service.clone();
+            async move {
+                let channel = BaseChannel::with_defaults(t)
+                    .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
+                transport::spawn_requests(channel.execute(service.serve())).await;
+            }
+        })
+        .await;
+    }
+
+    /// Stops every store's Raft group and makes applied state durable.
+    pub async fn shutdown(&self) {
+        for store in self.stores.values() {
+            store.shutdown().await;
+        }
+    }
+}
+
+fn store_options(config: &NodeConfig) -> StoreOptions {
+    let mut o = StoreOptions::new(config.node_id, config.advertise_addr());
+    o.limits = config.limits.clone();
+    o.heartbeat_ms = config.raft.heartbeat_ms;
+    o.election_timeout_min_ms = config.raft.election_timeout_min_ms;
+    o.election_timeout_max_ms = config.raft.election_timeout_max_ms;
+    o.snapshot_logs_since_last = config.raft.snapshot_logs_since_last;
+    o.max_in_snapshot_log_to_keep = config.raft.max_in_snapshot_log_to_keep;
+    o.batch_commands_max = config.write.batch_commands_max;
+    o.batch_bytes_max = config.write.batch_bytes_max;
+    o.pipeline_max = config.write.pipeline_max;
+    o.queue_max = config.write.queue_max;
+    o
+}

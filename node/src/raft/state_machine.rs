@@ -1,0 +1,352 @@
+//! The Raft state machine over [`StateDb`], and snapshots as redb files.
+//!
+//! The applied log id and membership are stored by [`StateDb::apply`] in the same
+//! transaction as the effects of the entries, so the two never disagree.
+//!
+//! A snapshot is a consistent copy of the state file taken from one read transaction
+//! (so writes go on while it is built), written to `snapshots/<id>.redb`. Installing
+//! one replaces the whole state in one transaction. The current snapshot is named by
+//! `snapshots/current`, replaced atomically by rename.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{
+    BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend,
+    RaftSnapshotBuilder, StorageError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+
+use super::{blocking, storage_err, NodeId, TypeConfig};
+use crate::command::BatchResult;
+use crate::storage::state::ApplyItem;
+use crate::storage::{StateDb, StorageError as DbError};
+
+/// What the Raft layer keeps in the state file beside the data.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RaftRecord {
+    /// The last log id applied.
+    pub last_applied: Option<LogId<NodeId>>,
+    /// The last membership applied.
+    pub membership: StoredMembership<NodeId, BasicNode>,
+}
+
+/// A snapshot file being written or read, with its path.
+#[derive(Debug)]
+pub struct SnapshotFile {
+    file: tokio::fs::File,
+    path: PathBuf,
+}
+
+impl SnapshotFile {
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsyncRead for SnapshotFile {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SnapshotFile {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.file).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.file).poll_shutdown(cx)
+    }
+}
+
+impl AsyncSeek for SnapshotFile {
+    fn start_seek(mut self: Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
+        Pin::new(&mut self.file).start_seek(position)
+    }
+
+    fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        Pin::new(&mut self.file).poll_complete(cx)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CurrentSnapshot {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    file: String,
+}
+
+/// The state machine of one store.
+#[derive(Clone)]
+pub struct StateMachine {
+    state: Arc<StateDb>,
+    dir: PathBuf,
+    record: Arc<Mutex<RaftRecord>>,
+}
+
+fn snap_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    storage_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e)
+}
+
+impl StateMachine {
+    /// Wraps the state database; snapshots live in `snapshot_dir`.
+    pub fn open(state: Arc<StateDb>, snapshot_dir: &Path) -> Result<StateMachine, DbError> {
+        std::fs::create_dir_all(snapshot_dir).map_err(|e| DbError::Io {
+            path: snapshot_dir.display().to_string(),
+            source: e,
+        })?;
+        let record = match state.raft_record()? {
+            Some(b) => bincode::deserialize(&b).map_err(|e| DbError::Corrupt {
+                table: "meta",
+                reason: e.to_string(),
+            })?,
+            None => RaftRecord::default(),
+        };
+        Ok(StateMachine {
+            state,
+            dir: snapshot_dir.to_path_buf(),
+            record: Arc::new(Mutex::new(record)),
+        })
+    }
+
+    /// The state database.
+    pub fn state(&self) -> &Arc<StateDb> {
+        &self.state
+    }
+
+    fn record(&self) -> RaftRecord {
+        self.record
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_record(&self, r: RaftRecord) {
+        *self.record.lock().unwrap_or_else(|p| p.into_inner()) = r;
+    }
+
+    fn read_current(dir: &Path) -> Result<Option<CurrentSnapshot>, io::Error> {
+        match std::fs::read(dir.join("current")) {
+            Ok(b) => bincode::deserialize(&b)
+                .map(Some)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes `file` (inside the snapshot dir) the current snapshot, atomically, and
+    /// removes the files of older ones.
+    fn write_current(dir: &Path, cur: &CurrentSnapshot) -> Result<(), io::Error> {
+        let tmp = dir.join("current.tmp");
+        let bytes = bincode::serialize(cur).map_err(io::Error::other)?;
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, dir.join("current"))?;
+        std::fs::File::open(dir)?.sync_all()?;
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".redb") && name != cur.file {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn file_name_for(id: &str) -> String {
+    format!(
+        "snap-{}.redb",
+        id.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    )
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let state = self.state.clone();
+        let dir = self.dir.clone();
+        let tmp = dir.join(format!("building-{}.tmp", uuid::Uuid::new_v4()));
+        let tmp2 = tmp.clone();
+        let record_bytes = blocking(ErrorSubject::Snapshot(None), ErrorVerb::Write, move || {
+            let _ = std::fs::remove_file(&tmp2);
+            state.export(&tmp2)
+        })
+        .await?;
+        let record: RaftRecord = match record_bytes {
+            Some(b) => bincode::deserialize(&b).map_err(snap_err)?,
+            None => RaftRecord::default(),
+        };
+        let snapshot_id = match record.last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, uuid::Uuid::new_v4()),
+            None => format!("empty-{}", uuid::Uuid::new_v4()),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: record.last_applied,
+            last_membership: record.membership.clone(),
+            snapshot_id: snapshot_id.clone(),
+        };
+        let file = file_name_for(&snapshot_id);
+        let path = dir.join(&file);
+        let cur = CurrentSnapshot {
+            meta: meta.clone(),
+            file: file.clone(),
+        };
+        let p2 = path.clone();
+        blocking(ErrorSubject::Snapshot(None), ErrorVerb::Write, move || {
+            std::fs::rename(&tmp, &p2)?;
+            StateMachine::write_current(&dir, &cur)
+        })
+        .await?;
+        let f = tokio::fs::File::open(&path).await.map_err(snap_err)?;
+        tracing::info!(target: "reckon_db", snapshot_id = %meta.snapshot_id, "reckon_db.raft.snapshot.built");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(SnapshotFile { file: f, path }),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
+    {
+        let r = self.record();
+        Ok((r.last_applied, r.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<BatchResult>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut record = self.record();
+        let mut items = Vec::new();
+        for e in entries {
+            record.last_applied = Some(e.log_id);
+            match e.payload {
+                EntryPayload::Blank => items.push(ApplyItem::Empty),
+                EntryPayload::Normal(batch) => items.push(ApplyItem::Batch(batch)),
+                EntryPayload::Membership(m) => {
+                    record.membership = StoredMembership::new(Some(e.log_id), m);
+                    items.push(ApplyItem::Empty);
+                }
+            }
+        }
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bytes = bincode::serialize(&record).map_err(snap_err)?;
+        let state = self.state.clone();
+        let subject = ErrorSubject::Apply(record.last_applied.unwrap_or_default());
+        // A failure here is a storage fault, not a request error: openraft stops the
+        // node rather than acknowledge writes that are not applied.
+        let results = blocking(subject, ErrorVerb::Write, move || {
+            state.apply(items, &bytes)
+        })
+        .await?;
+        self.set_record(record);
+        Ok(results.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<SnapshotFile>, StorageError<NodeId>> {
+        let path = self
+            .dir
+            .join(format!("incoming-{}.tmp", uuid::Uuid::new_v4()));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(snap_err)?;
+        Ok(Box::new(SnapshotFile { file, path }))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<SnapshotFile>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let SnapshotFile { file, path } = *snapshot;
+        file.sync_all().await.map_err(snap_err)?;
+        drop(file);
+        let state = self.state.clone();
+        let dir = self.dir.clone();
+        let file_name = file_name_for(&meta.snapshot_id);
+        let cur = CurrentSnapshot {
+            meta: meta.clone(),
+            file: file_name.clone(),
+        };
+        let record = RaftRecord {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        let record_bytes = bincode::serialize(&record).map_err(snap_err)?;
+        blocking(ErrorSubject::Snapshot(None), ErrorVerb::Write, move || {
+            state.import(&path)?;
+            // The snapshot's own record is authoritative for what it holds; store the
+            // meta openraft gave, which describes the same log id.
+            state.apply(Vec::new(), &record_bytes)?;
+            state.flush()?;
+            std::fs::rename(&path, dir.join(&file_name)).map_err(|e| DbError::Io {
+                path: path.display().to_string(),
+                source: e,
+            })?;
+            StateMachine::write_current(&dir, &cur).map_err(|e| DbError::Io {
+                path: dir.display().to_string(),
+                source: e,
+            })
+        })
+        .await?;
+        self.set_record(record);
+        tracing::info!(target: "reckon_db", snapshot_id = %meta.snapshot_id, "reckon_db.raft.snapshot.installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let Some(cur) = Self::read_current(&self.dir).map_err(snap_err)? else {
+            return Ok(None);
+        };
+        let path = self.dir.join(&cur.file);
+        let file = tokio::fs::File::open(&path).await.map_err(snap_err)?;
+        Ok(Some(Snapshot {
+            meta: cur.meta,
+            snapshot: Box::new(SnapshotFile { file, path }),
+        }))
+    }
+}

@@ -1,0 +1,909 @@
+//! The state machine's database: events, indexes, snapshots and bookkeeping in one
+//! redb file, changed only by [`StateDb::apply`].
+//!
+//! Durability: `apply` commits without an fsync ([`Durability::None`]) because the
+//! Raft log, fsynced before any write is acknowledged, is the durable record; a crash
+//! loses at most the tail of applied state, which Raft re-applies from the log on
+//! start. [`StateDb::flush`] makes everything applied so far durable; it runs
+//! periodically and before a snapshot is taken, so the log is never purged past what
+//! the state file holds durably.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reckon_gater::types::{
+    AppendResult, Direction, EventRecord, SnapshotRecord, StoreError, StreamInfo, TagMatch,
+};
+use redb::{
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
+use uuid::Uuid;
+
+use super::keys::{index_value, low, pack, split_index_value, StreamMeta};
+use super::StorageError;
+use crate::command::{BatchResult, Command, Outcome, ProposedEvent, WriteBatch};
+use crate::domain::{check_expected, stream_read_range, StreamState};
+
+/// position -> bincode [`EventRecord`].
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// stream id -> [`StreamMeta`].
+const STREAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("streams");
+/// pack(stream_no, version) -> (position, event id).
+const STREAM_INDEX: TableDefinition<u128, [u8; 24]> = TableDefinition::new("stream_index");
+/// event type -> its number.
+const TYPE_NAMES: TableDefinition<&str, u64> = TableDefinition::new("type_names");
+/// pack(type_no, position).
+const TYPE_INDEX: TableDefinition<u128, ()> = TableDefinition::new("type_index");
+/// tag -> its number.
+const TAG_NAMES: TableDefinition<&str, u64> = TableDefinition::new("tag_names");
+/// pack(tag_no, position).
+const TAG_INDEX: TableDefinition<u128, ()> = TableDefinition::new("tag_index");
+/// (stream id, version) -> bincode [`StoredSnapshot`].
+const SNAPSHOTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("snapshots");
+/// Bookkeeping: counters and the Raft layer's opaque records.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const META_COUNTERS: &str = "counters";
+const META_RAFT: &str = "raft";
+
+/// How often applied state is made durable even without a snapshot, bounding how much
+/// of the log is re-applied after a crash.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The store's monotonic counters, kept in the same transaction as the data.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
+struct Counters {
+    /// The next global position to assign.
+    next_position: u64,
+    /// The next stream number.
+    next_stream_no: u64,
+    /// The next type or tag number.
+    next_name_no: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct StoredSnapshot {
+    data: Vec<u8>,
+    metadata: Vec<u8>,
+    timestamp_us: u64,
+}
+
+/// One item of a run of applied Raft entries, as the state machine sees it.
+#[derive(Debug)]
+pub enum ApplyItem {
+    /// An entry with no payload (a new leader's blank, or a membership change): it only
+    /// moves the applied log id.
+    Empty,
+    /// Writes to apply.
+    Batch(WriteBatch),
+}
+
+/// Counts of what the store holds, for status and telemetry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateStats {
+    /// Events in the global log (including soft-deleted ones).
+    pub events: u64,
+    /// The next global position.
+    pub next_position: u64,
+}
+
+/// The state machine's redb database.
+pub struct StateDb {
+    db: Database,
+    path: PathBuf,
+    last_flush: Mutex<Instant>,
+}
+
+fn corrupt(table: &'static str, reason: impl ToString) -> StorageError {
+    StorageError::Corrupt {
+        table,
+        reason: reason.to_string(),
+    }
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    // Serializing plain in-memory structs into a Vec cannot fail.
+    bincode::serialize(v).expect("bincode serialization of an in-memory value")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    b: &[u8],
+) -> Result<T, StorageError> {
+    bincode::deserialize(b).map_err(|e| corrupt(table, e))
+}
+
+impl StateDb {
+    /// Opens (or creates) the state file at `path`.
+    pub fn open(path: &Path) -> Result<StateDb, StorageError> {
+        let db = Database::builder()
+            .set_cache_size(256 * 1024 * 1024)
+            .create(path)?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(EVENTS)?;
+            txn.open_table(STREAMS)?;
+            txn.open_table(STREAM_INDEX)?;
+            txn.open_table(TYPE_NAMES)?;
+            txn.open_table(TYPE_INDEX)?;
+            txn.open_table(TAG_NAMES)?;
+            txn.open_table(TAG_INDEX)?;
+            txn.open_table(SNAPSHOTS)?;
+            txn.open_table(META)?;
+        }
+        txn.commit()?;
+        Ok(StateDb {
+            db,
+            path: path.to_path_buf(),
+            last_flush: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// The file this database lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The Raft layer's record (applied log id and membership) as it last stored it.
+    pub fn raft_record(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(META_RAFT)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Applies a run of entries in one write transaction, storing `raft_record` (the
+    /// last applied log id and membership, opaque here) with them. Returns one result
+    /// per item: `None` for [`ApplyItem::Empty`].
+    ///
+    /// Request errors (a wrong expected version, ...) are results; an `Err` means the
+    /// storage engine failed and nothing of the run is applied.
+    pub fn apply(
+        &self,
+        items: Vec<ApplyItem>,
+        raft_record: &[u8],
+    ) -> Result<Vec<Option<BatchResult>>, StorageError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        let mut out = Vec::with_capacity(items.len());
+        {
+            let mut w = Writer::new(&txn)?;
+            for item in items {
+                match item {
+                    ApplyItem::Empty => out.push(None),
+                    ApplyItem::Batch(batch) => out.push(Some(w.apply_batch(batch)?)),
+                }
+            }
+            w.finish()?;
+            let mut meta = txn.open_table(META)?;
+            meta.insert(META_RAFT, raft_record)?;
+        }
+        txn.commit()?;
+        self.maybe_flush()?;
+        Ok(out)
+    }
+
+    fn maybe_flush(&self) -> Result<(), StorageError> {
+        let due = {
+            let last = self.last_flush.lock().unwrap_or_else(|p| p.into_inner());
+            last.elapsed() >= FLUSH_INTERVAL
+        };
+        if due {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything applied so far durable (an empty fsynced commit persists the
+    /// non-durable ones before it).
+    pub fn flush(&self) -> Result<(), StorageError> {
+        let txn = self.db.begin_write()?;
+        txn.commit()?;
+        *self.last_flush.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        Ok(())
+    }
+
+    /// Starts a consistent read of the whole state.
+    pub fn read(&self) -> Result<Reader, StorageError> {
+        Ok(Reader {
+            txn: self.db.begin_read()?,
+        })
+    }
+
+    /// Writes a consistent copy of the whole state into a new redb file at `dest`
+    /// (fsynced), and returns the Raft record that copy reflects.
+    pub fn export(&self, dest: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+        let src = self.db.begin_read()?;
+        // Everything the read transaction sees must be durable before the log behind
+        // it may be purged.
+        self.flush()?;
+        let out = Database::create(dest)?;
+        let dst = out.begin_write()?;
+        copy_all(&src, &dst)?;
+        dst.commit()?;
+        let meta = src.open_table(META)?;
+        Ok(meta.get(META_RAFT)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Replaces the whole state with the copy in the redb file at `src_path`, in one
+    /// fsynced transaction. Returns the Raft record of the copy.
+    pub fn import(&self, src_path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+        let snap = Database::open(src_path)?;
+        let src = snap.begin_read()?;
+        let dst = self.db.begin_write()?;
+        {
+            clear(&dst, EVENTS)?;
+            clear(&dst, STREAMS)?;
+            clear(&dst, STREAM_INDEX)?;
+            clear(&dst, TYPE_NAMES)?;
+            clear(&dst, TYPE_INDEX)?;
+            clear(&dst, TAG_NAMES)?;
+            clear(&dst, TAG_INDEX)?;
+            clear(&dst, SNAPSHOTS)?;
+            clear(&dst, META)?;
+        }
+        copy_all(&src, &dst)?;
+        dst.commit()?;
+        let meta = src.open_table(META)?;
+        Ok(meta.get(META_RAFT)?.map(|v| v.value().to_vec()))
+    }
+}
+
+fn clear<K: redb::Key + 'static, V: redb::Value + 'static>(
+    txn: &WriteTransaction,
+    def: TableDefinition<K, V>,
+) -> Result<(), StorageError> {
+    let mut t = txn.open_table(def)?;
+    t.retain(|_, _| false)?;
+    Ok(())
+}
+
+fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+    src: &ReadTransaction,
+    dst: &WriteTransaction,
+    def: TableDefinition<K, V>,
+) -> Result<(), StorageError> {
+    let from = src.open_table(def)?;
+    let mut to = dst.open_table(def)?;
+    for row in from.iter()? {
+        let (k, v) = row?;
+        to.insert(k.value(), v.value())?;
+    }
+    Ok(())
+}
+
+fn copy_all(src: &ReadTransaction, dst: &WriteTransaction) -> Result<(), StorageError> {
+    copy_table(src, dst, EVENTS)?;
+    copy_table(src, dst, STREAMS)?;
+    copy_table(src, dst, STREAM_INDEX)?;
+    copy_table(src, dst, TYPE_NAMES)?;
+    copy_table(src, dst, TYPE_INDEX)?;
+    copy_table(src, dst, TAG_NAMES)?;
+    copy_table(src, dst, TAG_INDEX)?;
+    copy_table(src, dst, SNAPSHOTS)?;
+    copy_table(src, dst, META)?;
+    Ok(())
+}
+
+/// The open tables of one write transaction, and the counters it advances.
+struct Writer<'t> {
+    events: redb::Table<'t, u64, &'static [u8]>,
+    streams: redb::Table<'t, &'static str, &'static [u8]>,
+    stream_index: redb::Table<'t, u128, [u8; 24]>,
+    type_names: redb::Table<'t, &'static str, u64>,
+    type_index: redb::Table<'t, u128, ()>,
+    tag_names: redb::Table<'t, &'static str, u64>,
+    tag_index: redb::Table<'t, u128, ()>,
+    snapshots: redb::Table<'t, (&'static str, u64), &'static [u8]>,
+    meta: redb::Table<'t, &'static str, &'static [u8]>,
+    counters: Counters,
+    /// Names resolved in this transaction (types and tags share the number space).
+    type_cache: HashMap<String, u64>,
+    tag_cache: HashMap<String, u64>,
+}
+
+impl<'t> Writer<'t> {
+    fn new(txn: &'t WriteTransaction) -> Result<Self, StorageError> {
+        let meta = txn.open_table(META)?;
+        let counters = match meta.get(META_COUNTERS)? {
+            Some(v) => decode("meta", v.value())?,
+            None => Counters::default(),
+        };
+        Ok(Writer {
+            events: txn.open_table(EVENTS)?,
+            streams: txn.open_table(STREAMS)?,
+            stream_index: txn.open_table(STREAM_INDEX)?,
+            type_names: txn.open_table(TYPE_NAMES)?,
+            type_index: txn.open_table(TYPE_INDEX)?,
+            tag_names: txn.open_table(TAG_NAMES)?,
+            tag_index: txn.open_table(TAG_INDEX)?,
+            snapshots: txn.open_table(SNAPSHOTS)?,
+            meta,
+            counters,
+            type_cache: HashMap::new(),
+            tag_cache: HashMap::new(),
+        })
+    }
+
+    fn finish(mut self) -> Result<(), StorageError> {
+        let c = encode(&self.counters);
+        self.meta.insert(META_COUNTERS, c.as_slice())?;
+        Ok(())
+    }
+
+    fn apply_batch(&mut self, batch: WriteBatch) -> Result<BatchResult, StorageError> {
+        let mut results = Vec::with_capacity(batch.commands.len());
+        for cmd in batch.commands {
+            let r = match cmd {
+                Command::Append {
+                    stream_id,
+                    expected,
+                    events,
+                } => self
+                    .append(&stream_id, expected, events, batch.timestamp_us)?
+                    .map(Outcome::Appended),
+                Command::Delete { stream_id, hard } => {
+                    self.delete(&stream_id, hard)?;
+                    Ok(Outcome::Done)
+                }
+                Command::SaveSnapshot {
+                    stream_id,
+                    version,
+                    data,
+                    metadata,
+                } => {
+                    let s = encode(&StoredSnapshot {
+                        data,
+                        metadata,
+                        timestamp_us: batch.timestamp_us,
+                    });
+                    self.snapshots
+                        .insert((stream_id.as_str(), version), s.as_slice())?;
+                    Ok(Outcome::Done)
+                }
+                Command::DeleteSnapshot { stream_id, version } => {
+                    match version {
+                        Some(v) => {
+                            self.snapshots.remove((stream_id.as_str(), v))?;
+                        }
+                        None => {
+                            let sid = stream_id.as_str();
+                            self.snapshots
+                                .retain_in((sid, 0)..=(sid, u64::MAX), |_, _| false)?;
+                        }
+                    }
+                    Ok(Outcome::Done)
+                }
+            };
+            results.push(r);
+        }
+        Ok(BatchResult { results })
+    }
+
+    fn stream_meta(&self, stream_id: &str) -> Result<Option<StreamMeta>, StorageError> {
+        match self.streams.get(stream_id)? {
+            Some(v) => Ok(Some(
+                StreamMeta::decode(v.value()).ok_or_else(|| corrupt("streams", stream_id))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn name_no(&mut self, is_tag: bool, name: &str) -> Result<u64, StorageError> {
+        let cache = if is_tag {
+            &mut self.tag_cache
+        } else {
+            &mut self.type_cache
+        };
+        if let Some(n) = cache.get(name) {
+            return Ok(*n);
+        }
+        let table = if is_tag {
+            &mut self.tag_names
+        } else {
+            &mut self.type_names
+        };
+        let existing = table.get(name)?.map(|v| v.value());
+        let n = match existing {
+            Some(n) => n,
+            None => {
+                let n = self.counters.next_name_no;
+                self.counters.next_name_no += 1;
+                table.insert(name, n)?;
+                n
+            }
+        };
+        cache.insert(name.to_string(), n);
+        Ok(n)
+    }
+
+    fn append(
+        &mut self,
+        stream_id: &str,
+        expected: reckon_gater::types::ExpectedVersion,
+        events: Vec<ProposedEvent>,
+        timestamp_us: u64,
+    ) -> Result<Result<AppendResult, StoreError>, StorageError> {
+        let meta = self.stream_meta(stream_id)?;
+        if let Some(m) = meta {
+            if let Some(found) = self.find_retry(&m, &events)? {
+                return Ok(Ok(found));
+            }
+        }
+        let state = match meta {
+            Some(m) if m.tombstoned => StreamState::Tombstoned,
+            Some(StreamMeta {
+                version: Some(v), ..
+            }) => StreamState::At(v),
+            _ => StreamState::Absent,
+        };
+        if let Err(e) = check_expected(stream_id, expected, state) {
+            return Ok(Err(e));
+        }
+        let number = match meta {
+            Some(m) => m.number,
+            None => {
+                let n = self.counters.next_stream_no;
+                self.counters.next_stream_no += 1;
+                n
+            }
+        };
+        let first_version = match state {
+            StreamState::At(v) => v + 1,
+            _ => 0,
+        };
+        let first_position = self.counters.next_position;
+        let mut version = first_version;
+        let mut position = first_position;
+        let mut last_id = Uuid::nil();
+        for e in events {
+            let type_no = self.name_no(false, &e.event_type)?;
+            let mut tag_nos = Vec::with_capacity(e.tags.len());
+            for t in &e.tags {
+                tag_nos.push(self.name_no(true, t)?);
+            }
+            let record = EventRecord {
+                stream_id: stream_id.to_string(),
+                version,
+                position,
+                event_id: e.event_id,
+                event_type: e.event_type,
+                data: e.data,
+                metadata: e.metadata,
+                content_type: e.content_type,
+                tags: e.tags,
+                timestamp_us,
+            };
+            let bytes = encode(&record);
+            self.events.insert(position, bytes.as_slice())?;
+            self.stream_index
+                .insert(pack(number, version), index_value(position, e.event_id))?;
+            self.type_index.insert(pack(type_no, position), ())?;
+            for t in tag_nos {
+                self.tag_index.insert(pack(t, position), ())?;
+            }
+            last_id = e.event_id;
+            version += 1;
+            position += 1;
+        }
+        self.counters.next_position = position;
+        let new_meta = StreamMeta {
+            number,
+            version: Some(version - 1),
+            tombstoned: false,
+            last_event_id: last_id,
+        };
+        self.streams
+            .insert(stream_id, new_meta.encode().as_slice())?;
+        Ok(Ok(AppendResult {
+            version: version - 1,
+            first_position,
+            last_position: position - 1,
+        }))
+    }
+
+    /// An append whose event ids all stand, in order, at the head of the stream is a
+    /// retry of one that succeeded: its original result is returned and nothing is
+    /// written. The last id is compared first, so the common case costs nothing.
+    fn find_retry(
+        &self,
+        meta: &StreamMeta,
+        events: &[ProposedEvent],
+    ) -> Result<Option<AppendResult>, StorageError> {
+        let Some(head) = meta.version else {
+            return Ok(None);
+        };
+        let Some(last) = events.last() else {
+            return Ok(None);
+        };
+        if last.event_id != meta.last_event_id || events.len() as u64 > head + 1 {
+            return Ok(None);
+        }
+        let first_version = head + 1 - events.len() as u64;
+        let mut positions = Vec::with_capacity(events.len());
+        for (i, e) in events.iter().enumerate() {
+            let key = pack(meta.number, first_version + i as u64);
+            let Some(v) = self.stream_index.get(key)? else {
+                return Ok(None);
+            };
+            let (pos, id) = split_index_value(v.value());
+            if id != e.event_id {
+                return Ok(None);
+            }
+            positions.push(pos);
+        }
+        Ok(Some(AppendResult {
+            version: head,
+            first_position: positions[0],
+            last_position: positions[positions.len() - 1],
+        }))
+    }
+
+    fn delete(&mut self, stream_id: &str, hard: bool) -> Result<(), StorageError> {
+        let meta = self.stream_meta(stream_id)?;
+        let mut m = match meta {
+            Some(m) => m,
+            None if hard => {
+                let n = self.counters.next_stream_no;
+                self.counters.next_stream_no += 1;
+                StreamMeta {
+                    number: n,
+                    version: None,
+                    tombstoned: false,
+                    last_event_id: Uuid::nil(),
+                }
+            }
+            None => return Ok(()),
+        };
+        if let Some(head) = m.version {
+            // Take the stream's events out of the stream, type and tag indexes; the
+            // events stay in the global log at their positions.
+            let lo = pack(m.number, 0);
+            let hi = pack(m.number, head);
+            let mut positions = Vec::new();
+            for row in self.stream_index.range(lo..=hi)? {
+                let (_, v) = row?;
+                positions.push(split_index_value(v.value()).0);
+            }
+            self.stream_index.retain_in(lo..=hi, |_, _| false)?;
+            for pos in positions {
+                let record: EventRecord = match self.events.get(pos)? {
+                    Some(v) => decode("events", v.value())?,
+                    None => return Err(corrupt("events", format!("position {pos} missing"))),
+                };
+                if let Some(n) = self.type_names.get(record.event_type.as_str())? {
+                    self.type_index.remove(pack(n.value(), pos))?;
+                }
+                for t in &record.tags {
+                    if let Some(n) = self.tag_names.get(t.as_str())? {
+                        self.tag_index.remove(pack(n.value(), pos))?;
+                    }
+                }
+            }
+        }
+        m.version = None;
+        m.last_event_id = Uuid::nil();
+        m.tombstoned |= hard;
+        self.streams.insert(stream_id, m.encode().as_slice())?;
+        Ok(())
+    }
+}
+
+/// A consistent read view of the state.
+pub struct Reader {
+    txn: ReadTransaction,
+}
+
+fn stream_not_found(stream_id: &str) -> StoreError {
+    StoreError::StreamNotFound {
+        stream_id: stream_id.to_string(),
+    }
+}
+
+impl Reader {
+    fn meta(&self, stream_id: &str) -> Result<Option<StreamMeta>, StorageError> {
+        let t = self.txn.open_table(STREAMS)?;
+        let m = t.get(stream_id)?;
+        match m {
+            Some(v) => Ok(Some(
+                StreamMeta::decode(v.value()).ok_or_else(|| corrupt("streams", stream_id))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// The stream's current version; `None` when it does not exist.
+    pub fn version(&self, stream_id: &str) -> Result<Option<u64>, StorageError> {
+        Ok(self.meta(stream_id)?.and_then(|m| m.version))
+    }
+
+    fn event(
+        &self,
+        events: &redb::ReadOnlyTable<u64, &[u8]>,
+        position: u64,
+    ) -> Result<EventRecord, StorageError> {
+        match events.get(position)? {
+            Some(v) => decode("events", v.value()),
+            None => Err(corrupt("events", format!("position {position} missing"))),
+        }
+    }
+
+    /// Events of one stream; `StreamNotFound` when it does not exist.
+    pub fn read_stream(
+        &self,
+        stream_id: &str,
+        from: u64,
+        count: u32,
+        direction: Direction,
+    ) -> Result<Result<Vec<EventRecord>, StoreError>, StorageError> {
+        let Some(m) = self.meta(stream_id)? else {
+            return Ok(Err(stream_not_found(stream_id)));
+        };
+        let Some(head) = m.version else {
+            return Ok(Err(stream_not_found(stream_id)));
+        };
+        let backward = direction == Direction::Backward;
+        let Some((a, b)) = stream_read_range(head, from, count, backward) else {
+            return Ok(Ok(Vec::new()));
+        };
+        let index = self.txn.open_table(STREAM_INDEX)?;
+        let events = self.txn.open_table(EVENTS)?;
+        let (lo, hi) = if backward { (b, a) } else { (a, b) };
+        let range = index.range(pack(m.number, lo)..=pack(m.number, hi))?;
+        let mut out = Vec::with_capacity((hi - lo + 1) as usize);
+        let mut push = |row: Result<
+            (redb::AccessGuard<u128>, redb::AccessGuard<[u8; 24]>),
+            redb::StorageError,
+        >|
+         -> Result<(), StorageError> {
+            let (_, v) = row?;
+            let (pos, _) = split_index_value(v.value());
+            out.push(self.event(&events, pos)?);
+            Ok(())
+        };
+        if backward {
+            for row in range.rev() {
+                push(row)?;
+            }
+        } else {
+            for row in range {
+                push(row)?;
+            }
+        }
+        Ok(Ok(out))
+    }
+
+    /// Events of the global log by position.
+    pub fn read_all(
+        &self,
+        from: u64,
+        count: u32,
+        direction: Direction,
+    ) -> Result<Vec<EventRecord>, StorageError> {
+        let events = self.txn.open_table(EVENTS)?;
+        let n = count as usize;
+        let mut out = Vec::with_capacity(n.min(4096));
+        match direction {
+            Direction::Forward => {
+                for row in events.range(from..)?.take(n) {
+                    let (_, v) = row?;
+                    out.push(decode("events", v.value())?);
+                }
+            }
+            Direction::Backward => {
+                for row in events.range(..=from)?.rev().take(n) {
+                    let (_, v) = row?;
+                    out.push(decode("events", v.value())?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn positions_of(
+        &self,
+        index: &redb::ReadOnlyTable<u128, ()>,
+        no: u64,
+        from: u64,
+        count: usize,
+    ) -> Result<Vec<u64>, StorageError> {
+        let mut out = Vec::new();
+        for row in index
+            .range(pack(no, from)..=pack(no, u64::MAX))?
+            .take(count)
+        {
+            let (k, _) = row?;
+            out.push(low(k.value()));
+        }
+        Ok(out)
+    }
+
+    fn name_nos(
+        &self,
+        def: TableDefinition<&str, u64>,
+        names: &[String],
+    ) -> Result<Vec<u64>, StorageError> {
+        let t = self.txn.open_table(def)?;
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            out.push(t.get(n.as_str())?.map(|v| v.value()));
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    fn events_at(&self, positions: &[u64]) -> Result<Vec<EventRecord>, StorageError> {
+        let events = self.txn.open_table(EVENTS)?;
+        positions.iter().map(|p| self.event(&events, *p)).collect()
+    }
+
+    /// Events whose type is one of `types` (every event when empty), ascending.
+    pub fn read_by_types(
+        &self,
+        types: &[String],
+        from: u64,
+        count: u32,
+    ) -> Result<Vec<EventRecord>, StorageError> {
+        if types.is_empty() {
+            return self.read_all(from, count, Direction::Forward);
+        }
+        let index = self.txn.open_table(TYPE_INDEX)?;
+        let mut positions = Vec::new();
+        for no in self.name_nos(TYPE_NAMES, types)? {
+            positions.extend(self.positions_of(&index, no, from, count as usize)?);
+        }
+        positions.sort_unstable();
+        positions.dedup();
+        positions.truncate(count as usize);
+        self.events_at(&positions)
+    }
+
+    /// Events carrying any or all of `tags`, ascending. No tags match nothing.
+    pub fn read_by_tags(
+        &self,
+        tags: &[String],
+        matching: TagMatch,
+        from: u64,
+        count: u32,
+    ) -> Result<Vec<EventRecord>, StorageError> {
+        if tags.is_empty() {
+            return Ok(Vec::new());
+        }
+        let index = self.txn.open_table(TAG_INDEX)?;
+        let nos = self.name_nos(TAG_NAMES, tags)?;
+        let positions = match matching {
+            TagMatch::Any => {
+                let mut p = Vec::new();
+                for no in nos {
+                    p.extend(self.positions_of(&index, no, from, count as usize)?);
+                }
+                p.sort_unstable();
+                p.dedup();
+                p.truncate(count as usize);
+                p
+            }
+            TagMatch::All => {
+                let mut unique = nos.clone();
+                unique.sort_unstable();
+                unique.dedup();
+                let mut wanted = tags.to_vec();
+                wanted.sort_unstable();
+                wanted.dedup();
+                if unique.len() < wanted.len() {
+                    // A tag never seen cannot be carried by any event.
+                    return Ok(Vec::new());
+                }
+                let (first, rest) = unique.split_first().map_or((0, &[][..]), |(f, r)| (*f, r));
+                let mut p = Vec::new();
+                for row in index.range(pack(first, from)..=pack(first, u64::MAX))? {
+                    let (k, _) = row?;
+                    let pos = low(k.value());
+                    let mut all = true;
+                    for no in rest {
+                        if index.get(pack(*no, pos))?.is_none() {
+                            all = false;
+                            break;
+                        }
+                    }
+                    if all {
+                        p.push(pos);
+                        if p.len() >= count as usize {
+                            break;
+                        }
+                    }
+                }
+                p
+            }
+        };
+        self.events_at(&positions)
+    }
+
+    /// Up to `limit` live streams in id order after `after`.
+    pub fn list_streams(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StreamInfo>, StorageError> {
+        let t = self.txn.open_table(STREAMS)?;
+        let mut out = Vec::new();
+        let range = match after {
+            Some(a) => {
+                t.range::<&str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))?
+            }
+            None => t.range::<&str>(..)?,
+        };
+        for row in range {
+            let (k, v) = row?;
+            let m = StreamMeta::decode(v.value()).ok_or_else(|| corrupt("streams", k.value()))?;
+            if let Some(version) = m.version {
+                out.push(StreamInfo {
+                    stream_id: k.value().to_string(),
+                    version,
+                });
+                if out.len() >= limit as usize {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Snapshots of a stream by ascending version, within `lo..=hi`.
+    pub fn snapshots(
+        &self,
+        stream_id: &str,
+        lo: u64,
+        hi: u64,
+    ) -> Result<Vec<SnapshotRecord>, StorageError> {
+        let t = self.txn.open_table(SNAPSHOTS)?;
+        let mut out = Vec::new();
+        for row in t.range((stream_id, lo)..=(stream_id, hi))? {
+            let (k, v) = row?;
+            let s: StoredSnapshot = decode("snapshots", v.value())?;
+            out.push(SnapshotRecord {
+                stream_id: stream_id.to_string(),
+                version: k.value().1,
+                data: s.data,
+                metadata: s.metadata,
+                timestamp_us: s.timestamp_us,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The highest-versioned snapshot of a stream.
+    pub fn latest_snapshot(&self, stream_id: &str) -> Result<Option<SnapshotRecord>, StorageError> {
+        let t = self.txn.open_table(SNAPSHOTS)?;
+        let last = t.range((stream_id, 0)..=(stream_id, u64::MAX))?.next_back();
+        match last {
+            Some(row) => {
+                let (k, v) = row?;
+                let s: StoredSnapshot = decode("snapshots", v.value())?;
+                Ok(Some(SnapshotRecord {
+                    stream_id: stream_id.to_string(),
+                    version: k.value().1,
+                    data: s.data,
+                    metadata: s.metadata,
+                    timestamp_us: s.timestamp_us,
+                }))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Counts for status.
+    pub fn stats(&self) -> Result<StateStats, StorageError> {
+        let events = self.txn.open_table(EVENTS)?;
+        let meta = self.txn.open_table(META)?;
+        let counters: Counters = match meta.get(META_COUNTERS)? {
+            Some(v) => decode("meta", v.value())?,
+            None => Counters::default(),
+        };
+        use redb::ReadableTableMetadata;
+        Ok(StateStats {
+            events: events.len()?,
+            next_position: counters.next_position,
+        })
+    }
+}

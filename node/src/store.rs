@@ -1,0 +1,562 @@
+//! One store: its Raft group, its group-commit batcher and its reads.
+//!
+//! Writes: every write becomes a [`Command`] queued to the batcher, which packs the
+//! commands that arrive together into one [`WriteBatch`] and proposes it with
+//! `client_write`: many client appends share one Raft entry and so one fsync. At most
+//! `pipeline_max` batches are in flight; while they are, new commands gather into the
+//! next batch. The queue is bounded (`queue_max`); when it is full a write waits.
+//!
+//! Reads: linearizable reads first confirm leadership through openraft's read index
+//! (`ensure_linearizable`), then read a consistent redb view; stale reads skip the
+//! confirmation. Blocking redb work runs on the blocking pool.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, Config, SnapshotPolicy};
+use reckon_gater::types::{
+    AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
+    SnapshotRecord, StoreError, StreamInfo, TagMatch,
+};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::command::{Command, Outcome, ProposedEvent, WriteBatch};
+use crate::domain::{self, Limits};
+use crate::raft::log_store::LogStore;
+use crate::raft::network::NoPeers;
+use crate::raft::state_machine::StateMachine;
+use crate::raft::{NodeId, Raft};
+use crate::storage::state::Reader;
+use crate::storage::{StateDb, StorageError};
+
+/// Tuning of one store's Raft group and batcher.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// The address peers and gaters dial.
+    pub advertise: String,
+    /// Request limits.
+    pub limits: Limits,
+    /// Raft heartbeat interval, ms.
+    pub heartbeat_ms: u64,
+    /// Raft election timeout range, ms.
+    pub election_timeout_min_ms: u64,
+    /// Upper end of the election timeout range, ms.
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many applied entries.
+    pub snapshot_logs_since_last: u64,
+    /// Entries kept in the log behind a snapshot (for slow followers).
+    pub max_in_snapshot_log_to_keep: u64,
+    /// Most commands in one Raft entry.
+    pub batch_commands_max: usize,
+    /// Most payload bytes in one Raft entry (a single larger command goes alone).
+    pub batch_bytes_max: usize,
+    /// Most batches proposed and not yet applied.
+    pub pipeline_max: usize,
+    /// Most writes queued for the batcher.
+    pub queue_max: usize,
+}
+
+impl StoreOptions {
+    /// Defaults for a single node with the given id and address.
+    pub fn new(node_id: NodeId, advertise: impl Into<String>) -> Self {
+        StoreOptions {
+            node_id,
+            advertise: advertise.into(),
+            limits: Limits::default(),
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+            snapshot_logs_since_last: 10_000,
+            max_in_snapshot_log_to_keep: 1_000,
+            batch_commands_max: 1024,
+            batch_bytes_max: 8 * 1024 * 1024,
+            pipeline_max: 2,
+            queue_max: 65_536,
+        }
+    }
+}
+
+/// Why a store could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreStartError {
+    /// Its files could not be opened.
+    #[error("store {store}: {source}")]
+    Storage {
+        /// The store.
+        store: String,
+        /// The failure.
+        source: StorageError,
+    },
+    /// openraft refused the configuration or failed to start.
+    #[error("store {store}: raft: {reason}")]
+    Raft {
+        /// The store.
+        store: String,
+        /// What openraft said.
+        reason: String,
+    },
+}
+
+struct Pending {
+    command: Command,
+    bytes: usize,
+    reply: oneshot::Sender<Result<Outcome, StoreError>>,
+}
+
+/// A running store on this node.
+pub struct Store {
+    name: String,
+    raft: Raft,
+    state: Arc<StateDb>,
+    limits: Limits,
+    queue: mpsc::Sender<Pending>,
+    /// Writes acknowledged by this node since start.
+    pub appended_events: AtomicU64,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> StoreError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => StoreError::NotLeader {
+            leader: f.leader_id,
+            leader_addr: f.leader_node.map(|n| n.addr),
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            StoreError::Unavailable {
+                reason: e.to_string(),
+            }
+        }
+        RaftError::Fatal(f) => StoreError::Unavailable {
+            reason: format!("raft stopped: {f}"),
+        },
+    }
+}
+
+fn read_err(e: RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>) -> StoreError {
+    match e {
+        RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => StoreError::NotLeader {
+            leader: f.leader_id,
+            leader_addr: f.leader_node.map(|n| n.addr),
+        },
+        RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)) => StoreError::Unavailable {
+            reason: q.to_string(),
+        },
+        RaftError::Fatal(f) => StoreError::Unavailable {
+            reason: format!("raft stopped: {f}"),
+        },
+    }
+}
+
+impl Store {
+    /// Opens the store's files under `dir` and starts its Raft group and batcher. In
+    /// single mode (`initialize_alone`) a pristine group initializes itself as the only
+    /// voter; a group that has state never initializes again.
+    pub async fn open(
+        name: &str,
+        dir: &Path,
+        opts: StoreOptions,
+        initialize_alone: bool,
+    ) -> Result<Arc<Store>, StoreStartError> {
+        let storage = |source| StoreStartError::Storage {
+            store: name.to_string(),
+            source,
+        };
+        let raft_err = |reason: String| StoreStartError::Raft {
+            store: name.to_string(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| {
+            storage(StorageError::Io {
+                path: dir.display().to_string(),
+                source: e,
+            })
+        })?;
+        let log = LogStore::open(&dir.join("log.redb")).map_err(storage)?;
+        let state = Arc::new(StateDb::open(&dir.join("state.redb")).map_err(storage)?);
+        let sm = StateMachine::open(state.clone(), &dir.join("snapshots")).map_err(storage)?;
+        let config = Config {
+            cluster_name: format!("reckon-{name}"),
+            heartbeat_interval: opts.heartbeat_ms,
+            election_timeout_min: opts.election_timeout_min_ms,
+            election_timeout_max: opts.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_logs_since_last),
+            max_in_snapshot_log_to_keep: opts.max_in_snapshot_log_to_keep,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| raft_err(e.to_string()))?;
+        let raft = Raft::new(opts.node_id, Arc::new(config), NoPeers, log, sm)
+            .await
+            .map_err(|e| raft_err(e.to_string()))?;
+        if initialize_alone {
+            let initialized = raft
+                .is_initialized()
+                .await
+                .map_err(|e| raft_err(e.to_string()))?;
+            if !initialized {
+                let mut members = std::collections::BTreeMap::new();
+                members.insert(
+                    opts.node_id,
+                    BasicNode {
+                        addr: opts.advertise.clone(),
+                    },
+                );
+                raft.initialize(members)
+                    .await
+                    .map_err(|e| raft_err(e.to_string()))?;
+                tracing::info!(target: "reckon_db", store = name, node_id = opts.node_id, "store initialized as a single-node group");
+            }
+        }
+        let (tx, rx) = mpsc::channel(opts.queue_max);
+        tokio::spawn(run_batcher(raft.clone(), rx, opts.clone()));
+        tracing::info!(target: "reckon_db", store = name, "reckon_db.store.started");
+        Ok(Arc::new(Store {
+            name: name.to_string(),
+            raft,
+            state,
+            limits: opts.limits,
+            queue: tx,
+            appended_events: AtomicU64::new(0),
+        }))
+    }
+
+    /// The store's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The openraft handle.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// The request limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Stops the Raft group and makes applied state durable.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(store = %self.name, error = %e, "raft shutdown");
+        }
+        let state = self.state.clone();
+        let _ = tokio::task::spawn_blocking(move || state.flush()).await;
+        tracing::info!(target: "reckon_db", store = %self.name, "reckon_db.store.stopped");
+    }
+
+    async fn submit(&self, command: Command, bytes: usize) -> Result<Outcome, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.queue
+            .send(Pending {
+                command,
+                bytes,
+                reply,
+            })
+            .await
+            .map_err(|_| StoreError::Unavailable {
+                reason: format!("store {} is shutting down", self.name),
+            })?;
+        rx.await.map_err(|_| StoreError::Unavailable {
+            reason: format!("store {} stopped before answering", self.name),
+        })?
+    }
+
+    /// Appends events; see the worker service for the contract.
+    pub async fn append(
+        &self,
+        stream_id: String,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        domain::validate_append(&self.limits, &stream_id, &events)?;
+        let bytes = events.iter().map(domain::event_size).sum();
+        let n = events.len() as u64;
+        let events = events
+            .into_iter()
+            .map(|e| ProposedEvent {
+                event_id: e.event_id.unwrap_or_else(uuid::Uuid::now_v7),
+                event_type: e.event_type,
+                data: e.data,
+                metadata: e.metadata,
+                content_type: e.content_type,
+                tags: e.tags,
+            })
+            .collect();
+        let cmd = Command::Append {
+            stream_id,
+            expected,
+            events,
+        };
+        match self.submit(cmd, bytes).await? {
+            Outcome::Appended(r) => {
+                self.appended_events.fetch_add(n, Ordering::Relaxed);
+                Ok(r)
+            }
+            Outcome::Done => Err(StoreError::Internal {
+                message: "append answered without a result".into(),
+            }),
+        }
+    }
+
+    /// Deletes a stream (soft or hard).
+    pub async fn delete(&self, stream_id: String, hard: bool) -> Result<(), StoreError> {
+        domain::validate_writable_stream_id(&self.limits, &stream_id)?;
+        self.submit(Command::Delete { stream_id, hard }, 0).await?;
+        Ok(())
+    }
+
+    /// Saves a snapshot.
+    pub async fn save_snapshot(
+        &self,
+        stream_id: String,
+        version: u64,
+        data: Vec<u8>,
+        metadata: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        domain::validate_snapshot(&self.limits, &stream_id, &data, &metadata)?;
+        let bytes = data.len() + metadata.len();
+        let cmd = Command::SaveSnapshot {
+            stream_id,
+            version,
+            data,
+            metadata,
+        };
+        self.submit(cmd, bytes).await?;
+        Ok(())
+    }
+
+    /// Deletes one snapshot or all of a stream's.
+    pub async fn delete_snapshot(
+        &self,
+        stream_id: String,
+        version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        domain::validate_stream_id(&self.limits, &stream_id)?;
+        self.submit(Command::DeleteSnapshot { stream_id, version }, 0)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs `f` on a consistent view of the state, after confirming leadership when
+    /// the read must be linearizable.
+    pub async fn read<T, F>(&self, consistency: ReadConsistency, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Reader) -> Result<Result<T, StoreError>, StorageError> + Send + 'static,
+    {
+        if consistency == ReadConsistency::Linearizable {
+            self.raft.ensure_linearizable().await.map_err(read_err)?;
+        }
+        let state = self.state.clone();
+        match tokio::task::spawn_blocking(move || {
+            let r = state.read()?;
+            f(&r)
+        })
+        .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(StoreError::Internal {
+                message: format!("read task failed: {e}"),
+            }),
+        }
+    }
+
+    /// Reads one stream.
+    pub async fn read_stream(
+        &self,
+        stream_id: String,
+        from: u64,
+        count: u32,
+        direction: Direction,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        domain::validate_stream_id(&self.limits, &stream_id)?;
+        let count = domain::validate_count(&self.limits, count)?;
+        self.read(consistency, move |r| {
+            r.read_stream(&stream_id, from, count, direction)
+        })
+        .await
+    }
+
+    /// Reads the global log.
+    pub async fn read_all(
+        &self,
+        from: u64,
+        count: u32,
+        direction: Direction,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let count = domain::validate_count(&self.limits, count)?;
+        self.read(consistency, move |r| {
+            r.read_all(from, count, direction).map(Ok)
+        })
+        .await
+    }
+
+    /// Reads by event type.
+    pub async fn read_by_event_types(
+        &self,
+        types: Vec<String>,
+        from: u64,
+        count: u32,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let count = domain::validate_count(&self.limits, count)?;
+        self.read(consistency, move |r| {
+            r.read_by_types(&types, from, count).map(Ok)
+        })
+        .await
+    }
+
+    /// Reads by tags.
+    pub async fn read_by_tags(
+        &self,
+        tags: Vec<String>,
+        matching: TagMatch,
+        from: u64,
+        count: u32,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let count = domain::validate_count(&self.limits, count)?;
+        self.read(consistency, move |r| {
+            r.read_by_tags(&tags, matching, from, count).map(Ok)
+        })
+        .await
+    }
+
+    /// The stream's version, `None` when it does not exist.
+    pub async fn get_version(
+        &self,
+        stream_id: String,
+        consistency: ReadConsistency,
+    ) -> Result<Option<u64>, StoreError> {
+        domain::validate_stream_id(&self.limits, &stream_id)?;
+        self.read(consistency, move |r| r.version(&stream_id).map(Ok))
+            .await
+    }
+
+    /// Live streams, paged by id.
+    pub async fn list_streams(
+        &self,
+        after: Option<String>,
+        limit: u32,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<StreamInfo>, StoreError> {
+        let limit = domain::validate_count(&self.limits, limit)?;
+        self.read(consistency, move |r| {
+            r.list_streams(after.as_deref(), limit).map(Ok)
+        })
+        .await
+    }
+
+    /// One snapshot (the highest when `version` is `None`).
+    pub async fn load_snapshot(
+        &self,
+        stream_id: String,
+        version: Option<u64>,
+        consistency: ReadConsistency,
+    ) -> Result<SnapshotRecord, StoreError> {
+        domain::validate_stream_id(&self.limits, &stream_id)?;
+        self.read(consistency, move |r| {
+            let found = match version {
+                Some(v) => r.snapshots(&stream_id, v, v)?.pop(),
+                None => r.latest_snapshot(&stream_id)?,
+            };
+            Ok(found.ok_or_else(|| StoreError::NotFound {
+                what: match version {
+                    Some(v) => format!("snapshot of stream {stream_id:?} at version {v}"),
+                    None => format!("snapshot of stream {stream_id:?}"),
+                },
+            }))
+        })
+        .await
+    }
+
+    /// Every snapshot of a stream by ascending version.
+    pub async fn list_snapshots(
+        &self,
+        stream_id: String,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<SnapshotRecord>, StoreError> {
+        domain::validate_stream_id(&self.limits, &stream_id)?;
+        self.read(consistency, move |r| {
+            r.snapshots(&stream_id, 0, u64::MAX).map(Ok)
+        })
+        .await
+    }
+}
+
+/// Packs queued writes into Raft entries; see the module docs.
+async fn run_batcher(raft: Raft, mut rx: mpsc::Receiver<Pending>, opts: StoreOptions) {
+    let in_flight = Arc::new(Semaphore::new(opts.pipeline_max.max(1)));
+    let mut last_ts = 0u64;
+    loop {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = rx.recv().await else {
+            return;
+        };
+        let mut bytes = first.bytes;
+        let mut pending = vec![first];
+        while pending.len() < opts.batch_commands_max && bytes < opts.batch_bytes_max {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += p.bytes;
+                    pending.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        // Timestamps never go backwards on one leader, even if the clock does.
+        last_ts = now_us().max(last_ts);
+        let mut commands = Vec::with_capacity(pending.len());
+        let mut replies = Vec::with_capacity(pending.len());
+        for p in pending {
+            commands.push(p.command);
+            replies.push(p.reply);
+        }
+        let batch = WriteBatch {
+            timestamp_us: last_ts,
+            commands,
+        };
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let res = raft.client_write(batch).await;
+            drop(permit);
+            match res {
+                Ok(resp) => {
+                    let mut results = resp.data.results.into_iter();
+                    for reply in replies {
+                        let r = results.next().unwrap_or_else(|| {
+                            Err(StoreError::Internal {
+                                message: "batch answered fewer results than commands".into(),
+                            })
+                        });
+                        let _ = reply.send(r);
+                    }
+                }
+                Err(e) => {
+                    let err = write_err(e);
+                    for reply in replies {
+                        let _ = reply.send(Err(err.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
