@@ -14,10 +14,16 @@
 //! The crate imports neither openraft nor redb: those are internals of the node.
 
 pub mod aggregate;
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod gateway;
+pub mod router;
 pub mod transport;
 pub mod types;
 pub mod worker;
 
+pub use client::{Client, ClientError, StoreHandle};
 pub use types::{
     AppendResult, ContentType, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
     SnapshotRecord, StoreError, StreamInfo, TagMatch,

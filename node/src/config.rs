@@ -571,6 +571,9 @@ pub struct NodeArgs {
     /// say otherwise. Ready to use with no config file.
     #[arg(long)]
     pub dev: bool,
+    /// With --dev: where the embedded gater listens (default 127.0.0.1:7700).
+    #[arg(long, value_name = "ADDR", requires = "dev")]
+    pub dev_gater_listen: Option<SocketAddr>,
     /// Print the effective config as TOML (secret masked) and exit.
     #[arg(long)]
     pub print_config: bool,

@@ -10,6 +10,7 @@
 //! - [`store`]: one store's Raft group with its group-commit batcher and reads.
 //! - [`service`]: the tarpc worker service over the node's stores.
 //! - [`node`]: start-up: lock the data directory, open every store, serve.
+//! - [`registrar`]: registering the node's workers with the gaters.
 //! - [`config`]: the node's configuration, layered with figment.
 
 pub mod command;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod domain;
 pub mod node;
 pub mod raft;
+pub mod registrar;
 pub mod service;
 pub mod storage;
 pub mod store;

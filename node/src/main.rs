@@ -3,8 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use reckon_gater::gateway::{Gateway, GatewayOptions};
 use reckon_node::config::{self, NodeArgs};
 use reckon_node::node::Node;
+use reckon_node::registrar::{Identity, Registrar};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -52,7 +54,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(run(config, args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -61,27 +63,83 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: config::NodeConfig) -> anyhow::Result<()> {
+/// Where `--dev` runs its embedded gater unless told otherwise.
+const DEV_GATER_LISTEN: &str = "127.0.0.1:7700";
+
+async fn run(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (key \"listen\"): {e}", config.listen))?;
     let local = listener.local_addr()?;
+    if config.advertise.is_none() {
+        // With port 0 the OS chose the port: peers and gaters must dial that one.
+        config.advertise = Some(local.to_string());
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let mut embedded = None;
+    if args.dev {
+        let addr = args
+            .dev_gater_listen
+            .map_or_else(|| DEV_GATER_LISTEN.to_string(), |a| a.to_string());
+        let gl = TcpListener::bind(&addr).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {addr} for the embedded gater (--dev-gater-listen): {e}"
+            )
+        })?;
+        let gaddr = gl.local_addr()?;
+        config.gaters = vec![gaddr.to_string()];
+        let gateway = Gateway::new(GatewayOptions::default());
+        let shutdown = stopped();
+        embedded = Some((
+            gaddr,
+            tokio::spawn(async move { gateway.serve(gl, shutdown).await }),
+        ));
+    }
     let node = Node::start(config).await?;
-    // One line on stdout that scripts and tests wait for.
+    let identity = Identity {
+        node_id: node.config().node_id,
+        advertise: node.config().advertise_addr(),
+        secret: node.config().discovery.secret.clone(),
+    };
+    let registrar = Registrar::start(node.stores().clone(), identity, &node.config().gaters);
+    // Lines on stdout that scripts and tests wait for.
     println!(
         "reckon-node ready: node {} listening on {local} with stores {}",
         node.config().node_id,
         node.config().stores.join(",")
     );
+    if let Some((gaddr, _)) = &embedded {
+        println!("reckon-gater ready: embedded gater listening on {gaddr}");
+    }
     tracing::info!(target: "reckon_db", node_id = node.config().node_id, %local, "reckon_db.cluster.node.up");
-    node.serve(listener, shutdown_signal()).await;
-    tracing::info!("shutting down: no new requests accepted");
+    let serve_stop = stopped();
+    let serving = node.serve(listener, serve_stop);
+    tokio::pin!(serving);
     tokio::select! {
-        _ = node.shutdown() => {}
+        _ = &mut serving => {}
+        _ = shutdown_signal() => {}
+    }
+    tracing::info!("shutting down: no new requests accepted");
+    let _ = stop_tx.send(true);
+    let graceful = async {
+        registrar.stop().await;
+        node.shutdown().await;
+    };
+    tokio::select! {
+        _ = graceful => {}
         _ = shutdown_signal() => {
             eprintln!("second signal: exiting at once");
             std::process::exit(1);
         }
+    }
+    if let Some((_, task)) = embedded {
+        let _ = task.await;
     }
     tracing::info!(target: "reckon_db", "reckon_db.cluster.node.down");
     Ok(())

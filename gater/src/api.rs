@@ -1,0 +1,281 @@
+#![allow(clippy::too_many_arguments)]
+//! The gater's service: what clients call, and where nodes register their workers.
+//!
+//! Clients see every store operation of the [worker service](crate::worker) with the
+//! same contract, plus health and cluster status; the gater routes each call to a
+//! worker of the named store. Nodes call [`Gater::register`] once per store and then
+//! [`Gater::heartbeat`] within their lease; a worker whose lease runs out is dropped.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{
+    AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
+    SnapshotRecord, StoreError, StreamInfo, TagMatch,
+};
+
+/// A worker's role in its store's Raft group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Accepts writes.
+    Leader,
+    /// Replicates; forwards or refuses writes.
+    Follower,
+    /// Replicates without a vote.
+    Learner,
+    /// Campaigning, or not yet part of a group.
+    Candidate,
+}
+
+impl Role {
+    /// Lower-case name, as the CLI prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Learner => "learner",
+            Role::Candidate => "candidate",
+        }
+    }
+}
+
+/// What a node tells a gater about one of its workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// The node's id.
+    pub node_id: u64,
+    /// The store the worker serves.
+    pub store: String,
+    /// The node's worker service address.
+    pub address: String,
+    /// Its role now.
+    pub role: Role,
+    /// The leader it knows of.
+    pub leader: Option<u64>,
+    /// The Raft term it is in.
+    pub term: u64,
+    /// Its last log index.
+    pub last_log_index: u64,
+    /// Its last applied index.
+    pub applied_index: u64,
+}
+
+/// A registration or heartbeat, authenticated when the cluster has a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The worker.
+    pub worker: WorkerInfo,
+    /// Microseconds since the Unix epoch when sent (replay protection).
+    pub sent_us: u64,
+    /// HMAC-SHA256 over the registration with the cluster secret, hex; empty when the
+    /// cluster has none.
+    pub auth: String,
+}
+
+/// What the gater answers a registration or heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Heartbeat again within this many milliseconds or be dropped.
+    pub lease_ms: u64,
+}
+
+/// Why a registration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The authentication did not verify against the gater's secret.
+    #[error("registration refused: {0}")]
+    Unauthorized(String),
+    /// A heartbeat for a worker the gater does not know (it restarted, or the lease ran
+    /// out): register again.
+    #[error("unknown worker: register again")]
+    UnknownWorker,
+    /// The registration itself is malformed.
+    #[error("invalid registration: {0}")]
+    Invalid(String),
+}
+
+/// One store's health as the gater sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreHealth {
+    /// The store.
+    pub store: String,
+    /// `healthy` when a leader is known and every registered worker is healthy.
+    pub healthy: bool,
+    /// The leader's node id, when known.
+    pub leader: Option<u64>,
+    /// Live workers.
+    pub workers: u32,
+    /// Workers by role.
+    pub leaders: u32,
+    /// Followers.
+    pub followers: u32,
+    /// Learners.
+    pub learners: u32,
+    /// Workers marked suspect after a fault.
+    pub suspect: u32,
+}
+
+/// The gater's view of every store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    /// Every store with at least one registered worker.
+    pub stores: Vec<StoreHealth>,
+    /// Workers dropped because their lease ran out, since the gater started.
+    pub leases_expired: u64,
+}
+
+impl HealthReport {
+    /// `healthy` when every store is.
+    pub fn healthy(&self) -> bool {
+        !self.stores.is_empty() && self.stores.iter().all(|s| s.healthy)
+    }
+}
+
+/// One node as the cluster status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node's id.
+    pub node_id: u64,
+    /// Its worker address.
+    pub address: String,
+    /// Its role.
+    pub role: Role,
+    /// Its term.
+    pub term: u64,
+    /// Its last log index.
+    pub last_log_index: u64,
+    /// Its last applied index.
+    pub applied_index: u64,
+    /// Milliseconds since its last heartbeat reached the gater.
+    pub last_heartbeat_ms: u64,
+    /// Whether the gater considers it healthy.
+    pub healthy: bool,
+}
+
+/// One store's cluster status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// The store.
+    pub store: String,
+    /// The leader, when known.
+    pub leader: Option<u64>,
+    /// The highest term seen.
+    pub term: u64,
+    /// Its nodes.
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// The gater's client and registry service.
+#[tarpc::service]
+pub trait Gater {
+    /// Registers (or re-registers) a worker and grants a lease.
+    async fn register(registration: Registration) -> Result<Lease, RegistryError>;
+    /// Renews a worker's lease and refreshes its role and indexes.
+    async fn heartbeat(registration: Registration) -> Result<Lease, RegistryError>;
+    /// Removes a worker at once (a node shutting down).
+    async fn deregister(registration: Registration) -> Result<(), RegistryError>;
+
+    /// Health per store.
+    async fn health() -> HealthReport;
+    /// The stores with registered workers.
+    async fn list_stores() -> Vec<String>;
+    /// Nodes, roles, leader, term and indexes per store.
+    async fn cluster_status() -> Vec<StoreStatus>;
+
+    /// See [`Worker::append`](crate::worker::Worker::append).
+    async fn append(
+        store: String,
+        stream_id: String,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError>;
+    /// See [`Worker::read_stream`](crate::worker::Worker::read_stream).
+    async fn read_stream(
+        store: String,
+        stream_id: String,
+        from: u64,
+        count: u32,
+        direction: Direction,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+    /// See [`Worker::read_all`](crate::worker::Worker::read_all).
+    async fn read_all(
+        store: String,
+        from_position: u64,
+        count: u32,
+        direction: Direction,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+    /// See [`Worker::read_by_event_types`](crate::worker::Worker::read_by_event_types).
+    async fn read_by_event_types(
+        store: String,
+        types: Vec<String>,
+        from_position: u64,
+        count: u32,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+    /// See [`Worker::read_by_tags`](crate::worker::Worker::read_by_tags).
+    async fn read_by_tags(
+        store: String,
+        tags: Vec<String>,
+        matching: TagMatch,
+        from_position: u64,
+        count: u32,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+    /// See [`Worker::get_version`](crate::worker::Worker::get_version).
+    async fn get_version(
+        store: String,
+        stream_id: String,
+        consistency: ReadConsistency,
+    ) -> Result<Option<u64>, StoreError>;
+    /// See [`Worker::exists`](crate::worker::Worker::exists).
+    async fn exists(
+        store: String,
+        stream_id: String,
+        consistency: ReadConsistency,
+    ) -> Result<bool, StoreError>;
+    /// See [`Worker::list_streams`](crate::worker::Worker::list_streams).
+    async fn list_streams(
+        store: String,
+        after: Option<String>,
+        limit: u32,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<StreamInfo>, StoreError>;
+    /// See [`Worker::delete_stream`](crate::worker::Worker::delete_stream).
+    async fn delete_stream(store: String, stream_id: String, hard: bool) -> Result<(), StoreError>;
+    /// See [`Worker::snapshot_save`](crate::worker::Worker::snapshot_save).
+    async fn snapshot_save(
+        store: String,
+        stream_id: String,
+        version: u64,
+        data: Vec<u8>,
+        metadata: Vec<u8>,
+    ) -> Result<(), StoreError>;
+    /// See [`Worker::snapshot_load`](crate::worker::Worker::snapshot_load).
+    async fn snapshot_load(
+        store: String,
+        stream_id: String,
+        version: Option<u64>,
+        consistency: ReadConsistency,
+    ) -> Result<SnapshotRecord, StoreError>;
+    /// See [`Worker::snapshot_list`](crate::worker::Worker::snapshot_list).
+    async fn snapshot_list(
+        store: String,
+        stream_id: String,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<SnapshotRecord>, StoreError>;
+    /// See [`Worker::snapshot_delete`](crate::worker::Worker::snapshot_delete).
+    async fn snapshot_delete(
+        store: String,
+        stream_id: String,
+        version: Option<u64>,
+    ) -> Result<(), StoreError>;
+    /// See [`Worker::snapshot_exists`](crate::worker::Worker::snapshot_exists).
+    async fn snapshot_exists(
+        store: String,
+        stream_id: String,
+        version: Option<u64>,
+        consistency: ReadConsistency,
+    ) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,460 @@
+//! The client library: typed calls to a reckon-db cluster through its gaters.
+//!
+//! ```no_run
+//! use reckon_gater::{Client, ExpectedVersion, NewEvent};
+//! use serde_json::json;
+//!
+//! # async fn demo() -> Result<(), reckon_gater::ClientError> {
+//! let client = Client::connect(&["127.0.0.1:7700"]).await?;
+//! let store = client.store("default");
+//! let appended = store
+//!     .append("order-1", ExpectedVersion::NoStream, vec![NewEvent::json("placed", &json!({"total": 5}))])
+//!     .await?;
+//! assert_eq!(appended.version, 0);
+//! let events = store.read("order-1", 0, 100).await?;
+//! assert_eq!(events[0].event_type, "placed");
+//! # Ok(()) }
+//! ```
+//!
+//! Every call has a deadline ([`Client::with_timeout`], 5 s by default) that the gater
+//! honours end to end. When a gater cannot be reached the call moves on to the next
+//! one in the list. Events without an id get a UUIDv7 here, before the first attempt,
+//! so a retried append is recognised by the store and never written twice.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tarpc::client::RpcError;
+use tokio::sync::Mutex;
+
+use crate::api::{GaterClient, HealthReport, StoreStatus};
+use crate::types::{
+    AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
+    SnapshotRecord, StoreError, StreamInfo, TagMatch,
+};
+
+/// The default per-call deadline.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a call can fail with: the store's answer, or no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The store answered with an error.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No gater could be reached or none answered.
+    #[error("Unavailable: no gater answered ({0})")]
+    Transport(String),
+    /// The call's deadline passed.
+    #[error("Timeout: no answer within {0:?}")]
+    Timeout(Duration),
+    /// The client was given no gater address.
+    #[error("no gater address given")]
+    NoGaters,
+}
+
+impl ClientError {
+    /// The store error, when the store answered.
+    pub fn store_error(&self) -> Option<&StoreError> {
+        match self {
+            ClientError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+struct Conn {
+    addr: String,
+    client: Option<GaterClient>,
+}
+
+/// A connection to a cluster through one or more gaters. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    conns: Arc<Vec<Mutex<Conn>>>,
+    current: Arc<std::sync::atomic::AtomicUsize>,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Connects to the first reachable gater of `addrs` (HOST:PORT each); the others
+    /// are used when it fails.
+    pub async fn connect<S: AsRef<str>>(addrs: &[S]) -> Result<Client, ClientError> {
+        if addrs.is_empty() {
+            return Err(ClientError::NoGaters);
+        }
+        let conns = addrs
+            .iter()
+            .map(|a| {
+                Mutex::new(Conn {
+                    addr: a.as_ref().to_string(),
+                    client: None,
+                })
+            })
+            .collect();
+        let c = Client {
+            conns: Arc::new(conns),
+            current: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            timeout: DEFAULT_TIMEOUT,
+        };
+        c.call(|g, ctx| async move { g.list_stores(ctx).await.map(Ok) })
+            .await?;
+        Ok(c)
+    }
+
+    /// The same client with another per-call deadline.
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    /// A handle on one store.
+    pub fn store(&self, name: &str) -> StoreHandle {
+        StoreHandle {
+            client: self.clone(),
+            store: name.to_string(),
+            consistency: ReadConsistency::Linearizable,
+        }
+    }
+
+    async fn gater(&self, i: usize) -> Result<GaterClient, String> {
+        let mut conn = self.conns[i].lock().await;
+        if let Some(c) = &conn.client {
+            return Ok(c.clone());
+        }
+        let t = crate::transport::dial(&conn.addr)
+            .await
+            .map_err(|e| format!("{}: {e}", conn.addr))?;
+        let c = GaterClient::new(tarpc::client::Config::default(), t).spawn();
+        conn.client = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn forget(&self, i: usize) {
+        self.conns[i].lock().await.client = None;
+    }
+
+    /// Runs one call with the deadline, moving to the next gater on a transport fault.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, ClientError>
+    where
+        F: Fn(GaterClient, tarpc::context::Context) -> Fut,
+        Fut: std::future::Future<Output = Result<Result<T, StoreError>, RpcError>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        let n = self.conns.len();
+        let start = self.current.load(std::sync::atomic::Ordering::Relaxed);
+        let mut faults = Vec::new();
+        for k in 0..n {
+            let i = (start + k) % n;
+            if Instant::now() >= deadline {
+                return Err(ClientError::Timeout(self.timeout));
+            }
+            let g = match tokio::time::timeout_at(deadline.into(), self.gater(i)).await {
+                Ok(Ok(g)) => g,
+                Ok(Err(e)) => {
+                    faults.push(e);
+                    continue;
+                }
+                Err(_) => return Err(ClientError::Timeout(self.timeout)),
+            };
+            let mut ctx = tarpc::context::current();
+            ctx.deadline = deadline;
+            match f(g, ctx).await {
+                Ok(r) => {
+                    self.current.store(i, std::sync::atomic::Ordering::Relaxed);
+                    return r.map_err(ClientError::Store);
+                }
+                Err(RpcError::DeadlineExceeded) => return Err(ClientError::Timeout(self.timeout)),
+                Err(e) => {
+                    self.forget(i).await;
+                    faults.push(format!("{}: {e}", self.conns[i].lock().await.addr));
+                }
+            }
+        }
+        Err(ClientError::Transport(faults.join("; ")))
+    }
+
+    /// Health per store, as the gater sees it.
+    pub async fn health(&self) -> Result<HealthReport, ClientError> {
+        self.call(|g, ctx| async move { g.health(ctx).await.map(Ok) })
+            .await
+    }
+
+    /// The stores with registered workers.
+    pub async fn list_stores(&self) -> Result<Vec<String>, ClientError> {
+        self.call(|g, ctx| async move { g.list_stores(ctx).await.map(Ok) })
+            .await
+    }
+
+    /// Nodes, roles, leader, term and indexes per store.
+    pub async fn cluster_status(&self) -> Result<Vec<StoreStatus>, ClientError> {
+        self.call(|g, ctx| async move { g.cluster_status(ctx).await.map(Ok) })
+            .await
+    }
+}
+
+/// Operations on one store. Obtained from [`Client::store`].
+#[derive(Clone)]
+pub struct StoreHandle {
+    client: Client,
+    store: String,
+    consistency: ReadConsistency,
+}
+
+impl StoreHandle {
+    /// The same handle reading whatever the serving node has applied (may lag).
+    pub fn stale(mut self) -> StoreHandle {
+        self.consistency = ReadConsistency::Stale;
+        self
+    }
+
+    /// Appends `events` atomically if the stream is at `expected`; gives the new
+    /// version and positions. A retry with the same event ids is answered with the
+    /// first result.
+    pub async fn append(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        mut events: Vec<NewEvent>,
+    ) -> Result<AppendResult, ClientError> {
+        for e in &mut events {
+            e.event_id.get_or_insert_with(uuid::Uuid::now_v7);
+        }
+        let (store, stream) = (self.store.clone(), stream_id.to_string());
+        self.client
+            .call(|g, ctx| {
+                let (store, stream, events) = (store.clone(), stream.clone(), events.clone());
+                async move { g.append(ctx, store, stream, expected, events).await }
+            })
+            .await
+    }
+
+    /// Up to `count` events of a stream from version `from`, ascending.
+    pub async fn read(
+        &self,
+        stream_id: &str,
+        from: u64,
+        count: u32,
+    ) -> Result<Vec<EventRecord>, ClientError> {
+        self.read_stream(stream_id, from, count, Direction::Forward)
+            .await
+    }
+
+    /// Up to `count` events of a stream from version `from` in `direction`.
+    pub async fn read_stream(
+        &self,
+        stream_id: &str,
+        from: u64,
+        count: u32,
+        direction: Direction,
+    ) -> Result<Vec<EventRecord>, ClientError> {
+        let (store, stream, c) = (self.store.clone(), stream_id.to_string(), self.consistency);
+        self.client
+            .call(|g, ctx| {
+                let (store, stream) = (store.clone(), stream.clone());
+                async move {
+                    g.read_stream(ctx, store, stream, from, count, direction, c)
+                        .await
+                }
+            })
+            .await
+    }
+
+    /// Up to `count` events of the global log from `from_position` in `direction`.
+    pub async fn read_all(
+        &self,
+        from_position: u64,
+        count: u32,
+        direction: Direction,
+    ) -> Result<Vec<EventRecord>, ClientError> {
+        let (store, c) = (self.store.clone(), self.consistency);
+        self.client
+            .call(|g, ctx| {
+                let store = store.clone();
+                async move {
+                    g.read_all(ctx, store, from_position, count, direction, c)
+                        .await
+                }
+            })
+            .await
+    }
+
+    /// Events whose type is one of `types` (all when empty), ascending by position.
+    pub async fn read_by_event_types(
+        &self,
+        types: &[&str],
+        from_position: u64,
+        count: u32,
+    ) -> Result<Vec<EventRecord>, ClientError> {
+        let types: Vec<String> = types.iter().map(|t| t.to_string()).collect();
+        let (store, c) = (self.store.clone(), self.consistency);
+        self.client
+            .call(|g, ctx| {
+                let (store, types) = (store.clone(), types.clone());
+                async move {
+                    g.read_by_event_types(ctx, store, types, from_position, count, c)
+                        .await
+                }
+            })
+            .await
+    }
+
+    /// Events carrying any or all of `tags`, ascending by position.
+    pub async fn read_by_tags(
+        &self,
+        tags: &[&str],
+        matching: TagMatch,
+        from_position: u64,
+        count: u32,
+    ) -> Result<Vec<EventRecord>, ClientError> {
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let (store, c) = (self.store.clone(), self.consistency);
+        self.client
+            .call(|g, ctx| {
+                let (store, tags) = (store.clone(), tags.clone());
+                async move {
+                    g.read_by_tags(ctx, store, tags, matching, from_position, count, c)
+                        .await
+                }
+            })
+            .await
+    }
+
+    /// The stream's version; `None` when it does not exist.
+    pub async fn get_version(&self, stream_id: &str) -> Result<Option<u64>, ClientError> {
+        let (store, stream, c) = (self.store.clone(), stream_id.to_string(), self.consistency);
+        self.client
+            .call(|g, ctx| {
+                let (store, stream) = (store.clone(), stream.clone());
+                async move { g.get_version(ctx, store, stream, c).await }
+            })
+            .await
+    }
+
+    /// Whether the stream exists.
+    pub async fn exists(&self, stream_id: &str) -> Result<bool, ClientError> {
+        let (store, stream, c) = (self.store.clone(), stream_id.to_string(), self.consistency);
+        self.client
+            .call(|g, ctx| {
+                let (store, stream) = (store.clone(), stream.clone());
+                async move { g.exists(ctx, store, stream, c).await }
+            })
+            .await
+    }
+
+    /// Up to `limit` streams in id order after `after`.
+    pub async fn list_streams(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StreamInfo>, ClientError> {
+        let (store, after, c) = (
+            self.store.clone(),
+            after.map(str::to_string),
+            self.consistency,
+        );
+        self.client
+            .call(|g, ctx| {
+                let (store, after) = (store.clone(), after.clone());
+                async move { g.list_streams(ctx, store, after, limit, c).await }
+            })
+            .await
+    }
+
+    /// Deletes a stream: soft (it can start again at version 0), or `hard` (its id
+    /// can never be written again).
+    pub async fn delete(&self, stream_id: &str, hard: bool) -> Result<(), ClientError> {
+        let (store, stream) = (self.store.clone(), stream_id.to_string());
+        self.client
+            .call(|g, ctx| {
+                let (store, stream) = (store.clone(), stream.clone());
+                async move { g.delete_stream(ctx, store, stream, hard).await }
+            })
+            .await
+    }
+
+    /// Saves a snapshot at `version`, replacing one at the same version.
+    pub async fn save_snapshot(
+        &self,
+        stream_id: &str,
+        version: u64,
+        data: Vec<u8>,
+        metadata: Vec<u8>,
+    ) -> Result<(), ClientError> {
+        let (store, stream) = (self.store.clone(), stream_id.to_string());
+        self.client
+            .call(|g, ctx| {
+                let (store, stream, data, metadata) = (
+                    store.clone(),
+                    stream.clone(),
+                    data.clone(),
+                    metadata.clone(),
+                );
+                async move {
+                    g.snapshot_save(ctx, store, stream, version, data, metadata)
+                        .await
+                }
+            })
+            .await
+    }
+
+    /// The snapshot at `version`, or the highest when `None`.
+    pub async fn load_snapshot(
+        &self,
+        stream_id: &str,
+        version: Option<u64>,
+    ) -> Result<SnapshotRecord, ClientError> {
+        let (store, stream, c) = (self.store.clone(), stream_id.to_string(), self.consistency);
+        self.client
+            .call(|g, ctx| {
+                let (store, stream) = (store.clone(), stream.clone());
+                async move { g.snapshot_load(ctx, store, stream, version, c).await }
+            })
+            .await
+    }
+
+    /// Every snapshot of a stream by ascending version.
+    pub async fn list_snapshots(
+        &self,
+        stream_id: &str,
+    ) -> Result<Vec<SnapshotRecord>, ClientError> {
+        let (store, stream, c) = (self.store.clone(), stream_id.to_string(), self.consistency);
+        self.client
+            .call(|g, ctx| {
+                let (store, stream) = (store.clone(), stream.clone());
+                async move { g.snapshot_list(ctx, store, stream, c).await }
+            })
+            .await
+    }
+
+    /// Deletes the snapshot at `version`, or all of the stream's when `None`.
+    pub async fn delete_snapshot(
+        &self,
+        stream_id: &str,
+        version: Option<u64>,
+    ) -> Result<(), ClientError> {
+        let (store, stream) = (self.store.clone(), stream_id.to_string());
+        self.client
+            .call(|g, ctx| {
+                let (store, stream) = (store.clone(), stream.clone());
+                async move { g.snapshot_delete(ctx, store, stream, version).await }
+            })
+            .await
+    }
+
+    /// Whether a snapshot exists at `version` (any when `None`).
+    pub async fn snapshot_exists(
+        &self,
+        stream_id: &str,
+        version: Option<u64>,
+    ) -> Result<bool, ClientError> {
+        let (store, stream, c) = (self.store.clone(), stream_id.to_string(), self.consistency);
+        self.client
+            .call(|g, ctx| {
+                let (store, stream) = (store.clone(), stream.clone());
+                async move { g.snapshot_exists(ctx, store, stream, version, c).await }
+            })
+            .await
+    }
+}

@@ -1,0 +1,575 @@
+#![allow(clippy::too_many_arguments)]
+//! The gateway: the thin I/O shell around the [routing core](crate::router).
+//!
+//! It serves the [`Gater`] service, keeps one multiplexed connection per worker, and
+//! for each call asks the registry where to go, applies the answer, and reports
+//! faults back: a transport error or timeout marks the worker suspect and fails over
+//! to the next; `NotLeader` redirects; passing errors back off with jitter; all inside
+//! the caller's deadline.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tarpc::client::RpcError;
+use tarpc::context::Context;
+use tarpc::server::{BaseChannel, Channel};
+use tokio::net::TcpListener;
+
+use crate::api::{Gater, HealthReport, Lease, Registration, RegistryError, StoreStatus};
+use crate::router::{classify, Decision, OpKind, Registry, RetryPolicy};
+use crate::transport;
+use crate::types::{
+    AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
+    SnapshotRecord, StoreError, StreamInfo, TagMatch,
+};
+use crate::worker::WorkerClient;
+
+/// Requests one client connection may have in flight; more are refused.
+pub const MAX_REQUESTS_PER_CONNECTION: usize = 1024;
+/// How long a worker that failed a call is avoided.
+pub const SUSPECT_FOR: Duration = Duration::from_secs(2);
+/// Time kept back from the caller's deadline so that an answer can still travel back.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(20);
+
+/// The gateway's settings.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// Lease granted to workers.
+    pub lease: Duration,
+    /// Retry policy for routed calls.
+    pub retry: RetryPolicy,
+    /// Cluster secret; registrations must be signed with it when set.
+    pub secret: Option<String>,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        GatewayOptions {
+            lease: Duration::from_millis(3000),
+            retry: RetryPolicy::default(),
+            secret: None,
+        }
+    }
+}
+
+struct Inner {
+    registry: Mutex<Registry>,
+    pool: tokio::sync::Mutex<HashMap<String, WorkerClient>>,
+    opts: GatewayOptions,
+}
+
+/// The gateway service handler (a cheap clone).
+#[derive(Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+impl Gateway {
+    /// A gateway with an empty registry.
+    pub fn new(opts: GatewayOptions) -> Self {
+        Gateway {
+            inner: Arc::new(Inner {
+                registry: Mutex::new(Registry::new(opts.lease, SUSPECT_FOR)),
+                pool: tokio::sync::Mutex::new(HashMap::new()),
+                opts,
+            }),
+        }
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.inner
+            .registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serves the gater service on `listener` until `shutdown` resolves, expiring
+    /// leases in the background.
+    pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let expiry = {
+            let me = self.clone();
+            let tick = (self.inner.opts.lease / 10).max(Duration::from_millis(10));
+            tokio::spawn(async move {
+                let mut t = tokio::time::interval(tick);
+                loop {
+                    t.tick().await;
+                    let dropped = me.registry().expire(Instant::now());
+                    for (store, node_id) in dropped {
+                        tracing::warn!(target: "reckon_db", store, node_id, "reckon_db.gater.worker.unregistered (lease expired)");
+                        me.forget_connection_of(node_id).await;
+                    }
+                }
+            })
+        };
+        let me = self.clone();
+        transport::accept_loop(listener, shutdown, move |t, _peer| {
+            let me = me.clone();
+            async move {
+                let channel = BaseChannel::with_defaults(t)
+                    .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
+                transport::spawn_requests(channel.execute(me.serve())).await;
+            }
+        })
+        .await;
+        expiry.abort();
+    }
+
+    async fn forget_connection_of(&self, _node_id: u64) {
+        // Connections are keyed by address; a dropped worker's connection is closed when
+        // a call through it fails, or here when nothing else uses that address.
+        let live: Vec<String> = {
+            let reg = self.registry();
+            reg.status(Instant::now())
+                .into_iter()
+                .flat_map(|s| s.nodes.into_iter().map(|n| n.address))
+                .collect()
+        };
+        self.inner
+            .pool
+            .lock()
+            .await
+            .retain(|addr, _| live.contains(addr));
+    }
+
+    async fn client(&self, addr: &str) -> Result<WorkerClient, std::io::Error> {
+        let mut pool = self.inner.pool.lock().await;
+        if let Some(c) = pool.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = crate::worker::connect(addr).await?;
+        pool.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    async fn drop_client(&self, addr: &str) {
+        self.inner.pool.lock().await.remove(addr);
+    }
+
+    /// Routes one call to a worker of `store`, following the rules of the module docs.
+    async fn route<T, F, Fut>(
+        &self,
+        ctx: &Context,
+        store: &str,
+        kind: OpKind,
+        call: F,
+    ) -> Result<T, StoreError>
+    where
+        F: Fn(WorkerClient, Context) -> Fut,
+        Fut: Future<Output = Result<Result<T, StoreError>, RpcError>>,
+    {
+        let deadline = ctx
+            .deadline
+            .checked_sub(DEADLINE_MARGIN)
+            .unwrap_or(ctx.deadline);
+        let policy = self.inner.opts.retry;
+        let mut tried: Vec<u64> = Vec::new();
+        let mut last_err: Option<StoreError> = None;
+        for attempt in 0..=policy.retries_max {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let picked = self.registry().pick(store, kind, now, &tried);
+            let target = match picked {
+                Ok(t) => t,
+                Err(e @ StoreError::NoWorkers { .. }) => return Err(e),
+                Err(e) => {
+                    // Every worker failed this call: start over after a pause.
+                    last_err = Some(e);
+                    tried.clear();
+                    self.pause(attempt, deadline).await;
+                    continue;
+                }
+            };
+            let client = match tokio::time::timeout(
+                deadline.saturating_duration_since(now),
+                self.client(&target.address),
+            )
+            .await
+            {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    tracing::debug!(store, node_id = target.node_id, error = %e, "worker unreachable");
+                    self.registry()
+                        .mark_suspect(store, target.node_id, Instant::now());
+                    tried.push(target.node_id);
+                    last_err = Some(StoreError::Unavailable {
+                        reason: format!("worker {} at {}: {e}", target.node_id, target.address),
+                    });
+                    continue;
+                }
+                Err(_) => break,
+            };
+            let mut child = *ctx;
+            child.deadline = deadline;
+            match call(client, child).await {
+                Ok(Ok(v)) => {
+                    self.registry().mark_healthy(store, target.node_id);
+                    return Ok(v);
+                }
+                Ok(Err(e)) => match classify(&e) {
+                    Decision::Return => return Err(e),
+                    Decision::Redirect(leader) => {
+                        self.registry().note_leader(store, leader);
+                        if leader.is_none() || leader == Some(target.node_id) {
+                            self.pause(attempt, deadline).await;
+                        }
+                        last_err = Some(e);
+                    }
+                    Decision::Backoff => {
+                        last_err = Some(e);
+                        self.pause(attempt, deadline).await;
+                    }
+                },
+                Err(rpc) => {
+                    tracing::debug!(target: "reckon_db", store, node_id = target.node_id, error = %rpc, "reckon_db.gater.request.retry");
+                    self.drop_client(&target.address).await;
+                    self.registry()
+                        .mark_suspect(store, target.node_id, Instant::now());
+                    tried.push(target.node_id);
+                    last_err = Some(match rpc {
+                        RpcError::DeadlineExceeded => StoreError::Timeout {
+                            what: format!("call to worker {}", target.node_id),
+                        },
+                        other => StoreError::Unavailable {
+                            reason: format!("worker {}: {other}", target.node_id),
+                        },
+                    });
+                }
+            }
+        }
+        tracing::warn!(target: "reckon_db", store, "reckon_db.gater.request.retries_exhausted");
+        Err(last_err.unwrap_or_else(|| StoreError::Timeout {
+            what: format!("no answer from store {store:?} within the caller's deadline"),
+        }))
+    }
+
+    async fn pause(&self, attempt: u32, deadline: Instant) {
+        let d = self
+            .inner
+            .opts
+            .retry
+            .backoff(attempt, rand::random::<f64>());
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::sleep(d.min(left)).await;
+    }
+
+    fn check(&self, reg: &Registration) -> Result<(), RegistryError> {
+        crate::auth::verify(
+            reg,
+            self.inner.opts.secret.as_deref(),
+            crate::auth::now_us(),
+        )
+        .map_err(RegistryError::Unauthorized)?;
+        if reg.worker.store.is_empty() || reg.worker.address.is_empty() {
+            return Err(RegistryError::Invalid(
+                "store and address must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn lease(&self) -> Lease {
+        Lease {
+            lease_ms: self.inner.opts.lease.as_millis() as u64,
+        }
+    }
+}
+
+impl Gater for Gateway {
+    async fn register(self, _: Context, reg: Registration) -> Result<Lease, RegistryError> {
+        self.check(&reg)?;
+        let (store, node_id, addr) = (
+            reg.worker.store.clone(),
+            reg.worker.node_id,
+            reg.worker.address.clone(),
+        );
+        if self.registry().register(reg.worker, Instant::now()) {
+            tracing::info!(target: "reckon_db", store, node_id, address = %addr, "reckon_db.gater.worker.registered");
+        }
+        Ok(self.lease())
+    }
+
+    async fn heartbeat(self, _: Context, reg: Registration) -> Result<Lease, RegistryError> {
+        self.check(&reg)?;
+        if self.registry().heartbeat(reg.worker, Instant::now()) {
+            Ok(self.lease())
+        } else {
+            Err(RegistryError::UnknownWorker)
+        }
+    }
+
+    async fn deregister(self, _: Context, reg: Registration) -> Result<(), RegistryError> {
+        self.check(&reg)?;
+        if self
+            .registry()
+            .remove(&reg.worker.store, reg.worker.node_id)
+        {
+            tracing::info!(target: "reckon_db", store = %reg.worker.store, node_id = reg.worker.node_id, "reckon_db.gater.worker.unregistered");
+        }
+        Ok(())
+    }
+
+    async fn health(self, _: Context) -> HealthReport {
+        self.registry().health(Instant::now())
+    }
+
+    async fn list_stores(self, _: Context) -> Vec<String> {
+        self.registry().stores()
+    }
+
+    async fn cluster_status(self, _: Context) -> Vec<StoreStatus> {
+        self.registry().status(Instant::now())
+    }
+
+    async fn append(
+        self,
+        ctx: Context,
+        store: String,
+        stream_id: String,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        self.route(&ctx, &store, OpKind::Write, |c, cx| {
+            let store = store.clone();
+            let stream_id = stream_id.clone();
+            let events = events.clone();
+            async move { c.append(cx, store, stream_id, expected, events).await }
+        })
+        .await
+    }
+
+    async fn read_stream(
+        self,
+        ctx: Context,
+        store: String,
+        stream_id: String,
+        from: u64,
+        count: u32,
+        direction: Direction,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+            let store = store.clone();
+            let stream_id = stream_id.clone();
+            async move {
+                c.read_stream(cx, store, stream_id, from, count, direction, consistency)
+                    .await
+            }
+        })
+        .await
+    }
+
+    async fn read_all(
+        self,
+        ctx: Context,
+        store: String,
+        from_position: u64,
+        count: u32,
+        direction: Direction,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+            let store = store.clone();
+            async move {
+                c.read_all(cx, store, from_position, count, direction, consistency)
+                    .await
+            }
+        })
+        .await
+    }
+
+    async fn read_by_event_types(
+        self,
+        ctx: Context,
+        store: String,
+        types: Vec<String>,
+        from_position: u64,
+        count: u32,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+            let store = store.clone();
+            let types = types.clone();
+            async move {
+                c.read_by_event_types(cx, store, types, from_position, count, consistency)
+                    .await
+            }
+        })
+        .await
+    }
+
+    async fn read_by_tags(
+        self,
+        ctx: Context,
+        store: String,
+        tags: Vec<String>,
+        matching: TagMatch,
+        from_position: u64,
+        count: u32,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+            let store = store.clone();
+            let tags = tags.clone();
+            async move {
+                c.read_by_tags(cx, store, tags, matching, from_position, count, consistency)
+                    .await
+            }
+        })
+        .await
+    }
+
+    async fn get_version(
+        self,
+        ctx: Context,
+        store: String,
+        stream_id: String,
+        consistency: ReadConsistency,
+    ) -> Result<Option<u64>, StoreError> {
+        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+            let store = store.clone();
+            let stream_id = stream_id.clone();
+            async move { c.get_version(cx, store, stream_id, consistency).await }
+        })
+        .await
+    }
+
+    async fn exists(
+        self,
+        ctx: Context,
+        store: String,
+        stream_id: String,
+        consistency: ReadConsistency,
+    ) -> Result<bool, StoreError> {
+        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+            let store = store.clone();
+            let stream_id = stream_id.clone();
+            async move { c.exists(cx, store, stream_id, consistency).await }
+        })
+        .await
+    }
+
+    async fn list_streams(
+        self,
+        ctx: Context,
+        store: String,
+        after: Option<String>,
+        limit: u32,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<StreamInfo>, StoreError> {
+        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+            let store = store.clone();
+            let after = after.clone();
+            async move { c.list_streams(cx, store, after, limit, consistency).await }
+        })
+        .await
+    }
+
+    async fn delete_stream(
+        self,
+        ctx: Context,
+        store: String,
+        stream_id: String,
+        hard: bool,
+    ) -> Result<(), StoreError> {
+        self.route(&ctx, &store, OpKind::Write, |c, cx| {
+            let store = store.clone();
+            let stream_id = stream_id.clone();
+            async move { c.delete_stream(cx, store, stream_id, hard).await }
+        })
+        .await
+    }
+
+    async fn snapshot_save(
+        self,
+        ctx: Context,
+        store: String,
+        stream_id: String,
+        version: u64,
+        data: Vec<u8>,
+        metadata: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.route(&ctx, &store, OpKind::Write, |c, cx| {
+            let store = store.clone();
+            let stream_id = stream_id.clone();
+            let data = data.clone();
+            let metadata = metadata.clone();
+            async move {
+                c.snapshot_save(cx, store, stream_id, version, data, metadata)
+                    .await
+            }
+        })
+        .await
+    }
+
+    async fn snapshot_load(
+        self,
+        ctx: Context,
+        store: String,
+        stream_id: String,
+        version: Option<u64>,
+        consistency: ReadConsistency,
+    ) -> Result<SnapshotRecord, StoreError> {
+        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+            let store = store.clone();
+            let stream_id = stream_id.clone();
+            async move {
+                c.snapshot_load(cx, store, stream_id, version, consistency)
+                    .await
+            }
+        })
+        .await
+    }
+
+    async fn snapshot_list(
+        self,
+        ctx: Context,
+        store: String,
+        stream_id: String,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<SnapshotRecord>, StoreError> {
+        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+            let store = store.clone();
+            let stream_id = stream_id.clone();
+            async move { c.snapshot_list(cx, store, stream_id, consistency).await }
+        })
+        .await
+    }
+
+    async fn snapshot_delete(
+        self,
+        ctx: Context,
+        store: String,
+        stream_id: String,
+        version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        self.route(&ctx, &store, OpKind::Write, |c, cx| {
+            let store = store.clone();
+            let stream_id = stream_id.clone();
+            async move { c.snapshot_delete(cx, store, stream_id, version).await }
+        })
+        .await
+    }
+
+    async fn snapshot_exists(
+        self,
+        ctx: Context,
+        store: String,
+        stream_id: String,
+        version: Option<u64>,
+        consistency: ReadConsistency,
+    ) -> Result<bool, StoreError> {
+        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+            let store = store.clone();
+            let stream_id = stream_id.clone();
+            async move {
+                c.snapshot_exists(cx, store, stream_id, version, consistency)
+                    .await
+            }
+        })
+        .await
+    }
+}

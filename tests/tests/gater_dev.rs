@@ -1,0 +1,72 @@
+//! The gater embedded by `reckon-node --dev`: routing, health and NoWorkers.
+
+use std::time::{Duration, Instant};
+
+use reckon_gater::{ClientError, ExpectedVersion, NewEvent, StoreError};
+use reckon_tests::dev;
+use serde_json::json;
+
+#[tokio::test]
+async fn append_and_read_through_the_embedded_gater() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, addr) = dev::start_dev_with_gater(dir.path(), &[]);
+    let client = dev::wait_for_store(&addr, "default").await;
+    let s = client.store("default");
+    let r = s
+        .append(
+            "order-1",
+            ExpectedVersion::NoStream,
+            vec![NewEvent::json("placed", &json!({"n": 1}))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.version, 0);
+    let evs = s.read("order-1", 0, 10).await.unwrap();
+    assert_eq!(evs.len(), 1);
+    // Health follows heartbeats: wait (bounded) for the leader to be reported.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let h = loop {
+        let h = client.health().await.unwrap();
+        if h.healthy() || Instant::now() > deadline {
+            break h;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(h.healthy(), "{h:?}");
+    assert_eq!(h.stores[0].leader, Some(1));
+    let e = s
+        .append(
+            "order-1",
+            ExpectedVersion::Exact(5),
+            vec![NewEvent::json("x", &json!({}))],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e,
+        ClientError::Store(StoreError::WrongExpectedVersion {
+            expected: ExpectedVersion::Exact(5),
+            current: Some(0)
+        })
+    );
+}
+
+#[tokio::test]
+async fn unknown_store_gives_no_workers_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, addr) = dev::start_dev_with_gater(dir.path(), &[]);
+    let client = dev::wait_for_store(&addr, "default").await;
+    let started = Instant::now();
+    let e = client.store("nope").read("s", 0, 1).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        e,
+        ClientError::Store(StoreError::NoWorkers {
+            store: "nope".into()
+        })
+    );
+}
