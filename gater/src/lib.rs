@@ -16,7 +16,9 @@
 pub mod aggregate;
 pub mod api;
 pub mod auth;
+pub mod cli;
 pub mod client;
+pub mod config;
 pub mod gateway;
 pub mod router;
 pub mod transport;

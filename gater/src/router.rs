@@ -156,9 +156,8 @@ impl Registry {
         if s.leader == Some(node_id) {
             s.leader = None;
         }
-        if s.workers.is_empty() {
-            self.stores.remove(store);
-        }
+        // The store stays known with no workers: health reports it degraded, and
+        // calls to it get NoWorkers at once.
         removed
     }
 
@@ -177,7 +176,6 @@ impl Registry {
                 s.leader = None;
             }
         }
-        self.stores.retain(|_, s| !s.workers.is_empty());
         self.expired_total += dropped.len() as u64;
         dropped
     }
@@ -272,7 +270,11 @@ impl Registry {
 
     /// The stores with live workers.
     pub fn stores(&self) -> Vec<String> {
-        self.stores.keys().cloned().collect()
+        self.stores
+            .iter()
+            .filter(|(_, s)| !s.workers.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// Health per store.
@@ -287,7 +289,7 @@ impl Registry {
                 let leader = s.leader.filter(|l| s.workers.contains_key(l));
                 StoreHealth {
                     store: name.clone(),
-                    healthy: leader.is_some() && suspect == 0,
+                    healthy: leader.is_some() && suspect == 0 && !s.workers.is_empty(),
                     leader,
                     workers: s.workers.len() as u32,
                     leaders: count(Role::Leader),
@@ -506,6 +508,23 @@ mod tests {
             !r.heartbeat(info("s", 2, Role::Leader), t2),
             "unknown: register again"
         );
+    }
+
+    #[test]
+    fn a_store_whose_workers_left_stays_known_as_degraded() {
+        let now = Instant::now();
+        let mut r = reg3(now);
+        for n in 1..=3 {
+            assert!(r.remove("s", n));
+        }
+        let h = r.health(now);
+        assert_eq!((h.stores[0].workers, h.stores[0].healthy), (0, false));
+        assert!(!h.healthy());
+        assert!(r.stores().is_empty());
+        assert!(matches!(
+            r.pick("s", OpKind::Write, now, &[]),
+            Err(StoreError::NoWorkers { .. })
+        ));
     }
 
     #[test]

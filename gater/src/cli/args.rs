@@ -1,0 +1,433 @@
+//! The `reckon` command line as clap parses it.
+//!
+//! Everything a user can get wrong in the shape of a command (an unknown command, a
+//! missing flag, JSON that does not parse, an `--expected` that means nothing, a bad
+//! UUID) is refused here, by clap, with exit code 2 and a message that names the flag.
+//! What is left for [`run`](super::run) are the things only the store can judge.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use uuid::Uuid;
+
+use crate::types::{ExpectedVersion, TagMatch};
+
+/// How many events a read returns when `--count` is not given.
+pub const DEFAULT_COUNT: u32 = 100;
+
+/// The gater dialled when neither `--gater` nor `$RECKON_GATER` says otherwise.
+pub const DEFAULT_GATER: &str = "127.0.0.1:7700";
+
+/// `reckon`: the command line of reckon-db.
+#[derive(Debug, Parser)]
+#[command(
+    name = "reckon",
+    version,
+    about = "Command line for reckon-db: append, read and delete events, snapshots, and \
+             health and cluster status, through a gater",
+    long_about = None,
+    after_help = "Exit codes: 0 ok, 1 other error, 2 usage, 3 wrong expected version, \
+                  4 not found, 5 unavailable (no workers, no leader, timeout, no gater).\n\
+                  Errors go to stderr as one line: `error: KIND: detail`."
+)]
+pub struct Cli {
+    /// Gater addresses, HOST:PORT, comma-separated; the next is tried when one fails.
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR[,ADDR...]",
+        env = "RECKON_GATER",
+        default_value = DEFAULT_GATER,
+        value_delimiter = ','
+    )]
+    pub gater: Vec<String>,
+
+    /// The store to address.
+    #[arg(long, global = true, value_name = "NAME", default_value = "default")]
+    pub store: String,
+
+    /// Print one JSON object a line instead of text for people.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Deadline of each call, in milliseconds.
+    #[arg(
+        long = "timeout-ms",
+        global = true,
+        value_name = "N",
+        default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub timeout_ms: u64,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands of `reckon`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Append one event (--type), or a batch atomically (--file); prints the new version.
+    Append(AppendArgs),
+    /// Read events of one stream.
+    Read(ReadArgs),
+    /// Read the global log of the store, by position.
+    ReadAll(ReadAllArgs),
+    /// Read events by type, ascending by position.
+    ReadTypes(ReadTypesArgs),
+    /// Read events by tag, ascending by position.
+    ReadTags(ReadTagsArgs),
+    /// Print a stream's version (-1 when it does not exist).
+    Version(StreamArg),
+    /// Print whether a stream exists (true or false).
+    Exists(StreamArg),
+    /// List every stream with its version, one a line.
+    Streams,
+    /// Delete a stream: soft (it can start again at version 0) or --hard (never again).
+    Delete(DeleteArgs),
+    /// Save, load, list and delete snapshots.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Create a subscription; prints its key.
+    Subscribe(SubscribeArgs),
+    /// List subscriptions.
+    Subscriptions,
+    /// Remove a subscription.
+    Unsubscribe(UnsubscribeArgs),
+    /// Print a subscription's deliveries as they come.
+    Tail(TailArgs),
+    /// Health of each store: workers and leader.
+    Health,
+    /// Nodes, roles, leader, term and indexes of each store.
+    Cluster,
+    /// Counters and latency percentiles per store and node.
+    Stats,
+}
+
+/// `append`.
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("source")
+        .required(true)
+        .args(["event_type", "file"])
+))]
+pub struct AppendArgs {
+    /// The stream to append to.
+    pub stream: String,
+
+    /// The event's type (single event).
+    #[arg(long = "type", value_name = "T")]
+    pub event_type: Option<String>,
+
+    /// The event's data as JSON, e.g. '{"total":5}'; defaults to {}.
+    #[arg(long, value_name = "JSON", value_parser = parse_json, conflicts_with = "file")]
+    pub data: Option<serde_json::Value>,
+
+    /// The event's metadata as JSON; none when absent.
+    #[arg(long, value_name = "JSON", value_parser = parse_json, conflicts_with = "file")]
+    pub metadata: Option<serde_json::Value>,
+
+    /// A tag; repeat for several.
+    #[arg(long = "tag", value_name = "T", conflicts_with = "file")]
+    pub tags: Vec<String>,
+
+    /// The event's id; the same id on a retry makes the append idempotent.
+    #[arg(long = "event-id", value_name = "UUID", conflicts_with = "file")]
+    pub event_id: Option<Uuid>,
+
+    /// A batch of events, one JSON object a line
+    /// ({"event_type","data","metadata","tags","event_id"}); `-` reads stdin.
+    #[arg(long, value_name = "F")]
+    pub file: Option<PathBuf>,
+
+    /// The version the stream must be at: any, no-stream, stream-exists, N, or -1, -2, -4.
+    #[arg(long, value_name = "V", default_value = "any")]
+    pub expected: ExpectedVersion,
+}
+
+/// `read`.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// The stream to read.
+    pub stream: String,
+    /// The first version to read; 0 forward, the last event with --backward.
+    #[arg(long, value_name = "N")]
+    pub from: Option<u64>,
+    /// How many events at most (the server may clamp it).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_COUNT)]
+    pub count: u32,
+    /// Read from newest to oldest.
+    #[arg(long)]
+    pub backward: bool,
+}
+
+/// `read-all`.
+#[derive(Debug, Args)]
+pub struct ReadAllArgs {
+    /// The first position to read; 0 forward, the last event with --backward.
+    #[arg(long, value_name = "POS")]
+    pub from: Option<u64>,
+    /// How many events at most (the server may clamp it).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_COUNT)]
+    pub count: u32,
+    /// Read from newest to oldest.
+    #[arg(long)]
+    pub backward: bool,
+}
+
+/// `read-types`.
+#[derive(Debug, Args)]
+pub struct ReadTypesArgs {
+    /// Event types, comma-separated.
+    #[arg(value_name = "T[,T...]", value_delimiter = ',', required = true)]
+    pub types: Vec<String>,
+    /// The first position to consider.
+    #[arg(long, value_name = "POS", default_value_t = 0)]
+    pub from: u64,
+    /// How many events at most (the server may clamp it).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_COUNT)]
+    pub count: u32,
+}
+
+/// `read-tags`.
+#[derive(Debug, Args)]
+pub struct ReadTagsArgs {
+    /// Tags, comma-separated.
+    #[arg(value_name = "T[,T...]", value_delimiter = ',', required = true)]
+    pub tags: Vec<String>,
+    /// `any`: events with at least one of the tags; `all`: events with every tag.
+    #[arg(long = "match", value_name = "any|all", default_value = "any")]
+    pub matching: TagMatch,
+    /// The first position to consider.
+    #[arg(long, value_name = "POS", default_value_t = 0)]
+    pub from: u64,
+    /// How many events at most (the server may clamp it).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_COUNT)]
+    pub count: u32,
+}
+
+/// A command that takes only a stream.
+#[derive(Debug, Args)]
+pub struct StreamArg {
+    /// The stream.
+    pub stream: String,
+}
+
+/// `delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// The stream to delete.
+    pub stream: String,
+    /// Tombstone the stream: its id can never be written again.
+    #[arg(long)]
+    pub hard: bool,
+}
+
+/// `snapshot ...`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Save a snapshot of STREAM at VERSION, replacing one at the same version.
+    Save {
+        /// The stream.
+        stream: String,
+        /// The stream version the state reflects.
+        version: u64,
+        /// The state as JSON.
+        #[arg(long, value_name = "JSON", value_parser = parse_json)]
+        data: serde_json::Value,
+        /// Metadata as JSON; none when absent.
+        #[arg(long, value_name = "JSON", value_parser = parse_json)]
+        metadata: Option<serde_json::Value>,
+    },
+    /// Load the snapshot at --version, or the highest.
+    Load {
+        /// The stream.
+        stream: String,
+        /// The version to load; the highest when absent.
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
+    },
+    /// List a stream's snapshots by ascending version.
+    List {
+        /// The stream.
+        stream: String,
+    },
+    /// Delete the snapshot at --version, or all of the stream's.
+    Delete {
+        /// The stream.
+        stream: String,
+        /// The version to delete; every snapshot of the stream when absent.
+        #[arg(long, value_name = "N")]
+        version: Option<u64>,
+    },
+}
+
+/// What a subscription selects on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SubscriptionType {
+    /// One stream, SELECTOR is its id.
+    Stream,
+    /// One event type, SELECTOR is the type.
+    #[value(name = "event_type", alias = "event-type")]
+    EventType,
+    /// Stream ids matching a glob, SELECTOR e.g. `order-*`.
+    #[value(name = "event_pattern", alias = "event-pattern")]
+    EventPattern,
+    /// Events whose data matches a JSON filter, SELECTOR e.g. '{"amount":{"$gt":100}}'.
+    #[value(name = "event_payload", alias = "event-payload")]
+    EventPayload,
+    /// Every event of the store (SELECTOR is ignored; `$all` by convention).
+    All,
+}
+
+/// Where a new subscription starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The first event of the store.
+    Beginning,
+    /// Only events appended after it is created.
+    End,
+    /// This global position.
+    Position(u64),
+}
+
+impl std::str::FromStr for StartFrom {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "beginning" => Ok(StartFrom::Beginning),
+            "end" => Ok(StartFrom::End),
+            other => other
+                .parse::<u64>()
+                .map(StartFrom::Position)
+                .map_err(|_| format!("{other:?} is not beginning, end, or a position N >= 0")),
+        }
+    }
+}
+
+/// `subscribe`.
+#[derive(Debug, Args)]
+pub struct SubscribeArgs {
+    /// What the subscription selects on.
+    #[arg(value_name = "TYPE")]
+    pub kind: SubscriptionType,
+    /// The stream, type, pattern or payload filter.
+    pub selector: String,
+    /// The subscription's name; subscribing twice with one name gives one subscription.
+    pub name: String,
+    /// Where to start: beginning, end, or a position.
+    #[arg(long, value_name = "beginning|end|POS", default_value = "end")]
+    pub from: StartFrom,
+    /// Consumers sharing the deliveries (each stream's order is kept).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub pool: u32,
+}
+
+/// `unsubscribe`.
+#[derive(Debug, Args)]
+pub struct UnsubscribeArgs {
+    /// The subscription's key, as `subscribe` printed it.
+    pub key: String,
+}
+
+/// `tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// What the subscription selects on.
+    #[arg(value_name = "TYPE")]
+    pub kind: SubscriptionType,
+    /// The stream, type, pattern or payload filter.
+    pub selector: String,
+    /// The subscription's name.
+    pub name: String,
+    /// Acknowledge each delivery after printing it.
+    #[arg(long)]
+    pub ack: bool,
+    /// Stop after N deliveries.
+    #[arg(long, value_name = "N")]
+    pub max: Option<u64>,
+}
+
+/// Parses a flag's value as JSON, saying how to quote it when it does not parse.
+fn parse_json(s: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(s).map_err(|e| {
+        format!(
+            "not JSON ({e}); give a JSON value, quoted for the shell, e.g. '{{\"total\":5}}' \
+             or '\"text\"'"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("reckon").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn append_single_and_batch_are_exclusive() {
+        assert!(parse(&["append", "s", "--type", "t"]).is_ok());
+        assert!(parse(&["append", "s", "--file", "-"]).is_ok());
+        let e = parse(&["append", "s"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
+        let e = parse(&["append", "s", "--file", "-", "--data", "{}"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_naming_the_flag() {
+        for (args, flag) in [
+            (&["append", "s", "--type", "t", "--data", "{x"][..], "--data"),
+            (&["append", "s", "--type", "t", "--expected", "-3"][..], "--expected"),
+            (&["append", "s", "--type", "t", "--event-id", "nope"][..], "--event-id"),
+            (&["read-tags", "a", "--match", "some"][..], "--match"),
+            (&["--timeout-ms", "0", "health"][..], "--timeout-ms"),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "{args:?}");
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains(flag), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn gaters_split_on_commas() {
+        let cli = parse(&["--gater", "a:1,b:2", "streams"]).unwrap();
+        assert_eq!(cli.gater, ["a:1", "b:2"]);
+    }
+
+    #[test]
+    fn lists_split_on_commas() {
+        let cli = parse(&["read-types", "A,B", "--count", "3"]).unwrap();
+        match cli.command {
+            Command::ReadTypes(a) => {
+                assert_eq!(a.types, ["A", "B"]);
+                assert_eq!(a.count, 3);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn start_from_spellings() {
+        assert_eq!("beginning".parse(), Ok(StartFrom::Beginning));
+        assert_eq!("end".parse(), Ok(StartFrom::End));
+        assert_eq!("17".parse(), Ok(StartFrom::Position(17)));
+        assert!("-1".parse::<StartFrom>().is_err());
+    }
+}

@@ -1,0 +1,494 @@
+//! How `reckon` prints results: text for people, or one JSON object a line with
+//! `--json`.
+//!
+//! The JSON shapes are an interface scripts read (see `interfaces.md`); keys may be
+//! added, never renamed. They are built from `Serialize` structs so that keys come out
+//! in the documented order. Every function here is a pure function of its input that
+//! returns the line to print, without the newline.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::api::{HealthReport, StoreStatus};
+use crate::types::{AppendResult, ContentType, EventRecord, SnapshotRecord, StreamInfo};
+
+/// Bytes as they are shown: parsed JSON, or base64 when they are not JSON.
+#[derive(Debug, Clone, PartialEq)]
+enum Shown {
+    Json(Value),
+    Base64(String),
+}
+
+impl Shown {
+    /// `as_json`: whether the bytes claim to be JSON; bytes that claim so but do not
+    /// parse are shown as base64 rather than lost.
+    fn of(bytes: &[u8], as_json: bool) -> Shown {
+        if as_json {
+            if let Ok(v) = serde_json::from_slice(bytes) {
+                return Shown::Json(v);
+            }
+        }
+        Shown::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    /// Metadata: `{}` when empty, JSON when it parses, base64 otherwise.
+    fn metadata(bytes: &[u8]) -> Shown {
+        if bytes.is_empty() {
+            Shown::Json(Value::Object(serde_json::Map::new()))
+        } else {
+            Shown::of(bytes, true)
+        }
+    }
+
+    fn split(self) -> (Option<Value>, Option<String>) {
+        match self {
+            Shown::Json(v) => (Some(v), None),
+            Shown::Base64(s) => (None, Some(s)),
+        }
+    }
+
+    /// The text form: compact JSON, or `base64:` and the encoding.
+    fn text(&self) -> String {
+        match self {
+            Shown::Json(v) => v.to_string(),
+            Shown::Base64(s) => format!("base64:{s}"),
+        }
+    }
+}
+
+fn to_line<T: Serialize>(v: &T) -> String {
+    // Serializing these plain structs into a String cannot fail: every map key is a
+    // string and no Serialize impl here returns an error.
+    match serde_json::to_string(v) {
+        Ok(s) => s,
+        Err(e) => panic!("serializing CLI output failed: {e}"),
+    }
+}
+
+#[derive(Serialize)]
+struct EventJson<'a> {
+    stream_id: &'a str,
+    version: u64,
+    position: u64,
+    event_id: Uuid,
+    event_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata_base64: Option<String>,
+    tags: &'a [String],
+    timestamp_us: u64,
+}
+
+/// One event. Text: `position version stream type data`.
+pub fn event(e: &EventRecord, json: bool) -> String {
+    let data = Shown::of(&e.data, e.content_type == ContentType::Json);
+    if !json {
+        return format!(
+            "{} {} {} {} {}",
+            e.position,
+            e.version,
+            e.stream_id,
+            e.event_type,
+            data.text()
+        );
+    }
+    let (data, data_base64) = data.split();
+    let (metadata, metadata_base64) = Shown::metadata(&e.metadata).split();
+    to_line(&EventJson {
+        stream_id: &e.stream_id,
+        version: e.version,
+        position: e.position,
+        event_id: e.event_id,
+        event_type: &e.event_type,
+        data,
+        data_base64,
+        metadata,
+        metadata_base64,
+        tags: &e.tags,
+        timestamp_us: e.timestamp_us,
+    })
+}
+
+#[derive(Serialize)]
+struct AppendJson {
+    version: u64,
+    first_position: u64,
+    last_position: u64,
+}
+
+/// An append's result. Text: the new version.
+pub fn appended(r: &AppendResult, json: bool) -> String {
+    if !json {
+        return r.version.to_string();
+    }
+    to_line(&AppendJson {
+        version: r.version,
+        first_position: r.first_position,
+        last_position: r.last_position,
+    })
+}
+
+#[derive(Serialize)]
+struct VersionJson {
+    version: i64,
+}
+
+/// A stream's version, -1 when it does not exist.
+pub fn version(v: Option<u64>, json: bool) -> String {
+    let v = v.map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX));
+    if json {
+        to_line(&VersionJson { version: v })
+    } else {
+        v.to_string()
+    }
+}
+
+#[derive(Serialize)]
+struct ExistsJson {
+    exists: bool,
+}
+
+/// Whether a stream exists. Text: `true` or `false`.
+pub fn exists(b: bool, json: bool) -> String {
+    if json {
+        to_line(&ExistsJson { exists: b })
+    } else {
+        b.to_string()
+    }
+}
+
+/// One stream. Text: `stream version`.
+pub fn stream(s: &StreamInfo, json: bool) -> String {
+    if json {
+        to_line(s)
+    } else {
+        format!("{} {}", s.stream_id, s.version)
+    }
+}
+
+#[derive(Serialize)]
+struct DeletedJson<'a> {
+    stream_id: &'a str,
+    deleted: bool,
+    hard: bool,
+}
+
+/// A deleted stream. Text: `deleted STREAM` or `hard-deleted STREAM`.
+pub fn deleted(stream_id: &str, hard: bool, json: bool) -> String {
+    if json {
+        return to_line(&DeletedJson {
+            stream_id,
+            deleted: true,
+            hard,
+        });
+    }
+    let verb = if hard { "hard-deleted" } else { "deleted" };
+    format!("{verb} {stream_id}")
+}
+
+#[derive(Serialize)]
+struct SnapshotJson<'a> {
+    stream_id: &'a str,
+    version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_base64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata_base64: Option<String>,
+    timestamp_us: u64,
+}
+
+/// One snapshot. Text: `version data`.
+pub fn snapshot(s: &SnapshotRecord, json: bool) -> String {
+    let data = Shown::of(&s.data, true);
+    if !json {
+        return format!("{} {}", s.version, data.text());
+    }
+    let (data, data_base64) = data.split();
+    let (metadata, metadata_base64) = Shown::metadata(&s.metadata).split();
+    to_line(&SnapshotJson {
+        stream_id: &s.stream_id,
+        version: s.version,
+        data,
+        data_base64,
+        metadata,
+        metadata_base64,
+        timestamp_us: s.timestamp_us,
+    })
+}
+
+#[derive(Serialize)]
+struct SnapshotSavedJson<'a> {
+    stream_id: &'a str,
+    version: u64,
+    saved: bool,
+}
+
+/// A saved snapshot. Text: `saved snapshot of STREAM at version N`.
+pub fn snapshot_saved(stream_id: &str, version: u64, json: bool) -> String {
+    if json {
+        to_line(&SnapshotSavedJson {
+            stream_id,
+            version,
+            saved: true,
+        })
+    } else {
+        format!("saved snapshot of {stream_id} at version {version}")
+    }
+}
+
+#[derive(Serialize)]
+struct SnapshotDeletedJson<'a> {
+    stream_id: &'a str,
+    version: Option<u64>,
+    deleted: bool,
+}
+
+/// Deleted snapshots (one version, or all when `None`).
+pub fn snapshot_deleted(stream_id: &str, version: Option<u64>, json: bool) -> String {
+    if json {
+        return to_line(&SnapshotDeletedJson {
+            stream_id,
+            version,
+            deleted: true,
+        });
+    }
+    match version {
+        Some(v) => format!("deleted snapshot of {stream_id} at version {v}"),
+        None => format!("deleted every snapshot of {stream_id}"),
+    }
+}
+
+#[derive(Serialize)]
+struct HealthJson<'a> {
+    status: &'static str,
+    stores: BTreeMap<&'a str, StoreHealthJson>,
+}
+
+#[derive(Serialize)]
+struct StoreHealthJson {
+    workers: u32,
+    leader: Option<u64>,
+}
+
+/// The health report, on one line with `--json`; text: the status, then one store a
+/// line with its workers and leader.
+pub fn health(h: &HealthReport, json: bool) -> String {
+    let status = if h.healthy() { "healthy" } else { "degraded" };
+    if json {
+        let stores = h
+            .stores
+            .iter()
+            .map(|s| {
+                let v = StoreHealthJson {
+                    workers: s.workers,
+                    leader: s.leader,
+                };
+                (s.store.as_str(), v)
+            })
+            .collect();
+        return to_line(&HealthJson { status, stores });
+    }
+    let mut out = status.to_string();
+    if h.stores.is_empty() {
+        out.push_str("\nno store has a registered worker");
+    }
+    for s in &h.stores {
+        let leader = s.leader.map_or_else(|| "none".to_string(), |l| l.to_string());
+        let state = if s.healthy { "healthy" } else { "degraded" };
+        out.push_str(&format!(
+            "\n{} {state} workers={} leader={leader}",
+            s.store, s.workers
+        ));
+        if s.suspect > 0 {
+            out.push_str(&format!(" suspect={}", s.suspect));
+        }
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct ClusterJson<'a> {
+    store: &'a str,
+    leader: Option<u64>,
+    term: u64,
+    nodes: Vec<NodeJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct NodeJson<'a> {
+    node_id: u64,
+    address: &'a str,
+    role: &'static str,
+    last_log_index: u64,
+    applied_index: u64,
+}
+
+/// One store's cluster status. Text: a header line, then one node a line.
+pub fn cluster(s: &StoreStatus, json: bool) -> String {
+    if json {
+        return to_line(&ClusterJson {
+            store: &s.store,
+            leader: s.leader,
+            term: s.term,
+            nodes: s
+                .nodes
+                .iter()
+                .map(|n| NodeJson {
+                    node_id: n.node_id,
+                    address: &n.address,
+                    role: n.role.as_str(),
+                    last_log_index: n.last_log_index,
+                    applied_index: n.applied_index,
+                })
+                .collect(),
+        });
+    }
+    let leader = s.leader.map_or_else(|| "none".to_string(), |l| l.to_string());
+    let mut out = format!("{} leader={leader} term={}", s.store, s.term);
+    for n in &s.nodes {
+        out.push_str(&format!(
+            "\n  node {} {} {} last_log_index={} applied_index={}{}",
+            n.node_id,
+            n.address,
+            n.role.as_str(),
+            n.last_log_index,
+            n.applied_index,
+            if n.healthy { "" } else { " unhealthy" }
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{NodeStatus, Role, StoreHealth};
+
+    fn record(data: &[u8], content_type: ContentType, metadata: &[u8]) -> EventRecord {
+        EventRecord {
+            stream_id: "order-1".into(),
+            version: 0,
+            position: 17,
+            event_id: Uuid::nil(),
+            event_type: "placed".into(),
+            data: data.to_vec(),
+            metadata: metadata.to_vec(),
+            content_type,
+            tags: vec!["eu".into()],
+            timestamp_us: 1_764_000_000_000_000,
+        }
+    }
+
+    #[test]
+    fn an_event_in_json_has_the_documented_shape() {
+        let e = record(br#"{"total":5}"#, ContentType::Json, b"");
+        assert_eq!(
+            event(&e, true),
+            r#"{"stream_id":"order-1","version":0,"position":17,"event_id":"00000000-0000-0000-0000-000000000000","event_type":"placed","data":{"total":5},"metadata":{},"tags":["eu"],"timestamp_us":1764000000000000}"#
+        );
+        assert_eq!(event(&e, false), r#"17 0 order-1 placed {"total":5}"#);
+    }
+
+    #[test]
+    fn bytes_that_are_not_json_print_as_base64() {
+        let e = record(&[0xff, 0x00], ContentType::Binary, b"\x01");
+        let line = event(&e, true);
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["data_base64"], "/wA=");
+        assert_eq!(v["metadata_base64"], "AQ==");
+        assert!(v.get("data").is_none() && v.get("metadata").is_none(), "{line}");
+        assert_eq!(event(&e, false), "17 0 order-1 placed base64:/wA=");
+        // Binary content that happens to parse is still shown as bytes.
+        let e = record(b"1", ContentType::Binary, br#"{"by":"me"}"#);
+        let v: Value = serde_json::from_str(&event(&e, true)).unwrap();
+        assert_eq!(v["data_base64"], "MQ==");
+        assert_eq!(v["metadata"]["by"], "me");
+    }
+
+    #[test]
+    fn version_and_exists() {
+        assert_eq!(version(None, true), r#"{"version":-1}"#);
+        assert_eq!(version(Some(4), true), r#"{"version":4}"#);
+        assert_eq!(version(None, false), "-1");
+        assert_eq!(exists(true, true), r#"{"exists":true}"#);
+        assert_eq!(exists(false, false), "false");
+        let r = AppendResult {
+            version: 4,
+            first_position: 10,
+            last_position: 14,
+        };
+        assert_eq!(appended(&r, false), "4");
+        let v: Value = serde_json::from_str(&appended(&r, true)).unwrap();
+        assert_eq!(v["version"], 4);
+    }
+
+    #[test]
+    fn health_shapes() {
+        let mut h = HealthReport {
+            stores: vec![StoreHealth {
+                store: "default".into(),
+                healthy: true,
+                leader: Some(2),
+                workers: 3,
+                leaders: 1,
+                followers: 2,
+                learners: 0,
+                suspect: 0,
+            }],
+            leases_expired: 0,
+        };
+        assert_eq!(
+            health(&h, true),
+            r#"{"status":"healthy","stores":{"default":{"workers":3,"leader":2}}}"#
+        );
+        assert_eq!(health(&h, false), "healthy\ndefault healthy workers=3 leader=2");
+        h.stores[0].healthy = false;
+        h.stores[0].leader = None;
+        assert_eq!(
+            health(&h, true),
+            r#"{"status":"degraded","stores":{"default":{"workers":3,"leader":null}}}"#
+        );
+        h.stores.clear();
+        assert_eq!(health(&h, true), r#"{"status":"degraded","stores":{}}"#);
+    }
+
+    #[test]
+    fn cluster_shape() {
+        let s = StoreStatus {
+            store: "default".into(),
+            leader: Some(2),
+            term: 3,
+            nodes: vec![NodeStatus {
+                node_id: 1,
+                address: "127.0.0.1:7601".into(),
+                role: Role::Follower,
+                term: 3,
+                last_log_index: 120,
+                applied_index: 120,
+                last_heartbeat_ms: 5,
+                healthy: true,
+            }],
+        };
+        assert_eq!(
+            cluster(&s, true),
+            r#"{"store":"default","leader":2,"term":3,"nodes":[{"node_id":1,"address":"127.0.0.1:7601","role":"follower","last_log_index":120,"applied_index":120}]}"#
+        );
+        assert_eq!(
+            cluster(&s, false),
+            "default leader=2 term=3\n  node 1 127.0.0.1:7601 follower last_log_index=120 applied_index=120"
+        );
+    }
+}

@@ -1,0 +1,309 @@
+//! The gater's configuration: built-in defaults, then the TOML file (`--config`), then
+//! `RECKON_GATER_` environment variables, then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::gateway::GatewayOptions;
+use crate::router::RetryPolicy;
+
+/// Environment variable prefix.
+pub const ENV_PREFIX: &str = "RECKON_GATER_";
+/// The shortest accepted cluster secret.
+pub const SECRET_BYTES_MIN: usize = 32;
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `RUST_LOG`-style filter, e.g. `info` or `info,reckon_gater=debug`.
+    pub level: String,
+    /// Directory for rolling log files; stderr when unset.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            dir: None,
+        }
+    }
+}
+
+/// The gater's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GaterConfig {
+    /// Where clients and nodes reach the gater.
+    pub listen: SocketAddr,
+    /// A worker not heard from for this long is dropped, in milliseconds.
+    pub lease_ms: u64,
+    /// Most retries of one routed call after its first attempt.
+    pub retries_max: u32,
+    /// First backoff between retries, in milliseconds.
+    pub backoff_base_ms: u64,
+    /// Largest backoff between retries, in milliseconds.
+    pub backoff_max_ms: u64,
+    /// Cluster secret (at least 32 bytes); registrations must be signed with it.
+    pub secret: Option<String>,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Default for GaterConfig {
+    fn default() -> Self {
+        let d = GatewayOptions::default();
+        GaterConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            lease_ms: d.lease.as_millis() as u64,
+            retries_max: d.retry.retries_max,
+            backoff_base_ms: d.retry.backoff_base.as_millis() as u64,
+            backoff_max_ms: d.retry.backoff_max.as_millis() as u64,
+            secret: None,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Flags that override the file and environment.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct GaterFlags {
+    /// `--listen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Why the configuration could not be loaded; every message names the key or file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A key is unknown, has the wrong type, or a source does not parse.
+    #[error("config key \"{key}\": {message}")]
+    Figment {
+        /// The dotted key.
+        key: String,
+        /// What figment said.
+        message: String,
+    },
+    /// The `--config` file is missing or unreadable.
+    #[error("config file {path:?} (from --config): {reason}")]
+    File {
+        /// The path given.
+        path: PathBuf,
+        /// Why it cannot be read.
+        reason: String,
+    },
+    /// A value is out of range.
+    #[error("invalid value for key \"{key}\": {reason}")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// What is wrong and what would be right.
+        reason: String,
+    },
+}
+
+impl From<figment::Error> for ConfigError {
+    fn from(e: figment::Error) -> Self {
+        let mut key = e.path.join(".");
+        if let figment::error::Kind::UnknownField(f, _) = &e.kind {
+            if !key.ends_with(f.as_str()) {
+                key = if key.is_empty() {
+                    f.clone()
+                } else {
+                    format!("{key}.{f}")
+                };
+            }
+        }
+        let source = e
+            .metadata
+            .as_ref()
+            .map(|m| format!(" (in {})", m.name))
+            .unwrap_or_default();
+        ConfigError::Figment {
+            key,
+            message: format!("{}{source}", e.kind),
+        }
+    }
+}
+
+impl GaterConfig {
+    /// Loads defaults < file < env < flags, then validates.
+    pub fn load(file: Option<&std::path::Path>, flags: &GaterFlags) -> Result<Self, ConfigError> {
+        let mut f = Figment::from(Serialized::defaults(GaterConfig::default()));
+        if let Some(path) = file {
+            std::fs::metadata(path).map_err(|e| ConfigError::File {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            f = f.merge(Toml::file_exact(path));
+        }
+        let c: GaterConfig = f
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .merge(Serialized::defaults(flags.clone()))
+            .extract()?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks ranges and consistency.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: String| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                reason,
+            })
+        };
+        if self.lease_ms < 100 {
+            return bad(
+                "lease_ms",
+                format!("{} ms is too short; use at least 100", self.lease_ms),
+            );
+        }
+        if self.backoff_base_ms == 0 || self.backoff_base_ms > self.backoff_max_ms {
+            return bad(
+                "backoff_base_ms",
+                format!(
+                    "must be at least 1 and at most backoff_max_ms ({})",
+                    self.backoff_max_ms
+                ),
+            );
+        }
+        if self.retries_max > 100 {
+            return bad(
+                "retries_max",
+                format!("{} is more than 100", self.retries_max),
+            );
+        }
+        if let Some(s) = &self.secret {
+            if s.len() < SECRET_BYTES_MIN {
+                return bad(
+                    "secret",
+                    format!(
+                        "the secret is {} bytes; it must be at least {SECRET_BYTES_MIN}",
+                        s.len()
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The gateway options this config describes.
+    pub fn gateway_options(&self) -> GatewayOptions {
+        GatewayOptions {
+            lease: Duration::from_millis(self.lease_ms),
+            retry: RetryPolicy {
+                retries_max: self.retries_max,
+                backoff_base: Duration::from_millis(self.backoff_base_ms),
+                backoff_max: Duration::from_millis(self.backoff_max_ms),
+            },
+            secret: self.secret.clone(),
+        }
+    }
+
+    /// The config as TOML with the secret masked, for `--print-config`.
+    pub fn masked_toml(&self) -> String {
+        let mut c = self.clone();
+        if c.secret.is_some() {
+            c.secret = Some("***".into());
+        }
+        toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's error type is fixed and large.
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn precedence_defaults_file_env_flags() {
+        Jail::expect_with(|jail| {
+            assert_eq!(
+                GaterConfig::load(None, &GaterFlags::default()).unwrap(),
+                GaterConfig::default()
+            );
+            jail.create_file(
+                "g.toml",
+                "listen = \"127.0.0.1:1001\"\nlease_ms = 5000\nretries_max = 3\n",
+            )?;
+            let path = jail.directory().join("g.toml");
+            let c = GaterConfig::load(Some(&path), &GaterFlags::default()).unwrap();
+            assert_eq!(
+                (c.listen.port(), c.lease_ms, c.retries_max),
+                (1001, 5000, 3)
+            );
+            jail.set_env("RECKON_GATER_LISTEN", "127.0.0.1:1002");
+            jail.set_env("RECKON_GATER_LEASE_MS", "6000");
+            let c = GaterConfig::load(Some(&path), &GaterFlags::default()).unwrap();
+            assert_eq!(
+                (c.listen.port(), c.lease_ms, c.retries_max),
+                (1002, 6000, 3)
+            );
+            let flags = GaterFlags {
+                listen: Some("127.0.0.1:1003".parse().unwrap()),
+            };
+            let c = GaterConfig::load(Some(&path), &flags).unwrap();
+            assert_eq!((c.listen.port(), c.lease_ms), (1003, 6000));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        Jail::expect_with(|jail| {
+            jail.create_file("g.toml", "lease_ms = \"soon\"\n")?;
+            let e = GaterConfig::load(
+                Some(&jail.directory().join("g.toml")),
+                &GaterFlags::default(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("\"lease_ms\""), "{e}");
+            jail.create_file("h.toml", "leese_ms = 1\n")?;
+            let e = GaterConfig::load(
+                Some(&jail.directory().join("h.toml")),
+                &GaterFlags::default(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("leese_ms"), "{e}");
+            jail.set_env("RECKON_GATER_SECRET", "short");
+            let e = GaterConfig::load(None, &GaterFlags::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("\"secret\"") && !e.contains("short"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_file_is_an_error_naming_it() {
+        let e = GaterConfig::load(
+            Some(std::path::Path::new("/nonexistent/g.toml")),
+            &GaterFlags::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("/nonexistent/g.toml"), "{e}");
+    }
+
+    #[test]
+    fn the_example_config_loads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/gater.toml");
+        Jail::expect_with(|_| {
+            let c = GaterConfig::load(Some(std::path::Path::new(path)), &GaterFlags::default())
+                .unwrap();
+            assert_eq!(c.listen.port(), 7700);
+            Ok(())
+        });
+    }
+}

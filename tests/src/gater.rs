@@ -1,0 +1,98 @@
+//! A standalone `reckon-gater` process, and single-mode nodes registered with it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use crate::{bin, NodeProc, READY_TIMEOUT};
+
+/// A running `reckon-gater` process; killed on drop.
+pub struct GaterProc {
+    child: Child,
+    /// Its address.
+    pub addr: String,
+}
+
+impl GaterProc {
+    /// Starts a gater on `listen` (use `127.0.0.1:0` for a free port) with extra
+    /// environment, and waits for its ready line.
+    pub fn start(listen: &str, env: &[(&str, &str)]) -> GaterProc {
+        let mut cmd = Command::new(bin("reckon-gater"));
+        cmd.arg("--listen").arg(listen);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("RECKON_GATER_") {
+                cmd.env_remove(k);
+            }
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn reckon-gater");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let addr = loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    if let Some(a) = line.split("listening on ").nth(1) {
+                        break a.trim().to_string();
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("reckon-gater did not become ready");
+                }
+            }
+        };
+        GaterProc { child, addr }
+    }
+
+    /// Kills it with SIGKILL.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for GaterProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Starts a single-mode node with id `node_id` serving `stores`, registered with the
+/// gater at `gater`, with extra environment.
+pub fn start_node(
+    data_dir: &Path,
+    node_id: u64,
+    stores: &[&str],
+    gater: &str,
+    env: &[(&str, &str)],
+) -> NodeProc {
+    let mut cmd = Command::new(bin("reckon-node"));
+    cmd.arg("--node-id")
+        .arg(node_id.to_string())
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--gater")
+        .arg(gater);
+    for s in stores {
+        cmd.arg("--store").arg(s);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    NodeProc::spawn(cmd, data_dir)
+}
