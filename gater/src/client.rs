@@ -123,7 +123,7 @@ impl Client {
         if let Some(c) = &conn.client {
             return Ok(c.clone());
         }
-        let t = crate::transport::dial(&conn.addr)
+        let t = crate::transport::dial(&conn.addr, crate::transport::Service::Gater)
             .await
             .map_err(|e| format!("{}: {e}", conn.addr))?;
         let c = GaterClient::new(tarpc::client::Config::default(), t).spawn();

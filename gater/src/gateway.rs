@@ -104,10 +104,14 @@ impl Gateway {
             })
         };
         let me = self.clone();
-        transport::accept_loop(listener, shutdown, move |t, _peer| {
+        transport::accept_loop(listener, shutdown, move |service, stream, peer| {
             let me = me.clone();
             async move {
-                let channel = BaseChannel::with_defaults(t)
+                if service != transport::Service::Gater {
+                    tracing::debug!(%peer, ?service, "a gater serves only the gater service");
+                    return;
+                }
+                let channel = BaseChannel::with_defaults(transport::wrap(stream))
                     .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
                 transport::spawn_requests(channel.execute(me.serve())).await;
             }

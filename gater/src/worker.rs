@@ -130,6 +130,6 @@ pub trait Worker {
 /// Dials a node's worker service at `addr` (within
 /// [`CONNECT_TIMEOUT`](crate::transport::CONNECT_TIMEOUT)).
 pub async fn connect(addr: &str) -> std::io::Result<WorkerClient> {
-    let transport = crate::transport::dial(addr).await?;
+    let transport = crate::transport::dial(addr, crate::transport::Service::Worker).await?;
     Ok(WorkerClient::new(tarpc::client::Config::default(), transport).spawn())
 }

@@ -10,9 +10,11 @@
 //! - [`store`]: one store's Raft group with its group-commit batcher and reads.
 //! - [`service`]: the tarpc worker service over the node's stores.
 //! - [`node`]: start-up: lock the data directory, open every store, serve.
+//! - [`cluster`]: forming and joining store groups in cluster mode.
 //! - [`registrar`]: registering the node's workers with the gaters.
 //! - [`config`]: the node's configuration, layered with figment.
 
+pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod domain;

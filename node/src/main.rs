@@ -107,6 +107,7 @@ async fn run(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<(
         advertise: node.config().advertise_addr(),
         secret: node.config().discovery.secret.clone(),
     };
+    node.start_cluster(stop_tx.subscribe());
     let registrar = Registrar::start(node.stores().clone(), identity, &node.config().gaters);
     // Lines on stdout that scripts and tests wait for.
     println!(

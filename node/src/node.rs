@@ -11,12 +11,15 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use reckon_gater::transport;
+use reckon_gater::transport::{self, Service};
 use reckon_gater::worker::Worker;
 use tarpc::server::{BaseChannel, Channel};
 use tokio::net::TcpListener;
 
+use crate::cluster::{self, Discovery, Me};
 use crate::config::{Mode, NodeConfig};
+use crate::raft::network::PeerPool;
+use crate::raft::rpc::{RaftServer, RaftService};
 use crate::service::{Stores, WorkerService};
 use crate::store::{Store, StoreOptions, StoreStartError};
 
@@ -58,6 +61,7 @@ pub enum NodeError {
 pub struct Node {
     config: NodeConfig,
     stores: Stores,
+    peers: PeerPool,
     _lock: File,
 }
 
@@ -92,22 +96,25 @@ fn lock_data_dir(dir: &Path) -> Result<File, NodeError> {
 impl Node {
     /// Locks the data directory and opens every configured store.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
-        if config.mode == Mode::Cluster {
-            return Err(NodeError::Unsupported(
-                "mode = \"cluster\" is not available in this build yet; use mode = \"single\""
-                    .into(),
-            ));
-        }
         let lock = lock_data_dir(&config.data_dir)?;
+        let peers = PeerPool::default();
         let mut stores = HashMap::new();
         for name in &config.stores {
             let opts = store_options(&config);
-            let store = Store::open(name, &config.data_dir.join(name), opts, true).await?;
+            let store = Store::open(
+                name,
+                &config.data_dir.join(name),
+                opts,
+                config.mode == Mode::Single,
+                peers.clone(),
+            )
+            .await?;
             stores.insert(name.clone(), store);
         }
         Ok(Node {
             config,
             stores: Arc::new(stores),
+            peers,
             _lock: lock,
         })
     }
@@ -125,16 +132,56 @@ impl Node {
     /// Serves the worker service on `listener` until `shutdown` resolves. Requests
     /// already accepted run to completion on their own tasks.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let service = WorkerService::new(self.stores.clone());
-        transport::accept_loop(listener, shutdown, move |t, _peer| {
-            let service = service.clone();
+        let worker = WorkerService::new(self.stores.clone());
+        let raft = RaftServer::new(
+            self.stores.clone(),
+            self.config.node_id,
+            self.config.advertise_addr(),
+        );
+        transport::accept_loop(listener, shutdown, move |service, stream, peer| {
+            let (worker, raft) = (worker.clone(), raft.clone());
             async move {
-                let channel = BaseChannel::with_defaults(t)
-                    .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
-                transport::spawn_requests(channel.execute(service.serve())).await;
+                match service {
+                    Service::Worker => {
+                        let channel = BaseChannel::with_defaults(transport::wrap(stream))
+                            .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
+                        transport::spawn_requests(channel.execute(worker.serve())).await;
+                    }
+                    Service::Raft => {
+                        let channel = BaseChannel::with_defaults(transport::wrap(stream))
+                            .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
+                        transport::spawn_requests(channel.execute(raft.serve())).await;
+                    }
+                    Service::Gater => {
+                        tracing::debug!(%peer, "a node does not serve the gater service");
+                    }
+                }
             }
         })
         .await;
+    }
+
+    /// In cluster mode, starts forming or joining each store's group in the
+    /// background (see [`crate::cluster`]); does nothing in single mode.
+    pub fn start_cluster(&self, stop: tokio::sync::watch::Receiver<bool>) {
+        if self.config.mode != Mode::Cluster {
+            return;
+        }
+        let me = Me {
+            node_id: self.config.node_id,
+            advertise: self.config.advertise_addr(),
+            bootstrap_expect: self.config.bootstrap_expect as usize,
+        };
+        let discovery = Discovery::Static(self.config.discovery.seeds.clone());
+        for store in self.stores.values() {
+            tokio::spawn(cluster::form_or_join(
+                store.clone(),
+                me.clone(),
+                discovery.clone(),
+                self.peers.clone(),
+                stop.clone(),
+            ));
+        }
     }
 
     /// Stops every store's Raft group and makes applied state durable.

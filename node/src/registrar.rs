@@ -119,7 +119,7 @@ async fn session(
     id: &Identity,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let t = reckon_gater::transport::dial(gater)
+    let t = reckon_gater::transport::dial(gater, reckon_gater::transport::Service::Gater)
         .await
         .map_err(|e| e.to_string())?;
     let client = GaterClient::new(tarpc::client::Config::default(), t).spawn();

@@ -26,11 +26,14 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::command::{Command, Outcome, ProposedEvent, WriteBatch};
 use crate::domain::{self, Limits};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::NoPeers;
+use crate::raft::network::{Network, PeerPool};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Raft};
 use crate::storage::state::Reader;
 use crate::storage::{StateDb, StorageError};
+
+/// Bytes of a snapshot sent in one message to a follower.
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
 
 /// Tuning of one store's Raft group and batcher.
 #[derive(Debug, Clone)]
@@ -127,7 +130,8 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> StoreError {
+/// Maps a failed `client_write` to the wire error.
+pub fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> StoreError {
     match e {
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => StoreError::NotLeader {
             leader: f.leader_id,
@@ -168,6 +172,7 @@ impl Store {
         dir: &Path,
         opts: StoreOptions,
         initialize_alone: bool,
+        peers: PeerPool,
     ) -> Result<Arc<Store>, StoreStartError> {
         let storage = |source| StoreStartError::Storage {
             store: name.to_string(),
@@ -193,11 +198,14 @@ impl Store {
             election_timeout_max: opts.election_timeout_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_logs_since_last),
             max_in_snapshot_log_to_keep: opts.max_in_snapshot_log_to_keep,
+            // Snapshot chunks stay far below the transport's frame limit.
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
             ..Default::default()
         }
         .validate()
         .map_err(|e| raft_err(e.to_string()))?;
-        let raft = Raft::new(opts.node_id, Arc::new(config), NoPeers, log, sm)
+        let network = Network::new(name, peers.clone());
+        let raft = Raft::new(opts.node_id, Arc::new(config), network, log, sm)
             .await
             .map_err(|e| raft_err(e.to_string()))?;
         if initialize_alone {
@@ -220,7 +228,13 @@ impl Store {
             }
         }
         let (tx, rx) = mpsc::channel(opts.queue_max);
-        tokio::spawn(run_batcher(raft.clone(), rx, opts.clone()));
+        tokio::spawn(run_batcher(
+            raft.clone(),
+            rx,
+            opts.clone(),
+            name.to_string(),
+            peers,
+        ));
         tracing::info!(target: "reckon_db", store = name, "reckon_db.store.started");
         Ok(Arc::new(Store {
             name: name.to_string(),
@@ -501,7 +515,13 @@ impl Store {
 }
 
 /// Packs queued writes into Raft entries; see the module docs.
-async fn run_batcher(raft: Raft, mut rx: mpsc::Receiver<Pending>, opts: StoreOptions) {
+async fn run_batcher(
+    raft: Raft,
+    mut rx: mpsc::Receiver<Pending>,
+    opts: StoreOptions,
+    store: String,
+    peers: PeerPool,
+) {
     let in_flight = Arc::new(Semaphore::new(opts.pipeline_max.max(1)));
     let mut last_ts = 0u64;
     loop {
@@ -535,12 +555,13 @@ async fn run_batcher(raft: Raft, mut rx: mpsc::Receiver<Pending>, opts: StoreOpt
             commands,
         };
         let raft = raft.clone();
+        let (store, peers, me) = (store.clone(), peers.clone(), opts.node_id);
         tokio::spawn(async move {
-            let res = raft.client_write(batch).await;
+            let res = propose(&raft, batch, &store, &peers, me).await;
             drop(permit);
             match res {
-                Ok(resp) => {
-                    let mut results = resp.data.results.into_iter();
+                Ok(result) => {
+                    let mut results = result.results.into_iter();
                     for reply in replies {
                         let r = results.next().unwrap_or_else(|| {
                             Err(StoreError::Internal {
@@ -550,13 +571,60 @@ async fn run_batcher(raft: Raft, mut rx: mpsc::Receiver<Pending>, opts: StoreOpt
                         let _ = reply.send(r);
                     }
                 }
-                Err(e) => {
-                    let err = write_err(e);
+                Err(err) => {
                     for reply in replies {
                         let _ = reply.send(Err(err.clone()));
                     }
                 }
             }
         });
+    }
+}
+
+/// How long a write forwarded to the leader may take.
+pub const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Proposes a batch here when this node leads, or forwards it to the leader it knows
+/// (one hop; the leader does not forward again).
+async fn propose(
+    raft: &Raft,
+    batch: WriteBatch,
+    store: &str,
+    peers: &PeerPool,
+    me: NodeId,
+) -> Result<crate::command::BatchResult, StoreError> {
+    let leader = {
+        let m = raft.metrics();
+        let m = m.borrow();
+        m.current_leader.filter(|l| *l != me).and_then(|l| {
+            m.membership_config
+                .membership()
+                .get_node(&l)
+                .map(|n| (l, n.addr.clone()))
+        })
+    };
+    let Some((leader, addr)) = leader else {
+        return raft
+            .client_write(batch)
+            .await
+            .map(|r| r.data)
+            .map_err(write_err);
+    };
+    let client = peers
+        .client(&addr)
+        .await
+        .map_err(|e| StoreError::NotLeader {
+            leader: Some(leader),
+            leader_addr: Some(format!("{addr} ({e})")),
+        })?;
+    let ctx = crate::raft::network::deadline_ctx(FORWARD_TIMEOUT);
+    match client.forward(ctx, store.to_string(), batch).await {
+        Ok(r) => r,
+        Err(e) => {
+            peers.forget(&addr).await;
+            Err(StoreError::Unavailable {
+                reason: format!("forwarding to leader {leader} at {addr} failed: {e}"),
+            })
+        }
     }
 }

@@ -18,6 +18,8 @@ pub const DEFAULT_COUNT: u32 = 100;
 /// The gater dialled when neither `--gater` nor `$RECKON_GATER` says otherwise.
 pub const DEFAULT_GATER: &str = "127.0.0.1:7700";
 
+const GLOBAL: &str = "Global options";
+
 /// `reckon`: the command line of reckon-db.
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +37,7 @@ pub struct Cli {
     #[arg(
         long,
         global = true,
+        help_heading = GLOBAL,
         value_name = "ADDR[,ADDR...]",
         env = "RECKON_GATER",
         default_value = DEFAULT_GATER,
@@ -43,17 +46,24 @@ pub struct Cli {
     pub gater: Vec<String>,
 
     /// The store to address.
-    #[arg(long, global = true, value_name = "NAME", default_value = "default")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        value_name = "NAME",
+        default_value = "default"
+    )]
     pub store: String,
 
     /// Print one JSON object a line instead of text for people.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
 
     /// Deadline of each call, in milliseconds.
     #[arg(
         long = "timeout-ms",
         global = true,
+        help_heading = GLOBAL,
         value_name = "N",
         default_value_t = 5000,
         value_parser = clap::value_parser!(u64).range(1..)
@@ -142,7 +152,12 @@ pub struct AppendArgs {
     pub file: Option<PathBuf>,
 
     /// The version the stream must be at: any, no-stream, stream-exists, N, or -1, -2, -4.
-    #[arg(long, value_name = "V", default_value = "any")]
+    #[arg(
+        long,
+        value_name = "V",
+        default_value = "any",
+        allow_negative_numbers = true
+    )]
     pub expected: ExpectedVersion,
 }
 
@@ -391,10 +406,24 @@ mod tests {
 
     #[test]
     fn bad_values_are_usage_errors_naming_the_flag() {
+        let cli = parse(&["append", "s", "--type", "t", "--expected", "-1"]).unwrap();
+        match cli.command {
+            Command::Append(a) => assert_eq!(a.expected, ExpectedVersion::NoStream),
+            other => panic!("{other:?}"),
+        }
         for (args, flag) in [
-            (&["append", "s", "--type", "t", "--data", "{x"][..], "--data"),
-            (&["append", "s", "--type", "t", "--expected", "-3"][..], "--expected"),
-            (&["append", "s", "--type", "t", "--event-id", "nope"][..], "--event-id"),
+            (
+                &["append", "s", "--type", "t", "--data", "{x"][..],
+                "--data",
+            ),
+            (
+                &["append", "s", "--type", "t", "--expected", "-3"][..],
+                "--expected",
+            ),
+            (
+                &["append", "s", "--type", "t", "--event-id", "nope"][..],
+                "--event-id",
+            ),
             (&["read-tags", "a", "--match", "some"][..], "--match"),
             (&["--timeout-ms", "0", "health"][..], "--timeout-ms"),
         ] {

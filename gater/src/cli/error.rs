@@ -169,12 +169,7 @@ mod tests {
                 },
                 1,
             ),
-            (
-                StoreError::NoWorkers {
-                    store: "s".into(),
-                },
-                5,
-            ),
+            (StoreError::NoWorkers { store: "s".into() }, 5),
             (
                 StoreError::NotLeader {
                     leader: None,
@@ -221,7 +216,12 @@ mod tests {
             source,
         };
         let msg = e.to_string();
-        assert!(msg.starts_with("line 3 of events.jsonl is not an event: key must be a string (column 2);"), "{msg}");
+        assert!(
+            msg.starts_with(
+                "line 3 of events.jsonl is not an event: key must be a string (column 2);"
+            ),
+            "{msg}"
+        );
         assert!(!msg.contains("at line"), "{msg}");
         assert_eq!(e.exit(), Exit::Usage);
     }

@@ -142,9 +142,17 @@ mod tests {
     #[test]
     fn a_bad_line_is_named_by_its_number() {
         for (text, line, says) in [
-            ("{\"event_type\":\"a\"}\n{\"event_type\":\"b\"}\n{oops\n", 3, "key must be a string"),
+            (
+                "{\"event_type\":\"a\"}\n{\"event_type\":\"b\"}\n{oops\n",
+                3,
+                "key must be a string",
+            ),
             ("{\"data\":1}\n", 1, "missing field `event_type`"),
-            ("{\"event_type\":\"a\",\"type\":\"b\"}\n", 1, "unknown field `type`"),
+            (
+                "{\"event_type\":\"a\",\"type\":\"b\"}\n",
+                1,
+                "unknown field `type`",
+            ),
             ("{\"event_type\":\"a\",\"event_id\":\"nope\"}\n", 1, "UUID"),
             ("\n\n[1]\n", 3, "invalid type"),
         ] {

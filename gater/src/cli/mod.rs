@@ -78,7 +78,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             };
             let s = store(&connect().await?);
             let events = s
-                .read_stream(&a.stream, a.from.unwrap_or(default_from), a.count, direction)
+                .read_stream(
+                    &a.stream,
+                    a.from.unwrap_or(default_from),
+                    a.count,
+                    direction,
+                )
                 .await?;
             for e in &events {
                 line(out, output::event(e, json))?;
@@ -146,7 +151,11 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         }
         // The interface has these; no service behind them yet. Their arguments were
         // checked all the same, so scripts written now fail only here.
-        Command::Subscribe(_) => return Err(CliError::NotServed { command: "subscribe" }),
+        Command::Subscribe(_) => {
+            return Err(CliError::NotServed {
+                command: "subscribe",
+            })
+        }
         Command::Subscriptions => {
             return Err(CliError::NotServed {
                 command: "subscriptions",

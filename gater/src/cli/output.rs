@@ -306,7 +306,9 @@ pub fn health(h: &HealthReport, json: bool) -> String {
         out.push_str("\nno store has a registered worker");
     }
     for s in &h.stores {
-        let leader = s.leader.map_or_else(|| "none".to_string(), |l| l.to_string());
+        let leader = s
+            .leader
+            .map_or_else(|| "none".to_string(), |l| l.to_string());
         let state = if s.healthy { "healthy" } else { "degraded" };
         out.push_str(&format!(
             "\n{} {state} workers={} leader={leader}",
@@ -356,7 +358,9 @@ pub fn cluster(s: &StoreStatus, json: bool) -> String {
                 .collect(),
         });
     }
-    let leader = s.leader.map_or_else(|| "none".to_string(), |l| l.to_string());
+    let leader = s
+        .leader
+        .map_or_else(|| "none".to_string(), |l| l.to_string());
     let mut out = format!("{} leader={leader} term={}", s.store, s.term);
     for n in &s.nodes {
         out.push_str(&format!(
@@ -409,7 +413,10 @@ mod tests {
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["data_base64"], "/wA=");
         assert_eq!(v["metadata_base64"], "AQ==");
-        assert!(v.get("data").is_none() && v.get("metadata").is_none(), "{line}");
+        assert!(
+            v.get("data").is_none() && v.get("metadata").is_none(),
+            "{line}"
+        );
         assert_eq!(event(&e, false), "17 0 order-1 placed base64:/wA=");
         // Binary content that happens to parse is still shown as bytes.
         let e = record(b"1", ContentType::Binary, br#"{"by":"me"}"#);
@@ -454,7 +461,10 @@ mod tests {
             health(&h, true),
             r#"{"status":"healthy","stores":{"default":{"workers":3,"leader":2}}}"#
         );
-        assert_eq!(health(&h, false), "healthy\ndefault healthy workers=3 leader=2");
+        assert_eq!(
+            health(&h, false),
+            "healthy\ndefault healthy workers=3 leader=2"
+        );
         h.stores[0].healthy = false;
         h.stores[0].leader = None;
         assert_eq!(

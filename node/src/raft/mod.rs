@@ -16,6 +16,7 @@ use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
 
 pub mod log_store;
 pub mod network;
+pub mod rpc;
 pub mod state_machine;
 
 /// Node ids are plain integers, unique in a cluster and never reused.

@@ -1,62 +1,204 @@
-//! The transport between the members of a store's Raft group.
+//! The transport between the members of a store's Raft group: the node-to-node
+//! [`RaftService`](super::rpc::RaftService) over tarpc.
 //!
-//! In single mode a group has one member and never sends anything; every call says
-//! the target is unreachable.
+//! Connections are pooled per peer address and shared by every store of the node; a
+//! connection that fails is dropped and rebuilt on the next call. Every call carries
+//! a deadline from openraft's TTL for it.
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
+use reckon_gater::transport::{self, Service};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::Mutex;
 
+use super::rpc::RaftServiceClient;
 use super::{NodeId, TypeConfig};
 
-/// The network of a group with no peers.
+/// Connections to peers, by address, shared by every store of a node.
 #[derive(Clone, Default)]
-pub struct NoPeers;
+pub struct PeerPool {
+    conns: Arc<Mutex<HashMap<String, RaftServiceClient>>>,
+}
 
+/// Why a peer call failed before reaching openraft on the other side.
 #[derive(Debug, thiserror::Error)]
-#[error("node {0} is not reachable: this store runs in single mode with no peers")]
-struct NoPeer(NodeId);
+pub enum PeerError {
+    /// Dialling failed.
+    #[error("peer {addr} unreachable: {source}")]
+    Unreachable {
+        /// The peer.
+        addr: String,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The call failed in transport or timed out.
+    #[error("peer {addr}: {reason}")]
+    Call {
+        /// The peer.
+        addr: String,
+        /// What failed.
+        reason: String,
+    },
+}
 
-/// A connection that never connects.
-pub struct NoPeerConn(NodeId);
+impl PeerPool {
+    /// A client for `addr`, dialled if needed.
+    pub async fn client(&self, addr: &str) -> Result<RaftServiceClient, PeerError> {
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(addr) {
+            return Ok(c.clone());
+        }
+        let t = transport::dial(addr, Service::Raft)
+            .await
+            .map_err(|source| PeerError::Unreachable {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let c = RaftServiceClient::new(tarpc::client::Config::default(), t).spawn();
+        conns.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
 
-impl RaftNetworkFactory<TypeConfig> for NoPeers {
-    type Network = NoPeerConn;
-
-    async fn new_client(&mut self, target: NodeId, _node: &BasicNode) -> Self::Network {
-        NoPeerConn(target)
+    /// Forgets a broken connection so the next call dials again.
+    pub async fn forget(&self, addr: &str) {
+        self.conns.lock().await.remove(addr);
     }
 }
 
-impl RaftNetwork<TypeConfig> for NoPeerConn {
+/// A tarpc context whose deadline is `ttl` from now.
+pub fn deadline_ctx(ttl: Duration) -> tarpc::context::Context {
+    let mut c = tarpc::context::current();
+    c.deadline = Instant::now() + ttl;
+    c
+}
+
+/// The network factory of one store's group.
+#[derive(Clone)]
+pub struct Network {
+    store: String,
+    pool: PeerPool,
+}
+
+impl Network {
+    /// The network of `store`, over the node's shared pool.
+    pub fn new(store: &str, pool: PeerPool) -> Self {
+        Network {
+            store: store.to_string(),
+            pool,
+        }
+    }
+}
+
+/// A connection to one peer for one store.
+pub struct PeerConn {
+    store: String,
+    target: NodeId,
+    addr: String,
+    pool: PeerPool,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerConn;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
+        PeerConn {
+            store: self.store.clone(),
+            target,
+            addr: node.addr.clone(),
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Msg(String);
+
+enum Kind {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl PeerConn {
+    async fn call<Req, Resp, E>(
+        &self,
+        kind: Kind,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let bytes = bincode::serialize(req)
+            .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))?;
+        let client = match self.pool.client(&self.addr).await {
+            Ok(c) => c,
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+        };
+        let ctx = deadline_ctx(ttl);
+        let store = self.store.clone();
+        let res = match kind {
+            Kind::Append => client.append_entries(ctx, store, bytes).await,
+            Kind::Vote => client.vote(ctx, store, bytes).await,
+            Kind::Snapshot => client.install_snapshot(ctx, store, bytes).await,
+        };
+        let payload = match res {
+            Ok(Ok(p)) => p,
+            Ok(Err(remote)) => return Err(RPCError::Network(NetworkError::new(&Msg(remote)))),
+            Err(e) => {
+                self.pool.forget(&self.addr).await;
+                return Err(RPCError::Unreachable(Unreachable::new(&PeerError::Call {
+                    addr: self.addr.clone(),
+                    reason: e.to_string(),
+                })));
+            }
+        };
+        let decoded: Result<Resp, RaftError<NodeId, E>> = bincode::deserialize(&payload)
+            .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))?;
+        decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConn {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(RPCError::Unreachable(Unreachable::new(&NoPeer(self.0))))
+        self.call(Kind::Append, &rpc, option.hard_ttl()).await
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        Err(RPCError::Unreachable(Unreachable::new(&NoPeer(self.0))))
+        self.call(Kind::Snapshot, &rpc, option.hard_ttl()).await
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        Err(RPCError::Unreachable(Unreachable::new(&NoPeer(self.0))))
+        self.call(Kind::Vote, &rpc, option.hard_ttl()).await
     }
 }

@@ -1,0 +1,225 @@
+//! The node-to-node service: Raft messages between the members of each store's group,
+//! forwarded writes, joining, and the hello that discovery uses. Internal to the node;
+//! multiplexed by store on the node's one port (see
+//! [`Service::Raft`](reckon_gater::transport::Service::Raft)).
+//!
+//! openraft's messages travel as bincode bytes so that openraft's types stay out of
+//! the wire contract crate.
+
+use std::collections::BTreeSet;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::{BasicNode, ChangeMembers};
+use reckon_gater::types::StoreError;
+use serde::{Deserialize, Serialize};
+use tarpc::context::Context;
+
+use super::{NodeId, TypeConfig};
+use crate::command::{BatchResult, WriteBatch};
+use crate::service::Stores;
+
+/// What a node says about itself to a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The node's id.
+    pub node_id: NodeId,
+    /// The address peers dial.
+    pub advertise: String,
+    /// Each store it hosts and whether that store's group is initialized on it.
+    pub stores: Vec<(String, bool)>,
+}
+
+/// The node-to-node service.
+#[tarpc::service]
+pub trait RaftService {
+    /// Who are you, and which stores have you initialized?
+    async fn hello() -> Hello;
+    /// openraft append-entries for `store` (bincode request and result).
+    async fn append_entries(store: String, rpc: Vec<u8>) -> Result<Vec<u8>, String>;
+    /// openraft vote for `store`.
+    async fn vote(store: String, rpc: Vec<u8>) -> Result<Vec<u8>, String>;
+    /// One chunk of a snapshot for `store`.
+    async fn install_snapshot(store: String, rpc: Vec<u8>) -> Result<Vec<u8>, String>;
+    /// A write batch a follower received, for the leader to propose.
+    async fn forward(store: String, batch: WriteBatch) -> Result<BatchResult, StoreError>;
+    /// Adds a node to `store`'s group: as a learner until it has caught up, then as a
+    /// voter. Only the leader accepts; others answer `NotLeader`.
+    async fn join(store: String, node_id: NodeId, address: String) -> Result<(), StoreError>;
+    /// Removes a node from `store`'s group. Only the leader accepts.
+    async fn remove(store: String, node_id: NodeId) -> Result<(), StoreError>;
+}
+
+/// The node-to-node service handler.
+#[derive(Clone)]
+pub struct RaftServer {
+    stores: Stores,
+    node_id: NodeId,
+    advertise: String,
+}
+
+impl RaftServer {
+    /// Serves the given stores.
+    pub fn new(stores: Stores, node_id: NodeId, advertise: String) -> Self {
+        RaftServer {
+            stores,
+            node_id,
+            advertise,
+        }
+    }
+
+    fn raft(&self, store: &str) -> Result<&super::Raft, String> {
+        self.stores
+            .get(store)
+            .map(|s| s.raft())
+            .ok_or_else(|| format!("node {} does not host store {store:?}", self.node_id))
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    bincode::deserialize(b).map_err(|e| format!("undecodable raft message: {e}"))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
+    bincode::serialize(v).map_err(|e| format!("unencodable raft message: {e}"))
+}
+
+/// Maps a membership-change failure to the wire error.
+pub fn membership_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> StoreError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => StoreError::NotLeader {
+            leader: f.leader_id,
+            leader_addr: f.leader_node.map(|n| n.addr),
+        },
+        other => StoreError::Unavailable {
+            reason: other.to_string(),
+        },
+    }
+}
+
+impl RaftService for RaftServer {
+    async fn hello(self, _: Context) -> Hello {
+        let mut stores = Vec::with_capacity(self.stores.len());
+        for (name, s) in self.stores.iter() {
+            let initialized = s.raft().is_initialized().await.unwrap_or(false);
+            stores.push((name.clone(), initialized));
+        }
+        stores.sort();
+        Hello {
+            node_id: self.node_id,
+            advertise: self.advertise.clone(),
+            stores,
+        }
+    }
+
+    async fn append_entries(
+        self,
+        _: Context,
+        store: String,
+        rpc: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        let req: AppendEntriesRequest<TypeConfig> = decode(&rpc)?;
+        let res = self.raft(&store)?.append_entries(req).await;
+        encode(&res)
+    }
+
+    async fn vote(self, _: Context, store: String, rpc: Vec<u8>) -> Result<Vec<u8>, String> {
+        let req: VoteRequest<NodeId> = decode(&rpc)?;
+        let res = self.raft(&store)?.vote(req).await;
+        encode(&res)
+    }
+
+    async fn install_snapshot(
+        self,
+        _: Context,
+        store: String,
+        rpc: Vec<u8>,
+    ) -> Result<Vec<u8>, String> {
+        let req: InstallSnapshotRequest<TypeConfig> = decode(&rpc)?;
+        let res = self.raft(&store)?.install_snapshot(req).await;
+        encode(&res)
+    }
+
+    async fn forward(
+        self,
+        _: Context,
+        store: String,
+        batch: WriteBatch,
+    ) -> Result<BatchResult, StoreError> {
+        let s = self
+            .stores
+            .get(&store)
+            .ok_or_else(|| StoreError::UnknownStore {
+                store: store.clone(),
+            })?;
+        // One hop only: a node that is not the leader either answers NotLeader.
+        s.raft()
+            .client_write(batch)
+            .await
+            .map(|r| r.data)
+            .map_err(crate::store::write_err)
+    }
+
+    async fn join(
+        self,
+        _: Context,
+        store: String,
+        node_id: NodeId,
+        address: String,
+    ) -> Result<(), StoreError> {
+        let s = self
+            .stores
+            .get(&store)
+            .ok_or_else(|| StoreError::UnknownStore {
+                store: store.clone(),
+            })?;
+        let raft = s.raft();
+        let m = raft.metrics().borrow().clone();
+        if m.membership_config
+            .membership()
+            .get_node(&node_id)
+            .is_some()
+            && m.membership_config.voter_ids().any(|v| v == node_id)
+        {
+            return Ok(());
+        }
+        raft.add_learner(
+            node_id,
+            BasicNode {
+                addr: address.clone(),
+            },
+            true,
+        )
+        .await
+        .map_err(membership_err)?;
+        let mut ids = BTreeSet::new();
+        ids.insert(node_id);
+        raft.change_membership(ChangeMembers::AddVoterIds(ids), false)
+            .await
+            .map_err(membership_err)?;
+        tracing::info!(target: "reckon_db", store, node_id, address, "reckon_db.cluster.membership.changed (voter added)");
+        Ok(())
+    }
+
+    async fn remove(self, _: Context, store: String, node_id: NodeId) -> Result<(), StoreError> {
+        let s = self
+            .stores
+            .get(&store)
+            .ok_or_else(|| StoreError::UnknownStore {
+                store: store.clone(),
+            })?;
+        let mut ids = BTreeSet::new();
+        ids.insert(node_id);
+        s.raft()
+            .change_membership(ChangeMembers::RemoveVoters(ids.clone()), false)
+            .await
+            .map_err(membership_err)?;
+        // A removed voter stays a learner until removed from the nodes too.
+        let _ = s
+            .raft()
+            .change_membership(ChangeMembers::RemoveNodes(ids), false)
+            .await;
+        tracing::info!(target: "reckon_db", store, node_id, "reckon_db.cluster.membership.changed (node removed)");
+        Ok(())
+    }
+}

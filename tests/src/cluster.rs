@@ -1,0 +1,103 @@
+//! A cluster of real `reckon-node` processes in cluster mode with static discovery,
+//! and a gater in front of them.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::gater::GaterProc;
+use crate::{bin, NodeProc};
+
+/// Free loopback ports, found by binding port 0 and letting go (the OS does not hand
+/// the same port out again at once).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}
+
+/// A cluster under test: its nodes (by index, node id = index + 1) and gater.
+pub struct Cluster {
+    /// The nodes; `None` while stopped.
+    pub nodes: Vec<Option<NodeProc>>,
+    /// Their addresses.
+    pub addrs: Vec<String>,
+    /// Their data directories.
+    pub dirs: Vec<PathBuf>,
+    /// The gater.
+    pub gater: GaterProc,
+    stores: Vec<String>,
+    _root: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` nodes (all voters at first start) serving `stores`, and a gater.
+    pub fn start(n: usize, stores: &[&str]) -> Cluster {
+        let root = tempfile::tempdir().expect("tempdir");
+        let gater = GaterProc::start("127.0.0.1:0", &[("RECKON_GATER_LEASE_MS", "1500")]);
+        let addrs: Vec<String> = free_ports(n)
+            .into_iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let dirs: Vec<PathBuf> = (0..n)
+            .map(|i| root.path().join(format!("node{}", i + 1)))
+            .collect();
+        let mut c = Cluster {
+            nodes: (0..n).map(|_| None).collect(),
+            addrs,
+            dirs,
+            gater,
+            stores: stores.iter().map(|s| s.to_string()).collect(),
+            _root: root,
+        };
+        for i in 0..n {
+            c.start_node(i);
+        }
+        c
+    }
+
+    /// (Re)starts node `i` on its address and data directory.
+    pub fn start_node(&mut self, i: usize) {
+        let seeds = format!(
+            "[{}]",
+            self.addrs
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let mut cmd = Command::new(bin("reckon-node"));
+        cmd.arg("--node-id")
+            .arg((i + 1).to_string())
+            .arg("--listen")
+            .arg(&self.addrs[i])
+            .arg("--data-dir")
+            .arg(&self.dirs[i])
+            .arg("--gater")
+            .arg(&self.gater.addr)
+            .env("RECKON_NODE_MODE", "cluster")
+            .env("RECKON_NODE_BOOTSTRAP_EXPECT", self.addrs.len().to_string())
+            .env("RECKON_NODE_DISCOVERY__SEEDS", seeds)
+            .env("RECKON_NODE_RAFT__SNAPSHOT_LOGS_SINCE_LAST", "500")
+            .env("RECKON_NODE_RAFT__MAX_IN_SNAPSHOT_LOG_TO_KEEP", "100");
+        for s in &self.stores {
+            cmd.arg("--store").arg(s);
+        }
+        self.nodes[i] = Some(NodeProc::spawn(cmd, &self.dirs[i]));
+    }
+
+    /// Kills node `i` with SIGKILL.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut n) = self.nodes[i].take() {
+            n.kill9();
+        }
+    }
+
+    /// A running node.
+    pub fn node(&self, i: usize) -> &NodeProc {
+        self.nodes[i].as_ref().expect("node is running")
+    }
+}
