@@ -33,6 +33,16 @@ pub const SUSPECT_FOR: Duration = Duration::from_secs(2);
 /// Time kept back from the caller's deadline so that an answer can still travel back.
 pub const DEADLINE_MARGIN: Duration = Duration::from_millis(20);
 
+/// Where a read goes: a linearizable read is confirmed by the leader's read index,
+/// so it goes to the leader (a follower would only redirect it); a stale read goes
+/// round-robin over healthy workers.
+fn read_kind(consistency: ReadConsistency) -> OpKind {
+    match consistency {
+        ReadConsistency::Linearizable => OpKind::Leader,
+        ReadConsistency::Stale => OpKind::Any,
+    }
+}
+
 /// The gateway's settings.
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
@@ -336,7 +346,7 @@ impl Gater for Gateway {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        self.route(&ctx, &store, OpKind::Write, |c, cx| {
+        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
             let store = store.clone();
             let stream_id = stream_id.clone();
             let events = events.clone();
@@ -355,7 +365,7 @@ impl Gater for Gateway {
         direction: Direction,
         consistency: ReadConsistency,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
             let store = store.clone();
             let stream_id = stream_id.clone();
             async move {
@@ -375,7 +385,7 @@ impl Gater for Gateway {
         direction: Direction,
         consistency: ReadConsistency,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
             let store = store.clone();
             async move {
                 c.read_all(cx, store, from_position, count, direction, consistency)
@@ -394,7 +404,7 @@ impl Gater for Gateway {
         count: u32,
         consistency: ReadConsistency,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
             let store = store.clone();
             let types = types.clone();
             async move {
@@ -415,7 +425,7 @@ impl Gater for Gateway {
         count: u32,
         consistency: ReadConsistency,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
             let store = store.clone();
             let tags = tags.clone();
             async move {
@@ -433,7 +443,7 @@ impl Gater for Gateway {
         stream_id: String,
         consistency: ReadConsistency,
     ) -> Result<Option<u64>, StoreError> {
-        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
             let store = store.clone();
             let stream_id = stream_id.clone();
             async move { c.get_version(cx, store, stream_id, consistency).await }
@@ -448,7 +458,7 @@ impl Gater for Gateway {
         stream_id: String,
         consistency: ReadConsistency,
     ) -> Result<bool, StoreError> {
-        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
             let store = store.clone();
             let stream_id = stream_id.clone();
             async move { c.exists(cx, store, stream_id, consistency).await }
@@ -464,7 +474,7 @@ impl Gater for Gateway {
         limit: u32,
         consistency: ReadConsistency,
     ) -> Result<Vec<StreamInfo>, StoreError> {
-        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
             let store = store.clone();
             let after = after.clone();
             async move { c.list_streams(cx, store, after, limit, consistency).await }
@@ -479,7 +489,7 @@ impl Gater for Gateway {
         stream_id: String,
         hard: bool,
     ) -> Result<(), StoreError> {
-        self.route(&ctx, &store, OpKind::Write, |c, cx| {
+        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
             let store = store.clone();
             let stream_id = stream_id.clone();
             async move { c.delete_stream(cx, store, stream_id, hard).await }
@@ -496,7 +506,7 @@ impl Gater for Gateway {
         data: Vec<u8>,
         metadata: Vec<u8>,
     ) -> Result<(), StoreError> {
-        self.route(&ctx, &store, OpKind::Write, |c, cx| {
+        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
             let store = store.clone();
             let stream_id = stream_id.clone();
             let data = data.clone();
@@ -517,7 +527,7 @@ impl Gater for Gateway {
         version: Option<u64>,
         consistency: ReadConsistency,
     ) -> Result<SnapshotRecord, StoreError> {
-        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
             let store = store.clone();
             let stream_id = stream_id.clone();
             async move {
@@ -535,7 +545,7 @@ impl Gater for Gateway {
         stream_id: String,
         consistency: ReadConsistency,
     ) -> Result<Vec<SnapshotRecord>, StoreError> {
-        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
             let store = store.clone();
             let stream_id = stream_id.clone();
             async move { c.snapshot_list(cx, store, stream_id, consistency).await }
@@ -550,7 +560,7 @@ impl Gater for Gateway {
         stream_id: String,
         version: Option<u64>,
     ) -> Result<(), StoreError> {
-        self.route(&ctx, &store, OpKind::Write, |c, cx| {
+        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
             let store = store.clone();
             let stream_id = stream_id.clone();
             async move { c.snapshot_delete(cx, store, stream_id, version).await }
@@ -566,7 +576,7 @@ impl Gater for Gateway {
         version: Option<u64>,
         consistency: ReadConsistency,
     ) -> Result<bool, StoreError> {
-        self.route(&ctx, &store, OpKind::Read, |c, cx| {
+        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
             let store = store.clone();
             let stream_id = stream_id.clone();
             async move {

@@ -54,13 +54,13 @@ struct StoreWorkers {
     next: usize,
 }
 
-/// Whether a call reads or writes: writes go to the leader.
+/// Which workers may serve a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpKind {
-    /// Goes to the leader when known.
-    Write,
-    /// Round-robin over healthy workers.
-    Read,
+    /// Writes and linearizable reads: the leader when known.
+    Leader,
+    /// Stale reads: round-robin over healthy workers.
+    Any,
 }
 
 /// Where to send a call.
@@ -182,9 +182,9 @@ impl Registry {
 
     /// Chooses a worker of `store` for a call, avoiding the nodes in `tried`.
     ///
-    /// No live worker at all gives [`StoreError::NoWorkers`] at once. Writes go to the
-    /// known leader when it is healthy and not yet tried; reads go round-robin over
-    /// healthy workers. When every untried worker is suspect, a suspect one is still
+    /// No live worker at all gives [`StoreError::NoWorkers`] at once. Leader calls go to
+    /// the known leader when it is healthy and not yet tried; other calls go
+    /// round-robin over healthy workers. When every untried worker is suspect, a suspect one is still
     /// tried; when every worker has been tried, the answer is `Unavailable`.
     pub fn pick(
         &mut self,
@@ -220,7 +220,7 @@ impl Registry {
             node_id: w.info.node_id,
             address: w.info.address.clone(),
         };
-        if kind == OpKind::Write {
+        if kind == OpKind::Leader {
             if let Some(l) = s.leader {
                 if let Some(w) = pool.iter().find(|w| w.info.node_id == l) {
                     return Ok(target(w));
@@ -418,7 +418,7 @@ mod tests {
         let now = Instant::now();
         let mut r = reg3(now);
         assert_eq!(
-            r.pick("other", OpKind::Read, now, &[]),
+            r.pick("other", OpKind::Any, now, &[]),
             Err(StoreError::NoWorkers {
                 store: "other".into()
             })
@@ -426,7 +426,7 @@ mod tests {
         // Workers whose lease ran out count as none.
         let later = now + Duration::from_secs(4);
         assert!(matches!(
-            r.pick("s", OpKind::Read, later, &[]),
+            r.pick("s", OpKind::Any, later, &[]),
             Err(StoreError::NoWorkers { .. })
         ));
     }
@@ -436,10 +436,10 @@ mod tests {
         let now = Instant::now();
         let mut r = reg3(now);
         for _ in 0..5 {
-            assert_eq!(r.pick("s", OpKind::Write, now, &[]).unwrap().node_id, 2);
+            assert_eq!(r.pick("s", OpKind::Leader, now, &[]).unwrap().node_id, 2);
         }
         let mut seen: Vec<u64> = (0..6)
-            .map(|_| r.pick("s", OpKind::Read, now, &[]).unwrap().node_id)
+            .map(|_| r.pick("s", OpKind::Any, now, &[]).unwrap().node_id)
             .collect();
         assert_eq!(&seen[..3], &seen[3..], "round robin repeats");
         seen.sort_unstable();
@@ -453,14 +453,14 @@ mod tests {
         let mut r = reg3(now);
         r.mark_suspect("s", 2, now);
         // The leader is suspect: writes go elsewhere (to be redirected).
-        let w = r.pick("s", OpKind::Write, now, &[]).unwrap().node_id;
+        let w = r.pick("s", OpKind::Leader, now, &[]).unwrap().node_id;
         assert_ne!(w, 2);
         for _ in 0..6 {
-            assert_ne!(r.pick("s", OpKind::Read, now, &[]).unwrap().node_id, 2);
+            assert_ne!(r.pick("s", OpKind::Any, now, &[]).unwrap().node_id, 2);
         }
         let later = now + Duration::from_millis(1500);
         let ids: Vec<u64> = (0..3)
-            .map(|_| r.pick("s", OpKind::Read, later, &[]).unwrap().node_id)
+            .map(|_| r.pick("s", OpKind::Any, later, &[]).unwrap().node_id)
             .collect();
         assert!(ids.contains(&2), "{ids:?}");
     }
@@ -469,13 +469,13 @@ mod tests {
     fn failover_skips_tried_workers_then_gives_up() {
         let now = Instant::now();
         let mut r = reg3(now);
-        let a = r.pick("s", OpKind::Read, now, &[]).unwrap().node_id;
-        let b = r.pick("s", OpKind::Read, now, &[a]).unwrap().node_id;
+        let a = r.pick("s", OpKind::Any, now, &[]).unwrap().node_id;
+        let b = r.pick("s", OpKind::Any, now, &[a]).unwrap().node_id;
         assert_ne!(a, b);
-        let c = r.pick("s", OpKind::Read, now, &[a, b]).unwrap().node_id;
+        let c = r.pick("s", OpKind::Any, now, &[a, b]).unwrap().node_id;
         assert!(c != a && c != b);
         assert!(matches!(
-            r.pick("s", OpKind::Read, now, &[a, b, c]),
+            r.pick("s", OpKind::Any, now, &[a, b, c]),
             Err(StoreError::Unavailable { .. })
         ));
     }
@@ -487,7 +487,7 @@ mod tests {
         for n in 1..=3 {
             r.mark_suspect("s", n, now);
         }
-        assert!(r.pick("s", OpKind::Read, now, &[]).is_ok());
+        assert!(r.pick("s", OpKind::Any, now, &[]).is_ok());
     }
 
     #[test]
@@ -522,7 +522,7 @@ mod tests {
         assert!(!h.healthy());
         assert!(r.stores().is_empty());
         assert!(matches!(
-            r.pick("s", OpKind::Write, now, &[]),
+            r.pick("s", OpKind::Leader, now, &[]),
             Err(StoreError::NoWorkers { .. })
         ));
     }
@@ -532,7 +532,7 @@ mod tests {
         let now = Instant::now();
         let mut r = reg3(now);
         r.note_leader("s", Some(3));
-        assert_eq!(r.pick("s", OpKind::Write, now, &[]).unwrap().node_id, 3);
+        assert_eq!(r.pick("s", OpKind::Leader, now, &[]).unwrap().node_id, 3);
         assert_eq!(
             classify(&StoreError::NotLeader {
                 leader: Some(3),

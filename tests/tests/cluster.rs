@@ -259,3 +259,47 @@ fn check_history(acked: &Acked, log: &[EventRecord]) {
     }
     assert!(!acked.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_fail_over_when_a_worker_is_killed() {
+    let mut c = Cluster::start(3, &["default"]);
+    let client = formed(&c).await;
+    let s = client.store("default");
+    s.append(
+        "s",
+        ExpectedVersion::NoStream,
+        vec![NewEvent::json("t", &json!({}))],
+    )
+    .await
+    .unwrap();
+    let leader = leader_of(&client, "default").await.unwrap();
+    // Wait until every follower has applied the event, so that any worker can answer.
+    for i in 0..3 {
+        wait_until("follower applied", Duration::from_secs(30), || async {
+            local_log(&c, i).await.len() == 1
+        })
+        .await;
+    }
+    let victim = (1..=3u64).find(|n| *n != leader).unwrap();
+    c.kill9((victim - 1) as usize);
+    // Stale reads go round-robin over every registered worker, the dead one included
+    // until its lease runs out: each must still succeed within its deadline.
+    let stale = client
+        .clone()
+        .with_timeout(Duration::from_secs(3))
+        .store("default")
+        .stale();
+    for _ in 0..12 {
+        let evs = stale.read("s", 0, 10).await.expect("read fails over");
+        assert_eq!(evs.len(), 1);
+    }
+    // Writes and linearizable reads still go to the leader.
+    s.append(
+        "s",
+        ExpectedVersion::Exact(0),
+        vec![NewEvent::json("t", &json!({}))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.get_version("s").await.unwrap(), Some(1));
+}
