@@ -19,6 +19,7 @@ use openraft::BasicNode;
 use reckon_gater::types::StoreError;
 use tokio::sync::watch;
 
+use crate::discovery::Discovery;
 use crate::raft::network::{deadline_ctx, PeerPool};
 use crate::raft::rpc::Hello;
 use crate::raft::NodeId;
@@ -32,22 +33,6 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(2);
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
 /// Redirects followed by one join attempt.
 pub const JOIN_REDIRECTS_MAX: usize = 3;
-
-/// Where peers are found.
-#[derive(Debug, Clone)]
-pub enum Discovery {
-    /// A fixed list of addresses.
-    Static(Vec<String>),
-}
-
-impl Discovery {
-    /// The peer addresses known now.
-    pub async fn peers(&self) -> Vec<String> {
-        match self {
-            Discovery::Static(seeds) => seeds.clone(),
-        }
-    }
-}
 
 /// Who this node is.
 #[derive(Debug, Clone)]

@@ -11,12 +11,14 @@
 //! - [`service`]: the tarpc worker service over the node's stores.
 //! - [`node`]: start-up: lock the data directory, open every store, serve.
 //! - [`cluster`]: forming and joining store groups in cluster mode.
+//! - [`discovery`]: finding peers (static seeds, multicast, DNS).
 //! - [`registrar`]: registering the node's workers with the gaters.
 //! - [`config`]: the node's configuration, layered with figment.
 
 pub mod cluster;
 pub mod command;
 pub mod config;
+pub mod discovery;
 pub mod domain;
 pub mod node;
 pub mod raft;

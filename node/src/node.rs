@@ -16,8 +16,9 @@ use reckon_gater::worker::Worker;
 use tarpc::server::{BaseChannel, Channel};
 use tokio::net::TcpListener;
 
-use crate::cluster::{self, Discovery, Me};
+use crate::cluster::{self, Me};
 use crate::config::{Mode, NodeConfig};
+use crate::discovery::Discovery;
 use crate::raft::network::PeerPool;
 use crate::raft::rpc::{RaftServer, RaftService};
 use crate::service::{Stores, WorkerService};
@@ -172,7 +173,7 @@ impl Node {
             advertise: self.config.advertise_addr(),
             bootstrap_expect: self.config.bootstrap_expect as usize,
         };
-        let discovery = Discovery::Static(self.config.discovery.seeds.clone());
+        let discovery = Discovery::start(&self.config, stop.clone());
         for store in self.stores.values() {
             tokio::spawn(cluster::form_or_join(
                 store.clone(),
