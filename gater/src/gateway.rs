@@ -180,6 +180,7 @@ impl Gateway {
         let policy = self.inner.opts.retry;
         let mut tried: Vec<u64> = Vec::new();
         let mut last_err: Option<StoreError> = None;
+        let mut redirected = false;
         for attempt in 0..=policy.retries_max {
             let now = Instant::now();
             if now >= deadline {
@@ -227,9 +228,12 @@ impl Gateway {
                     Decision::Return => return Err(e),
                     Decision::Redirect(leader) => {
                         self.registry().note_leader(store, leader);
-                        if leader.is_none() || leader == Some(target.node_id) {
+                        // Follow the first redirect at once; after that the group is
+                        // likely mid-election, so give it time to settle.
+                        if redirected || leader.is_none() || leader == Some(target.node_id) {
                             self.pause(attempt, deadline).await;
                         }
+                        redirected = true;
                         last_err = Some(e);
                     }
                     Decision::Backoff => {

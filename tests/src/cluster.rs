@@ -89,6 +89,18 @@ impl Cluster {
         self.nodes[i] = Some(NodeProc::spawn(cmd, &self.dirs[i]));
     }
 
+    /// Adds a node that was not there at first start (it joins as a learner and is
+    /// promoted); returns its index.
+    pub fn add_node(&mut self) -> usize {
+        let port = free_ports(1)[0];
+        let i = self.addrs.len();
+        self.addrs.push(format!("127.0.0.1:{port}"));
+        self.dirs.push(self._root.path().join(format!("node{}", i + 1)));
+        self.nodes.push(None);
+        self.start_node(i);
+        i
+    }
+
     /// Kills node `i` with SIGKILL.
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut n) = self.nodes[i].take() {

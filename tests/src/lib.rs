@@ -145,3 +145,474 @@ pub fn ctx(secs: u64) -> tarpc::context::Context {
     c.deadline = Instant::now() + Duration::from_secs(secs);
     c
 }
+
+/// What a start that must fail left behind.
+#[derive(Debug)]
+pub struct FailedStart {
+    /// How the process exited.
+    pub status: ExitStatus,
+    /// Everything it wrote on stderr.
+    pub stderr: String,
+}
+
+impl NodeProc {
+    /// Starts `reckon-node --dev` as [`start_dev`](Self::start_dev) would, but expects
+    /// it to exit on its own within [`READY_TIMEOUT`] without becoming ready: returns
+    /// its exit status and stderr. Panics if it prints the ready line or keeps running.
+    pub fn start_dev_expect_failure(data_dir: &Path, extra: &[&str]) -> FailedStart {
+        let mut cmd = Command::new(bin("reckon-node"));
+        cmd.arg("--dev")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("RECKON_NODE_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn reckon-node");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let out = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut s);
+            s
+        });
+        let err = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut s);
+            s
+        });
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for reckon-node") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("reckon-node was expected to fail but still runs after {READY_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stdout = out.join().expect("stdout reader");
+        let stderr = err.join().expect("stderr reader");
+        assert!(
+            !stdout.contains(" listening on "),
+            "reckon-node was expected to fail but became ready: {stdout}"
+        );
+        FailedStart { status, stderr }
+    }
+}
+
+/// Deadline of each call a [`StoreClient`] makes, in seconds.
+pub const CALL_TIMEOUT_SECS: u64 = 20;
+
+/// Page size the `*_everything` helpers read with.
+pub const PAGE: u32 = 1000;
+
+/// A worker client bound to one store, with the transport layer unwrapped: every
+/// method returns the store's answer and panics on an RPC (transport) failure, which
+/// no behaviour test expects. Each clone shares the one connection.
+#[derive(Clone)]
+pub struct StoreClient {
+    /// The underlying connection.
+    pub client: WorkerClient,
+    /// The store every call addresses.
+    pub store: String,
+}
+
+fn rpc<T>(what: &str, r: Result<T, tarpc::client::RpcError>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{what}: transport failure: {e}"),
+    }
+}
+
+use reckon_gater::types::{
+    AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
+    SnapshotRecord, StoreError, StreamInfo, TagMatch,
+};
+
+impl StoreClient {
+    /// Binds `client` to `store`.
+    pub fn new(client: WorkerClient, store: impl Into<String>) -> Self {
+        StoreClient {
+            client,
+            store: store.into(),
+        }
+    }
+
+    /// Connects to `node` and binds the connection to `store`.
+    pub async fn connect(node: &NodeProc, store: &str) -> Self {
+        StoreClient::new(node.worker().await, store)
+    }
+
+    fn c(&self) -> tarpc::context::Context {
+        ctx(CALL_TIMEOUT_SECS)
+    }
+
+    /// Waits until the store answers a linearizable read (it has a leader), polling
+    /// within [`READY_TIMEOUT`]; panics when it never does.
+    pub async fn wait_until_serving(&self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            match self.version("$probe").await {
+                Ok(_) => return,
+                Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("store {} does not serve: {e:?}", self.store),
+            }
+        }
+    }
+
+    /// `append`.
+    pub async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, StoreError> {
+        rpc(
+            "append",
+            self.client
+                .append(
+                    self.c(),
+                    self.store.clone(),
+                    stream.into(),
+                    expected,
+                    events,
+                )
+                .await,
+        )
+    }
+
+    /// `read_stream`, linearizable.
+    pub async fn read(
+        &self,
+        stream: &str,
+        from: u64,
+        count: u32,
+        direction: Direction,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        rpc(
+            "read_stream",
+            self.client
+                .read_stream(
+                    self.c(),
+                    self.store.clone(),
+                    stream.into(),
+                    from,
+                    count,
+                    direction,
+                    ReadConsistency::Linearizable,
+                )
+                .await,
+        )
+    }
+
+    /// Every event of a stream, paging forward.
+    pub async fn read_stream_everything(
+        &self,
+        stream: &str,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let mut out: Vec<EventRecord> = Vec::new();
+        loop {
+            let from = out.last().map_or(0, |e| e.version + 1);
+            let page = self.read(stream, from, PAGE, Direction::Forward).await?;
+            let done = page.len() < PAGE as usize;
+            out.extend(page);
+            if done {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// `read_all`, linearizable.
+    pub async fn read_all(
+        &self,
+        from: u64,
+        count: u32,
+        direction: Direction,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        rpc(
+            "read_all",
+            self.client
+                .read_all(
+                    self.c(),
+                    self.store.clone(),
+                    from,
+                    count,
+                    direction,
+                    ReadConsistency::Linearizable,
+                )
+                .await,
+        )
+    }
+
+    /// The whole global log, paging forward; panics on a store error.
+    pub async fn read_all_everything(&self) -> Vec<EventRecord> {
+        let mut out: Vec<EventRecord> = Vec::new();
+        loop {
+            let from = out.last().map_or(0, |e| e.position + 1);
+            let page = self
+                .read_all(from, PAGE, Direction::Forward)
+                .await
+                .expect("read_all");
+            let done = page.len() < PAGE as usize;
+            out.extend(page);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    /// `read_by_event_types`, linearizable.
+    pub async fn read_by_types(
+        &self,
+        types: &[&str],
+        from: u64,
+        count: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        rpc(
+            "read_by_event_types",
+            self.client
+                .read_by_event_types(
+                    self.c(),
+                    self.store.clone(),
+                    types.iter().map(|t| t.to_string()).collect(),
+                    from,
+                    count,
+                    ReadConsistency::Linearizable,
+                )
+                .await,
+        )
+    }
+
+    /// Every event of the given types, paging; panics on a store error.
+    pub async fn read_by_types_everything(&self, types: &[&str]) -> Vec<EventRecord> {
+        let mut out: Vec<EventRecord> = Vec::new();
+        loop {
+            let from = out.last().map_or(0, |e| e.position + 1);
+            let page = self
+                .read_by_types(types, from, PAGE)
+                .await
+                .expect("read_by_event_types");
+            let done = page.len() < PAGE as usize;
+            out.extend(page);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    /// `read_by_tags`, linearizable.
+    pub async fn read_by_tags(
+        &self,
+        tags: &[&str],
+        matching: TagMatch,
+        from: u64,
+        count: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        rpc(
+            "read_by_tags",
+            self.client
+                .read_by_tags(
+                    self.c(),
+                    self.store.clone(),
+                    tags.iter().map(|t| t.to_string()).collect(),
+                    matching,
+                    from,
+                    count,
+                    ReadConsistency::Linearizable,
+                )
+                .await,
+        )
+    }
+
+    /// Every event matching the tags, paging; panics on a store error.
+    pub async fn read_by_tags_everything(
+        &self,
+        tags: &[&str],
+        matching: TagMatch,
+    ) -> Vec<EventRecord> {
+        let mut out: Vec<EventRecord> = Vec::new();
+        loop {
+            let from = out.last().map_or(0, |e| e.position + 1);
+            let page = self
+                .read_by_tags(tags, matching, from, PAGE)
+                .await
+                .expect("read_by_tags");
+            let done = page.len() < PAGE as usize;
+            out.extend(page);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    /// `get_version`, linearizable.
+    pub async fn version(&self, stream: &str) -> Result<Option<u64>, StoreError> {
+        rpc(
+            "get_version",
+            self.client
+                .get_version(
+                    self.c(),
+                    self.store.clone(),
+                    stream.into(),
+                    ReadConsistency::Linearizable,
+                )
+                .await,
+        )
+    }
+
+    /// `exists`, linearizable.
+    pub async fn exists(&self, stream: &str) -> Result<bool, StoreError> {
+        rpc(
+            "exists",
+            self.client
+                .exists(
+                    self.c(),
+                    self.store.clone(),
+                    stream.into(),
+                    ReadConsistency::Linearizable,
+                )
+                .await,
+        )
+    }
+
+    /// `list_streams`, linearizable.
+    pub async fn list_streams(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<StreamInfo>, StoreError> {
+        rpc(
+            "list_streams",
+            self.client
+                .list_streams(
+                    self.c(),
+                    self.store.clone(),
+                    after.map(str::to_string),
+                    limit,
+                    ReadConsistency::Linearizable,
+                )
+                .await,
+        )
+    }
+
+    /// `delete_stream`.
+    pub async fn delete(&self, stream: &str, hard: bool) -> Result<(), StoreError> {
+        rpc(
+            "delete_stream",
+            self.client
+                .delete_stream(self.c(), self.store.clone(), stream.into(), hard)
+                .await,
+        )
+    }
+
+    /// `snapshot_save`.
+    pub async fn snapshot_save(
+        &self,
+        stream: &str,
+        version: u64,
+        data: &[u8],
+        metadata: &[u8],
+    ) -> Result<(), StoreError> {
+        rpc(
+            "snapshot_save",
+            self.client
+                .snapshot_save(
+                    self.c(),
+                    self.store.clone(),
+                    stream.into(),
+                    version,
+                    data.to_vec(),
+                    metadata.to_vec(),
+                )
+                .await,
+        )
+    }
+
+    /// `snapshot_load` (the highest when `version` is `None`), linearizable.
+    pub async fn snapshot_load(
+        &self,
+        stream: &str,
+        version: Option<u64>,
+    ) -> Result<SnapshotRecord, StoreError> {
+        rpc(
+            "snapshot_load",
+            self.client
+                .snapshot_load(
+                    self.c(),
+                    self.store.clone(),
+                    stream.into(),
+                    version,
+                    ReadConsistency::Linearizable,
+                )
+                .await,
+        )
+    }
+
+    /// `snapshot_list`, linearizable.
+    pub async fn snapshot_list(&self, stream: &str) -> Result<Vec<SnapshotRecord>, StoreError> {
+        rpc(
+            "snapshot_list",
+            self.client
+                .snapshot_list(
+                    self.c(),
+                    self.store.clone(),
+                    stream.into(),
+                    ReadConsistency::Linearizable,
+                )
+                .await,
+        )
+    }
+
+    /// `snapshot_delete` (every snapshot of the stream when `version` is `None`).
+    pub async fn snapshot_delete(
+        &self,
+        stream: &str,
+        version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        rpc(
+            "snapshot_delete",
+            self.client
+                .snapshot_delete(self.c(), self.store.clone(), stream.into(), version)
+                .await,
+        )
+    }
+
+    /// `snapshot_exists` (any when `version` is `None`), linearizable.
+    pub async fn snapshot_exists(
+        &self,
+        stream: &str,
+        version: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        rpc(
+            "snapshot_exists",
+            self.client
+                .snapshot_exists(
+                    self.c(),
+                    self.store.clone(),
+                    stream.into(),
+                    version,
+                    ReadConsistency::Linearizable,
+                )
+                .await,
+        )
+    }
+}
+
+/// The gater embedded by `reckon-node --dev`.
+pub mod dev;
+
+/// A standalone gater process and nodes registered with it.
+pub mod gater;
+
+/// Clusters of real nodes in cluster mode.
+pub mod cluster;

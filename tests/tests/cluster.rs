@@ -303,3 +303,88 @@ async fn reads_fail_over_when_a_worker_is_killed() {
     .unwrap();
     assert_eq!(s.get_version("s").await.unwrap(), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_node_catches_up_from_a_snapshot_and_becomes_a_voter() {
+    let mut c = Cluster::start(3, &["default"]);
+    let client = formed(&c).await;
+    let s = client.store("default");
+    // More Raft entries than the snapshot policy (500) and the log kept behind it
+    // (100): the newcomer cannot be served from the log alone. Sequential single
+    // appends, so that each is its own entry.
+    for b in 0..12 {
+        let events = (0..100)
+            .map(|n| NewEvent::json("t", &json!({"b": b, "n": n})))
+            .collect();
+        s.append(&format!("s-{b}"), ExpectedVersion::NoStream, events)
+            .await
+            .unwrap();
+    }
+    for b in 0..620 {
+        s.append("tail", ExpectedVersion::Any, vec![NewEvent::json("t", &json!({"b": b}))])
+            .await
+            .unwrap();
+    }
+    let newcomer = c.add_node();
+    wait_until("the newcomer to hold the whole log", Duration::from_secs(90), || async {
+        local_log(&c, newcomer).await.len() == 1820
+    })
+    .await;
+    assert_eq!(digest(&local_log(&c, 0).await), digest(&local_log(&c, newcomer).await));
+    wait_until("the newcomer to be a voter", Duration::from_secs(60), || async {
+        client.cluster_status().await.is_ok_and(|st| {
+            st.iter().any(|s| {
+                s.nodes.iter().any(|n| {
+                    n.node_id == (newcomer + 1) as u64
+                        && matches!(n.role, reckon_gater::api::Role::Follower | reckon_gater::api::Role::Leader)
+                })
+            })
+        })
+    })
+    .await;
+    let snaps = std::fs::read_dir(c.dirs[newcomer].join("default").join("snapshots"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".redb"))
+        .count();
+    assert_eq!(snaps, 1, "the newcomer installed a snapshot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restarting_every_node_brings_all_data_back() {
+    let mut c = Cluster::start(3, &["default"]);
+    let client = formed(&c).await;
+    let s = client.store("default");
+    for n in 0..50 {
+        let expected = match n {
+            0 => ExpectedVersion::NoStream,
+            n => ExpectedVersion::Exact(n - 1),
+        };
+        s.append("s", expected, vec![NewEvent::json("t", &json!({"n": n}))])
+            .await
+            .unwrap();
+    }
+    for i in 0..3 {
+        c.kill9(i);
+    }
+    for i in 0..3 {
+        c.start_node(i);
+    }
+    let client = formed(&c).await;
+    let s = client.store("default");
+    assert_eq!(s.get_version("s").await.unwrap(), Some(49));
+    let evs = s.read("s", 0, 100).await.unwrap();
+    assert_eq!(evs.len(), 50);
+    for i in 0..3 {
+        wait_until("node holds all 50", Duration::from_secs(30), || async {
+            local_log(&c, i).await.len() == 50
+        })
+        .await;
+    }
+    // Still one group: appends go on from where they were.
+    let r = s
+        .append("s", ExpectedVersion::Exact(49), vec![NewEvent::json("t", &json!({}))])
+        .await
+        .unwrap();
+    assert_eq!((r.version, r.first_position), (50, 50));
+}
