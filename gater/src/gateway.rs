@@ -147,14 +147,16 @@ impl Gateway {
             .retain(|addr, _| live.contains(addr));
     }
 
-    async fn client(&self, addr: &str) -> Result<WorkerClient, std::io::Error> {
+    /// A client for `addr` and whether it came from the pool (it may be stale: the
+    /// worker may have restarted since it was dialled).
+    async fn client(&self, addr: &str) -> Result<(WorkerClient, bool), std::io::Error> {
         let mut pool = self.inner.pool.lock().await;
         if let Some(c) = pool.get(addr) {
-            return Ok(c.clone());
+            return Ok((c.clone(), true));
         }
         let c = crate::worker::connect(addr).await?;
         pool.insert(addr.to_string(), c.clone());
-        Ok(c)
+        Ok((c, false))
     }
 
     async fn drop_client(&self, addr: &str) {
@@ -181,6 +183,7 @@ impl Gateway {
         let mut tried: Vec<u64> = Vec::new();
         let mut last_err: Option<StoreError> = None;
         let mut redirected = false;
+        let mut redialled: Vec<u64> = Vec::new();
         for attempt in 0..=policy.retries_max {
             let now = Instant::now();
             if now >= deadline {
@@ -198,7 +201,7 @@ impl Gateway {
                     continue;
                 }
             };
-            let client = match tokio::time::timeout(
+            let (client, pooled) = match tokio::time::timeout(
                 deadline.saturating_duration_since(now),
                 self.client(&target.address),
             )
@@ -244,6 +247,13 @@ impl Gateway {
                 Err(rpc) => {
                     tracing::debug!(target: "reckon_db", store, node_id = target.node_id, error = %rpc, "reckon_db.gater.request.retry");
                     self.drop_client(&target.address).await;
+                    let dead_conn = !matches!(rpc, RpcError::DeadlineExceeded);
+                    if pooled && dead_conn && !redialled.contains(&target.node_id) {
+                        // A pooled connection can outlive the worker process behind it:
+                        // dial the same worker once more before counting it as failed.
+                        redialled.push(target.node_id);
+                        continue;
+                    }
                     self.registry()
                         .mark_suspect(store, target.node_id, Instant::now());
                     tried.push(target.node_id);

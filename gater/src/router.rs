@@ -368,7 +368,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
-            retries_max: 8,
+            retries_max: 16,
             backoff_base: Duration::from_millis(20),
             backoff_max: Duration::from_millis(1000),
         }

@@ -119,6 +119,11 @@ pub struct Store {
     state: Arc<StateDb>,
     limits: Limits,
     queue: mpsc::Sender<Pending>,
+    /// Whether an entry proposed since this process started has committed here. Until
+    /// one has, a linearizable read first commits an empty batch: openraft 0.9 restores
+    /// a restarted leader in its old term without a new no-op entry, and the commit
+    /// index it restarts with may be behind what it acknowledged before the crash.
+    read_barrier: Arc<std::sync::atomic::AtomicBool>,
     /// Writes acknowledged by this node since start.
     pub appended_events: AtomicU64,
 }
@@ -228,12 +233,14 @@ impl Store {
             }
         }
         let (tx, rx) = mpsc::channel(opts.queue_max);
+        let read_barrier = Arc::new(std::sync::atomic::AtomicBool::new(false));
         tokio::spawn(run_batcher(
             raft.clone(),
             rx,
             opts.clone(),
             name.to_string(),
             peers,
+            read_barrier.clone(),
         ));
         tracing::info!(target: "reckon_db", store = name, "reckon_db.store.started");
         Ok(Arc::new(Store {
@@ -242,6 +249,7 @@ impl Store {
             state,
             limits: opts.limits,
             queue: tx,
+            read_barrier,
             appended_events: AtomicU64::new(0),
         }))
     }
@@ -372,6 +380,18 @@ impl Store {
         F: FnOnce(&Reader) -> Result<Result<T, StoreError>, StorageError> + Send + 'static,
     {
         if consistency == ReadConsistency::Linearizable {
+            if !self.read_barrier.load(Ordering::Acquire) {
+                // Commit an entry of our own first: everything before it is then
+                // committed and applied (see `read_barrier`).
+                self.raft
+                    .client_write(WriteBatch {
+                        timestamp_us: now_us(),
+                        commands: Vec::new(),
+                    })
+                    .await
+                    .map_err(write_err)?;
+                self.read_barrier.store(true, Ordering::Release);
+            }
             self.raft.ensure_linearizable().await.map_err(read_err)?;
         }
         let state = self.state.clone();
@@ -521,6 +541,7 @@ async fn run_batcher(
     opts: StoreOptions,
     store: String,
     peers: PeerPool,
+    read_barrier: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let in_flight = Arc::new(Semaphore::new(opts.pipeline_max.max(1)));
     let mut last_ts = 0u64;
@@ -556,11 +577,15 @@ async fn run_batcher(
         };
         let raft = raft.clone();
         let (store, peers, me) = (store.clone(), peers.clone(), opts.node_id);
+        let read_barrier = read_barrier.clone();
         tokio::spawn(async move {
             let res = propose(&raft, batch, &store, &peers, me).await;
             drop(permit);
             match res {
                 Ok(result) => {
+                    if raft.metrics().borrow().current_leader == Some(me) {
+                        read_barrier.store(true, Ordering::Release);
+                    }
                     let mut results = result.results.into_iter();
                     for reply in replies {
                         let r = results.next().unwrap_or_else(|| {
