@@ -124,6 +124,8 @@ pub struct Store {
     /// a restarted leader in its old term without a new no-op entry, and the commit
     /// index it restarts with may be behind what it acknowledged before the crash.
     read_barrier: Arc<std::sync::atomic::AtomicBool>,
+    /// Leaders this node has seen elected (or lost) since start.
+    pub leader_changes: Arc<AtomicU64>,
     /// Writes acknowledged by this node since start.
     pub appended_events: AtomicU64,
 }
@@ -242,6 +244,12 @@ impl Store {
             peers,
             read_barrier.clone(),
         ));
+        let leader_changes = Arc::new(AtomicU64::new(0));
+        tokio::spawn(watch_leadership(
+            raft.clone(),
+            name.to_string(),
+            leader_changes.clone(),
+        ));
         tracing::info!(target: "reckon_db", store = name, "reckon_db.store.started");
         Ok(Arc::new(Store {
             name: name.to_string(),
@@ -250,6 +258,7 @@ impl Store {
             limits: opts.limits,
             queue: tx,
             read_barrier,
+            leader_changes,
             appended_events: AtomicU64::new(0),
         }))
     }
@@ -531,6 +540,57 @@ impl Store {
             r.snapshots(&stream_id, 0, u64::MAX).map(Ok)
         })
         .await
+    }
+}
+
+/// Emits the cluster telemetry of one store's group as its Raft metrics change:
+/// `reckon_db.cluster.leader.elected` (with the previous leader) and
+/// `reckon_db.cluster.membership.changed`. Ends when the group shuts down.
+async fn watch_leadership(raft: Raft, store: String, leader_changes: Arc<AtomicU64>) {
+    let mut rx = raft.metrics();
+    let mut leader: Option<NodeId> = None;
+    let mut membership = None;
+    loop {
+        let (now_leader, term, m) = {
+            let m = rx.borrow_and_update();
+            (
+                m.current_leader,
+                m.current_term,
+                m.membership_config.clone(),
+            )
+        };
+        if now_leader != leader {
+            leader_changes.fetch_add(1, Ordering::Relaxed);
+            match now_leader {
+                Some(l) => tracing::info!(
+                    target: "reckon_db",
+                    store,
+                    leader = l,
+                    previous_leader = ?leader,
+                    term,
+                    "reckon_db.cluster.leader.elected"
+                ),
+                None => tracing::warn!(
+                    target: "reckon_db",
+                    store,
+                    previous_leader = ?leader,
+                    term,
+                    "reckon_db.cluster.leader.lost"
+                ),
+            }
+            leader = now_leader;
+        }
+        if membership.as_ref() != Some(m.log_id()) {
+            let voters: Vec<NodeId> = m.voter_ids().collect();
+            let learners: Vec<NodeId> = m.membership().learner_ids().collect();
+            if !voters.is_empty() {
+                tracing::info!(target: "reckon_db", store, ?voters, ?learners, "reckon_db.cluster.membership.changed");
+            }
+            membership = Some(*m.log_id());
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
     }
 }
 
