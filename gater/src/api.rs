@@ -271,6 +271,9 @@ pub trait Gater {
         stream_id: String,
         version: Option<u64>,
     ) -> Result<(), StoreError>;
+    /// See [`Worker::remove_node`](crate::worker::Worker::remove_node); routed to the
+    /// store's leader.
+    async fn remove_node(store: String, node_id: u64) -> Result<(), StoreError>;
     /// See [`Worker::snapshot_exists`](crate::worker::Worker::snapshot_exists).
     async fn snapshot_exists(
         store: String,

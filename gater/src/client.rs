@@ -443,6 +443,17 @@ impl StoreHandle {
             .await
     }
 
+    /// Removes node `node_id` from this store's Raft group (through its leader).
+    pub async fn remove_node(&self, node_id: u64) -> Result<(), ClientError> {
+        let store = self.store.clone();
+        self.client
+            .call(|g, ctx| {
+                let store = store.clone();
+                async move { g.remove_node(ctx, store, node_id).await }
+            })
+            .await
+    }
+
     /// Whether a snapshot exists at `version` (any when `None`).
     pub async fn snapshot_exists(
         &self,

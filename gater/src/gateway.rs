@@ -582,6 +582,19 @@ impl Gater for Gateway {
         .await
     }
 
+    async fn remove_node(
+        self,
+        ctx: Context,
+        store: String,
+        node_id: u64,
+    ) -> Result<(), StoreError> {
+        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
+            let store = store.clone();
+            async move { c.remove_node(cx, store, node_id).await }
+        })
+        .await
+    }
+
     async fn snapshot_exists(
         self,
         ctx: Context,

@@ -118,6 +118,10 @@ pub trait Worker {
         version: Option<u64>,
     ) -> Result<(), StoreError>;
 
+    /// Removes a node from the store's Raft group (voter and learner). Only the leader
+    /// accepts; others answer `NotLeader`.
+    async fn remove_node(store: String, node_id: u64) -> Result<(), StoreError>;
+
     /// Whether a snapshot exists at `version`, or any when `None`.
     async fn snapshot_exists(
         store: String,

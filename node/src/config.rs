@@ -48,6 +48,13 @@ pub const DEFAULT_DISCOVERY_PORT: u16 = 45892;
 pub const STORE_NAME_BYTES_MAX: usize = 64;
 /// Shortest multicast discovery secret, in bytes.
 pub const DISCOVERY_SECRET_BYTES_MIN: usize = 32;
+/// Default interval between multicast announcements, in milliseconds.
+pub const DEFAULT_ANNOUNCE_MS: u64 = 1000;
+/// Default time a multicast peer stays known after its last announcement, in
+/// milliseconds.
+pub const DEFAULT_PEER_TTL_MS: u64 = 5000;
+/// Default interval between resolutions of the `k8s_dns` service, in milliseconds.
+pub const DEFAULT_RESOLVE_MS: u64 = 5000;
 /// What [`NodeConfig::masked`] shows instead of a secret.
 pub const MASK: &str = "***";
 
@@ -96,9 +103,30 @@ pub struct DiscoveryConfig {
     /// [`DISCOVERY_SECRET_BYTES_MIN`] bytes. Best set through
     /// `RECKON_NODE_DISCOVERY__SECRET` rather than written in a file.
     pub secret: Option<String>,
+    /// `multicast`: IPv4 address of the local interface announcements are sent
+    /// and heard on. `None` means `listen`'s address when that is a specific
+    /// IPv4 address (so a node on 127.0.0.1 stays on the loopback interface),
+    /// else the system's choice for the group.
+    pub multicast_interface: Option<Ipv4Addr>,
+    /// `multicast`: interval between this node's announcements, in
+    /// milliseconds; above 0 and below `ttl_ms`.
+    pub announce_ms: u64,
+    /// `multicast`: how long a peer stays known after its last announcement,
+    /// in milliseconds; above `announce_ms`, so one lost datagram does not
+    /// drop a live peer.
+    pub ttl_ms: u64,
     /// `k8s_dns`: DNS name of the headless service whose records list the
-    /// peers, e.g. `reckon.reckon.svc.cluster.local`.
+    /// peers, e.g. `reckon.reckon.svc.cluster.local`. SRV records of
+    /// `_reckon._tcp.<service>` give host and port; without any, the A/AAAA
+    /// records of `<service>` give hosts on this node's `listen` port.
     pub service: Option<String>,
+    /// `k8s_dns`: interval between resolutions of `service`, in milliseconds;
+    /// above 0.
+    pub resolve_ms: u64,
+    /// `k8s_dns`: `IP:PORT` of a DNS server to ask instead of the system's
+    /// resolver configuration (`/etc/resolv.conf`); for tests and special
+    /// setups.
+    pub dns_server: Option<SocketAddr>,
 }
 
 impl Default for DiscoveryConfig {
@@ -109,7 +137,12 @@ impl Default for DiscoveryConfig {
             multicast_addr: DEFAULT_MULTICAST_ADDR,
             port: DEFAULT_DISCOVERY_PORT,
             secret: None,
+            multicast_interface: None,
+            announce_ms: DEFAULT_ANNOUNCE_MS,
+            ttl_ms: DEFAULT_PEER_TTL_MS,
             service: None,
+            resolve_ms: DEFAULT_RESOLVE_MS,
+            dns_server: None,
         }
     }
 }
@@ -122,7 +155,12 @@ impl fmt::Debug for DiscoveryConfig {
             .field("multicast_addr", &self.multicast_addr)
             .field("port", &self.port)
             .field("secret", &self.secret.as_ref().map(|_| MASK))
+            .field("multicast_interface", &self.multicast_interface)
+            .field("announce_ms", &self.announce_ms)
+            .field("ttl_ms", &self.ttl_ms)
             .field("service", &self.service)
+            .field("resolve_ms", &self.resolve_ms)
+            .field("dns_server", &self.dns_server)
             .finish()
     }
 }
@@ -383,6 +421,44 @@ impl NodeConfig {
                 return Err(invalid(
                     "discovery.service",
                     "must not be empty; leave it out instead",
+                ));
+            }
+        }
+        if discovery.announce_ms == 0 {
+            return Err(invalid(
+                "discovery.announce_ms",
+                "must be above 0 milliseconds",
+            ));
+        }
+        if discovery.ttl_ms <= discovery.announce_ms {
+            return Err(invalid(
+                "discovery.ttl_ms",
+                format!(
+                    "{} ms must be above discovery.announce_ms ({} ms), or live peers \
+                     are forgotten between two announcements",
+                    discovery.ttl_ms, discovery.announce_ms
+                ),
+            ));
+        }
+        if discovery.resolve_ms == 0 {
+            return Err(invalid(
+                "discovery.resolve_ms",
+                "must be above 0 milliseconds",
+            ));
+        }
+        if let Some(server) = discovery.dns_server {
+            if server.port() == 0 || server.ip().is_unspecified() {
+                return Err(invalid(
+                    "discovery.dns_server",
+                    format!("{server} is not a DNS server address; expected IP:PORT, e.g. \"10.96.0.10:53\""),
+                ));
+            }
+        }
+        if let Some(interface) = discovery.multicast_interface {
+            if interface.is_multicast() || interface.is_broadcast() {
+                return Err(invalid(
+                    "discovery.multicast_interface",
+                    format!("{interface} is not the address of a local interface"),
                 ));
             }
         }
@@ -904,6 +980,8 @@ mod tests {
             let secret = "s".repeat(DISCOVERY_SECRET_BYTES_MIN);
             jail.set_env("RECKON_NODE_DISCOVERY__SECRET", &secret);
             jail.set_env("RECKON_NODE_DISCOVERY__PORT", 5000);
+            jail.set_env("RECKON_NODE_DISCOVERY__ANNOUNCE_MS", 250);
+            jail.set_env("RECKON_NODE_DISCOVERY__DNS_SERVER", "127.0.0.1:5353");
             jail.set_env("RECKON_NODE_RAFT__HEARTBEAT_MS", 50);
             jail.set_env("RECKON_NODE_WRITE__PIPELINE_MAX", 4);
             jail.set_env("RECKON_NODE_LOG__DIR", "/var/log/reckon");
@@ -911,6 +989,11 @@ mod tests {
             let config = load_ok(&[])?;
             assert_eq!(config.discovery.secret.as_deref(), Some(secret.as_str()));
             assert_eq!(config.discovery.port, 5000);
+            assert_eq!(config.discovery.announce_ms, 250);
+            assert_eq!(
+                config.discovery.dns_server,
+                Some(SocketAddr::from(([127, 0, 0, 1], 5353)))
+            );
             assert_eq!(config.raft.heartbeat_ms, 50);
             assert_eq!(config.write.pipeline_max, 4);
             assert_eq!(config.log.dir, Some(PathBuf::from("/var/log/reckon")));
@@ -1119,6 +1202,17 @@ mod tests {
             ("gaters[0]", |c| c.gaters = vec!["127.0.0.1:0".into()]),
             ("discovery.seeds[1]", |c| {
                 c.discovery.seeds = vec!["a:1".into(), ":7600".into()]
+            }),
+            ("discovery.announce_ms", |c| c.discovery.announce_ms = 0),
+            ("discovery.ttl_ms", |c| {
+                c.discovery.ttl_ms = c.discovery.announce_ms
+            }),
+            ("discovery.resolve_ms", |c| c.discovery.resolve_ms = 0),
+            ("discovery.dns_server", |c| {
+                c.discovery.dns_server = Some(SocketAddr::from(([127, 0, 0, 1], 0)))
+            }),
+            ("discovery.multicast_interface", |c| {
+                c.discovery.multicast_interface = Some(DEFAULT_MULTICAST_ADDR)
             }),
             ("log.level", |c| c.log.level = " ".into()),
             ("raft.heartbeat_ms", |c| c.raft.heartbeat_ms = 0),

@@ -212,6 +212,10 @@ impl Worker for WorkerService {
             .await
     }
 
+    async fn remove_node(self, _: Context, store: String, node_id: u64) -> Result<(), StoreError> {
+        self.store(&store)?.remove_node(node_id).await
+    }
+
     async fn snapshot_exists(
         self,
         _: Context,

@@ -381,6 +381,30 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a node from the group: first as a voter (a joint change the leader
+    /// commits), then from the nodes it replicates to. Only the leader accepts.
+    pub async fn remove_node(&self, node_id: NodeId) -> Result<(), StoreError> {
+        let members = self.raft.metrics().borrow().membership_config.clone();
+        if members.membership().get_node(&node_id).is_none() {
+            return Err(StoreError::NotFound {
+                what: format!("node {node_id} in the group of store {}", self.name),
+            });
+        }
+        let ids: std::collections::BTreeSet<NodeId> = [node_id].into_iter().collect();
+        if members.voter_ids().any(|v| v == node_id) {
+            self.raft
+                .change_membership(openraft::ChangeMembers::RemoveVoters(ids.clone()), false)
+                .await
+                .map_err(crate::raft::rpc::membership_err)?;
+        }
+        self.raft
+            .change_membership(openraft::ChangeMembers::RemoveNodes(ids), false)
+            .await
+            .map_err(crate::raft::rpc::membership_err)?;
+        tracing::info!(target: "reckon_db", store = %self.name, node_id, "node removed from the group");
+        Ok(())
+    }
+
     /// Runs `f` on a consistent view of the state, after confirming leadership when
     /// the read must be linearizable.
     pub async fn read<T, F>(&self, consistency: ReadConsistency, f: F) -> Result<T, StoreError>

@@ -411,3 +411,72 @@ async fn restarting_every_node_brings_all_data_back() {
         .unwrap();
     assert_eq!((r.version, r.first_position), (50, 50));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removing_a_dead_node_keeps_a_quorum_possible() {
+    let mut c = Cluster::start(3, &["default"]);
+    let client = formed(&c).await;
+    let s = client.store("default");
+    s.append(
+        "s",
+        ExpectedVersion::NoStream,
+        vec![NewEvent::json("t", &json!({}))],
+    )
+    .await
+    .unwrap();
+    let fourth = c.add_node();
+    wait_until("four voters", Duration::from_secs(60), || async {
+        client.cluster_status().await.is_ok_and(|st| {
+            st.iter().any(|s| {
+                s.nodes.len() == 4
+                    && s.nodes.iter().all(|n| {
+                        matches!(
+                            n.role,
+                            reckon_gater::api::Role::Follower | reckon_gater::api::Role::Leader
+                        )
+                    })
+            })
+        })
+    })
+    .await;
+    c.kill9(fourth);
+    // Through the CLI, as an operator would.
+    let out = std::process::Command::new(reckon_tests::bin("reckon"))
+        .args([
+            "--gater",
+            &c.gater.addr,
+            "--timeout-ms",
+            "20000",
+            "cluster",
+            "remove-node",
+        ])
+        .arg(((fourth + 1) as u64).to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("removed node {}", fourth + 1)
+    );
+    // Of the three voters left, lose one more that is not the leader: two of three is
+    // still a majority. (Of four voters, two would not be.)
+    let leader = leader_of(&client, "default").await.unwrap();
+    let other = (1..=3u64).find(|n| *n != leader).unwrap();
+    c.kill9((other - 1) as usize);
+    let r = client
+        .clone()
+        .with_timeout(Duration::from_secs(20))
+        .store("default")
+        .append(
+            "s",
+            ExpectedVersion::Exact(0),
+            vec![NewEvent::json("t", &json!({}))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.version, 1);
+}

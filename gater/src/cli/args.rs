@@ -109,10 +109,25 @@ pub enum Command {
     Tail(TailArgs),
     /// Health of each store: workers and leader.
     Health,
-    /// Nodes, roles, leader, term and indexes of each store.
-    Cluster,
+    /// Nodes, roles, leader, term and indexes of each store; or change membership.
+    Cluster {
+        /// A membership change; without one, print the status.
+        #[command(subcommand)]
+        action: Option<ClusterCommand>,
+    },
     /// Counters and latency percentiles per store and node.
     Stats,
+}
+
+/// `cluster` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Remove node ID from the store's Raft group (through the leader).
+    RemoveNode {
+        /// The node's id.
+        #[arg(value_name = "ID")]
+        node_id: u64,
+    },
 }
 
 /// `append`.

@@ -143,10 +143,20 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             let h = connect().await?.health().await?;
             line(out, output::health(&h, json))?;
         }
-        Command::Cluster => {
+        Command::Cluster { action: None } => {
             let stores = connect().await?.cluster_status().await?;
             for st in &stores {
                 line(out, output::cluster(st, json))?;
+            }
+        }
+        Command::Cluster {
+            action: Some(args::ClusterCommand::RemoveNode { node_id }),
+        } => {
+            store(&connect().await?).remove_node(node_id).await?;
+            if json {
+                line(out, format!("{{\"removed\":{node_id}}}"))?;
+            } else {
+                line(out, format!("removed node {node_id}"))?;
             }
         }
         // The interface has these; no service behind them yet. Their arguments were

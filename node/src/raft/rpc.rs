@@ -202,24 +202,12 @@ impl RaftService for RaftServer {
     }
 
     async fn remove(self, _: Context, store: String, node_id: NodeId) -> Result<(), StoreError> {
-        let s = self
-            .stores
+        self.stores
             .get(&store)
             .ok_or_else(|| StoreError::UnknownStore {
                 store: store.clone(),
-            })?;
-        let mut ids = BTreeSet::new();
-        ids.insert(node_id);
-        s.raft()
-            .change_membership(ChangeMembers::RemoveVoters(ids.clone()), false)
+            })?
+            .remove_node(node_id)
             .await
-            .map_err(membership_err)?;
-        // A removed voter stays a learner until removed from the nodes too.
-        let _ = s
-            .raft()
-            .change_membership(ChangeMembers::RemoveNodes(ids), false)
-            .await;
-        tracing::info!(target: "reckon_db", store, node_id, "reckon_db.cluster.membership.changed (node removed)");
-        Ok(())
     }
 }
