@@ -95,7 +95,8 @@ impl Cluster {
         let port = free_ports(1)[0];
         let i = self.addrs.len();
         self.addrs.push(format!("127.0.0.1:{port}"));
-        self.dirs.push(self._root.path().join(format!("node{}", i + 1)));
+        self.dirs
+            .push(self._root.path().join(format!("node{}", i + 1)));
         self.nodes.push(None);
         self.start_node(i);
         i
