@@ -8,9 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StoreError, StreamInfo, TagMatch,
+    SnapshotRecord, StoreError, StreamInfo, SubscriptionType, TagMatch,
 };
 
 /// A worker's role in its store's Raft group.
@@ -271,6 +272,44 @@ pub trait Gater {
         stream_id: String,
         version: Option<u64>,
     ) -> Result<(), StoreError>;
+    /// See [`Worker::subscribe`](crate::worker::Worker::subscribe).
+    async fn subscribe(
+        store: String,
+        kind: SubscriptionType,
+        selector: String,
+        name: String,
+        options: SubscribeOptions,
+    ) -> Result<SubscriptionInfo, StoreError>;
+    /// See [`Worker::unsubscribe`](crate::worker::Worker::unsubscribe).
+    async fn unsubscribe(store: String, key: String) -> Result<(), StoreError>;
+    /// See [`Worker::get_subscription`](crate::worker::Worker::get_subscription).
+    async fn get_subscription(
+        store: String,
+        key: String,
+        consistency: ReadConsistency,
+    ) -> Result<SubscriptionInfo, StoreError>;
+    /// See [`Worker::list_subscriptions`](crate::worker::Worker::list_subscriptions).
+    async fn list_subscriptions(
+        store: String,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<SubscriptionInfo>, StoreError>;
+    /// See [`Worker::ack`](crate::worker::Worker::ack).
+    async fn ack(
+        store: String,
+        key: String,
+        consumer: String,
+        position: u64,
+    ) -> Result<SubscriptionInfo, StoreError>;
+    /// See [`Worker::poll`](crate::worker::Worker::poll); routed to the leader, where a
+    /// pool's consumers meet.
+    async fn poll(
+        store: String,
+        key: String,
+        consumer: String,
+        from: Option<u64>,
+        max: u32,
+        wait_ms: u32,
+    ) -> Result<Delivery, StoreError>;
     /// See [`Worker::remove_node`](crate::worker::Worker::remove_node); routed to the
     /// store's leader.
     async fn remove_node(store: String, node_id: u64) -> Result<(), StoreError>;

@@ -28,9 +28,10 @@ use tarpc::client::RpcError;
 use tokio::sync::Mutex;
 
 use crate::api::{GaterClient, HealthReport, StoreStatus};
+use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StoreError, StreamInfo, TagMatch,
+    SnapshotRecord, StoreError, StreamInfo, SubscriptionType, TagMatch,
 };
 
 /// The default per-call deadline.
@@ -191,6 +192,92 @@ impl Client {
     pub async fn cluster_status(&self) -> Result<Vec<StoreStatus>, ClientError> {
         self.call(|g, ctx| async move { g.cluster_status(ctx).await.map(Ok) })
             .await
+    }
+}
+
+/// Receives a subscription's events, in global order, with no gap and no repeat
+/// while it lives; it starts after the subscription's checkpoint. Failover between
+/// gaters and workers is invisible: it resumes at the position it reached.
+pub struct Subscriber {
+    store: StoreHandle,
+    key: String,
+    consumer: String,
+    next: Option<u64>,
+    max: u32,
+    wait: Duration,
+}
+
+/// Consecutive failed polls a [`Subscriber`] retries before giving up.
+pub const SUBSCRIBER_RETRIES_MAX: u32 = 20;
+
+impl Subscriber {
+    /// The subscription's key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The position the next poll starts from (`None`: the checkpoint).
+    pub fn position(&self) -> Option<u64> {
+        self.next
+    }
+
+    /// Waits for the next batch of events (up to 1000). Transient faults (no leader,
+    /// a gater or worker gone) are retried with a pause, at most
+    /// [`SUBSCRIBER_RETRIES_MAX`] times in a row.
+    pub async fn next_batch(&mut self) -> Result<Vec<EventRecord>, ClientError> {
+        let mut failures = 0u32;
+        loop {
+            match self
+                .store
+                .poll(&self.key, &self.consumer, self.next, self.max, self.wait)
+                .await
+            {
+                Ok(d) => {
+                    failures = 0;
+                    self.next = Some(d.next);
+                    if !d.events.is_empty() {
+                        return Ok(d.events);
+                    }
+                }
+                Err(e) if is_transient(&e) && failures < SUBSCRIBER_RETRIES_MAX => {
+                    failures += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(failures.min(20))))
+                        .await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Acknowledges every event up to and including `position`.
+    pub async fn ack(&self, position: u64) -> Result<SubscriptionInfo, ClientError> {
+        self.store.ack(&self.key, &self.consumer, position).await
+    }
+
+    /// The events one by one, as a stream (acknowledge with [`Subscriber::ack`] on a
+    /// second handle, or through [`StoreHandle::ack`]).
+    pub fn into_stream(self) -> impl futures::Stream<Item = Result<EventRecord, ClientError>> {
+        futures::stream::unfold(
+            (self, std::collections::VecDeque::new()),
+            |(mut sub, mut buf)| async move {
+                if buf.is_empty() {
+                    match sub.next_batch().await {
+                        Ok(b) => buf.extend(b),
+                        Err(e) => return Some((Err(e), (sub, buf))),
+                    }
+                }
+                let e = buf.pop_front()?;
+                Some((Ok(e), (sub, buf)))
+            },
+        )
+    }
+}
+
+fn is_transient(e: &ClientError) -> bool {
+    match e {
+        ClientError::Store(s) => s.is_retryable(),
+        ClientError::Transport(_) | ClientError::Timeout(_) => true,
+        ClientError::NoGaters => false,
     }
 }
 
@@ -441,6 +528,108 @@ impl StoreHandle {
                 async move { g.snapshot_delete(ctx, store, stream, version).await }
             })
             .await
+    }
+
+    /// Creates a subscription (or finds the one with the same kind, selector and
+    /// name: subscribing twice gives the same key).
+    pub async fn subscribe(
+        &self,
+        kind: SubscriptionType,
+        selector: &str,
+        name: &str,
+        options: SubscribeOptions,
+    ) -> Result<SubscriptionInfo, ClientError> {
+        let (store, selector, name) = (self.store.clone(), selector.to_string(), name.to_string());
+        self.client
+            .call(|g, ctx| {
+                let (store, selector, name) = (store.clone(), selector.clone(), name.clone());
+                async move { g.subscribe(ctx, store, kind, selector, name, options).await }
+            })
+            .await
+    }
+
+    /// Removes a subscription; `NotFound` for an unknown key.
+    pub async fn unsubscribe(&self, key: &str) -> Result<(), ClientError> {
+        let (store, key) = (self.store.clone(), key.to_string());
+        self.client
+            .call(|g, ctx| {
+                let (store, key) = (store.clone(), key.clone());
+                async move { g.unsubscribe(ctx, store, key).await }
+            })
+            .await
+    }
+
+    /// One subscription.
+    pub async fn subscription(&self, key: &str) -> Result<SubscriptionInfo, ClientError> {
+        let (store, key, c) = (self.store.clone(), key.to_string(), self.consistency);
+        self.client
+            .call(|g, ctx| {
+                let (store, key) = (store.clone(), key.clone());
+                async move { g.get_subscription(ctx, store, key, c).await }
+            })
+            .await
+    }
+
+    /// Every subscription of the store.
+    pub async fn subscriptions(&self) -> Result<Vec<SubscriptionInfo>, ClientError> {
+        let (store, c) = (self.store.clone(), self.consistency);
+        self.client
+            .call(|g, ctx| {
+                let store = store.clone();
+                async move { g.list_subscriptions(ctx, store, c).await }
+            })
+            .await
+    }
+
+    /// Acknowledges processing up to `position`; the checkpoint only moves forward.
+    pub async fn ack(
+        &self,
+        key: &str,
+        consumer: &str,
+        position: u64,
+    ) -> Result<SubscriptionInfo, ClientError> {
+        let (store, key, consumer) = (self.store.clone(), key.to_string(), consumer.to_string());
+        self.client
+            .call(|g, ctx| {
+                let (store, key, consumer) = (store.clone(), key.clone(), consumer.clone());
+                async move { g.ack(ctx, store, key, consumer, position).await }
+            })
+            .await
+    }
+
+    /// One long-poll: matching events from `from` (or the checkpoint when `None`),
+    /// waiting up to `wait` when there are none yet.
+    pub async fn poll(
+        &self,
+        key: &str,
+        consumer: &str,
+        from: Option<u64>,
+        max: u32,
+        wait: Duration,
+    ) -> Result<Delivery, ClientError> {
+        let (store, key, consumer) = (self.store.clone(), key.to_string(), consumer.to_string());
+        let wait_ms = wait.as_millis().min(u128::from(u32::MAX)) as u32;
+        // The call may take the whole wait: give it room beyond that.
+        let client = self.client.clone().with_timeout(wait + self.client.timeout);
+        client
+            .call(|g, ctx| {
+                let (store, key, consumer) = (store.clone(), key.clone(), consumer.clone());
+                async move { g.poll(ctx, store, key, consumer, from, max, wait_ms).await }
+            })
+            .await
+    }
+
+    /// A subscriber for the subscription `key`, as consumer `consumer` (consumers of
+    /// a pool need distinct names).
+    pub fn subscriber(&self, key: &str, consumer: &str) -> Subscriber {
+        Subscriber {
+            store: self.clone(),
+            key: key.to_string(),
+            consumer: consumer.to_string(),
+            next: None,
+            max: 1000,
+            wait: Duration::from_secs(5),
+        }
     }
 
     /// Removes node `node_id` from this store's Raft group (through its leader).

@@ -19,10 +19,11 @@ use tokio::net::TcpListener;
 
 use crate::api::{Gater, HealthReport, Lease, Registration, RegistryError, StoreStatus};
 use crate::router::{classify, Decision, OpKind, Registry, RetryPolicy};
+use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::transport;
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StoreError, StreamInfo, TagMatch,
+    SnapshotRecord, StoreError, StreamInfo, SubscriptionType, TagMatch,
 };
 use crate::worker::WorkerClient;
 
@@ -578,6 +579,89 @@ impl Gater for Gateway {
             let store = store.clone();
             let stream_id = stream_id.clone();
             async move { c.snapshot_delete(cx, store, stream_id, version).await }
+        })
+        .await
+    }
+
+    async fn subscribe(
+        self,
+        ctx: Context,
+        store: String,
+        kind: SubscriptionType,
+        selector: String,
+        name: String,
+        options: SubscribeOptions,
+    ) -> Result<SubscriptionInfo, StoreError> {
+        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
+            let (store, selector, name) = (store.clone(), selector.clone(), name.clone());
+            async move { c.subscribe(cx, store, kind, selector, name, options).await }
+        })
+        .await
+    }
+
+    async fn unsubscribe(self, ctx: Context, store: String, key: String) -> Result<(), StoreError> {
+        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
+            let (store, key) = (store.clone(), key.clone());
+            async move { c.unsubscribe(cx, store, key).await }
+        })
+        .await
+    }
+
+    async fn get_subscription(
+        self,
+        ctx: Context,
+        store: String,
+        key: String,
+        consistency: ReadConsistency,
+    ) -> Result<SubscriptionInfo, StoreError> {
+        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
+            let (store, key) = (store.clone(), key.clone());
+            async move { c.get_subscription(cx, store, key, consistency).await }
+        })
+        .await
+    }
+
+    async fn list_subscriptions(
+        self,
+        ctx: Context,
+        store: String,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<SubscriptionInfo>, StoreError> {
+        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
+            let store = store.clone();
+            async move { c.list_subscriptions(cx, store, consistency).await }
+        })
+        .await
+    }
+
+    async fn ack(
+        self,
+        ctx: Context,
+        store: String,
+        key: String,
+        consumer: String,
+        position: u64,
+    ) -> Result<SubscriptionInfo, StoreError> {
+        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
+            let (store, key, consumer) = (store.clone(), key.clone(), consumer.clone());
+            async move { c.ack(cx, store, key, consumer, position).await }
+        })
+        .await
+    }
+
+    async fn poll(
+        self,
+        ctx: Context,
+        store: String,
+        key: String,
+        consumer: String,
+        from: Option<u64>,
+        max: u32,
+        wait_ms: u32,
+    ) -> Result<Delivery, StoreError> {
+        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
+            let (store, key, consumer) = (store.clone(), key.clone(), consumer.clone());
+            async move { c.poll(cx, store, key, consumer, from, max, wait_ms).await }
         })
         .await
     }

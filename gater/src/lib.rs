@@ -5,7 +5,7 @@
 //! definition:
 //!
 //! - [`types`]: the serde types of the domain as they travel (events, expected
-//!   versions, results) and the wire error [`StoreError`](types::StoreError).
+//!   versions, results) and the wire error [`StoreError`].
 //! - [`worker`]: the tarpc service every node serves for each store it hosts.
 //! - [`transport`]: how a tarpc service is served and dialled over TCP, with a
 //!   bounded frame length and `TCP_NODELAY`.
@@ -21,11 +21,12 @@ pub mod client;
 pub mod config;
 pub mod gateway;
 pub mod router;
+pub mod subscription;
 pub mod transport;
 pub mod types;
 pub mod worker;
 
-pub use client::{Client, ClientError, StoreHandle};
+pub use client::{Client, ClientError, StoreHandle, Subscriber};
 pub use types::{
     AppendResult, ContentType, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
     SnapshotRecord, StoreError, StreamInfo, TagMatch,

@@ -365,6 +365,74 @@ impl StoreError {
     }
 }
 
+/// What a subscription selects on; its selector string is read according to this.
+///
+/// The node's subscription matcher parses the selector and says which events match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SubscriptionType {
+    /// The selector is one stream id, or `$all` for every event in the store.
+    Stream,
+    /// The selector is one event type, or several separated by commas (`a,b`).
+    EventType,
+    /// The selector is a glob on the stream id: `*` is any run of characters,
+    /// `?` exactly one (`order-*`, `*-42`).
+    EventPattern,
+    /// The selector is a JSON object of conditions on paths into the event data
+    /// (`{"amount": {"$gt": 100}}`).
+    EventPayload,
+    /// The selector is a comma-separated tag list, optionally prefixed `any:` or
+    /// `all:` (`any:` when absent).
+    Tags,
+}
+
+impl SubscriptionType {
+    /// Every type, in declaration order.
+    pub const ALL: [SubscriptionType; 5] = [
+        SubscriptionType::Stream,
+        SubscriptionType::EventType,
+        SubscriptionType::EventPattern,
+        SubscriptionType::EventPayload,
+        SubscriptionType::Tags,
+    ];
+
+    /// The type's canonical name: `stream`, `event_type`, `event_pattern`,
+    /// `event_payload` or `tags`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionType::Stream => "stream",
+            SubscriptionType::EventType => "event_type",
+            SubscriptionType::EventPattern => "event_pattern",
+            SubscriptionType::EventPayload => "event_payload",
+            SubscriptionType::Tags => "tags",
+        }
+    }
+}
+
+impl std::str::FromStr for SubscriptionType {
+    type Err = String;
+
+    /// Accepts the canonical names, also with `-` for `_` (`event-type`), ignoring
+    /// ASCII case and surrounding whitespace.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim().to_ascii_lowercase().replace('-', "_");
+        SubscriptionType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == wanted)
+            .ok_or_else(|| {
+                format!(
+                    "subscription type {s:?} is not one of stream, event_type, event_pattern, \
+                     event_payload, tags"
+                )
+            })
+    }
+}
+
+impl fmt::Display for SubscriptionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,9 +6,10 @@
 //! store's Raft group; reads are linearizable unless the caller asks for
 //! [`ReadConsistency::Stale`].
 
+use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StoreError, StreamInfo, TagMatch,
+    SnapshotRecord, StoreError, StreamInfo, SubscriptionType, TagMatch,
 };
 
 /// The store operations a node serves.
@@ -117,6 +118,50 @@ pub trait Worker {
         stream_id: String,
         version: Option<u64>,
     ) -> Result<(), StoreError>;
+
+    /// Creates a subscription, or returns the one with the same kind, selector and name.
+    async fn subscribe(
+        store: String,
+        kind: SubscriptionType,
+        selector: String,
+        name: String,
+        options: SubscribeOptions,
+    ) -> Result<SubscriptionInfo, StoreError>;
+
+    /// Removes a subscription (`NotFound` for an unknown key).
+    async fn unsubscribe(store: String, key: String) -> Result<(), StoreError>;
+
+    /// One subscription.
+    async fn get_subscription(
+        store: String,
+        key: String,
+        consistency: ReadConsistency,
+    ) -> Result<SubscriptionInfo, StoreError>;
+
+    /// Every subscription of the store.
+    async fn list_subscriptions(
+        store: String,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<SubscriptionInfo>, StoreError>;
+
+    /// Acknowledges processing up to `position` (the checkpoint only moves forward).
+    async fn ack(
+        store: String,
+        key: String,
+        consumer: String,
+        position: u64,
+    ) -> Result<SubscriptionInfo, StoreError>;
+
+    /// Long-polls for matching events from `from` (or the checkpoint), waiting up to
+    /// `wait_ms` when there are none yet.
+    async fn poll(
+        store: String,
+        key: String,
+        consumer: String,
+        from: Option<u64>,
+        max: u32,
+        wait_ms: u32,
+    ) -> Result<Delivery, StoreError>;
 
     /// Removes a node from the store's Raft group (voter and learner). Only the leader
     /// accepts; others answer `NotLeader`.

@@ -6,7 +6,10 @@
 //! deterministically on every replica (event ids, the timestamp) is decided by the
 //! leader before it is proposed.
 
-use reckon_gater::types::{AppendResult, ContentType, ExpectedVersion, StoreError};
+use reckon_gater::subscription::{StartFrom, SubscriptionInfo};
+use reckon_gater::types::{
+    AppendResult, ContentType, ExpectedVersion, StoreError, SubscriptionType,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -57,6 +60,33 @@ pub enum Command {
         /// Which one.
         version: Option<u64>,
     },
+    /// Create a subscription, or return the existing one with the same key.
+    Subscribe {
+        /// Derived from kind, selector and name.
+        key: String,
+        /// The kind of selector.
+        kind: SubscriptionType,
+        /// The selector (already validated).
+        selector: String,
+        /// Its name.
+        name: String,
+        /// Where delivery starts.
+        start_from: StartFrom,
+        /// Consumers that may share it.
+        pool_size: u32,
+    },
+    /// Remove a subscription.
+    Unsubscribe {
+        /// Its key.
+        key: String,
+    },
+    /// Move a subscription's checkpoint forward (never back) past `position`.
+    Ack {
+        /// Its key.
+        key: String,
+        /// The last position processed.
+        position: u64,
+    },
 }
 
 /// An event ready to be applied: its id is decided.
@@ -83,6 +113,8 @@ pub enum Outcome {
     Appended(AppendResult),
     /// A delete or snapshot command took effect.
     Done,
+    /// A subscription as it stands after the command.
+    Subscription(SubscriptionInfo),
 }
 
 /// The result of each command of a batch, in order.

@@ -4,10 +4,12 @@
 //!
 //! - [`domain`]: what a valid append is and how expected versions are checked; no
 //!   openraft, redb or tarpc.
+//! - [`matcher`]: which events a subscription selects; pure, like `domain`.
 //! - [`command`]: the writes the state machine applies, as they travel in Raft entries.
 //! - [`storage`]: the state machine's redb database.
 //! - [`raft`]: openraft adapters: the redb log store, the state machine, the network.
 //! - [`store`]: one store's Raft group with its group-commit batcher and reads.
+//! - [`subscriptions`]: subscriptions: records through Raft, delivery by long-poll.
 //! - [`service`]: the tarpc worker service over the node's stores.
 //! - [`node`]: start-up: lock the data directory, open every store, serve.
 //! - [`cluster`]: forming and joining store groups in cluster mode.
@@ -20,9 +22,11 @@ pub mod command;
 pub mod config;
 pub mod discovery;
 pub mod domain;
+pub mod matcher;
 pub mod node;
 pub mod raft;
 pub mod registrar;
 pub mod service;
 pub mod storage;
 pub mod store;
+pub mod subscriptions;

@@ -2,14 +2,15 @@
 //!
 //! A handler is a cheap clone around the node's shared state; each request finds its
 //! store by name ([`StoreError::UnknownStore`] when this node does not host it) and
-//! calls into [`Store`](crate::store::Store), which validates and executes.
+//! calls into [`Store`], which validates and executes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use reckon_gater::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use reckon_gater::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StoreError, StreamInfo, TagMatch,
+    SnapshotRecord, StoreError, StreamInfo, SubscriptionType, TagMatch,
 };
 use reckon_gater::worker::Worker;
 use tarpc::context::Context;
@@ -209,6 +210,75 @@ impl Worker for WorkerService {
     ) -> Result<(), StoreError> {
         self.store(&store)?
             .delete_snapshot(stream_id, version)
+            .await
+    }
+
+    async fn subscribe(
+        self,
+        _: Context,
+        store: String,
+        kind: SubscriptionType,
+        selector: String,
+        name: String,
+        options: SubscribeOptions,
+    ) -> Result<SubscriptionInfo, StoreError> {
+        self.store(&store)?
+            .subscribe(kind, selector, name, options)
+            .await
+    }
+
+    async fn unsubscribe(self, _: Context, store: String, key: String) -> Result<(), StoreError> {
+        self.store(&store)?.unsubscribe(key).await
+    }
+
+    async fn get_subscription(
+        self,
+        _: Context,
+        store: String,
+        key: String,
+        consistency: ReadConsistency,
+    ) -> Result<SubscriptionInfo, StoreError> {
+        self.store(&store)?.get_subscription(key, consistency).await
+    }
+
+    async fn list_subscriptions(
+        self,
+        _: Context,
+        store: String,
+        consistency: ReadConsistency,
+    ) -> Result<Vec<SubscriptionInfo>, StoreError> {
+        self.store(&store)?.list_subscriptions(consistency).await
+    }
+
+    async fn ack(
+        self,
+        _: Context,
+        store: String,
+        key: String,
+        consumer: String,
+        position: u64,
+    ) -> Result<SubscriptionInfo, StoreError> {
+        self.store(&store)?.ack(key, consumer, position).await
+    }
+
+    async fn poll(
+        self,
+        _: Context,
+        store: String,
+        key: String,
+        consumer: String,
+        from: Option<u64>,
+        max: u32,
+        wait_ms: u32,
+    ) -> Result<Delivery, StoreError> {
+        self.store(&store)?
+            .poll(
+                key,
+                consumer,
+                from,
+                max,
+                std::time::Duration::from_millis(u64::from(wait_ms)),
+            )
             .await
     }
 

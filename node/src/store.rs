@@ -32,6 +32,9 @@ use crate::raft::{NodeId, Raft};
 use crate::storage::state::Reader;
 use crate::storage::{StateDb, StorageError};
 
+/// How long a single-node store may take to elect itself at start.
+pub const SINGLE_LEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Bytes of a snapshot sent in one message to a follower.
 pub const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
 
@@ -128,6 +131,8 @@ pub struct Store {
     pub leader_changes: Arc<AtomicU64>,
     /// Writes acknowledged by this node since start.
     pub appended_events: AtomicU64,
+    /// Attached consumers and matchers of subscriptions, on this node.
+    pub(crate) subscriptions: crate::subscriptions::Attachments,
 }
 
 fn now_us() -> u64 {
@@ -233,6 +238,12 @@ impl Store {
                     .map_err(|e| raft_err(e.to_string()))?;
                 tracing::info!(target: "reckon_db", store = name, node_id = opts.node_id, "store initialized as a single-node group");
             }
+            // Initializing only starts the election: a node that says it is ready must
+            // accept its first request, so wait until this node leads.
+            raft.wait(Some(SINGLE_LEADER_TIMEOUT))
+                .current_leader(opts.node_id, "single-node store elects itself")
+                .await
+                .map_err(|e| raft_err(format!("did not become leader: {e}")))?;
         }
         let (tx, rx) = mpsc::channel(opts.queue_max);
         let read_barrier = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -260,6 +271,7 @@ impl Store {
             read_barrier,
             leader_changes,
             appended_events: AtomicU64::new(0),
+            subscriptions: Default::default(),
         }))
     }
 
@@ -288,7 +300,17 @@ impl Store {
         tracing::info!(target: "reckon_db", store = %self.name, "reckon_db.store.stopped");
     }
 
-    async fn submit(&self, command: Command, bytes: usize) -> Result<Outcome, StoreError> {
+    /// The state database.
+    pub fn state(&self) -> &Arc<StateDb> {
+        &self.state
+    }
+
+    /// Proposes one command through the batcher and waits for its result.
+    pub(crate) async fn submit(
+        &self,
+        command: Command,
+        bytes: usize,
+    ) -> Result<Outcome, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.queue
             .send(Pending {
@@ -336,7 +358,7 @@ impl Store {
                 self.appended_events.fetch_add(n, Ordering::Relaxed);
                 Ok(r)
             }
-            Outcome::Done => Err(StoreError::Internal {
+            Outcome::Done | Outcome::Subscription(_) => Err(StoreError::Internal {
                 message: "append answered without a result".into(),
             }),
         }

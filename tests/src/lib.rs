@@ -208,6 +208,20 @@ impl NodeProc {
     }
 }
 
+/// Flags that put a `--dev` node's embedded gater on a port the OS chooses instead of
+/// its fixed default, so that tests can run many `--dev` nodes side by side.
+pub const DEV_GATER_ANY_PORT: [&str; 2] = ["--dev-gater-listen", "127.0.0.1:0"];
+
+impl NodeProc {
+    /// [`start_dev`](Self::start_dev) with the embedded gater on a free port
+    /// ([`DEV_GATER_ANY_PORT`]): a node that shares no port with any other.
+    pub fn start_dev_alone(data_dir: &Path, extra: &[&str]) -> NodeProc {
+        let mut flags = DEV_GATER_ANY_PORT.to_vec();
+        flags.extend_from_slice(extra);
+        NodeProc::start_dev(data_dir, &flags)
+    }
+}
+
 /// Deadline of each call a [`StoreClient`] makes, in seconds.
 pub const CALL_TIMEOUT_SECS: u64 = 20;
 
@@ -616,3 +630,6 @@ pub mod gater;
 
 /// Clusters of real nodes in cluster mode.
 pub mod cluster;
+
+/// Discovery test support: loopback multicast sockets, a DNS responder, clusters.
+pub mod discovery;

@@ -948,34 +948,86 @@ async fn a_store_without_workers_exits_5() {
 }
 
 #[test]
-fn commands_without_a_service_yet_exit_5_after_checking_their_arguments() {
+fn stats_is_not_served_yet_and_exits_5() {
     let gater = closed_port();
-    for args in [
-        &[
-            "subscribe",
-            "stream",
-            "order-1",
-            "audit",
-            "--from",
-            "beginning",
-            "--pool",
-            "3",
-        ][..],
-        &["subscribe", "event_type", "placed", "audit"][..],
-        &["subscriptions"][..],
-        &["unsubscribe", "some-key"][..],
-        &["tail", "all", "$all", "audit", "--ack", "--max", "10"][..],
-        &["stats"][..],
+    let r = reckon_at(&gater, &["stats"]);
+    let line = r.fails(5);
+    assert!(
+        line.starts_with("error: Unavailable: ")
+            && line.ends_with("is not available in this version"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn subscribe_tail_ack_list_and_unsubscribe() {
+    let env = start().await;
+    let key = env
+        .reckon(&["subscribe", "event_type", "placed", "audit"])
+        .ok()
+        .trim()
+        .to_string();
+    assert_eq!(key.len(), 32, "{key}");
+    // Subscribing again with the same type, selector and name gives the same key.
+    assert_eq!(
+        env.reckon(&["subscribe", "event_type", "placed", "audit"])
+            .ok()
+            .trim()
+            .to_string(),
+        key
+    );
+    for (s, t, n) in [
+        ("order-1", "placed", 5),
+        ("order-2", "paid", 1),
+        ("order-3", "placed", 7),
     ] {
-        let r = reckon_at(&gater, args);
-        let line = r.fails(5);
-        assert!(
-            line.starts_with("error: Unavailable: ")
-                && line.ends_with("is not available in this version"),
-            "{args:?}: {line}"
-        );
-        assert!(line.contains(args[0]), "{line}");
+        env.reckon(&[
+            "append",
+            s,
+            "--type",
+            t,
+            "--data",
+            &format!("{{\"n\":{n}}}"),
+        ])
+        .ok();
     }
+    let out = env.reckon(&[
+        "tail",
+        "event_type",
+        "placed",
+        "audit",
+        "--ack",
+        "--max",
+        "2",
+    ]);
+    let lines: Vec<&str> = out.ok().lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stdout);
+    assert!(
+        lines[0].contains("order-1") && lines[1].contains("order-3"),
+        "{lines:?}"
+    );
+    let listed = env.reckon(&["--json", "subscriptions"]);
+    let v = listed.json_lines().remove(0);
+    assert_eq!(v["key"], serde_json::json!(key));
+    assert_eq!(v["type"], serde_json::json!("event_type"));
+    assert_eq!(v["selector"], serde_json::json!("placed"));
+    assert_eq!(v["name"], serde_json::json!("audit"));
+    assert_eq!(
+        v["checkpoint"],
+        serde_json::json!(2),
+        "acked up to position 2"
+    );
+    env.reckon(&["unsubscribe", &key]).ok();
+    let r = env.reckon(&["unsubscribe", &key]);
+    assert_eq!(
+        r.fails(4),
+        format!("error: NotFound: subscription \"{key}\"")
+    );
+    let bad = env.reckon(&["subscribe", "event_payload", "{not json", "x"]);
+    assert!(
+        bad.fails(2).contains("selector"),
+        "bad selector names the field"
+    );
 }
 
 // ---------------------------------------------------------------- JSON shapes

@@ -7,10 +7,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
-use crate::types::{ExpectedVersion, TagMatch};
+use crate::subscription::StartFrom;
+use crate::types::{ExpectedVersion, SubscriptionType, TagMatch};
 
 /// How many events a read returns when `--count` is not given.
 pub const DEFAULT_COUNT: u32 = 100;
@@ -293,61 +294,20 @@ pub enum SnapshotCommand {
     },
 }
 
-/// What a subscription selects on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum SubscriptionType {
-    /// One stream, SELECTOR is its id.
-    Stream,
-    /// One event type, SELECTOR is the type.
-    #[value(name = "event_type", alias = "event-type")]
-    EventType,
-    /// Stream ids matching a glob, SELECTOR e.g. `order-*`.
-    #[value(name = "event_pattern", alias = "event-pattern")]
-    EventPattern,
-    /// Events whose data matches a JSON filter, SELECTOR e.g. '{"amount":{"$gt":100}}'.
-    #[value(name = "event_payload", alias = "event-payload")]
-    EventPayload,
-    /// Every event of the store (SELECTOR is ignored; `$all` by convention).
-    All,
-}
-
-/// Where a new subscription starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartFrom {
-    /// The first event of the store.
-    Beginning,
-    /// Only events appended after it is created.
-    End,
-    /// This global position.
-    Position(u64),
-}
-
-impl std::str::FromStr for StartFrom {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "beginning" => Ok(StartFrom::Beginning),
-            "end" => Ok(StartFrom::End),
-            other => other
-                .parse::<u64>()
-                .map(StartFrom::Position)
-                .map_err(|_| format!("{other:?} is not beginning, end, or a position N >= 0")),
-        }
-    }
-}
-
 /// `subscribe`.
 #[derive(Debug, Args)]
 pub struct SubscribeArgs {
-    /// What the subscription selects on.
+    /// What the subscription selects on: stream, event_type, event_pattern,
+    /// event_payload or tags.
     #[arg(value_name = "TYPE")]
     pub kind: SubscriptionType,
-    /// The stream, type, pattern or payload filter.
+    /// The stream (or `$all`), type(s), glob, JSON payload filter, or tags
+    /// (`x,y`, `all:x,y`).
     pub selector: String,
     /// The subscription's name; subscribing twice with one name gives one subscription.
     pub name: String,
     /// Where to start: beginning, end, or a position.
-    #[arg(long, value_name = "beginning|end|POS", default_value = "end")]
+    #[arg(long, value_name = "beginning|end|POS", default_value = "beginning")]
     pub from: StartFrom,
     /// Consumers sharing the deliveries (each stream's order is kept).
     #[arg(
@@ -369,10 +329,11 @@ pub struct UnsubscribeArgs {
 /// `tail`.
 #[derive(Debug, Args)]
 pub struct TailArgs {
-    /// What the subscription selects on.
+    /// What the subscription selects on: stream, event_type, event_pattern,
+    /// event_payload or tags.
     #[arg(value_name = "TYPE")]
     pub kind: SubscriptionType,
-    /// The stream, type, pattern or payload filter.
+    /// The selector, as for `subscribe`.
     pub selector: String,
     /// The subscription's name.
     pub name: String,

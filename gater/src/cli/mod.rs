@@ -21,6 +21,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::client::{Client, ClientError, StoreHandle};
+use crate::subscription::SubscribeOptions;
 use crate::types::Direction;
 
 pub use args::Cli;
@@ -159,24 +160,61 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                 line(out, format!("removed node {node_id}"))?;
             }
         }
-        // The interface has these; no service behind them yet. Their arguments were
-        // checked all the same, so scripts written now fail only here.
-        Command::Subscribe(_) => {
-            return Err(CliError::NotServed {
-                command: "subscribe",
-            })
+        Command::Subscribe(a) => {
+            let options = SubscribeOptions {
+                start_from: a.from,
+                pool_size: a.pool,
+            };
+            let info = store(&connect().await?)
+                .subscribe(a.kind, &a.selector, &a.name, options)
+                .await?;
+            if json {
+                line(out, output::subscription(&info, true))?;
+            } else {
+                line(out, info.key.clone())?;
+            }
         }
         Command::Subscriptions => {
-            return Err(CliError::NotServed {
-                command: "subscriptions",
-            })
+            let mut subs = store(&connect().await?).subscriptions().await?;
+            subs.sort_by(|a, b| b.lag().cmp(&a.lag()).then(a.key.cmp(&b.key)));
+            for s in &subs {
+                line(out, output::subscription(s, json))?;
+            }
         }
-        Command::Unsubscribe(_) => {
-            return Err(CliError::NotServed {
-                command: "unsubscribe",
-            })
+        Command::Unsubscribe(a) => {
+            store(&connect().await?).unsubscribe(&a.key).await?;
+            if json {
+                line(
+                    out,
+                    serde_json::json!({ "unsubscribed": a.key }).to_string(),
+                )?;
+            } else {
+                line(out, format!("unsubscribed {}", a.key))?;
+            }
         }
-        Command::Tail(_) => return Err(CliError::NotServed { command: "tail" }),
+        Command::Tail(a) => {
+            let s = store(&connect().await?);
+            let info = s
+                .subscribe(a.kind, &a.selector, &a.name, SubscribeOptions::default())
+                .await?;
+            let consumer = format!("reckon-tail-{}", std::process::id());
+            let mut sub = s.subscriber(&info.key, &consumer);
+            let mut printed = 0u64;
+            'outer: while a.max.is_none_or(|m| printed < m) {
+                let batch = sub.next_batch().await?;
+                for e in batch {
+                    line(out, output::event(&e, json))?;
+                    out.flush()?;
+                    if a.ack {
+                        sub.ack(e.position).await?;
+                    }
+                    printed += 1;
+                    if a.max.is_some_and(|m| printed >= m) {
+                        break 'outer;
+                    }
+                }
+            }
+        }
         Command::Stats => return Err(CliError::NotServed { command: "stats" }),
     }
     out.flush()?;

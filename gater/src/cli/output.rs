@@ -14,6 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::api::{HealthReport, StoreStatus};
+use crate::subscription::SubscriptionInfo;
 use crate::types::{AppendResult, ContentType, EventRecord, SnapshotRecord, StreamInfo};
 
 /// Bytes as they are shown: parsed JSON, or base64 when they are not JSON.
@@ -285,6 +286,52 @@ struct StoreHealthJson {
 
 /// The health report, on one line with `--json`; text: the status, then one store a
 /// line with its workers and leader.
+/// `subscribe` and `subscriptions`: one subscription.
+///
+/// JSON: `{"key","type","selector","name","checkpoint","head","lag","pool_size","consumers"}`
+/// (checkpoint null before the first ack).
+pub fn subscription(s: &SubscriptionInfo, json: bool) -> String {
+    if json {
+        #[derive(serde::Serialize)]
+        struct SubscriptionJson<'a> {
+            key: &'a str,
+            #[serde(rename = "type")]
+            kind: &'a str,
+            selector: &'a str,
+            name: &'a str,
+            checkpoint: Option<u64>,
+            head: u64,
+            lag: u64,
+            pool_size: u32,
+            consumers: u32,
+        }
+        to_line(&SubscriptionJson {
+            key: &s.key,
+            kind: s.kind.as_str(),
+            selector: &s.selector,
+            name: &s.name,
+            checkpoint: s.checkpoint(),
+            head: s.head,
+            lag: s.lag(),
+            pool_size: s.pool_size,
+            consumers: s.consumers,
+        })
+    } else {
+        format!(
+            "{} {} {} {} checkpoint={} lag={} pool={} consumers={}",
+            s.key,
+            s.kind.as_str(),
+            s.selector,
+            s.name,
+            s.checkpoint()
+                .map_or_else(|| "-".to_string(), |c| c.to_string()),
+            s.lag(),
+            s.pool_size,
+            s.consumers
+        )
+    }
+}
+
 pub fn health(h: &HealthReport, json: bool) -> String {
     let status = if h.healthy() { "healthy" } else { "degraded" };
     if json {

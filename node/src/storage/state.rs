@@ -26,6 +26,7 @@ use super::keys::{index_value, low, pack, split_index_value, StreamMeta};
 use super::StorageError;
 use crate::command::{BatchResult, Command, Outcome, ProposedEvent, WriteBatch};
 use crate::domain::{check_expected, stream_read_range, StreamState};
+use reckon_gater::subscription::{StartFrom, SubscriptionInfo};
 
 /// position -> bincode [`EventRecord`].
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -43,6 +44,9 @@ const TAG_NAMES: TableDefinition<&str, u64> = TableDefinition::new("tag_names");
 const TAG_INDEX: TableDefinition<u128, ()> = TableDefinition::new("tag_index");
 /// (stream id, version) -> bincode [`StoredSnapshot`].
 const SNAPSHOTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("snapshots");
+/// subscription key -> bincode [`SubscriptionInfo`] (its `head` and `consumers` are
+/// filled in when read).
+const SUBSCRIPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscriptions");
 /// Bookkeeping: counters and the Raft layer's opaque records.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -92,6 +96,9 @@ pub struct StateStats {
 
 /// The state machine's redb database.
 pub struct StateDb {
+    /// The next global position, published after every commit that moves it (for
+    /// live subscription delivery).
+    head: tokio::sync::watch::Sender<u64>,
     db: Database,
     path: PathBuf,
     last_flush: Mutex<Instant>,
@@ -132,10 +139,21 @@ impl StateDb {
             txn.open_table(TAG_NAMES)?;
             txn.open_table(TAG_INDEX)?;
             txn.open_table(SNAPSHOTS)?;
+            txn.open_table(SUBSCRIPTIONS)?;
             txn.open_table(META)?;
         }
         txn.commit()?;
+        let head = {
+            let r = db.begin_read()?;
+            let meta = r.open_table(META)?;
+            let c: Counters = match meta.get(META_COUNTERS)? {
+                Some(v) => decode("meta", v.value())?,
+                None => Counters::default(),
+            };
+            c.next_position
+        };
         Ok(StateDb {
+            head: tokio::sync::watch::Sender::new(head),
             db,
             path: path.to_path_buf(),
             last_flush: Mutex::new(Instant::now()),
@@ -168,6 +186,7 @@ impl StateDb {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::None)?;
         let mut out = Vec::with_capacity(items.len());
+        let head;
         {
             let mut w = Writer::new(&txn)?;
             for item in items {
@@ -176,11 +195,17 @@ impl StateDb {
                     ApplyItem::Batch(batch) => out.push(Some(w.apply_batch(batch)?)),
                 }
             }
+            head = w.counters.next_position;
             w.finish()?;
             let mut meta = txn.open_table(META)?;
             meta.insert(META_RAFT, raft_record)?;
         }
         txn.commit()?;
+        self.head.send_if_modified(|h| {
+            let moved = *h != head;
+            *h = head;
+            moved
+        });
         self.maybe_flush()?;
         Ok(out)
     }
@@ -203,6 +228,11 @@ impl StateDb {
         txn.commit()?;
         *self.last_flush.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         Ok(())
+    }
+
+    /// Watches the next global position (it moves when events are applied).
+    pub fn watch_head(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.head.subscribe()
     }
 
     /// Starts a consistent read of the whole state.
@@ -242,10 +272,13 @@ impl StateDb {
             clear(&dst, TAG_NAMES)?;
             clear(&dst, TAG_INDEX)?;
             clear(&dst, SNAPSHOTS)?;
+            clear(&dst, SUBSCRIPTIONS)?;
             clear(&dst, META)?;
         }
         copy_all(&src, &dst)?;
         dst.commit()?;
+        let head = self.read()?.stats()?.next_position;
+        self.head.send_replace(head);
         let meta = src.open_table(META)?;
         Ok(meta.get(META_RAFT)?.map(|v| v.value().to_vec()))
     }
@@ -283,6 +316,7 @@ fn copy_all(src: &ReadTransaction, dst: &WriteTransaction) -> Result<(), Storage
     copy_table(src, dst, TAG_NAMES)?;
     copy_table(src, dst, TAG_INDEX)?;
     copy_table(src, dst, SNAPSHOTS)?;
+    copy_table(src, dst, SUBSCRIPTIONS)?;
     copy_table(src, dst, META)?;
     Ok(())
 }
@@ -297,6 +331,7 @@ struct Writer<'t> {
     tag_names: redb::Table<'t, &'static str, u64>,
     tag_index: redb::Table<'t, u128, ()>,
     snapshots: redb::Table<'t, (&'static str, u64), &'static [u8]>,
+    subscriptions: redb::Table<'t, &'static str, &'static [u8]>,
     meta: redb::Table<'t, &'static str, &'static [u8]>,
     counters: Counters,
     /// Names resolved in this transaction (types and tags share the number space).
@@ -320,6 +355,7 @@ impl<'t> Writer<'t> {
             tag_names: txn.open_table(TAG_NAMES)?,
             tag_index: txn.open_table(TAG_INDEX)?,
             snapshots: txn.open_table(SNAPSHOTS)?,
+            subscriptions: txn.open_table(SUBSCRIPTIONS)?,
             meta,
             counters,
             type_cache: HashMap::new(),
@@ -362,6 +398,75 @@ impl<'t> Writer<'t> {
                     self.snapshots
                         .insert((stream_id.as_str(), version), s.as_slice())?;
                     Ok(Outcome::Done)
+                }
+                Command::Subscribe {
+                    key,
+                    kind,
+                    selector,
+                    name,
+                    start_from,
+                    pool_size,
+                } => {
+                    let existing = match self.subscriptions.get(key.as_str())? {
+                        Some(v) => Some(decode::<SubscriptionInfo>("subscriptions", v.value())?),
+                        None => None,
+                    };
+                    let info = match existing {
+                        Some(info) => info,
+                        None => {
+                            let cursor = match start_from {
+                                StartFrom::Beginning => 0,
+                                StartFrom::End => self.counters.next_position,
+                                StartFrom::Position(p) => p,
+                            };
+                            let info = SubscriptionInfo {
+                                key: key.clone(),
+                                kind,
+                                selector,
+                                name,
+                                start_from,
+                                pool_size,
+                                cursor,
+                                created_us: batch.timestamp_us,
+                                head: 0,
+                                consumers: 0,
+                            };
+                            self.subscriptions
+                                .insert(key.as_str(), encode(&info).as_slice())?;
+                            info
+                        }
+                    };
+                    Ok(Outcome::Subscription(info))
+                }
+                Command::Unsubscribe { key } => {
+                    if self.subscriptions.remove(key.as_str())?.is_some() {
+                        Ok(Outcome::Done)
+                    } else {
+                        Err(StoreError::NotFound {
+                            what: format!("subscription {key:?}"),
+                        })
+                    }
+                }
+                Command::Ack { key, position } => {
+                    let found = match self.subscriptions.get(key.as_str())? {
+                        Some(v) => Some(decode::<SubscriptionInfo>("subscriptions", v.value())?),
+                        None => None,
+                    };
+                    match found {
+                        None => Err(StoreError::NotFound {
+                            what: format!("subscription {key:?}"),
+                        }),
+                        Some(mut info) => {
+                            // Checkpoints only move forward: an older ack is ignored.
+                            let cursor = position.saturating_add(1);
+                            if cursor > info.cursor {
+                                info.cursor = cursor;
+                                self.subscriptions
+                                    .insert(key.as_str(), encode(&info).as_slice())?;
+                            }
+                            Ok(Outcome::Subscription(info))
+                        }
+                    }
                 }
                 Command::DeleteSnapshot { stream_id, version } => {
                     match version {
@@ -890,6 +995,61 @@ impl Reader {
             }
             None => Ok(None),
         }
+    }
+
+    /// One subscription (its `head` filled in).
+    pub fn subscription(&self, key: &str) -> Result<Option<SubscriptionInfo>, StorageError> {
+        let t = self.txn.open_table(SUBSCRIPTIONS)?;
+        let found = t.get(key)?;
+        match found {
+            Some(v) => {
+                let mut info: SubscriptionInfo = decode("subscriptions", v.value())?;
+                info.head = self.stats()?.next_position;
+                Ok(Some(info))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Every subscription, by key.
+    pub fn subscriptions(&self) -> Result<Vec<SubscriptionInfo>, StorageError> {
+        let head = self.stats()?.next_position;
+        let t = self.txn.open_table(SUBSCRIPTIONS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (_, v) = row?;
+            let mut info: SubscriptionInfo = decode("subscriptions", v.value())?;
+            info.head = head;
+            out.push(info);
+        }
+        Ok(out)
+    }
+
+    /// Scans the global log from `from`, keeping the events `keep` accepts, until `max`
+    /// are kept or `scan_max` are looked at. Returns them and the position after the
+    /// last event looked at.
+    pub fn scan(
+        &self,
+        from: u64,
+        max: usize,
+        scan_max: usize,
+        mut keep: impl FnMut(&EventRecord) -> bool,
+    ) -> Result<(Vec<EventRecord>, u64), StorageError> {
+        let events = self.txn.open_table(EVENTS)?;
+        let mut out = Vec::new();
+        let mut next = from;
+        for row in events.range(from..)?.take(scan_max) {
+            let (k, v) = row?;
+            let e: EventRecord = decode("events", v.value())?;
+            next = k.value() + 1;
+            if keep(&e) {
+                out.push(e);
+                if out.len() >= max {
+                    break;
+                }
+            }
+        }
+        Ok((out, next))
     }
 
     /// Counts for status.

@@ -1,1 +1,614 @@
-fn main() {}
+//! `reckon-bench`: the benchmarks of `shared/benchmarks.md` against one real
+//! `reckon-node`, next to the disk's own ceiling measured with raw redb.
+//!
+//! What it measures. Every event carries exactly 200 bytes of JSON data (`{"pad":"xx…"}`)
+//! and the type `bench`; every writer appends to its own stream with
+//! `ExpectedVersion::Any` over its own tarpc connection on loopback TCP:
+//!
+//! ```text
+//! W1  1 writer, sequential single-event appends
+//! W2  64 concurrent writers, each one single-event append at a time
+//! W3  1 writer, batches of 100 events per append; a second row at 1000
+//! W4  1 reader, the whole global log forward from position 0 in pages of 1000
+//!     (linearizable read_all), after loading --w4-events events (not timed)
+//! ```
+//!
+//! Each write run starts a fresh `reckon-node --dev --listen 127.0.0.1:0 --data-dir
+//! <fresh dir>`; W4 loads one fresh node and reads it in every run. A run warms up
+//! (`--warmup-secs`, not counted), then counts the events of the requests that
+//! complete within the window (`--secs`), and stops. Each row reports the median
+//! events/s of `--runs` runs with their min and max, and the p50 / p99 / p99.9 latency
+//! per request (per page for W4) over the requests of all runs, from an HDR histogram
+//! in microseconds.
+//!
+//! In the same invocation and on the same directory, raw redb in this process gives
+//! the ceiling: (a) one 200-byte value per `Durability::Immediate` commit, (b) 1000 per
+//! commit, (c) a warm sequential scan. Every reckon figure is also printed as a ratio
+//! to its baseline (W1, W2 to (a); W3 to (b); W4 to (c)), because on shared machines
+//! absolute numbers drift from run to run and ratios taken in one run do not.
+//!
+//! Reproduce, from the repository root:
+//!
+//! ```text
+//! cargo build --release --workspace --bins
+//! target/release/reckon-bench            # 3 runs of 1 s + 5 s each, W4 on 1M events
+//! target/release/reckon-bench --quick    # 1 run of 0.5 s + 2 s each, W4 on 200k events
+//! target/release/reckon-bench --only W1,W3 --json bench.json
+//! ```
+//!
+//! The table on stdout is markdown, ready for the README; progress goes to stderr.
+//! Everything is bounded: each run stops after its window, every node it starts is
+//! killed at the end (also on Ctrl-C), data lives in a fresh directory under `--dir`
+//! that is removed at the end, and it only talks to 127.0.0.1.
+
+#[path = "../bench/mod.rs"]
+mod bench;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use clap::Parser;
+
+use bench::raw::{self, ScanTable};
+use bench::report::{thousands, Report, Settings};
+use bench::workloads::{self, LoadedNode, NodeSetup};
+use bench::{Baseline, RunSample, Series, Timing, Workload};
+
+/// Runs per row by default.
+const DEFAULT_RUNS: u32 = 3;
+/// Warm-up per run by default, seconds.
+const DEFAULT_WARMUP_SECS: f64 = 1.0;
+/// Window per run by default, seconds.
+const DEFAULT_SECS: f64 = 5.0;
+/// Events loaded before W4 by default.
+const DEFAULT_W4_EVENTS: u64 = 1_000_000;
+/// `--quick`: runs per row.
+const QUICK_RUNS: u32 = 1;
+/// `--quick`: warm-up per run, seconds.
+const QUICK_WARMUP_SECS: f64 = 0.5;
+/// `--quick`: window per run, seconds.
+const QUICK_SECS: f64 = 2.0;
+/// `--quick`: events loaded before W4.
+const QUICK_W4_EVENTS: u64 = 200_000;
+/// Fewest events W4 may read (benchmarks.md: "after at least 200,000 events").
+const W4_EVENTS_MIN: u64 = 200_000;
+/// Most events W4 may load, so that a typo cannot fill the disk.
+const W4_EVENTS_MAX: u64 = 50_000_000;
+/// Most runs per row.
+const RUNS_MAX: u32 = 99;
+/// Longest warm-up or window, seconds.
+const SECS_MAX: f64 = 3600.0;
+/// Writers in W2.
+const W2_WRITERS: usize = 64;
+/// Events per append in W3's two rows.
+const W3_BATCHES: [usize; 2] = [100, 1000];
+/// The node flag that moves `--dev`'s embedded gater, when the node has one.
+const DEV_GATER_FLAG: &str = "--dev-gater-listen";
+/// How long leftover blocking work may run after the bench ends or is interrupted.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "reckon-bench",
+    version,
+    about = "Benchmarks one reckon-node (W1-W4 of shared/benchmarks.md) against raw redb on the same disk.",
+    long_about = "Benchmarks one reckon-node against raw redb on the same disk.\n\n\
+        Every event has exactly 200 bytes of JSON data and type `bench`; each writer \
+        appends to its own stream over its own TCP connection to 127.0.0.1.\n\n\
+        \x20 W1  1 writer, sequential single-event appends\n\
+        \x20 W2  64 concurrent writers, one single-event append at a time each\n\
+        \x20 W3  1 writer, 100 events per append (and a second row at 1000)\n\
+        \x20 W4  read the whole global log forward in pages of 1000, after loading \
+        --w4-events events\n\n\
+        Each write run gets a fresh `reckon-node --dev --listen 127.0.0.1:0` on a fresh \
+        data directory; W4 loads one node and reads it in every run. A run warms up, \
+        then counts the requests that complete in its window. Each row shows the median \
+        events/s of the runs, min-max, and p50/p99/p99.9 latency per request in µs. In \
+        the same run, raw redb on the same directory measures (a) 1 event per \
+        Immediate commit, (b) 1000 events per Immediate commit and (c) a warm \
+        sequential scan; every figure is also shown as a ratio to its baseline \
+        (W1, W2: a; W3: b; W4: c).\n\n\
+        Output: a markdown table on stdout (progress on stderr), the baseline figures, \
+        and the command line used.",
+    after_help = "Reproduce from the repository root:\n  \
+        cargo build --release --workspace --bins\n  \
+        target/release/reckon-bench --quick      (under a minute)\n  \
+        target/release/reckon-bench              (3 runs of 1 s + 5 s, W4 on 1M events: about 3 minutes)"
+)]
+struct Args {
+    /// One run per row with 0.5 s warm-up and a 2 s window, W4 on 200,000 events:
+    /// a fast check. Flags given explicitly still win.
+    #[arg(long)]
+    quick: bool,
+    /// Runs per row; the median is reported [default: 3].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(RUNS_MAX)))]
+    runs: Option<u32>,
+    /// Warm-up of each run, not counted, in seconds [default: 1].
+    #[arg(long, value_name = "SECS")]
+    warmup_secs: Option<f64>,
+    /// Measured window of each run, in seconds [default: 5].
+    #[arg(long, value_name = "SECS")]
+    secs: Option<f64>,
+    /// Events in the log W4 reads, loaded with 1000-event appends (not timed);
+    /// at least 200,000 [default: 1,000,000].
+    #[arg(long, value_name = "N")]
+    w4_events: Option<u64>,
+    /// Only these workloads, comma-separated (W1,W2,W3,W4); the baselines they
+    /// compare with run too.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', ignore_case = true)]
+    only: Vec<Workload>,
+    /// Directory under which a fresh data directory is made and removed at the end;
+    /// use one on the disk under test [default: target/bench-data next to this binary].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// The reckon-node binary [default: reckon-node next to this binary].
+    #[arg(long, value_name = "PATH")]
+    node_bin: Option<PathBuf>,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// What to run, with every default resolved.
+struct Plan {
+    timing: Timing,
+    runs: u32,
+    w4_events: u64,
+    workloads: Vec<Workload>,
+    parent: PathBuf,
+    node_bin: PathBuf,
+    node_args: Vec<String>,
+    json: Option<PathBuf>,
+    settings: Settings,
+}
+
+fn secs(flag: &str, value: f64, min_exclusive: bool) -> anyhow::Result<Duration> {
+    let low_ok = if min_exclusive {
+        value > 0.0
+    } else {
+        value >= 0.0
+    };
+    if !low_ok || value > SECS_MAX || !value.is_finite() {
+        bail!(
+            "{flag} {value} is out of range: give {} up to {SECS_MAX} seconds",
+            if min_exclusive { "more than 0" } else { "0" }
+        );
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// `target/bench-data` when this binary lives in `target/<profile>/`, else
+/// `./target/bench-data`.
+fn default_parent() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("bench-data")))
+        .unwrap_or_else(|| PathBuf::from("target/bench-data"))
+}
+
+/// The arguments as a shell would take them back.
+fn command_line(args: impl Iterator<Item = OsString>) -> String {
+    args.map(|a| {
+        let a = a.to_string_lossy().into_owned();
+        let plain = !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=,:@%+".contains(c));
+        if plain {
+            a
+        } else {
+            format!("'{}'", a.replace('\'', r"'\''"))
+        }
+    })
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+/// Flags for `reckon-node` beyond `--dev --listen 127.0.0.1:0 --data-dir DIR`: a node
+/// that embeds a gater under `--dev` must put it on a port of its own too, or two nodes
+/// (W4's and a writer's) collide on the default one.
+fn node_args(node_bin: &Path) -> anyhow::Result<Vec<String>> {
+    let help = std::process::Command::new(node_bin)
+        .arg("--help")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("running {} --help", node_bin.display()))?;
+    if !help.status.success() {
+        bail!(
+            "{} --help failed ({}); is it a reckon-node binary?",
+            node_bin.display(),
+            help.status
+        );
+    }
+    let text = String::from_utf8_lossy(&help.stdout);
+    Ok(if text.contains(DEV_GATER_FLAG) {
+        vec![DEV_GATER_FLAG.to_string(), "127.0.0.1:0".to_string()]
+    } else {
+        Vec::new()
+    })
+}
+
+impl Plan {
+    fn from_args(args: Args) -> anyhow::Result<Plan> {
+        let (runs, warmup, window, w4_events) = if args.quick {
+            (QUICK_RUNS, QUICK_WARMUP_SECS, QUICK_SECS, QUICK_W4_EVENTS)
+        } else {
+            (
+                DEFAULT_RUNS,
+                DEFAULT_WARMUP_SECS,
+                DEFAULT_SECS,
+                DEFAULT_W4_EVENTS,
+            )
+        };
+        let runs = args.runs.unwrap_or(runs);
+        let warmup_secs = args.warmup_secs.unwrap_or(warmup);
+        let window_secs = args.secs.unwrap_or(window);
+        let timing = Timing {
+            warmup: secs("--warmup-secs", warmup_secs, false)?,
+            window: secs("--secs", window_secs, true)?,
+        };
+        let w4_events = args.w4_events.unwrap_or(w4_events);
+        if !(W4_EVENTS_MIN..=W4_EVENTS_MAX).contains(&w4_events) {
+            bail!(
+                "--w4-events {w4_events} is out of range: give {} to {} (benchmarks.md reads \
+                 at least 200,000 events)",
+                thousands(W4_EVENTS_MIN),
+                thousands(W4_EVENTS_MAX)
+            );
+        }
+        let mut workloads = if args.only.is_empty() {
+            Workload::ALL.to_vec()
+        } else {
+            args.only
+        };
+        workloads.sort();
+        workloads.dedup();
+        let parent = args.dir.unwrap_or_else(default_parent);
+        let node_bin = match args.node_bin {
+            Some(path) => path,
+            None => {
+                let expected = std::env::current_exe()
+                    .ok()
+                    .and_then(|exe| Some(exe.parent()?.join("reckon-node")));
+                match expected {
+                    Some(path) if path.exists() => reckon_tests::bin("reckon-node"),
+                    Some(path) => bail!(
+                        "{} is not built: run `cargo build --release --workspace --bins`, \
+                         or give --node-bin PATH",
+                        path.display()
+                    ),
+                    None => bail!("cannot tell where this binary is; give --node-bin PATH"),
+                }
+            }
+        };
+        if !node_bin.is_file() {
+            bail!("--node-bin {} is not a file", node_bin.display());
+        }
+        let node_args = node_args(&node_bin)?;
+        let settings = Settings {
+            command: command_line(std::env::args_os()),
+            runs,
+            warmup_secs,
+            secs: window_secs,
+            w4_events,
+            quick: args.quick,
+            node_bin: format!("{} {}", node_bin.display(), node_args.join(" "))
+                .trim_end()
+                .to_string(),
+            dir: parent.display().to_string(),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        Ok(Plan {
+            timing,
+            runs,
+            w4_events,
+            workloads,
+            parent,
+            node_bin,
+            node_args,
+            json: args.json,
+            settings,
+        })
+    }
+}
+
+/// Runs blocking work (redb) on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| anyhow!("blocking task failed: {e}"))?
+}
+
+fn progress(id: &str, run: u32, runs: u32, sample: &RunSample) {
+    let h = &sample.latency_us;
+    let (p50, p99) = if h.is_empty() {
+        (0, 0)
+    } else {
+        (h.value_at_quantile(0.5), h.value_at_quantile(0.99))
+    };
+    eprintln!(
+        "[{id} run {}/{runs}] {} events/s, p50 {} µs, p99 {} µs",
+        run + 1,
+        thousands(sample.rate().round() as u64),
+        thousands(p50),
+        thousands(p99)
+    );
+}
+
+/// How to take one run of a row.
+enum Step {
+    /// Raw redb commits of this many events each, into a fresh file per run.
+    Commits { per_commit: u64 },
+    /// Scans of the loaded raw table.
+    Scan,
+    /// `writers` clients appending `batch` events per request, on a fresh node per run.
+    Write { writers: usize, batch: usize },
+    /// Paged `read_all` of W4's loaded node.
+    Read,
+}
+
+/// One row of the report: how to run it and the runs so far.
+struct Row {
+    step: Step,
+    series: Series,
+}
+
+/// The rows to run, in the order one round runs them: each baseline right before the
+/// workloads compared with it, so that a ratio divides figures taken close in time.
+fn rows(workloads: &[Workload]) -> Vec<Row> {
+    let series = |id: &str, label: String, compare_to: Option<Baseline>| Series {
+        id: id.to_string(),
+        label,
+        compare_to,
+        runs: Vec::new(),
+    };
+    let mut rows = Vec::new();
+    for b in Baseline::ALL {
+        let compared: Vec<Workload> = workloads
+            .iter()
+            .copied()
+            .filter(|w| w.baseline() == b)
+            .collect();
+        if compared.is_empty() {
+            continue;
+        }
+        let step = match b {
+            Baseline::Single => Step::Commits { per_commit: 1 },
+            Baseline::Batch => Step::Commits {
+                per_commit: raw::LOAD_EVENTS_PER_COMMIT,
+            },
+            Baseline::Scan => Step::Scan,
+        };
+        rows.push(Row {
+            step,
+            series: series(b.id(), b.label().to_string(), None),
+        });
+        for w in compared {
+            let c = Some(b);
+            match w {
+                Workload::W1 => rows.push(Row {
+                    step: Step::Write {
+                        writers: 1,
+                        batch: 1,
+                    },
+                    series: series("W1", "W1: 1 writer, 1 event per append".into(), c),
+                }),
+                Workload::W2 => rows.push(Row {
+                    step: Step::Write {
+                        writers: W2_WRITERS,
+                        batch: 1,
+                    },
+                    series: series(
+                        "W2",
+                        format!("W2: {W2_WRITERS} writers, 1 event per append each"),
+                        c,
+                    ),
+                }),
+                Workload::W3 => {
+                    for batch in W3_BATCHES {
+                        rows.push(Row {
+                            step: Step::Write { writers: 1, batch },
+                            series: series(
+                                &format!("W3/{batch}"),
+                                format!("W3: 1 writer, {batch} events per append"),
+                                c,
+                            ),
+                        });
+                    }
+                }
+                Workload::W4 => rows.push(Row {
+                    step: Step::Read,
+                    series: series(
+                        "W4",
+                        format!("W4: read_all forward, pages of {}", workloads::PAGE_EVENTS),
+                        c,
+                    ),
+                }),
+            }
+        }
+    }
+    rows
+}
+
+/// The W4 node with its log loaded, and a note on the load.
+async fn load_w4(plan: &Plan, setup: &NodeSetup) -> anyhow::Result<(LoadedNode, String)> {
+    eprintln!("[W4] loading {} events", thousands(plan.w4_events));
+    let node = LoadedNode::start(setup, "w4", plan.w4_events).await?;
+    let load = node.load;
+    let disk = node.disk_usage();
+    let total: u64 = disk.iter().map(|(_, bytes)| bytes).sum();
+    let biggest: Vec<String> = disk
+        .iter()
+        .take(2)
+        .map(|(file, bytes)| format!("{file} {:.1} MB", *bytes as f64 / 1e6))
+        .collect();
+    let note = format!(
+        "W4 read a log of {} events, loaded in {:.1} s ({} events/s from {} clients appending \
+         1000-event batches, not timed); its data directory then held {:.1} MB, {} bytes per \
+         event ({}; redb files grow ahead of their contents)",
+        thousands(load.events),
+        load.took.as_secs_f64(),
+        thousands((load.events as f64 / load.took.as_secs_f64()).round() as u64),
+        workloads::LOADERS,
+        total as f64 / 1e6,
+        thousands(total / load.events.max(1)),
+        biggest.join(", ")
+    );
+    Ok((node, note))
+}
+
+async fn run(plan: Plan) -> anyhow::Result<()> {
+    let created_parent = !plan.parent.exists();
+    std::fs::create_dir_all(&plan.parent)
+        .with_context(|| format!("creating {}", plan.parent.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(&plan.parent)
+        .with_context(|| format!("making a data directory under {}", plan.parent.display()))?;
+    let started = Instant::now();
+    let measured = measure(&plan, dir.path()).await;
+    drop(dir);
+    if created_parent {
+        // Only if empty: another bench may be using it.
+        let _ = std::fs::remove_dir(&plan.parent);
+    }
+    let report = measured?;
+    eprintln!(
+        "reckon-bench: done in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    print!("{}", report.markdown());
+    if let Some(path) = &plan.json {
+        let text = serde_json::to_string_pretty(&report.json())?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("reckon-bench: results written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Runs every row `plan.runs` times with all files under `dir`.
+async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
+    eprintln!(
+        "reckon-bench: {:?} with {} run(s) of {:?} warm-up + {:?}, data under {}",
+        plan.workloads,
+        plan.runs,
+        plan.timing.warmup,
+        plan.timing.window,
+        dir.display()
+    );
+    let setup = NodeSetup {
+        bin: plan.node_bin.clone(),
+        args: plan.node_args.clone(),
+        parent: dir.to_path_buf(),
+    };
+    let mut rows = rows(&plan.workloads);
+    let mut notes = Vec::new();
+
+    // Loaded once, read by every run.
+    let scan_table = if rows.iter().any(|r| matches!(r.step, Step::Scan)) {
+        let path = dir.join("raw-scan.redb");
+        let events = plan.w4_events;
+        eprintln!("[raw-scan] loading {} rows", thousands(events));
+        Some(Arc::new(
+            blocking(move || ScanTable::load(&path, events)).await?,
+        ))
+    } else {
+        None
+    };
+    let w4 = if rows.iter().any(|r| matches!(r.step, Step::Read)) {
+        let (node, note) = load_w4(plan, &setup).await?;
+        notes.push(note);
+        Some(node)
+    } else {
+        None
+    };
+
+    // Rounds: run r of every row, then run r + 1, so that drift on a shared machine
+    // spreads over all rows alike.
+    for r in 0..plan.runs {
+        for row in &mut rows {
+            let id = row.series.id.clone();
+            let timing = plan.timing;
+            let sample = match row.step {
+                Step::Commits { per_commit } => {
+                    let path = dir.join(format!("{id}-r{r}.redb"));
+                    blocking(move || raw::commits(&path, timing, per_commit)).await
+                }
+                Step::Scan => {
+                    let table = scan_table.clone().context("scan table not loaded")?;
+                    blocking(move || table.scan(timing)).await
+                }
+                Step::Write { writers, batch } => {
+                    let name = format!("{}-r{r}", id.replace('/', "-"));
+                    workloads::write_run(&setup, &name, writers, batch, timing).await
+                }
+                Step::Read => match &w4 {
+                    Some(node) => node.read_run(timing).await,
+                    None => Err(anyhow!("W4 node not loaded")),
+                },
+            }
+            .with_context(|| format!("{id} run {}", r + 1))?;
+            progress(&id, r, plan.runs, &sample);
+            row.series.runs.push(sample);
+        }
+    }
+    drop(w4);
+    drop(scan_table);
+
+    let (mut baselines, mut workloads) = (Vec::new(), Vec::new());
+    for row in rows {
+        match row.step {
+            Step::Commits { per_commit: 1 } => baselines.push((Baseline::Single, row.series)),
+            Step::Commits { .. } => baselines.push((Baseline::Batch, row.series)),
+            Step::Scan => baselines.push((Baseline::Scan, row.series)),
+            Step::Write { .. } | Step::Read => workloads.push(row.series),
+        }
+    }
+    Ok(Report {
+        settings: plan.settings.clone(),
+        workloads,
+        baselines,
+        notes,
+    })
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let plan = match Plan::from_args(args) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Ctrl-C drops the bench future: nodes are killed and the data directory removed.
+    let result = runtime.block_on(async {
+        tokio::select! {
+            r = run(plan) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+        }
+    });
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

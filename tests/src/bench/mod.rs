@@ -1,0 +1,306 @@
+//! The parts of `reckon-bench`: what a run measures ([`Window`], [`Tally`],
+//! [`RunSample`], [`Series`]), the raw redb baseline ([`raw`]), the workloads
+//! against a real node ([`workloads`]) and the report ([`report`]).
+//!
+//! Nothing here knows how the results are printed except `report`, and nothing
+//! but `workloads` talks to a node.
+
+pub mod raw;
+pub mod report;
+pub mod workloads;
+
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use reckon_gater::types::{ContentType, NewEvent};
+
+/// Bytes of JSON data in every event, as benchmarks.md fixes it.
+pub const PAYLOAD_BYTES: usize = 200;
+/// The type of every event.
+pub const EVENT_TYPE: &str = "bench";
+/// Highest latency the histograms hold, in microseconds; longer requests count as this.
+pub const LATENCY_MAX_US: u64 = 60_000_000;
+/// Significant figures the latency histograms keep.
+const LATENCY_SIGFIG: u8 = 3;
+
+/// The 200-byte JSON document every event carries: `{"pad":"xxx…"}`.
+///
+/// Panics if the constant and the padding disagree (a bug in this file).
+pub fn payload() -> Vec<u8> {
+    const HEAD: &str = r#"{"pad":""#;
+    const TAIL: &str = r#""}"#;
+    let pad = "x".repeat(PAYLOAD_BYTES - HEAD.len() - TAIL.len());
+    let doc = format!("{HEAD}{pad}{TAIL}");
+    assert_eq!(
+        doc.len(),
+        PAYLOAD_BYTES,
+        "payload is {} bytes, not {PAYLOAD_BYTES}",
+        doc.len()
+    );
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&doc).is_ok(),
+        "payload is not JSON: {doc}"
+    );
+    doc.into_bytes()
+}
+
+/// `n` copies of the bench event (`bench`, 200 bytes of JSON, no metadata, no tags,
+/// id left to the node), built once per writer and cloned into each request.
+pub fn events(n: usize) -> Vec<NewEvent> {
+    let data = payload();
+    (0..n)
+        .map(|_| NewEvent {
+            event_id: None,
+            event_type: EVENT_TYPE.to_string(),
+            data: data.clone(),
+            metadata: Vec::new(),
+            content_type: ContentType::Json,
+            tags: Vec::new(),
+        })
+        .collect()
+}
+
+/// An empty latency histogram (1 µs to [`LATENCY_MAX_US`]).
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_US, LATENCY_SIGFIG)
+        .expect("constant histogram bounds are valid")
+}
+
+/// How long a run warms up and then measures.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// Run but not counted.
+    pub warmup: Duration,
+    /// Counted.
+    pub window: Duration,
+}
+
+/// The instants of one run: warm-up from when it begins, then `[start, end)` counted.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// When counting starts.
+    pub start: Instant,
+    /// When counting stops and the run issues no more requests.
+    pub end: Instant,
+    /// `end - start`.
+    pub len: Duration,
+}
+
+impl Window {
+    /// A window whose warm-up starts now.
+    pub fn begin(timing: Timing) -> Window {
+        let start = Instant::now() + timing.warmup;
+        Window {
+            start,
+            end: start + timing.window,
+            len: timing.window,
+        }
+    }
+
+    /// Whether a request that completed at `done` counts.
+    pub fn counts(&self, done: Instant) -> bool {
+        done >= self.start && done < self.end
+    }
+
+    /// Whether the run is over at `now`: no request may start any more.
+    pub fn over(&self, now: Instant) -> bool {
+        now >= self.end
+    }
+}
+
+/// What one client saw in one run: events completed inside the window and the
+/// latency of each request that completed inside it.
+pub struct Tally {
+    events: u64,
+    latency_us: Histogram<u64>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            events: 0,
+            latency_us: histogram(),
+        }
+    }
+}
+
+impl Tally {
+    /// Counts a request of `events` events issued at `started` and answered at `done`,
+    /// if it completed inside the window.
+    pub fn record(&mut self, window: &Window, started: Instant, done: Instant, events: u64) {
+        if window.counts(done) {
+            self.events += events;
+            let us = done.saturating_duration_since(started).as_micros();
+            self.latency_us
+                .saturating_record(u64::try_from(us).unwrap_or(u64::MAX).max(1));
+        }
+    }
+
+    /// Adds another client's tally of the same run.
+    pub fn merge(&mut self, other: &Tally) -> anyhow::Result<()> {
+        self.events += other.events;
+        self.latency_us
+            .add(&other.latency_us)
+            .map_err(|e| anyhow::anyhow!("merging latency histograms: {e:?}"))
+    }
+
+    /// The run's sample, over `window`.
+    pub fn finish(self, window: &Window) -> RunSample {
+        RunSample {
+            events: self.events,
+            window: window.len,
+            latency_us: self.latency_us,
+        }
+    }
+}
+
+/// One measured run.
+pub struct RunSample {
+    /// Events completed inside the window (written, committed or read).
+    pub events: u64,
+    /// The window's length.
+    pub window: Duration,
+    /// Latency of each request (or commit, or scanned chunk) completed in the window, µs.
+    pub latency_us: Histogram<u64>,
+}
+
+impl RunSample {
+    /// Events per second over the window.
+    pub fn rate(&self) -> f64 {
+        self.events as f64 / self.window.as_secs_f64()
+    }
+}
+
+/// The workloads of benchmarks.md that this bench runs, as `--only` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Workload {
+    /// 1 writer, sequential single-event appends.
+    #[value(name = "W1")]
+    W1,
+    /// 64 concurrent writers, each one single-event append at a time.
+    #[value(name = "W2")]
+    W2,
+    /// 1 writer, batches of 100 events per append, and of 1000.
+    #[value(name = "W3")]
+    W3,
+    /// Read the whole global log forward in pages of 1000.
+    #[value(name = "W4")]
+    W4,
+}
+
+impl Workload {
+    /// Every workload, in report order.
+    pub const ALL: [Workload; 4] = [Workload::W1, Workload::W2, Workload::W3, Workload::W4];
+
+    /// The raw redb figure this workload is divided by.
+    pub fn baseline(self) -> Baseline {
+        match self {
+            Workload::W1 | Workload::W2 => Baseline::Single,
+            Workload::W3 => Baseline::Batch,
+            Workload::W4 => Baseline::Scan,
+        }
+    }
+}
+
+/// The raw redb figures: the disk's ceiling as one process sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Baseline {
+    /// (a) one event per `Durability::Immediate` commit, sequential.
+    Single,
+    /// (b) 1000 events per `Durability::Immediate` commit, sequential.
+    Batch,
+    /// (c) a warm sequential scan of the table.
+    Scan,
+}
+
+impl Baseline {
+    /// Every baseline, in report order.
+    pub const ALL: [Baseline; 3] = [Baseline::Single, Baseline::Batch, Baseline::Scan];
+
+    /// Short id for JSON and progress lines.
+    pub fn id(self) -> &'static str {
+        match self {
+            Baseline::Single => "raw-single",
+            Baseline::Batch => "raw-1000",
+            Baseline::Scan => "raw-scan",
+        }
+    }
+
+    /// What it measures, for the table.
+    pub fn label(self) -> &'static str {
+        match self {
+            Baseline::Single => "(a) 1 event per Immediate commit, sequential",
+            Baseline::Batch => "(b) 1000 events per Immediate commit, sequential",
+            Baseline::Scan => "(c) warm sequential scan of the table",
+        }
+    }
+
+    /// How the ratio column names it.
+    pub fn short(self) -> &'static str {
+        match self {
+            Baseline::Single => "(a) raw 1-event commits",
+            Baseline::Batch => "(b) raw 1000-event commits",
+            Baseline::Scan => "(c) raw scan",
+        }
+    }
+
+    /// What one latency sample is.
+    pub fn latency_of(self) -> &'static str {
+        match self {
+            Baseline::Single | Baseline::Batch => "commit",
+            Baseline::Scan => "1000 rows",
+        }
+    }
+}
+
+/// The runs of one row of the report.
+pub struct Series {
+    /// Short id: `W1`, `W3/1000`, `raw-single`, ...
+    pub id: String,
+    /// What the row measures, for the table.
+    pub label: String,
+    /// The baseline this row is compared with; `None` for a baseline row.
+    pub compare_to: Option<Baseline>,
+    /// One sample per run, in run order.
+    pub runs: Vec<RunSample>,
+}
+
+impl Series {
+    /// The runs' events/s, sorted ascending.
+    fn sorted_rates(&self) -> Vec<f64> {
+        let mut rates: Vec<f64> = self.runs.iter().map(RunSample::rate).collect();
+        rates.sort_by(f64::total_cmp);
+        rates
+    }
+
+    /// Median events/s over the runs (mean of the middle two for an even count);
+    /// 0 with no runs.
+    pub fn median_rate(&self) -> f64 {
+        let rates = self.sorted_rates();
+        match rates.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => rates[n / 2],
+            n => (rates[n / 2 - 1] + rates[n / 2]) / 2.0,
+        }
+    }
+
+    /// Lowest events/s of a run.
+    pub fn min_rate(&self) -> f64 {
+        self.sorted_rates().first().copied().unwrap_or(0.0)
+    }
+
+    /// Highest events/s of a run.
+    pub fn max_rate(&self) -> f64 {
+        self.sorted_rates().last().copied().unwrap_or(0.0)
+    }
+
+    /// The latencies of every run's requests together.
+    pub fn latency_us(&self) -> Histogram<u64> {
+        let mut all = histogram();
+        for run in &self.runs {
+            // Same bounds everywhere, so adding cannot fail.
+            let _ = all.add(&run.latency_us);
+        }
+        all
+    }
+}
