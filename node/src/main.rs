@@ -82,6 +82,10 @@ async fn run(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
+    // The data directory's lock comes first: a second node on the same directory
+    // must fail on that, not on a port.
+    let node = Node::start(config).await?;
+    let mut gaters = node.config().gaters.clone();
     let mut embedded = None;
     if args.dev {
         let addr = args
@@ -93,7 +97,7 @@ async fn run(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<(
             )
         })?;
         let gaddr = gl.local_addr()?;
-        config.gaters = vec![gaddr.to_string()];
+        gaters = vec![gaddr.to_string()];
         let gateway = Gateway::new(GatewayOptions::default());
         let shutdown = stopped();
         embedded = Some((
@@ -101,14 +105,13 @@ async fn run(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<(
             tokio::spawn(async move { gateway.serve(gl, shutdown).await }),
         ));
     }
-    let node = Node::start(config).await?;
     let identity = Identity {
         node_id: node.config().node_id,
         advertise: node.config().advertise_addr(),
         secret: node.config().discovery.secret.clone(),
     };
     node.start_cluster(stop_tx.subscribe());
-    let registrar = Registrar::start(node.stores().clone(), identity, &node.config().gaters);
+    let registrar = Registrar::start(node.stores().clone(), identity, &gaters);
     // Lines on stdout that scripts and tests wait for.
     println!(
         "reckon-node ready: node {} listening on {local} with stores {}",

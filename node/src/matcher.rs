@@ -4,7 +4,7 @@
 //! reads the selector once, at subscribe time, and rejects one it cannot read with
 //! [`StoreError::InvalidInput`] on the field `selector`, saying what is wrong and what
 //! is accepted. [`Matcher::matches`] then decides event by event. Like
-//! [`domain`](crate::domain), this module is pure: no I/O, no openraft, redb or tarpc;
+//! [`crate::domain`], this module is pure: no I/O, no openraft, redb or tarpc;
 //! delivery calls it, never the other way round.
 //!
 //! # Selectors
@@ -196,7 +196,7 @@ impl Matcher {
         match self {
             Matcher::All => true,
             Matcher::Stream(stream_id) => e.stream_id == *stream_id,
-            Matcher::EventTypes(types) => types.iter().any(|t| *t == e.event_type),
+            Matcher::EventTypes(types) => types.contains(&e.event_type),
             Matcher::StreamPattern(glob) => glob.matches(&e.stream_id),
             Matcher::Payload(query) => query.matches_event(e.content_type, &e.data),
             Matcher::Tags { mode, tags } => match mode {

@@ -8,11 +8,16 @@
 //! consumer that passes each [`Delivery::next`] back gets every matching event once,
 //! in global order, across the catch-up/live seam.
 //!
-//! Pools: with `pool_size > 1`, each stream is assigned to one of the consumers that
-//! polled within [`CONSUMER_LEASE`] (by a stable hash of the stream id over the sorted
-//! consumer ids), so a stream's order holds; a consumer that stops polling drops out
-//! and its streams go to the others. The subscription's cursor then advances only to
-//! the lowest position every attached consumer has acknowledged.
+//! Pools: with `pool_size > 1`, the serving node dispatches centrally. It scans the
+//! log once for the whole pool and gives each matching event to the consumer that
+//! owns its stream (a stream is given to the attached consumer owning the fewest
+//! streams the first time it is seen, and stays there), so each stream's order holds
+//! and each event goes to one consumer. Events wait in per-consumer queues, bounded
+//! by [`POOL_QUEUE_MAX`] (scanning pauses while a queue is full), and once delivered
+//! stay in flight until acknowledged. A consumer that stops polling for
+//! [`CONSUMER_LEASE`] drops out: its streams, and its queued and unacknowledged
+//! events, go to the others in position order. The subscription's cursor advances to
+//! the first position not yet acknowledged by the pool.
 //!
 //! Nothing here can block an append: polls only read, and each is bounded in events
 //! delivered ([`DELIVERY_MAX`]), events scanned ([`SCAN_MAX`]) and time
@@ -23,11 +28,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reckon_gater::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
-use reckon_gater::types::{ReadConsistency, StoreError, SubscriptionType};
+use reckon_gater::types::{EventRecord, ReadConsistency, StoreError, SubscriptionType};
 use sha2::{Digest, Sha256};
 
 use crate::command::{Command, Outcome};
 use crate::matcher::Matcher;
+use crate::storage::state::{record_bytes, READ_BYTES_MAX};
 use crate::store::Store;
 
 /// Most events one poll delivers.
@@ -44,6 +50,10 @@ pub const POOL_SIZE_MAX: u32 = 64;
 pub const NAME_BYTES_MAX: usize = 256;
 /// Longest selector, in bytes.
 pub const SELECTOR_BYTES_MAX: usize = 4096;
+/// How long a new pool waits for all its consumers before it starts dispatching.
+pub const POOL_GATHER: Duration = Duration::from_secs(1);
+/// Most events waiting in one pooled consumer's queue.
+pub const POOL_QUEUE_MAX: usize = 10_000;
 /// A consumer this far behind the head is reported as slow.
 pub const SLOW_CONSUMER_LAG: u64 = 10_000;
 /// How often a slow consumer is reported, at most.
@@ -55,10 +65,153 @@ struct Consumer {
     acked: Option<u64>,
 }
 
+/// A pooled consumer's share of the deliveries.
+#[derive(Debug, Default)]
+struct Member {
+    last_seen: Option<Instant>,
+    queued: BTreeMap<u64, EventRecord>,
+    in_flight: BTreeMap<u64, EventRecord>,
+    /// Queued or in-flight events per stream.
+    pending: HashMap<String, usize>,
+    streams: usize,
+}
+
+impl Member {
+    fn settle(&mut self, e: &EventRecord) {
+        if let Some(n) = self.pending.get_mut(&e.stream_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending.remove(&e.stream_id);
+            }
+        }
+    }
+}
+
+/// The central dispatcher of one pooled subscription on this node.
+#[derive(Debug)]
+struct Pool {
+    /// When the first consumer attached: scanning waits up to [`POOL_GATHER`] for the
+    /// pool to fill, so that a backlog is spread over every consumer.
+    created: Instant,
+    size: usize,
+    scan_pos: u64,
+    owner: HashMap<String, String>,
+    members: BTreeMap<String, Member>,
+}
+
+impl Pool {
+    fn new(cursor: u64, size: usize) -> Pool {
+        Pool {
+            created: Instant::now(),
+            size,
+            scan_pos: cursor,
+            owner: HashMap::new(),
+            members: BTreeMap::new(),
+        }
+    }
+
+    /// Drops members not seen within the lease and hands their streams and events
+    /// to the others.
+    fn expire(&mut self, now: Instant) {
+        let gone: Vec<String> = self
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                m.last_seen
+                    .is_none_or(|t| now.duration_since(t) >= CONSUMER_LEASE)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut orphans = Vec::new();
+        for g in gone {
+            if let Some(m) = self.members.remove(&g) {
+                orphans.extend(m.queued.into_values());
+                orphans.extend(m.in_flight.into_values());
+            }
+            self.owner.retain(|_, o| *o != g);
+        }
+        for e in orphans {
+            self.give(e);
+        }
+    }
+
+    /// Queues `e` for the owner of its stream, choosing one if the stream has none.
+    /// With no member attached the event is dropped here: the cursor has not moved
+    /// past it, so it is delivered again after a re-attach.
+    fn give(&mut self, e: EventRecord) {
+        let least = self
+            .members
+            .iter()
+            .min_by_key(|(k, m)| (m.streams, (*k).clone()))
+            .map(|(k, m)| (k.clone(), m.streams));
+        let Some((least, least_streams)) = least else {
+            return;
+        };
+        let current = self
+            .owner
+            .get(&e.stream_id)
+            .filter(|o| self.members.contains_key(*o))
+            .cloned();
+        let owner = match current {
+            // A stream with nothing pending may move to a less loaded member (one that
+            // joined later) without any risk to its order.
+            Some(o) => {
+                let m = &self.members[&o];
+                if !m.pending.contains_key(&e.stream_id) && m.streams > least_streams + 1 {
+                    if let Some(m) = self.members.get_mut(&o) {
+                        m.streams -= 1;
+                    }
+                    self.assign(&e.stream_id, &least);
+                    least
+                } else {
+                    o
+                }
+            }
+            None => {
+                self.assign(&e.stream_id, &least);
+                least
+            }
+        };
+        if let Some(m) = self.members.get_mut(&owner) {
+            *m.pending.entry(e.stream_id.clone()).or_default() += 1;
+            m.queued.insert(e.position, e);
+        }
+    }
+
+    fn assign(&mut self, stream: &str, member: &str) {
+        self.owner.insert(stream.to_string(), member.to_string());
+        if let Some(m) = self.members.get_mut(member) {
+            m.streams += 1;
+        }
+    }
+
+    fn queues_full(&self) -> bool {
+        self.members
+            .values()
+            .any(|m| m.queued.len() >= POOL_QUEUE_MAX)
+    }
+
+    /// The first position the pool has not had acknowledged.
+    fn low_water(&self) -> u64 {
+        self.members
+            .values()
+            .flat_map(|m| {
+                m.queued
+                    .keys()
+                    .next()
+                    .into_iter()
+                    .chain(m.in_flight.keys().next())
+            })
+            .copied()
+            .fold(self.scan_pos, u64::min)
+    }
+}
+
 #[derive(Default)]
 struct Attached {
     matcher: Option<Arc<Matcher>>,
     consumers: BTreeMap<String, Consumer>,
+    pool: Option<Arc<tokio::sync::Mutex<Pool>>>,
     delivered: u64,
     last_slow_report: Option<Instant>,
 }
@@ -79,16 +232,6 @@ pub fn key_of(kind: SubscriptionType, selector: &str, name: &str) -> String {
     h.update(name.as_bytes());
     let d = h.finalize();
     d[..16].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A stable hash of a stream id (FNV-1a), for assigning streams to pool consumers.
-fn stream_hash(s: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
 }
 
 fn not_found(key: &str) -> StoreError {
@@ -112,6 +255,16 @@ impl Attachments {
 
     fn consumers(&self, key: &str, now: Instant) -> u32 {
         self.with(key, |a| {
+            if let Some(p) = a.pool.as_ref().and_then(|p| p.try_lock().ok()) {
+                return p
+                    .members
+                    .values()
+                    .filter(|m| {
+                        m.last_seen
+                            .is_some_and(|t| now.duration_since(t) < CONSUMER_LEASE)
+                    })
+                    .count() as u32;
+            }
             a.consumers
                 .values()
                 .filter(|c| {
@@ -236,28 +389,33 @@ impl Store {
             .get_subscription(key.clone(), ReadConsistency::Stale)
             .await?;
         let now = Instant::now();
-        let commit_to = self.subscriptions.with(&key, |a| {
-            let c = a.consumers.entry(consumer).or_default();
-            c.acked = Some(c.acked.map_or(position, |p| p.max(position)));
-            c.last_seen = Some(now);
-            if info.pool_size <= 1 {
-                return Some(position);
+        let commit_to = if info.pool_size <= 1 {
+            self.subscriptions.with(&key, |a| {
+                let c = a.consumers.entry(consumer).or_default();
+                c.acked = Some(c.acked.map_or(position, |p| p.max(position)));
+                c.last_seen = Some(now);
+            });
+            Some(position)
+        } else {
+            // A pool's checkpoint is the first position it has not had acknowledged.
+            match self.subscriptions.with(&key, |a| a.pool.clone()) {
+                None => None,
+                Some(pool) => {
+                    let mut p = pool.lock().await;
+                    if let Some(m) = p.members.get_mut(&consumer) {
+                        m.last_seen = Some(now);
+                        let done: Vec<u64> =
+                            m.in_flight.range(..=position).map(|(k, _)| *k).collect();
+                        for k in done {
+                            if let Some(e) = m.in_flight.remove(&k) {
+                                m.settle(&e);
+                            }
+                        }
+                    }
+                    p.low_water().checked_sub(1)
+                }
             }
-            // A pool's checkpoint is the lowest ack of its attached consumers.
-            let live: Vec<Option<u64>> = a
-                .consumers
-                .values()
-                .filter(|c| {
-                    c.last_seen
-                        .is_some_and(|t| now.duration_since(t) < CONSUMER_LEASE)
-                })
-                .map(|c| c.acked)
-                .collect();
-            live.into_iter()
-                .collect::<Option<Vec<u64>>>()?
-                .into_iter()
-                .min()
-        });
+        };
         let Some(position) = commit_to else {
             return Ok(info);
         };
@@ -309,31 +467,22 @@ impl Store {
                 m
             }
         };
-        let pool: Option<(Vec<String>, String)> = (info.pool_size > 1).then(|| {
-            self.subscriptions.with(&key, |a| {
-                a.consumers.entry(consumer.clone()).or_default().last_seen = Some(now);
-                a.consumers.retain(|_, c| {
-                    c.last_seen
-                        .is_some_and(|t| now.duration_since(t) < CONSUMER_LEASE)
-                });
-                (a.consumers.keys().cloned().collect(), consumer.clone())
-            })
+        if info.pool_size > 1 {
+            return self
+                .poll_pool(&info, consumer, from.is_none(), matcher, max, deadline)
+                .await;
+        }
+        self.subscriptions.with(&key, |a| {
+            a.consumers.entry(consumer).or_default().last_seen = Some(now);
         });
         let mut from = from.unwrap_or(info.cursor);
         let mut head_rx = self.state().watch_head();
         loop {
             let head = *head_rx.borrow_and_update();
-            let (m, p) = (matcher.clone(), pool.clone());
+            let m = matcher.clone();
             let (events, next) = self
                 .read(ReadConsistency::Stale, move |r| {
-                    r.scan(from, max, SCAN_MAX, |e| {
-                        m.matches(e)
-                            && p.as_ref().is_none_or(|(active, me)| {
-                                let i = (stream_hash(&e.stream_id) % active.len() as u64) as usize;
-                                active[i] == *me
-                            })
-                    })
-                    .map(Ok)
+                    r.scan(from, max, SCAN_MAX, |e| m.matches(e)).map(Ok)
                 })
                 .await?;
             let head = head.max(next);
@@ -342,17 +491,125 @@ impl Store {
                 return Ok(Delivery { events, next, head });
             }
             from = next;
-            // Caught up: wait for the head to move past where we are, or the deadline.
-            let moved = tokio::time::timeout_at(deadline.into(), head_rx.wait_for(|h| *h > next))
-                .await
-                .is_ok();
-            if !moved {
+            if !self
+                .wait_for_head(&key, &mut head_rx, next, deadline)
+                .await?
+            {
                 self.note_delivery(&key, 0, 0);
                 return Ok(Delivery {
                     events: Vec::new(),
                     next,
                     head: *head_rx.borrow(),
                 });
+            }
+        }
+    }
+
+    /// Waits until the head moves past `next` (`Ok(true)`) or the deadline passes
+    /// (`Ok(false)`); `NotFound` when the subscription was removed meanwhile.
+    async fn wait_for_head(
+        &self,
+        key: &str,
+        head_rx: &mut tokio::sync::watch::Receiver<u64>,
+        next: u64,
+        deadline: Instant,
+    ) -> Result<bool, StoreError> {
+        let moved = tokio::time::timeout_at(deadline.into(), head_rx.wait_for(|h| *h > next))
+            .await
+            .is_ok();
+        // An unsubscribe may have come while waiting: deliver nothing after it.
+        let k = key.to_string();
+        self.read(ReadConsistency::Stale, move |r| {
+            Ok(r.subscription(&k)?.map(|_| ()).ok_or_else(|| not_found(&k)))
+        })
+        .await?;
+        Ok(moved)
+    }
+
+    /// A pooled consumer's poll: queued events first, else scan on for the pool.
+    async fn poll_pool(
+        &self,
+        info: &SubscriptionInfo,
+        consumer: String,
+        attaching: bool,
+        matcher: Arc<Matcher>,
+        max: usize,
+        deadline: Instant,
+    ) -> Result<Delivery, StoreError> {
+        let key = info.key.as_str();
+        let pool = self.subscriptions.with(key, |a| {
+            a.pool
+                .get_or_insert_with(|| {
+                    Arc::new(tokio::sync::Mutex::new(Pool::new(
+                        info.cursor,
+                        info.pool_size as usize,
+                    )))
+                })
+                .clone()
+        });
+        if attaching {
+            // A consumer attaching afresh (no position) lost what it had in flight:
+            // deliver that again, in order, before anything new.
+            let mut p = pool.lock().await;
+            if let Some(m) = p.members.get_mut(&consumer) {
+                let again = std::mem::take(&mut m.in_flight);
+                m.queued.extend(again);
+            }
+        }
+        let mut head_rx = self.state().watch_head();
+        loop {
+            let now = Instant::now();
+            let head = *head_rx.borrow_and_update();
+            let mut p = pool.lock().await;
+            p.members.entry(consumer.clone()).or_default().last_seen = Some(now);
+            p.expire(now);
+            let queued = p.members.get(&consumer).map_or(0, |m| m.queued.len());
+            let gathered = p.members.len() >= p.size || p.created.elapsed() >= POOL_GATHER;
+            if queued == 0 && gathered && !p.queues_full() && p.scan_pos < head {
+                let (from, m) = (p.scan_pos, matcher.clone());
+                let (events, next) = self
+                    .read(ReadConsistency::Stale, move |r| {
+                        r.scan(from, POOL_QUEUE_MAX, SCAN_MAX, |e| m.matches(e))
+                            .map(Ok)
+                    })
+                    .await?;
+                for e in events {
+                    p.give(e);
+                }
+                p.scan_pos = next;
+            }
+            let scan_pos = p.scan_pos;
+            let mine = p.members.get_mut(&consumer).map(|m| {
+                let mut out = Vec::new();
+                let mut bytes = 0usize;
+                while out.len() < max && bytes < READ_BYTES_MAX {
+                    let Some((k, e)) = m.queued.pop_first() else {
+                        break;
+                    };
+                    bytes += record_bytes(&e);
+                    m.in_flight.insert(k, e.clone());
+                    out.push(e);
+                }
+                out
+            });
+            drop(p);
+            let events = mine.unwrap_or_default();
+            if !events.is_empty() || Instant::now() >= deadline {
+                self.note_delivery(key, events.len() as u64, head.saturating_sub(scan_pos));
+                return Ok(Delivery {
+                    events,
+                    next: scan_pos,
+                    head: head.max(scan_pos),
+                });
+            }
+            if scan_pos >= head {
+                // Caught up: wait for new events (or another member's leaving).
+                let wait_until = deadline.min(Instant::now() + CONSUMER_LEASE / 4);
+                self.wait_for_head(key, &mut head_rx, scan_pos, wait_until)
+                    .await?;
+            } else {
+                // Others' queues are full: give them time to drain.
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     }
@@ -405,12 +662,5 @@ mod tests {
             key_of(SubscriptionType::Stream, "ab", "c")
         );
         assert_eq!(a.len(), 32);
-    }
-
-    #[test]
-    fn stream_hash_is_stable() {
-        assert_eq!(stream_hash(""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(stream_hash("order-1"), stream_hash("order-1"));
-        assert_ne!(stream_hash("order-1"), stream_hash("order-2"));
     }
 }

@@ -305,6 +305,12 @@ impl Selector {
 // ---------------------------------------------------------------------------------
 // Selectors, drawn and rendered.
 
+/// A selector as drawn, with the string the matcher parses.
+type Rendered = (Selector, String);
+
+/// A selector and the events to try it on.
+type Case = (Rendered, Vec<EventRecord>);
+
 /// How a comma-separated list is written.
 #[derive(Debug, Clone, Copy)]
 enum Spacing {
@@ -320,14 +326,14 @@ fn join(names: &[String], spacing: Spacing) -> String {
     }
 }
 
-fn stream_selector() -> impl Strategy<Value = (Selector, String)> {
+fn stream_selector() -> impl Strategy<Value = Rendered> {
     prop_oneof![
         1 => Just((Selector::AllStreams, "$all".to_string())),
         4 => stream_id().prop_map(|s| (Selector::Stream(s.clone()), s)),
     ]
 }
 
-fn types_selector() -> impl Strategy<Value = (Selector, String)> {
+fn types_selector() -> impl Strategy<Value = Rendered> {
     (
         prop::collection::vec(prop::sample::select(TYPES), 1..4),
         prop_oneof![Just(Spacing::Tight), Just(Spacing::Spaced)],
@@ -339,7 +345,7 @@ fn types_selector() -> impl Strategy<Value = (Selector, String)> {
         })
 }
 
-fn tags_selector() -> impl Strategy<Value = (Selector, String)> {
+fn tags_selector() -> impl Strategy<Value = Rendered> {
     (
         prop::collection::vec(prop::sample::select(TAGS), 1..4),
         0..3u8,
@@ -391,7 +397,7 @@ fn derived_pattern(id: &str, edits: &[u8]) -> String {
     p
 }
 
-fn pattern_case() -> impl Strategy<Value = ((Selector, String), Vec<EventRecord>)> {
+fn pattern_case() -> impl Strategy<Value = Case> {
     prop_oneof![
         (random_pattern(), events())
             .prop_map(|(p, events)| ((Selector::Pattern(p.clone()), p), events)),
@@ -449,7 +455,7 @@ fn cond() -> impl Strategy<Value = Cond> {
 }
 
 /// The selector for these conditions, rendered as a JSON object.
-fn payload_selector(conds: Vec<(Vec<String>, Cond)>) -> (Selector, String) {
+fn payload_selector(conds: Vec<(Vec<String>, Cond)>) -> Rendered {
     // One condition per path: a JSON object cannot hold a key twice.
     let mut distinct: Vec<(Vec<String>, Cond)> = Vec::new();
     for (path, cond) in conds {
@@ -496,8 +502,18 @@ fn paths_in(e: &EventRecord) -> Vec<(Vec<String>, Value)> {
     out
 }
 
-/// A condition built from a value the data holds, so that it often holds.
-fn derived_cond(v: Value, how: u8) -> Cond {
+/// A condition built from a value the data holds, so that it often holds; with
+/// `twin`, numbers are written the other way (`2` as `2.0` and back), which must not
+/// change equality.
+fn derived_cond(v: Value, how: u8, twin: bool) -> Cond {
+    let v = match (&v, twin) {
+        (Value::Number(n), true) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Value::from(i as f64),
+            (None, Some(f)) if f.fract() == 0.0 => Value::from(f as i64),
+            _ => v,
+        },
+        _ => v,
+    };
     let orders = v.is_number() || v.is_string();
     match how {
         1 if orders => Cond::Ops(vec![Op::Gte(v)]),
@@ -511,7 +527,7 @@ fn derived_cond(v: Value, how: u8) -> Cond {
 
 /// A payload selector and events: either drawn independently, or with some
 /// conditions derived from the first event's data and some drawn.
-fn payload_case() -> impl Strategy<Value = ((Selector, String), Vec<EventRecord>)> {
+fn payload_case() -> impl Strategy<Value = Case> {
     prop_oneof![
         (prop::collection::vec((path(), cond()), 1..3), events())
             .prop_map(|(conds, events)| (payload_selector(conds), events)),
@@ -521,13 +537,13 @@ fn payload_case() -> impl Strategy<Value = ((Selector, String), Vec<EventRecord>
                 let derived = if pairs.is_empty() {
                     Just(Vec::new()).boxed()
                 } else {
-                    prop::collection::vec((0..pairs.len(), 0..6u8), 1..3)
+                    prop::collection::vec((0..pairs.len(), 0..6u8, any::<bool>()), 1..3)
                         .prop_map(move |picks| {
                             picks
                                 .into_iter()
-                                .map(|(i, how)| {
+                                .map(|(i, how, twin)| {
                                     let (path, v) = pairs[i].clone();
-                                    (path, derived_cond(v, how))
+                                    (path, derived_cond(v, how, twin))
                                 })
                                 .collect::<Vec<_>>()
                         })
@@ -553,7 +569,7 @@ fn payload_case() -> impl Strategy<Value = ((Selector, String), Vec<EventRecord>
 /// event, and that `stream_hint` and `is_all` never contradict `matches`.
 fn agree(
     kind: SubscriptionType,
-    (selector, rendered): &(Selector, String),
+    (selector, rendered): &Rendered,
     events: &[EventRecord],
 ) -> Result<(), TestCaseError> {
     let matcher = Matcher::parse(kind, rendered)
@@ -631,21 +647,19 @@ fn draws_give_both_outcomes() {
     use proptest::test_runner::TestRunner;
 
     let mut runner = TestRunner::deterministic();
-    let mut count =
-        |kind: SubscriptionType,
-         case: &dyn Fn(&mut TestRunner) -> ((Selector, String), Vec<EventRecord>)| {
-            let (mut hits, mut total) = (0usize, 0usize);
-            for _ in 0..200 {
-                let ((selector, _), events) = case(&mut runner);
-                total += events.len();
-                hits += events.iter().filter(|e| selector.passes(e)).count();
-            }
-            let share = hits as f64 / total as f64;
-            assert!(
-                (0.05..=0.95).contains(&share),
-                "{kind}: {hits} of {total} events match; the draws are lopsided"
-            );
-        };
+    let mut count = |kind: SubscriptionType, case: &dyn Fn(&mut TestRunner) -> Case| {
+        let (mut hits, mut total) = (0usize, 0usize);
+        for _ in 0..200 {
+            let ((selector, _), events) = case(&mut runner);
+            total += events.len();
+            hits += events.iter().filter(|e| selector.passes(e)).count();
+        }
+        let share = hits as f64 / total as f64;
+        assert!(
+            (0.05..=0.95).contains(&share),
+            "{kind}: {hits} of {total} events match; the draws are lopsided"
+        );
+    };
     fn draw<T: std::fmt::Debug>(runner: &mut TestRunner, s: impl Strategy<Value = T>) -> T {
         s.new_tree(runner).expect("draw").current()
     }

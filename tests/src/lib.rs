@@ -53,6 +53,11 @@ impl NodeProc {
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra);
+        // The embedded gater's default port is fixed: tests running side by side
+        // must each take a free one.
+        if !extra.contains(&"--dev-gater-listen") {
+            cmd.args(DEV_GATER_ANY_PORT);
+        }
         Self::spawn(cmd, data_dir)
     }
 

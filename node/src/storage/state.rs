@@ -53,6 +53,16 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const META_COUNTERS: &str = "counters";
 const META_RAFT: &str = "raft";
 
+/// Most payload bytes one read or delivery returns (at least one event is always
+/// returned): pages stay far below the transport's frame limit whatever the event
+/// sizes. A reader continues from the last event it got.
+pub const READ_BYTES_MAX: usize = 8 * 1024 * 1024;
+
+/// The bytes an event counts for against [`READ_BYTES_MAX`].
+pub fn record_bytes(e: &EventRecord) -> usize {
+    e.data.len() + e.metadata.len() + e.stream_id.len() + e.event_type.len() + 64
+}
+
 /// How often applied state is made durable even without a snapshot, bounding how much
 /// of the log is re-applied after a crash.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -758,23 +768,31 @@ impl Reader {
         let (lo, hi) = if backward { (b, a) } else { (a, b) };
         let range = index.range(pack(m.number, lo)..=pack(m.number, hi))?;
         let mut out = Vec::with_capacity((hi - lo + 1) as usize);
+        let mut bytes = 0usize;
+        // Returns whether to go on: pages stop at READ_BYTES_MAX.
         let mut push = |row: Result<
             (redb::AccessGuard<u128>, redb::AccessGuard<[u8; 24]>),
             redb::StorageError,
         >|
-         -> Result<(), StorageError> {
+         -> Result<bool, StorageError> {
             let (_, v) = row?;
             let (pos, _) = split_index_value(v.value());
-            out.push(self.event(&events, pos)?);
-            Ok(())
+            let e = self.event(&events, pos)?;
+            bytes += record_bytes(&e);
+            out.push(e);
+            Ok(bytes < READ_BYTES_MAX)
         };
         if backward {
             for row in range.rev() {
-                push(row)?;
+                if !push(row)? {
+                    break;
+                }
             }
         } else {
             for row in range {
-                push(row)?;
+                if !push(row)? {
+                    break;
+                }
             }
         }
         Ok(Ok(out))
@@ -790,17 +808,27 @@ impl Reader {
         let events = self.txn.open_table(EVENTS)?;
         let n = count as usize;
         let mut out = Vec::with_capacity(n.min(4096));
+        let mut bytes = 0usize;
+        let mut push = |e: EventRecord| {
+            bytes += record_bytes(&e);
+            out.push(e);
+            bytes < READ_BYTES_MAX
+        };
         match direction {
             Direction::Forward => {
                 for row in events.range(from..)?.take(n) {
                     let (_, v) = row?;
-                    out.push(decode("events", v.value())?);
+                    if !push(decode("events", v.value())?) {
+                        break;
+                    }
                 }
             }
             Direction::Backward => {
                 for row in events.range(..=from)?.rev().take(n) {
                     let (_, v) = row?;
-                    out.push(decode("events", v.value())?);
+                    if !push(decode("events", v.value())?) {
+                        break;
+                    }
                 }
             }
         }
@@ -840,7 +868,17 @@ impl Reader {
 
     fn events_at(&self, positions: &[u64]) -> Result<Vec<EventRecord>, StorageError> {
         let events = self.txn.open_table(EVENTS)?;
-        positions.iter().map(|p| self.event(&events, *p)).collect()
+        let mut out = Vec::with_capacity(positions.len());
+        let mut bytes = 0usize;
+        for p in positions {
+            let e = self.event(&events, *p)?;
+            bytes += record_bytes(&e);
+            out.push(e);
+            if bytes >= READ_BYTES_MAX {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// Events whose type is one of `types` (every event when empty), ascending.
@@ -1038,13 +1076,15 @@ impl Reader {
         let events = self.txn.open_table(EVENTS)?;
         let mut out = Vec::new();
         let mut next = from;
+        let mut bytes = 0usize;
         for row in events.range(from..)?.take(scan_max) {
             let (k, v) = row?;
             let e: EventRecord = decode("events", v.value())?;
             next = k.value() + 1;
             if keep(&e) {
+                bytes += record_bytes(&e);
                 out.push(e);
-                if out.len() >= max {
+                if out.len() >= max || bytes >= READ_BYTES_MAX {
                     break;
                 }
             }

@@ -165,17 +165,16 @@ impl Report {
             }
         }
         let _ = writeln!(out);
+        let w4 = if self.workloads.iter().any(|w| w.id == "W4") {
+            format!("W4 on {} events; ", thousands(s.w4_events))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "{} run(s) per row, median shown; {} s warm-up, then {} s measured; W4 on {} events; \
+            "{} run(s) per row, median shown; {} s warm-up, then {} s measured; {w4}\
              {} CPU(s) shared by client and node; node {}; data under {}",
-            s.runs,
-            s.warmup_secs,
-            s.secs,
-            thousands(s.w4_events),
-            s.cpus,
-            s.node_bin,
-            s.dir
+            s.runs, s.warmup_secs, s.secs, s.cpus, s.node_bin, s.dir
         );
         let _ = writeln!(out);
         let _ = writeln!(out, "command: {}", s.command);

@@ -1,0 +1,327 @@
+//! Subscriptions on a 3-node cluster of real processes behind a gater: the leader is
+//! killed (SIGKILL) while a subscriber is being delivered to. The subscriber, through
+//! the gater, must end with every event, in order, none skipped; anything delivered
+//! again must come after its last acknowledgement; and a checkpoint acknowledged
+//! before the kill must hold on the new leader.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reckon_gater::subscription::{StartFrom, SubscribeOptions, SubscriptionInfo};
+use reckon_gater::types::SubscriptionType;
+use reckon_gater::{Client, ClientError, Direction, EventRecord, ExpectedVersion, NewEvent};
+use reckon_tests::cluster::Cluster;
+use serde_json::json;
+use uuid::Uuid;
+
+async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn leader_of(client: &Client, store: &str) -> Option<u64> {
+    let h = client.health().await.ok()?;
+    h.stores
+        .iter()
+        .find(|s| s.store == store)
+        .filter(|s| s.healthy)
+        .and_then(|s| s.leader)
+}
+
+async fn formed(c: &Cluster) -> Client {
+    let client = Client::connect(&[c.gater.addr.as_str()]).await.unwrap();
+    wait_until(
+        "a leader and three workers",
+        Duration::from_secs(60),
+        || async {
+            client.health().await.is_ok_and(|h| {
+                h.stores
+                    .iter()
+                    .any(|s| s.store == "default" && s.workers == 3 && s.leader.is_some())
+            })
+        },
+    )
+    .await;
+    client
+}
+
+/// Retries `f` on errors for up to 30 s (a cluster settling, a leader moving).
+async fn retrying<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "{what}: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+fn beginning() -> SubscribeOptions {
+    SubscribeOptions {
+        start_from: StartFrom::Beginning,
+        pool_size: 1,
+    }
+}
+
+/// What the subscriber saw: events in the order received, and after how many of
+/// them each successful ack (of which position) was made.
+#[derive(Default)]
+struct Seen {
+    events: Vec<EventRecord>,
+    acks: Vec<(usize, u64)>,
+    ack_failures: usize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leader_killed_during_delivery_skips_nothing_and_keeps_order() {
+    const TOTAL: u64 = 1500;
+    let mut c = Cluster::start(3, &["default"]);
+    let client = formed(&c).await;
+    let s = client.store("default");
+    let info: SubscriptionInfo = retrying("subscribe", || {
+        s.subscribe(SubscriptionType::Stream, "$all", "failover", beginning())
+    })
+    .await;
+    let other: SubscriptionInfo = retrying("subscribe", || {
+        s.subscribe(
+            SubscriptionType::Stream,
+            "$all",
+            "acked-before",
+            beginning(),
+        )
+    })
+    .await;
+
+    // The writer: TOTAL single-event appends over 5 streams, each retried with the
+    // same event id until acknowledged.
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (s, written) = (s.clone(), written.clone());
+        tokio::spawn(async move {
+            let mut acked: BTreeMap<u64, Uuid> = BTreeMap::new();
+            for n in 0..TOTAL {
+                let id = Uuid::now_v7();
+                let ev = NewEvent::json("t", &json!({ "n": n })).with_id(id);
+                let stream = format!("fo-{}", n % 5);
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    match s
+                        .append(&stream, ExpectedVersion::Any, vec![ev.clone()])
+                        .await
+                    {
+                        Ok(r) => {
+                            acked.insert(r.first_position, id);
+                            break;
+                        }
+                        Err(e) => {
+                            assert!(Instant::now() < deadline, "append never succeeded: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                written.fetch_add(1, Ordering::Relaxed);
+            }
+            acked
+        })
+    };
+
+    // The subscriber: receives, acknowledging the last event of each batch.
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let received = Arc::new(AtomicUsize::new(0));
+    let target = Arc::new(AtomicU64::new(u64::MAX));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (seen, received, target, stop) =
+            (seen.clone(), received.clone(), target.clone(), stop.clone());
+        let mut sub = s.subscriber(&info.key, "reader");
+        tokio::spawn(async move {
+            let mut top: Option<u64> = None;
+            while !stop.load(Ordering::Relaxed)
+                && top.is_none_or(|t| t.saturating_add(1) < target.load(Ordering::Relaxed))
+            {
+                let batch =
+                    match tokio::time::timeout(Duration::from_secs(2), sub.next_batch()).await {
+                        Err(_) => continue,
+                        Ok(Err(e)) => return Err(format!("the subscriber gave up: {e}")),
+                        Ok(Ok(b)) => b,
+                    };
+                let last = batch.last().expect("a batch is never empty").position;
+                top = top.max(Some(last));
+                let n = {
+                    let mut g = seen.lock().unwrap();
+                    g.events.extend(batch.iter().cloned());
+                    g.events.len()
+                };
+                received.store(n, Ordering::Relaxed);
+                match sub.ack(last).await {
+                    Ok(_) => seen.lock().unwrap().acks.push((n, last)),
+                    Err(_) => seen.lock().unwrap().ack_failures += 1,
+                }
+            }
+            Ok(())
+        })
+    };
+
+    // A second subscriber reads 200 events, acknowledges position 199 and stops.
+    let mut early = s.subscriber(&other.key, "early");
+    let mut first = Vec::new();
+    while first.len() < 200 {
+        first.extend(
+            tokio::time::timeout(Duration::from_secs(30), early.next_batch())
+                .await
+                .expect("the second subscriber got nothing")
+                .unwrap(),
+        );
+    }
+    let acked = retrying("ack 199", || early.ack(199)).await;
+    assert_eq!(acked.checkpoint(), Some(199));
+    drop(early);
+
+    // Kill the leader while delivery is going on.
+    wait_until("300 events delivered", Duration::from_secs(60), || async {
+        received.load(Ordering::Relaxed) >= 300
+    })
+    .await;
+    let old_leader = leader_of(&client, "default").await.expect("a leader");
+    let at_kill = received.load(Ordering::Relaxed);
+    let written_at_kill = written.load(Ordering::Relaxed);
+    c.kill9((old_leader - 1) as usize);
+    let killed = Instant::now();
+    wait_until("a new leader", Duration::from_secs(30), || async {
+        leader_of(&client, "default")
+            .await
+            .is_some_and(|l| l != old_leader)
+    })
+    .await;
+    eprintln!(
+        "killed leader {old_leader} after {at_kill} events delivered, {written_at_kill} \
+         written; new leader after {:?}",
+        killed.elapsed()
+    );
+
+    // The checkpoint acknowledged before the kill holds on the new leader, and a new
+    // subscriber resumes right after it.
+    let after = retrying("get", || s.subscription(&other.key)).await;
+    assert_eq!(
+        after.checkpoint(),
+        Some(199),
+        "the checkpoint after failover"
+    );
+    let mut resumed = s.subscriber(&other.key, "early-again");
+    let next = tokio::time::timeout(Duration::from_secs(30), resumed.next_batch())
+        .await
+        .expect("nothing delivered after failover")
+        .unwrap();
+    assert_eq!(
+        next[0].position, 200,
+        "delivery after failover resumed at {} instead of 200",
+        next[0].position
+    );
+    drop(resumed);
+
+    // Let the writer finish; then the subscriber must reach the end of the log.
+    let acked_writes = writer.await.unwrap();
+    let log: Vec<EventRecord> = {
+        let mut out: Vec<EventRecord> = Vec::new();
+        loop {
+            let page = retrying("read_all", || {
+                s.read_all(out.len() as u64, 1000, Direction::Forward)
+            })
+            .await;
+            if page.is_empty() {
+                break out;
+            }
+            out.extend(page);
+        }
+    };
+    assert_eq!(
+        log.iter().map(|e| e.position).collect::<Vec<_>>(),
+        (0..log.len() as u64).collect::<Vec<_>>()
+    );
+    for (p, id) in &acked_writes {
+        assert_eq!(log[*p as usize].event_id, *id, "acknowledged append at {p}");
+    }
+    target.store(log.len() as u64, Ordering::Relaxed);
+    let finished = tokio::time::timeout(Duration::from_secs(90), reader).await;
+    stop.store(true, Ordering::Relaxed);
+    let outcome = finished.expect("the subscriber never reached the end of the log");
+    outcome.unwrap().unwrap_or_else(|e| panic!("{e}"));
+
+    // The checker over what the subscriber received.
+    let seen = seen.lock().unwrap();
+    let mut max_seen: Option<u64> = None;
+    let mut last_ack: Option<u64> = None;
+    let mut acks = seen.acks.iter().peekable();
+    let mut repeats = Vec::new();
+    let mut out_of_order = Vec::new();
+    let mut repeats_before_ack = Vec::new();
+    let mut wrong = Vec::new();
+    for (i, e) in seen.events.iter().enumerate() {
+        while let Some((n, p)) = acks.peek() {
+            if *n <= i {
+                last_ack = Some(*p);
+                acks.next();
+            } else {
+                break;
+            }
+        }
+        if log
+            .get(e.position as usize)
+            .is_none_or(|l| l.event_id != e.event_id)
+        {
+            wrong.push(e.position);
+        }
+        match max_seen {
+            Some(m) if e.position <= m => {
+                repeats.push(e.position);
+                if last_ack.is_some_and(|a| e.position <= a) {
+                    repeats_before_ack.push(e.position);
+                }
+            }
+            Some(m) if e.position != m + 1 => out_of_order.push((m, e.position)),
+            None if e.position != 0 => out_of_order.push((0, e.position)),
+            _ => {}
+        }
+        max_seen = max_seen.max(Some(e.position));
+    }
+    eprintln!(
+        "received {} events for a log of {}; {} repeats; {} acks ({} failed)",
+        seen.events.len(),
+        log.len(),
+        repeats.len(),
+        seen.acks.len(),
+        seen.ack_failures
+    );
+    assert!(
+        wrong.is_empty(),
+        "events that are not the log's: {:?}",
+        &wrong[..wrong.len().min(20)]
+    );
+    assert!(
+        out_of_order.is_empty(),
+        "skipped or out of order (after, got): {:?}",
+        &out_of_order[..out_of_order.len().min(20)]
+    );
+    assert!(
+        repeats_before_ack.is_empty(),
+        "delivered again at or before the last ack: {:?}",
+        &repeats_before_ack[..repeats_before_ack.len().min(20)]
+    );
+    assert_eq!(max_seen, Some(log.len() as u64 - 1));
+}
