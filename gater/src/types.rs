@@ -99,8 +99,10 @@ pub struct NewEvent {
     /// 1..=256 bytes of UTF-8.
     pub event_type: String,
     /// The payload.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
     /// Metadata bytes (may be empty).
+    #[serde(with = "serde_bytes")]
     pub metadata: Vec<u8>,
     /// What `data` holds.
     pub content_type: ContentType,
@@ -158,8 +160,10 @@ pub struct EventRecord {
     /// The event's type.
     pub event_type: String,
     /// The payload.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
     /// Metadata bytes.
+    #[serde(with = "serde_bytes")]
     pub metadata: Vec<u8>,
     /// What `data` holds.
     pub content_type: ContentType,
@@ -239,8 +243,10 @@ pub struct SnapshotRecord {
     /// The stream version the state reflects.
     pub version: u64,
     /// The state.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
     /// Metadata bytes.
+    #[serde(with = "serde_bytes")]
     pub metadata: Vec<u8>,
     /// Microseconds since the Unix epoch when it was saved.
     pub timestamp_us: u64,

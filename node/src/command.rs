@@ -49,8 +49,10 @@ pub enum Command {
         /// The version the state reflects.
         version: u64,
         /// The state.
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
         /// Metadata.
+        #[serde(with = "serde_bytes")]
         metadata: Vec<u8>,
     },
     /// Delete one snapshot, or all of a stream's when `version` is `None`.
@@ -97,8 +99,10 @@ pub struct ProposedEvent {
     /// Its type.
     pub event_type: String,
     /// Payload.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
     /// Metadata.
+    #[serde(with = "serde_bytes")]
     pub metadata: Vec<u8>,
     /// What `data` holds.
     pub content_type: ContentType,

@@ -3,9 +3,9 @@
 //! Every entry is bincode-encoded under its index. Appends commit with
 //! `Durability::Immediate` and only then call openraft's flush callback: an entry
 //! openraft counts towards a quorum is on disk. The vote is on disk before
-//! [`save_vote`](RaftLogStorage::save_vote) returns. The committed log id is saved
-//! without an fsync: losing it only means re-applying entries the leader will commit
-//! again.
+//! [`save_vote`](RaftLogStorage::save_vote) returns. The committed log id is not
+//! stored: after a restart, entries are applied again once a leader commits past them
+//! (and the store's read barrier keeps reads from running ahead of that).
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -24,7 +24,6 @@ use crate::storage::StorageError as DbError;
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const LOG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("log_meta");
 const VOTE: &str = "vote";
-const COMMITTED: &str = "committed";
 const LAST_PURGED: &str = "last_purged";
 
 /// The redb-backed Raft log of one store. Cloning shares the database.
@@ -151,25 +150,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let db = self.db.clone();
         blocking(ErrorSubject::Vote, ErrorVerb::Read, move || {
             Self::meta_get(&db, VOTE)
-        })
-        .await
-    }
-
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId<NodeId>>,
-    ) -> Result<(), StorageError<NodeId>> {
-        let db = self.db.clone();
-        blocking(ErrorSubject::Store, ErrorVerb::Write, move || {
-            Self::meta_put(&db, COMMITTED, &committed, Durability::None)
-        })
-        .await
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        let db = self.db.clone();
-        blocking(ErrorSubject::Store, ErrorVerb::Read, move || {
-            Ok::<_, DbError>(Self::meta_get::<Option<LogId<NodeId>>>(&db, COMMITTED)?.flatten())
         })
         .await
     }

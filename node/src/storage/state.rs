@@ -80,7 +80,9 @@ struct Counters {
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct StoredSnapshot {
+    #[serde(with = "serde_bytes")]
     data: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     metadata: Vec<u8>,
     timestamp_us: u64,
 }
