@@ -58,6 +58,10 @@ pub struct WorkerInfo {
     pub last_log_index: u64,
     /// Its last applied index.
     pub applied_index: u64,
+    /// Leader changes this worker has seen since its node started.
+    pub leader_changes: u64,
+    /// Events this worker has acknowledged since its node started.
+    pub appended_events: u64,
 }
 
 /// A registration or heartbeat, authenticated when the cluster has a secret.
@@ -149,6 +153,10 @@ pub struct NodeStatus {
     pub applied_index: u64,
     /// Milliseconds since its last heartbeat reached the gater.
     pub last_heartbeat_ms: u64,
+    /// Leader changes it has seen since it started.
+    pub leader_changes: u64,
+    /// Events it has acknowledged since it started.
+    pub appended_events: u64,
     /// Whether the gater considers it healthy.
     pub healthy: bool,
 }

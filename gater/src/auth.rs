@@ -85,6 +85,8 @@ mod tests {
             term: 1,
             last_log_index: 1,
             applied_index: 1,
+            leader_changes: 1,
+            appended_events: 0,
         }
     }
 

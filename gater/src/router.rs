@@ -326,6 +326,8 @@ impl Registry {
                         last_heartbeat_ms: now
                             .saturating_duration_since(w.last_heartbeat)
                             .as_millis() as u64,
+                        leader_changes: w.info.leader_changes,
+                        appended_events: w.info.appended_events,
                         healthy: w.healthy(now),
                     })
                     .collect(),
@@ -402,6 +404,8 @@ mod tests {
             term: 1,
             last_log_index: 0,
             applied_index: 0,
+            leader_changes: 0,
+            appended_events: 0,
         }
     }
 

@@ -63,6 +63,12 @@ pub fn worker_info(store: &Store, id: &Identity) -> WorkerInfo {
         term: m.current_term,
         last_log_index: m.last_log_index.unwrap_or(0),
         applied_index: m.last_applied.map_or(0, |l| l.index),
+        leader_changes: store
+            .leader_changes
+            .load(std::sync::atomic::Ordering::Relaxed),
+        appended_events: store
+            .appended_events
+            .load(std::sync::atomic::Ordering::Relaxed),
     }
 }
 

@@ -221,6 +221,21 @@ async fn killing_the_leader_loses_no_acknowledged_append() {
     assert_eq!(digest(&logs[0]), digest(&logs[1]));
     assert_eq!(digest(&logs[0]), digest(&logs[2]));
     check_history(&acked, &logs[0]);
+    // The election is counted, and the gater serves the counters.
+    wait_until(
+        "election counters at the gater",
+        Duration::from_secs(10),
+        || async {
+            client.cluster_status().await.is_ok_and(|st| {
+                st[0]
+                    .nodes
+                    .iter()
+                    .filter(|n| n.node_id != old_leader)
+                    .all(|n| n.leader_changes >= 2)
+            })
+        },
+    )
+    .await;
 }
 
 /// The checker: every acknowledged append is in the log where it was acknowledged; no
@@ -479,4 +494,54 @@ async fn removing_a_dead_node_keeps_a_quorum_possible() {
         .await
         .unwrap();
     assert_eq!(r.version, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_reaching_a_follower_are_forwarded_and_stores_are_independent() {
+    let c = Cluster::start(3, &["a", "b"]);
+    let client = Client::connect(&[c.gater.addr.as_str()]).await.unwrap();
+    wait_until(
+        "both stores led, three workers each",
+        Duration::from_secs(60),
+        || async {
+            client.health().await.is_ok_and(|h| {
+                h.stores.len() == 2
+                    && h.stores
+                        .iter()
+                        .all(|s| s.workers == 3 && s.leader.is_some())
+            })
+        },
+    )
+    .await;
+    let leader = leader_of(&client, "a").await.unwrap();
+    let follower = (1..=3u64).find(|n| *n != leader).unwrap();
+    // Straight to a follower's worker service, bypassing the gater's routing.
+    let w = c.node((follower - 1) as usize).worker().await;
+    let r = w
+        .append(
+            ctx(20),
+            "a".into(),
+            "s".into(),
+            ExpectedVersion::NoStream,
+            vec![NewEvent::json("t", &json!({"via": "follower"}))],
+        )
+        .await
+        .unwrap()
+        .expect("the follower forwards the write to the leader");
+    assert_eq!((r.version, r.first_position), (0, 0));
+    assert_eq!(client.store("a").get_version("s").await.unwrap(), Some(0));
+    // Store b is its own group: nothing of a's, and its own positions.
+    assert_eq!(client.store("b").get_version("s").await.unwrap(), None);
+    let rb = client
+        .store("b")
+        .append(
+            "other",
+            ExpectedVersion::NoStream,
+            vec![NewEvent::json("t", &json!({}))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rb.first_position, 0);
+    let st = client.cluster_status().await.unwrap();
+    assert_eq!(st.len(), 2, "{st:?}");
 }

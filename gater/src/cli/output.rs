@@ -383,6 +383,8 @@ struct NodeJson<'a> {
     role: &'static str,
     last_log_index: u64,
     applied_index: u64,
+    leader_changes: u64,
+    appended_events: u64,
 }
 
 /// One store's cluster status. Text: a header line, then one node a line.
@@ -401,6 +403,8 @@ pub fn cluster(s: &StoreStatus, json: bool) -> String {
                     role: n.role.as_str(),
                     last_log_index: n.last_log_index,
                     applied_index: n.applied_index,
+                    leader_changes: n.leader_changes,
+                    appended_events: n.appended_events,
                 })
                 .collect(),
         });
@@ -536,12 +540,14 @@ mod tests {
                 last_log_index: 120,
                 applied_index: 120,
                 last_heartbeat_ms: 5,
+                leader_changes: 1,
+                appended_events: 0,
                 healthy: true,
             }],
         };
         assert_eq!(
             cluster(&s, true),
-            r#"{"store":"default","leader":2,"term":3,"nodes":[{"node_id":1,"address":"127.0.0.1:7601","role":"follower","last_log_index":120,"applied_index":120}]}"#
+            r#"{"store":"default","leader":2,"term":3,"nodes":[{"node_id":1,"address":"127.0.0.1:7601","role":"follower","last_log_index":120,"applied_index":120,"leader_changes":1,"appended_events":0}]}"#
         );
         assert_eq!(
             cluster(&s, false),
