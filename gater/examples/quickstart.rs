@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use reckon_gater::aggregate;
-use reckon_gater::subscription::{SubscribeOptions, StartFrom};
+use reckon_gater::subscription::{StartFrom, SubscribeOptions};
 use reckon_gater::types::SubscriptionType;
 use reckon_gater::{Client, ClientError, ExpectedVersion, NewEvent, StoreError};
 use serde_json::json;
@@ -27,7 +27,10 @@ async fn main() -> Result<(), ClientError> {
         .append(
             &stream,
             ExpectedVersion::NoStream,
-            vec![NewEvent::json("opened", &json!({"owner": "Bob", "balance": 0}))],
+            vec![NewEvent::json(
+                "opened",
+                &json!({"owner": "Bob", "balance": 0}),
+            )],
         )
         .await?;
     println!("opened {stream} at version {}", opened.version);
@@ -47,7 +50,11 @@ async fn main() -> Result<(), ClientError> {
 
     // A writer with a stale expectation is refused, and nothing is written.
     match store
-        .append(&stream, ExpectedVersion::Exact(0), vec![NewEvent::json("x", &json!({}))])
+        .append(
+            &stream,
+            ExpectedVersion::Exact(0),
+            vec![NewEvent::json("x", &json!({}))],
+        )
         .await
     {
         Err(ClientError::Store(StoreError::WrongExpectedVersion { expected, current })) => {
@@ -78,7 +85,10 @@ async fn main() -> Result<(), ClientError> {
         .await
         .map_err(|_| ClientError::Timeout(Duration::from_secs(5)))??;
     for e in &batch {
-        println!("delivered {} v{} at {}", e.event_type, e.version, e.position);
+        println!(
+            "delivered {} v{} at {}",
+            e.event_type, e.version, e.position
+        );
     }
     if let Some(last) = batch.last() {
         subscriber.ack(last.position).await?;

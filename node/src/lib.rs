@@ -14,6 +14,7 @@
 //! - [`node`]: start-up: lock the data directory, open every store, serve.
 //! - [`cluster`]: forming and joining store groups in cluster mode.
 //! - [`discovery`]: finding peers (static seeds, multicast, DNS).
+//! - [`notify`]: readiness and watchdog notifications to systemd.
 //! - [`registrar`]: registering the node's workers with the gaters.
 //! - [`config`]: the node's configuration, layered with figment.
 
@@ -24,6 +25,7 @@ pub mod discovery;
 pub mod domain;
 pub mod matcher;
 pub mod node;
+pub mod notify;
 pub mod raft;
 pub mod registrar;
 pub mod service;

@@ -6,6 +6,7 @@ use clap::Parser;
 use reckon_gater::gateway::{Gateway, GatewayOptions};
 use reckon_node::config::{self, NodeArgs};
 use reckon_node::node::Node;
+use reckon_node::notify;
 use reckon_node::registrar::{Identity, Registrar};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -122,6 +123,8 @@ async fn run(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<(
         println!("reckon-gater ready: embedded gater listening on {gaddr}");
     }
     tracing::info!(target: "reckon_db", node_id = node.config().node_id, %local, "reckon_db.cluster.node.up");
+    notify::notify("READY=1");
+    let watchdog = notify::watchdog_interval().map(|i| tokio::spawn(notify::run_watchdog(i)));
     let serve_stop = stopped();
     let serving = node.serve(listener, serve_stop);
     tokio::pin!(serving);
@@ -130,6 +133,7 @@ async fn run(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<(
         _ = shutdown_signal() => {}
     }
     tracing::info!("shutting down: no new requests accepted");
+    notify::notify("STOPPING=1");
     let _ = stop_tx.send(true);
     let graceful = async {
         registrar.stop().await;
@@ -141,6 +145,9 @@ async fn run(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<(
             eprintln!("second signal: exiting at once");
             std::process::exit(1);
         }
+    }
+    if let Some(w) = watchdog {
+        w.abort();
     }
     if let Some((_, task)) = embedded {
         let _ = task.await;
