@@ -638,3 +638,6 @@ pub mod cluster;
 
 /// Discovery test support: loopback multicast sockets, a DNS responder, clusters.
 pub mod discovery;
+
+/// Bounded polling for conditions.
+pub mod wait;

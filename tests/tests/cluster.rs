@@ -9,19 +9,8 @@ use reckon_gater::types::{Direction, EventRecord, ReadConsistency};
 use reckon_gater::{Client, ExpectedVersion, NewEvent};
 use reckon_tests::cluster::Cluster;
 use reckon_tests::ctx;
+use reckon_tests::wait::wait_until;
 use serde_json::json;
-
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn leader_of(client: &Client, store: &str) -> Option<u64> {
     let h = client.health().await.ok()?;

@@ -5,21 +5,10 @@ use std::time::{Duration, Instant};
 
 use reckon_gater::{Client, ClientError, ExpectedVersion, NewEvent, StoreError};
 use reckon_tests::gater::{start_node, GaterProc};
+use reckon_tests::wait::wait_until;
 use serde_json::json;
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef-test";
-
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 async fn stores_of(c: &Client) -> Vec<String> {
     let mut s = c.list_stores().await.unwrap_or_default();
