@@ -1,0 +1,933 @@
+//! The console's state and its pure `update`.
+//!
+//! [`App`] holds everything the screen shows. [`update`] folds one [`Event`]
+//! (a key, a refresh tick, or an answer from the network task) into the state at
+//! an injected time `now` and returns the [`Command`]s the network task should
+//! run. It does no I/O and spawns nothing, so tests drive it directly; the
+//! terminal loop in `main.rs` and the network task in [`crate::net`] are the only
+//! places with side effects.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use reckon_gater::api::{HealthReport, Role, StoreStatus};
+use reckon_gater::subscription::SubscriptionInfo;
+use reckon_gater::{EventRecord, StreamInfo};
+
+/// Milliseconds since the Unix epoch: the console's clock, injected into `update`.
+pub type Millis = u64;
+
+/// Streams per page of the stream list.
+pub const STREAMS_PAGE: u32 = 100;
+/// Events per page of a stream's events.
+pub const EVENTS_PAGE: u32 = 20;
+/// Samples kept per sparkline.
+pub const RATE_SAMPLES_MAX: usize = 120;
+/// Entries kept in the cluster timeline.
+pub const TIMELINE_MAX: usize = 50;
+/// How long an action's outcome stays in the status line.
+pub const FLASH_MS: Millis = 5_000;
+/// The pseudo-stream that browses the store's global log.
+pub const ALL_STREAM: &str = "$all";
+
+/// The views, switched with 1-4 and Tab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    /// Nodes per store, roles, indexes, leader timeline.
+    Cluster,
+    /// Stream list and a stream's events.
+    Streams,
+    /// Subscriptions sorted by lag.
+    Subscriptions,
+    /// Append rates and leader changes.
+    Telemetry,
+}
+
+impl Tab {
+    /// Every tab in display order.
+    pub const ALL: [Tab; 4] = [
+        Tab::Cluster,
+        Tab::Streams,
+        Tab::Subscriptions,
+        Tab::Telemetry,
+    ];
+
+    /// The tab's title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Tab::Cluster => "Cluster",
+            Tab::Streams => "Streams",
+            Tab::Subscriptions => "Subscriptions",
+            Tab::Telemetry => "Telemetry",
+        }
+    }
+
+    fn next(self) -> Tab {
+        match self {
+            Tab::Cluster => Tab::Streams,
+            Tab::Streams => Tab::Subscriptions,
+            Tab::Subscriptions => Tab::Telemetry,
+            Tab::Telemetry => Tab::Cluster,
+        }
+    }
+
+    fn prev(self) -> Tab {
+        match self {
+            Tab::Cluster => Tab::Telemetry,
+            Tab::Streams => Tab::Cluster,
+            Tab::Subscriptions => Tab::Streams,
+            Tab::Telemetry => Tab::Subscriptions,
+        }
+    }
+}
+
+/// Where a panel's data stands.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Loading {
+    /// Never asked for.
+    #[default]
+    Idle,
+    /// A request is in flight (older data, if any, is still shown).
+    Loading,
+    /// The last request answered at this time.
+    Loaded(Millis),
+    /// The last request failed; older data, if any, is stale.
+    Error(String),
+}
+
+/// A panel's data and where it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Panel<T> {
+    /// The last data received, kept when a later request fails.
+    pub data: Option<T>,
+    /// The state of the last request.
+    pub state: Loading,
+}
+
+impl<T> Default for Panel<T> {
+    fn default() -> Self {
+        Panel {
+            data: None,
+            state: Loading::Idle,
+        }
+    }
+}
+
+impl<T> Panel<T> {
+    fn in_flight(&self) -> bool {
+        self.state == Loading::Loading
+    }
+
+    fn start(&mut self) {
+        self.state = Loading::Loading;
+    }
+
+    fn finish(&mut self, result: Result<T, String>, now: Millis) {
+        match result {
+            Ok(d) => {
+                self.data = Some(d);
+                self.state = Loading::Loaded(now);
+            }
+            Err(e) => self.state = Loading::Error(e),
+        }
+    }
+}
+
+/// The link to the gater, as the status line shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    /// No answer yet.
+    Connecting,
+    /// The last call was answered.
+    Connected,
+    /// The last call found no gater; the network task keeps retrying.
+    Disconnected(String),
+}
+
+/// A key, as the console understands it (the terminal loop converts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// A printable character.
+    Char(char),
+    /// Enter.
+    Enter,
+    /// Escape.
+    Esc,
+    /// Tab.
+    Tab,
+    /// Shift-Tab.
+    BackTab,
+    /// Up arrow.
+    Up,
+    /// Down arrow.
+    Down,
+    /// Page up.
+    PageUp,
+    /// Page down.
+    PageDown,
+    /// Backspace.
+    Backspace,
+    /// Control-C.
+    CtrlC,
+}
+
+/// Cluster data from one refresh.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterData {
+    /// Nodes per store.
+    pub status: Vec<StoreStatus>,
+    /// Health per store.
+    pub health: HealthReport,
+}
+
+/// Everything that can happen to the console.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A key press.
+    Key(Key),
+    /// The refresh period passed.
+    Tick,
+    /// The network task reached a gater.
+    Connected,
+    /// The network task could not reach any gater.
+    Disconnected(String),
+    /// Cluster status and health.
+    Cluster(Result<ClusterData, String>),
+    /// A page of the stream list of `store` after `after`.
+    Streams {
+        /// The store asked.
+        store: String,
+        /// The page's starting cursor.
+        after: Option<String>,
+        /// The page.
+        result: Result<Vec<StreamInfo>, String>,
+    },
+    /// A page of one stream's events (or `$all`) from `from`.
+    Events {
+        /// The store asked.
+        store: String,
+        /// The stream asked.
+        stream: String,
+        /// The first version (position for `$all`).
+        from: u64,
+        /// The page.
+        result: Result<Vec<EventRecord>, String>,
+    },
+    /// The subscriptions of `store`.
+    Subscriptions {
+        /// The store asked.
+        store: String,
+        /// The list.
+        result: Result<Vec<SubscriptionInfo>, String>,
+    },
+    /// An action finished.
+    ActionDone {
+        /// What was done, for the status line.
+        what: String,
+        /// Its outcome.
+        result: Result<(), String>,
+    },
+}
+
+/// What the console asks the network task to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Cluster status and health.
+    RefreshCluster,
+    /// A page of streams.
+    LoadStreams {
+        /// The store.
+        store: String,
+        /// List after this id.
+        after: Option<String>,
+        /// Page size.
+        limit: u32,
+    },
+    /// A page of events of `stream` (the global log for `$all`).
+    LoadEvents {
+        /// The store.
+        store: String,
+        /// The stream.
+        stream: String,
+        /// The first version or position.
+        from: u64,
+        /// Page size.
+        count: u32,
+    },
+    /// The subscriptions of a store.
+    LoadSubscriptions {
+        /// The store.
+        store: String,
+    },
+    /// Delete a stream, confirmed.
+    DeleteStream {
+        /// The store.
+        store: String,
+        /// The stream.
+        stream: String,
+        /// Hard (the id can never be written again) or soft.
+        hard: bool,
+    },
+    /// Remove a subscription, confirmed.
+    Unsubscribe {
+        /// The store.
+        store: String,
+        /// The subscription key.
+        key: String,
+    },
+    /// Append one test event, confirmed.
+    AppendTest {
+        /// The store.
+        store: String,
+        /// The stream.
+        stream: String,
+        /// The time written in the event's data.
+        at: Millis,
+    },
+    /// Remove a node from a store's group, confirmed.
+    RemoveNode {
+        /// The store.
+        store: String,
+        /// The node.
+        node_id: u64,
+    },
+}
+
+/// An action waiting for y/n.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirm {
+    /// The question shown.
+    pub prompt: String,
+    /// What `y` sends.
+    pub command: Command,
+}
+
+/// One line of the cluster timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// When it was seen.
+    pub at: Millis,
+    /// What changed.
+    pub text: String,
+}
+
+/// Append rate history of one store.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Rates {
+    /// Events per second, oldest first.
+    pub samples: VecDeque<u64>,
+    /// Last `appended_events` per node and when it was read.
+    last: BTreeMap<u64, u64>,
+    last_at: Option<Millis>,
+}
+
+/// Where the streams tab is.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum StreamsMode {
+    /// The stream list.
+    #[default]
+    List,
+    /// One stream's events.
+    Events {
+        /// The stream (or `$all`).
+        stream: String,
+        /// First version (or position) of the page.
+        from: u64,
+        /// Selected event in the page.
+        selected: usize,
+        /// The page.
+        events: Panel<Vec<EventRecord>>,
+    },
+}
+
+/// The streams tab.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StreamsView {
+    /// List or events.
+    pub mode: StreamsMode,
+    /// The loaded page of the list.
+    pub list: Panel<Vec<StreamInfo>>,
+    /// Cursors of the pages before this one, plus this one's, last.
+    pub pages: Vec<Option<String>>,
+    /// The filter typed after `/` (substring of the stream id).
+    pub filter: String,
+    /// Whether keys go into the filter.
+    pub editing_filter: bool,
+    /// Selected row of the filtered list (row 0 is `$all`).
+    pub selected: usize,
+}
+
+impl StreamsView {
+    /// The rows shown: `$all` first, then the page's streams matching the filter.
+    pub fn rows(&self) -> Vec<(String, Option<u64>)> {
+        let mut rows = vec![(ALL_STREAM.to_string(), None)];
+        if let Some(list) = &self.list.data {
+            rows.extend(
+                list.iter()
+                    .filter(|s| self.filter.is_empty() || s.stream_id.contains(&self.filter))
+                    .map(|s| (s.stream_id.clone(), Some(s.version))),
+            );
+        }
+        rows
+    }
+
+    fn cursor(&self) -> Option<String> {
+        self.pages.last().cloned().flatten()
+    }
+}
+
+/// The console's whole state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    /// Gater addresses, for the status line.
+    pub gaters: Vec<String>,
+    /// The refresh period.
+    pub refresh_ms: Millis,
+    /// The tab shown.
+    pub tab: Tab,
+    /// The link to the gater.
+    pub connection: Connection,
+    /// Cluster status and health.
+    pub cluster: Panel<ClusterData>,
+    /// Selected node row in the cluster tab.
+    pub cluster_selected: usize,
+    /// Leader changes and membership changes seen between refreshes, newest last.
+    pub timeline: VecDeque<TimelineEntry>,
+    /// Append rates per store.
+    pub rates: BTreeMap<String, Rates>,
+    /// The store the streams and subscriptions tabs look at.
+    pub store: Option<String>,
+    /// The streams tab.
+    pub streams: StreamsView,
+    /// Subscriptions of the selected store.
+    pub subscriptions: Panel<Vec<SubscriptionInfo>>,
+    /// Selected row in the subscriptions tab (sorted by lag).
+    pub subs_selected: usize,
+    /// An action waiting for y/n.
+    pub confirm: Option<Confirm>,
+    /// Whether the key map is shown.
+    pub help: bool,
+    /// The last action's outcome and when.
+    pub flash: Option<(Millis, String)>,
+    /// Set by `q`: the terminal loop leaves.
+    pub quit: bool,
+}
+
+impl App {
+    /// A console for `gaters`, refreshed every `refresh_ms`, nothing loaded yet.
+    pub fn new(gaters: Vec<String>, refresh_ms: Millis) -> App {
+        App {
+            gaters,
+            refresh_ms,
+            tab: Tab::Cluster,
+            connection: Connection::Connecting,
+            cluster: Panel::default(),
+            cluster_selected: 0,
+            timeline: VecDeque::new(),
+            rates: BTreeMap::new(),
+            store: None,
+            streams: StreamsView {
+                pages: vec![None],
+                ..StreamsView::default()
+            },
+            subscriptions: Panel::default(),
+            subs_selected: 0,
+            confirm: None,
+            help: false,
+            flash: None,
+            quit: false,
+        }
+    }
+
+    /// The subscriptions sorted by lag, largest first (ties by key).
+    pub fn sorted_subscriptions(&self) -> Vec<SubscriptionInfo> {
+        let mut subs = self.subscriptions.data.clone().unwrap_or_default();
+        subs.sort_by(|a, b| b.lag().cmp(&a.lag()).then_with(|| a.key.cmp(&b.key)));
+        subs
+    }
+
+    /// The stores known from the last cluster refresh, sorted.
+    pub fn stores(&self) -> Vec<String> {
+        let mut stores: Vec<String> = self
+            .cluster
+            .data
+            .as_ref()
+            .map(|c| c.status.iter().map(|s| s.store.clone()).collect())
+            .unwrap_or_default();
+        stores.sort();
+        stores.dedup();
+        stores
+    }
+
+    /// (store, node id) of every node row of the cluster tab, in display order.
+    pub fn node_rows(&self) -> Vec<(String, u64)> {
+        let mut rows = Vec::new();
+        if let Some(c) = &self.cluster.data {
+            for s in &c.status {
+                for n in &s.nodes {
+                    rows.push((s.store.clone(), n.node_id));
+                }
+            }
+        }
+        rows
+    }
+
+    fn push_timeline(&mut self, at: Millis, text: String) {
+        self.timeline.push_back(TimelineEntry { at, text });
+        while self.timeline.len() > TIMELINE_MAX {
+            self.timeline.pop_front();
+        }
+    }
+}
+
+/// Folds `event` into `app` at time `now`; returns what the network task must do.
+pub fn update(app: &mut App, event: Event, now: Millis) -> Vec<Command> {
+    let mut cmds = Vec::new();
+    if let Some((at, _)) = &app.flash {
+        if now.saturating_sub(*at) > FLASH_MS {
+            app.flash = None;
+        }
+    }
+    match event {
+        Event::Key(key) => on_key(app, key, now, &mut cmds),
+        Event::Tick => refresh(app, &mut cmds),
+        Event::Connected => app.connection = Connection::Connected,
+        Event::Disconnected(e) => app.connection = Connection::Disconnected(e),
+        Event::Cluster(result) => {
+            if let Ok(data) = &result {
+                observe_cluster(app, data, now);
+            }
+            app.cluster.finish(result, now);
+            if app.store.is_none() {
+                if let Some(first) = app.stores().into_iter().next() {
+                    app.store = Some(first);
+                    refresh_store(app, &mut cmds);
+                }
+            }
+            let n = app.node_rows().len();
+            app.cluster_selected = app.cluster_selected.min(n.saturating_sub(1));
+        }
+        Event::Streams {
+            store,
+            after,
+            result,
+        } => {
+            if app.store.as_deref() == Some(&store) && app.streams.cursor() == after {
+                app.streams.list.finish(result, now);
+                clamp_streams(app);
+            }
+        }
+        Event::Events {
+            store,
+            stream,
+            from,
+            result,
+        } => {
+            if app.store.as_deref() == Some(&store) {
+                if let StreamsMode::Events {
+                    stream: s,
+                    from: f,
+                    selected,
+                    events,
+                } = &mut app.streams.mode
+                {
+                    if *s == stream && *f == from {
+                        events.finish(result, now);
+                        let n = events.data.as_ref().map_or(0, Vec::len);
+                        *selected = (*selected).min(n.saturating_sub(1));
+                    }
+                }
+            }
+        }
+        Event::Subscriptions { store, result } => {
+            if app.store.as_deref() == Some(&store) {
+                app.subscriptions.finish(result, now);
+                let n = app.subscriptions.data.as_ref().map_or(0, Vec::len);
+                app.subs_selected = app.subs_selected.min(n.saturating_sub(1));
+            }
+        }
+        Event::ActionDone { what, result } => {
+            let text = match result {
+                Ok(()) => format!("✔ {what}"),
+                Err(e) => format!("✖ {what}: {e}"),
+            };
+            app.flash = Some((now, text));
+            refresh(app, &mut cmds);
+        }
+    }
+    cmds
+}
+
+/// Asks for everything the screen shows, except panels already in flight.
+fn refresh(app: &mut App, cmds: &mut Vec<Command>) {
+    if !app.cluster.in_flight() {
+        app.cluster.start();
+        cmds.push(Command::RefreshCluster);
+    }
+    refresh_store(app, cmds);
+}
+
+fn refresh_store(app: &mut App, cmds: &mut Vec<Command>) {
+    let Some(store) = app.store.clone() else {
+        return;
+    };
+    if !app.streams.list.in_flight() {
+        app.streams.list.start();
+        cmds.push(Command::LoadStreams {
+            store: store.clone(),
+            after: app.streams.cursor(),
+            limit: STREAMS_PAGE,
+        });
+    }
+    if let StreamsMode::Events {
+        stream,
+        from,
+        events,
+        ..
+    } = &mut app.streams.mode
+    {
+        if !events.in_flight() {
+            events.start();
+            cmds.push(Command::LoadEvents {
+                store: store.clone(),
+                stream: stream.clone(),
+                from: *from,
+                count: EVENTS_PAGE,
+            });
+        }
+    }
+    if !app.subscriptions.in_flight() {
+        app.subscriptions.start();
+        cmds.push(Command::LoadSubscriptions { store });
+    }
+}
+
+/// Notes leader and membership changes and append rates between two refreshes.
+fn observe_cluster(app: &mut App, data: &ClusterData, now: Millis) {
+    let old: BTreeMap<String, StoreStatus> = app
+        .cluster
+        .data
+        .as_ref()
+        .map(|c| {
+            c.status
+                .iter()
+                .map(|s| (s.store.clone(), s.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for s in &data.status {
+        match old.get(&s.store) {
+            None => {
+                let leader = s.leader.map_or("none".to_string(), |l| l.to_string());
+                app.push_timeline(
+                    now,
+                    format!("{}: seen, leader {leader}, term {}", s.store, s.term),
+                );
+            }
+            Some(o) => {
+                if o.leader != s.leader {
+                    let f = |l: Option<u64>| l.map_or("none".to_string(), |l| l.to_string());
+                    app.push_timeline(
+                        now,
+                        format!(
+                            "{}: leader {} → {} (term {})",
+                            s.store,
+                            f(o.leader),
+                            f(s.leader),
+                            s.term
+                        ),
+                    );
+                }
+                for n in &s.nodes {
+                    if !o.nodes.iter().any(|m| m.node_id == n.node_id) {
+                        app.push_timeline(now, format!("{}: node {} joined", s.store, n.node_id));
+                    }
+                }
+                for m in &o.nodes {
+                    if !s.nodes.iter().any(|n| n.node_id == m.node_id) {
+                        app.push_timeline(now, format!("{}: node {} left", s.store, m.node_id));
+                    }
+                }
+            }
+        }
+        let rates = app.rates.entry(s.store.clone()).or_default();
+        if let Some(at) = rates.last_at {
+            let dt = now.saturating_sub(at).max(1);
+            let delta: u64 = s
+                .nodes
+                .iter()
+                .map(|n| {
+                    rates
+                        .last
+                        .get(&n.node_id)
+                        .map_or(0, |&prev| n.appended_events.saturating_sub(prev))
+                })
+                .sum();
+            rates.samples.push_back(delta.saturating_mul(1000) / dt);
+            while rates.samples.len() > RATE_SAMPLES_MAX {
+                rates.samples.pop_front();
+            }
+        }
+        rates.last = s
+            .nodes
+            .iter()
+            .map(|n| (n.node_id, n.appended_events))
+            .collect();
+        rates.last_at = Some(now);
+    }
+}
+
+fn clamp_streams(app: &mut App) {
+    let n = app.streams.rows().len();
+    app.streams.selected = app.streams.selected.min(n.saturating_sub(1));
+}
+
+fn on_key(app: &mut App, key: Key, now: Millis, cmds: &mut Vec<Command>) {
+    if key == Key::CtrlC {
+        app.quit = true;
+        return;
+    }
+    if let Some(confirm) = app.confirm.take() {
+        match key {
+            Key::Char('y') | Key::Char('Y') => cmds.push(confirm.command),
+            Key::Char('n') | Key::Char('N') | Key::Esc => {}
+            // Anything else leaves the question open.
+            _ => app.confirm = Some(confirm),
+        }
+        return;
+    }
+    if app.help {
+        app.help = false;
+        return;
+    }
+    if app.tab == Tab::Streams && app.streams.editing_filter {
+        match key {
+            Key::Char(c) => app.streams.filter.push(c),
+            Key::Backspace => {
+                app.streams.filter.pop();
+            }
+            Key::Enter => app.streams.editing_filter = false,
+            Key::Esc => {
+                app.streams.filter.clear();
+                app.streams.editing_filter = false;
+            }
+            _ => {}
+        }
+        app.streams.selected = 0;
+        clamp_streams(app);
+        return;
+    }
+    match key {
+        Key::Char('q') => app.quit = true,
+        Key::Char('?') => app.help = true,
+        Key::Char(c @ '1'..='4') => {
+            app.tab = Tab::ALL[(c as usize) - ('1' as usize)];
+        }
+        Key::Tab => app.tab = app.tab.next(),
+        Key::BackTab => app.tab = app.tab.prev(),
+        Key::Char('r') => refresh(app, cmds),
+        Key::Char('s') => next_store(app, cmds),
+        _ => match app.tab {
+            Tab::Cluster => cluster_key(app, key),
+            Tab::Streams => streams_key(app, key, now, cmds),
+            Tab::Subscriptions => subs_key(app, key),
+            Tab::Telemetry => {}
+        },
+    }
+}
+
+fn next_store(app: &mut App, cmds: &mut Vec<Command>) {
+    let stores = app.stores();
+    if stores.is_empty() {
+        return;
+    }
+    let i = app
+        .store
+        .as_ref()
+        .and_then(|s| stores.iter().position(|x| x == s))
+        .map_or(0, |i| (i + 1) % stores.len());
+    app.store = Some(stores[i].clone());
+    app.streams = StreamsView {
+        pages: vec![None],
+        filter: std::mem::take(&mut app.streams.filter),
+        ..StreamsView::default()
+    };
+    app.subscriptions = Panel::default();
+    app.subs_selected = 0;
+    refresh_store(app, cmds);
+}
+
+fn move_sel(sel: &mut usize, len: usize, key: Key) -> bool {
+    match key {
+        Key::Up | Key::Char('k') => *sel = sel.saturating_sub(1),
+        Key::Down | Key::Char('j') => *sel = (*sel + 1).min(len.saturating_sub(1)),
+        _ => return false,
+    }
+    true
+}
+
+fn cluster_key(app: &mut App, key: Key) {
+    let rows = app.node_rows();
+    if move_sel(&mut app.cluster_selected, rows.len(), key) {
+        return;
+    }
+    if key == Key::Char('R') {
+        if let Some((store, node_id)) = rows.get(app.cluster_selected).cloned() {
+            app.confirm = Some(Confirm {
+                prompt: format!("Remove node {node_id} from store {store}?"),
+                command: Command::RemoveNode { store, node_id },
+            });
+        }
+    }
+}
+
+fn subs_key(app: &mut App, key: Key) {
+    let subs = app.sorted_subscriptions();
+    if move_sel(&mut app.subs_selected, subs.len(), key) {
+        return;
+    }
+    if key == Key::Char('x') {
+        if let (Some(store), Some(sub)) = (app.store.clone(), subs.get(app.subs_selected)) {
+            app.confirm = Some(Confirm {
+                prompt: format!("Remove subscription {} ({})?", sub.name, sub.key),
+                command: Command::Unsubscribe {
+                    store,
+                    key: sub.key.clone(),
+                },
+            });
+        }
+    }
+}
+
+fn streams_key(app: &mut App, key: Key, now: Millis, cmds: &mut Vec<Command>) {
+    let Some(store) = app.store.clone() else {
+        return;
+    };
+    // The stream the destructive keys act on: the open one, or the selected row.
+    let target = match &app.streams.mode {
+        StreamsMode::Events { stream, .. } => Some(stream.clone()),
+        StreamsMode::List => app
+            .streams
+            .rows()
+            .get(app.streams.selected)
+            .map(|r| r.0.clone()),
+    };
+    if let Some(stream) = target.filter(|s| s != ALL_STREAM) {
+        let confirm = match key {
+            Key::Char('d') => Some(Confirm {
+                prompt: format!("Soft-delete stream {stream}?"),
+                command: Command::DeleteStream {
+                    store: store.clone(),
+                    stream,
+                    hard: false,
+                },
+            }),
+            Key::Char('D') => Some(Confirm {
+                prompt: format!("HARD-delete stream {stream}? Its id can never be written again."),
+                command: Command::DeleteStream {
+                    store: store.clone(),
+                    stream,
+                    hard: true,
+                },
+            }),
+            Key::Char('a') => Some(Confirm {
+                prompt: format!("Append a test event to {stream}?"),
+                command: Command::AppendTest {
+                    store: store.clone(),
+                    stream,
+                    at: now,
+                },
+            }),
+            _ => None,
+        };
+        if confirm.is_some() {
+            app.confirm = confirm;
+            return;
+        }
+    }
+    let list_len = app.streams.rows().len();
+    match &mut app.streams.mode {
+        StreamsMode::List => {
+            if move_sel(&mut app.streams.selected, list_len, key) {
+                return;
+            }
+            match key {
+                Key::Char('/') => app.streams.editing_filter = true,
+                Key::Esc => app.streams.filter.clear(),
+                Key::Enter => {
+                    if let Some((stream, _)) = app.streams.rows().get(app.streams.selected) {
+                        app.streams.mode = StreamsMode::Events {
+                            stream: stream.clone(),
+                            from: 0,
+                            selected: 0,
+                            events: Panel::default(),
+                        };
+                        refresh_store(app, cmds);
+                    }
+                }
+                Key::PageDown => {
+                    let page = app.streams.list.data.as_deref().unwrap_or_default();
+                    if page.len() as u32 >= STREAMS_PAGE {
+                        let last = page.last().map(|s| s.stream_id.clone());
+                        app.streams.pages.push(last);
+                        turn_streams_page(app, cmds);
+                    }
+                }
+                Key::PageUp if app.streams.pages.len() > 1 => {
+                    app.streams.pages.pop();
+                    turn_streams_page(app, cmds);
+                }
+                _ => {}
+            }
+        }
+        StreamsMode::Events {
+            from,
+            selected,
+            events,
+            ..
+        } => {
+            let n = events.data.as_ref().map_or(0, Vec::len);
+            if move_sel(selected, n, key) {
+                return;
+            }
+            let turned = match key {
+                Key::Esc | Key::Backspace | Key::Char('h') => {
+                    app.streams.mode = StreamsMode::List;
+                    return;
+                }
+                Key::PageDown if n as u32 >= EVENTS_PAGE => {
+                    *from += u64::from(EVENTS_PAGE);
+                    true
+                }
+                Key::PageUp if *from > 0 => {
+                    *from = from.saturating_sub(u64::from(EVENTS_PAGE));
+                    true
+                }
+                _ => false,
+            };
+            if turned {
+                *selected = 0;
+                *events = Panel::default();
+                refresh_store(app, cmds);
+            }
+        }
+    }
+}
+
+fn turn_streams_page(app: &mut App, cmds: &mut Vec<Command>) {
+    app.streams.list = Panel::default();
+    app.streams.selected = 0;
+    refresh_store(app, cmds);
+}
+
+/// `Role` as the cluster tab names it, `down` when the gater thinks it unhealthy.
+pub fn role_name(role: Role, healthy: bool) -> &'static str {
+    if !healthy {
+        return "down";
+    }
+    match role {
+        Role::Leader => "leader",
+        Role::Follower => "follower",
+        Role::Learner => "learner",
+        Role::Candidate => "candidate",
+    }
+}

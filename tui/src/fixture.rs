@@ -1,0 +1,161 @@
+//! Fixed data for the update and render tests: a 3-node store, a page of
+//! streams, a page of events and some subscriptions, at a fixed time.
+
+use reckon_gater::api::{HealthReport, NodeStatus, Role, StoreHealth, StoreStatus};
+use reckon_gater::subscription::{StartFrom, SubscriptionInfo};
+use reckon_gater::types::SubscriptionType;
+use reckon_gater::{ContentType, EventRecord, StreamInfo};
+
+use crate::app::{update, App, ClusterData, Event, Millis};
+
+/// 2025-01-02 03:04:05 UTC.
+pub const T0: Millis = 1_735_787_045_000;
+
+pub fn node(id: u64, role: Role, applied: u64, appended: u64) -> NodeStatus {
+    NodeStatus {
+        node_id: id,
+        address: format!("127.0.0.1:{}", 7600 + id),
+        role,
+        term: 3,
+        last_log_index: 120,
+        applied_index: applied,
+        last_heartbeat_ms: 40 * id,
+        leader_changes: 2,
+        appended_events: appended,
+        healthy: true,
+    }
+}
+
+pub fn cluster(leader: u64, appended: u64) -> ClusterData {
+    let nodes = (1..=3)
+        .map(|id| {
+            let role = if id == leader {
+                Role::Leader
+            } else {
+                Role::Follower
+            };
+            let applied = if id == leader { 120 } else { 118 - id };
+            let appended = if id == leader { appended } else { 0 };
+            node(id, role, applied, appended)
+        })
+        .collect();
+    ClusterData {
+        status: vec![StoreStatus {
+            store: "default".into(),
+            leader: Some(leader),
+            term: 3,
+            nodes,
+        }],
+        health: HealthReport {
+            stores: vec![StoreHealth {
+                store: "default".into(),
+                healthy: true,
+                leader: Some(leader),
+                workers: 3,
+                leaders: 1,
+                followers: 2,
+                learners: 0,
+                suspect: 0,
+            }],
+            leases_expired: 0,
+        },
+    }
+}
+
+pub fn streams(n: usize) -> Vec<StreamInfo> {
+    (0..n)
+        .map(|i| StreamInfo {
+            stream_id: format!("{}-{i:03}", if i % 2 == 0 { "order" } else { "user" }),
+            version: i as u64,
+        })
+        .collect()
+}
+
+pub fn events(stream: &str, n: u64) -> Vec<EventRecord> {
+    (0..n)
+        .map(|v| EventRecord {
+            stream_id: stream.into(),
+            version: v,
+            position: 100 + v * 3,
+            event_id: uuid::Uuid::from_u128(
+                0x0190_0000_0000_7000_8000_0000_0000_0000 + u128::from(v),
+            ),
+            event_type: if v == 0 {
+                "OrderPlaced".into()
+            } else {
+                "ItemAdded".into()
+            },
+            data: serde_json::to_vec(
+                &serde_json::json!({"order": 42, "sku": format!("sku-{v}"), "qty": v + 1}),
+            )
+            .unwrap(),
+            metadata: serde_json::to_vec(&serde_json::json!({"user": "ada"})).unwrap(),
+            content_type: ContentType::Json,
+            tags: vec!["eu".into()],
+            timestamp_us: (T0 - 60_000 + v * 1000) * 1000,
+        })
+        .collect()
+}
+
+pub fn subscriptions() -> Vec<SubscriptionInfo> {
+    let sub = |key: &str, kind, selector: &str, name: &str, cursor, consumers| SubscriptionInfo {
+        key: key.into(),
+        kind,
+        selector: selector.into(),
+        name: name.into(),
+        start_from: StartFrom::Beginning,
+        pool_size: 2,
+        cursor,
+        created_us: 0,
+        head: 500,
+        consumers,
+    };
+    vec![
+        sub("k1", SubscriptionType::Stream, "$all", "audit", 490, 1),
+        sub(
+            "k2",
+            SubscriptionType::EventPattern,
+            "order-*",
+            "billing",
+            120,
+            2,
+        ),
+        sub(
+            "k3",
+            SubscriptionType::EventType,
+            "ItemAdded",
+            "search",
+            0,
+            0,
+        ),
+    ]
+}
+
+/// An app that has been refreshed twice (leader 1 then 2), with streams and
+/// subscriptions of store `default` loaded.
+pub fn loaded_app() -> App {
+    let mut app = App::new(vec!["127.0.0.1:7700".into()], 1000);
+    update(&mut app, Event::Connected, T0 - 2000);
+    update(&mut app, Event::Tick, T0 - 2000);
+    update(&mut app, Event::Cluster(Ok(cluster(1, 100))), T0 - 2000);
+    update(&mut app, Event::Tick, T0 - 1000);
+    update(&mut app, Event::Cluster(Ok(cluster(2, 150))), T0 - 1000);
+    update(
+        &mut app,
+        Event::Streams {
+            store: "default".into(),
+            after: None,
+            result: Ok(streams(12)),
+        },
+        T0 - 500,
+    );
+    update(
+        &mut app,
+        Event::Subscriptions {
+            store: "default".into(),
+            result: Ok(subscriptions()),
+        },
+        T0 - 500,
+    );
+    app
+}

@@ -1,0 +1,175 @@
+//! End to end in a real terminal: a `reckon-node --dev` with its embedded gater,
+//! `reckon-tui` inside tmux on a private socket, events appended with the `reckon`
+//! CLI, and the stream seen in the streams view through `capture-pane`; then `q`
+//! and the shell's screen is back (alternate screen off).
+//!
+//! Skips with a message when tmux, `reckon-node` or `reckon` is missing
+//! (`cargo test --workspace` builds the binaries).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A binary of another package: test executables live in target/<profile>/deps.
+fn sibling_bin(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let mut dir = exe.parent()?.to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    path.exists().then_some(path)
+}
+
+struct Cleanup {
+    node: Child,
+    socket: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+        let _ = self.node.kill();
+        let _ = self.node.wait();
+    }
+}
+
+fn tmux(socket: &str, args: &[&str]) -> String {
+    let out = Command::new("tmux")
+        .args(["-L", socket])
+        .args(args)
+        .output()
+        .expect("run tmux");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_for(socket: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let screen = tmux(socket, &["capture-pane", "-p", "-t", "tui"]);
+        if pred(&screen) {
+            return screen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; screen:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn console_shows_appended_stream_and_restores_terminal() {
+    let tmux_ok = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let (Some(node_bin), Some(cli_bin)) = (sibling_bin("reckon-node"), sibling_bin("reckon"))
+    else {
+        eprintln!("SKIP: reckon-node or reckon not built; run `cargo test --workspace`");
+        return;
+    };
+    if !tmux_ok {
+        eprintln!("SKIP: tmux is not installed");
+        return;
+    }
+    let tui_bin = env!("CARGO_BIN_EXE_reckon-tui");
+    let data = tempfile::tempdir().unwrap();
+    let mut node = Command::new(node_bin)
+        .args([
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--dev-gater-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = node.stdout.take().unwrap();
+    let socket = format!("reckon-test-{}", std::process::id());
+    let _cleanup = Cleanup {
+        node,
+        socket: socket.clone(),
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let gater = loop {
+        let line = rx.recv_timeout(WAIT).expect("node ready line");
+        if let Some(rest) = line.split("embedded gater listening on ").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+
+    tmux(
+        &socket,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "tui",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            "sh",
+        ],
+    );
+    let run = format!("{tui_bin} --gater {gater} --refresh-ms 200; echo TUI-EXIT-$?");
+    tmux(&socket, &["send-keys", "-t", "tui", &run, "Enter"]);
+    wait_for(&socket, "the cluster view with a leader", |s| {
+        s.contains("[1:Cluster]") && s.contains("leader")
+    });
+
+    let appended = Command::new(cli_bin)
+        .args([
+            "--gater",
+            &gater,
+            "append",
+            "--type",
+            "OrderPlaced",
+            "--data",
+            r#"{"total":5}"#,
+            "e2e-order-1",
+        ])
+        .output()
+        .unwrap();
+    assert!(appended.status.success(), "reckon append: {appended:?}");
+
+    tmux(&socket, &["send-keys", "-t", "tui", "2"]);
+    wait_for(&socket, "the stream in the streams view", |s| {
+        s.contains("[2:Streams]") && s.contains("e2e-order-1")
+    });
+    // Open it: `$all` is row 0, the stream row 1.
+    tmux(&socket, &["send-keys", "-t", "tui", "j", "Enter"]);
+    wait_for(&socket, "the event", |s| {
+        s.contains("OrderPlaced") && s.contains("\"total\": 5")
+    });
+
+    tmux(&socket, &["send-keys", "-t", "tui", "q"]);
+    let screen = wait_for(&socket, "the shell back", |s| s.contains("TUI-EXIT-0"));
+    assert!(
+        !screen.contains("[2:Streams]"),
+        "console left on screen:\n{screen}"
+    );
+    let alt = tmux(
+        &socket,
+        &["display-message", "-p", "-t", "tui", "#{alternate_on}"],
+    );
+    assert_eq!(alt.trim(), "0", "alternate screen still on");
+}
