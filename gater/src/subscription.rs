@@ -82,6 +82,8 @@ pub struct SubscriptionInfo {
     pub head: u64,
     /// Consumers attached now (seen within their lease) on the serving node.
     pub consumers: u32,
+    /// Events the serving node has delivered for it since that node started.
+    pub delivered: u64,
 }
 
 impl SubscriptionInfo {

@@ -279,6 +279,7 @@ impl Attachments {
 impl Store {
     fn fill(&self, mut info: SubscriptionInfo) -> SubscriptionInfo {
         info.consumers = self.subscriptions.consumers(&info.key, Instant::now());
+        info.delivered = self.subscriptions.with(&info.key, |a| a.delivered);
         info
     }
 

@@ -1017,6 +1017,11 @@ async fn subscribe_tail_ack_list_and_unsubscribe() {
         serde_json::json!(2),
         "acked up to position 2"
     );
+    assert_eq!(
+        v["delivered"],
+        serde_json::json!(2),
+        "the node counts deliveries"
+    );
     env.reckon(&["unsubscribe", &key]).ok();
     let r = env.reckon(&["unsubscribe", &key]);
     assert_eq!(

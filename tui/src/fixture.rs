@@ -109,6 +109,7 @@ pub fn subscriptions() -> Vec<SubscriptionInfo> {
         created_us: 0,
         head: 500,
         consumers,
+        delivered: 0,
     };
     vec![
         sub("k1", SubscriptionType::Stream, "$all", "audit", 490, 1),

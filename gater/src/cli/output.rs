@@ -304,6 +304,7 @@ pub fn subscription(s: &SubscriptionInfo, json: bool) -> String {
             lag: u64,
             pool_size: u32,
             consumers: u32,
+            delivered: u64,
         }
         to_line(&SubscriptionJson {
             key: &s.key,
@@ -315,6 +316,7 @@ pub fn subscription(s: &SubscriptionInfo, json: bool) -> String {
             lag: s.lag(),
             pool_size: s.pool_size,
             consumers: s.consumers,
+            delivered: s.delivered,
         })
     } else {
         format!(

@@ -442,6 +442,7 @@ impl<'t> Writer<'t> {
                                 created_us: batch.timestamp_us,
                                 head: 0,
                                 consumers: 0,
+                                delivered: 0,
                             };
                             self.subscriptions
                                 .insert(key.as_str(), encode(&info).as_slice())?;
