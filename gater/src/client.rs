@@ -81,6 +81,13 @@ pub struct Client {
 impl Client {
     /// Connects to the first reachable gater of `addrs` (HOST:PORT each); the others
     /// are used when it fails.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), reckon_gater::ClientError> {
+    /// let client = reckon_gater::Client::connect(&["127.0.0.1:7700", "127.0.0.1:7701"]).await?;
+    /// # let _ = client;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect<S: AsRef<str>>(addrs: &[S]) -> Result<Client, ClientError> {
         if addrs.is_empty() {
             return Err(ClientError::NoGaters);
@@ -177,18 +184,41 @@ impl Client {
     }
 
     /// Health per store, as the gater sees it.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: reckon_gater::Client) -> Result<(), reckon_gater::ClientError> {
+    /// let report = client.health().await?;
+    /// println!("healthy: {}", report.healthy());
+    /// # Ok(()) }
+    /// ```
     pub async fn health(&self) -> Result<HealthReport, ClientError> {
         self.call(|g, ctx| async move { g.health(ctx).await.map(Ok) })
             .await
     }
 
     /// The stores with registered workers.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: reckon_gater::Client) -> Result<(), reckon_gater::ClientError> {
+    /// for store in client.list_stores().await? {
+    ///     println!("{store}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn list_stores(&self) -> Result<Vec<String>, ClientError> {
         self.call(|g, ctx| async move { g.list_stores(ctx).await.map(Ok) })
             .await
     }
 
     /// Nodes, roles, leader, term and indexes per store.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: reckon_gater::Client) -> Result<(), reckon_gater::ClientError> {
+    /// for s in client.cluster_status().await? {
+    ///     println!("{} leader {:?} term {}", s.store, s.leader, s.term);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn cluster_status(&self) -> Result<Vec<StoreStatus>, ClientError> {
         self.call(|g, ctx| async move { g.cluster_status(ctx).await.map(Ok) })
             .await
@@ -224,6 +254,15 @@ impl Subscriber {
     /// Waits for the next batch of events (up to 1000). Transient faults (no leader,
     /// a gater or worker gone) are retried with a pause, at most
     /// [`SUBSCRIBER_RETRIES_MAX`] times in a row.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut sub: reckon_gater::Subscriber) -> Result<(), reckon_gater::ClientError> {
+    /// let events = sub.next_batch().await?;
+    /// if let Some(last) = events.last() {
+    ///     sub.ack(last.position).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn next_batch(&mut self) -> Result<Vec<EventRecord>, ClientError> {
         let mut failures = 0u32;
         loop {
@@ -250,6 +289,14 @@ impl Subscriber {
     }
 
     /// Acknowledges every event up to and including `position`.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut sub: reckon_gater::Subscriber) -> Result<(), reckon_gater::ClientError> {
+    /// let events = sub.next_batch().await?;
+    /// // ... process them, then:
+    /// sub.ack(events[events.len() - 1].position).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn ack(&self, position: u64) -> Result<SubscriptionInfo, ClientError> {
         self.store.ack(&self.key, &self.consumer, position).await
     }
@@ -299,6 +346,16 @@ impl StoreHandle {
     /// Appends `events` atomically if the stream is at `expected`; gives the new
     /// version and positions. A retry with the same event ids is answered with the
     /// first result.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// use reckon_gater::{ExpectedVersion, NewEvent};
+    /// let r = store
+    ///     .append("order-1", ExpectedVersion::NoStream, vec![NewEvent::json("placed", &serde_json::json!({"total": 5}))])
+    ///     .await?;
+    /// println!("version {} at position {}", r.version, r.first_position);
+    /// # Ok(()) }
+    /// ```
     pub async fn append(
         &self,
         stream_id: &str,
@@ -318,6 +375,15 @@ impl StoreHandle {
     }
 
     /// Up to `count` events of a stream from version `from`, ascending.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// let events = store.read("order-1", 0, 100).await?;
+    /// for e in events {
+    ///     println!("{} {}", e.version, e.event_type);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn read(
         &self,
         stream_id: &str,
@@ -329,6 +395,15 @@ impl StoreHandle {
     }
 
     /// Up to `count` events of a stream from version `from` in `direction`.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// use reckon_gater::Direction;
+    /// // The last 10 events, newest first.
+    /// let events = store.read_stream("order-1", u64::MAX, 10, Direction::Backward).await?;
+    /// # let _ = events;
+    /// # Ok(()) }
+    /// ```
     pub async fn read_stream(
         &self,
         stream_id: &str,
@@ -349,6 +424,18 @@ impl StoreHandle {
     }
 
     /// Up to `count` events of the global log from `from_position` in `direction`.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// use reckon_gater::Direction;
+    /// let mut from = 0;
+    /// loop {
+    ///     let page = store.read_all(from, 1000, Direction::Forward).await?;
+    ///     let Some(last) = page.last() else { break };
+    ///     from = last.position + 1;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn read_all(
         &self,
         from_position: u64,
@@ -368,6 +455,13 @@ impl StoreHandle {
     }
 
     /// Events whose type is one of `types` (all when empty), ascending by position.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// let placed = store.read_by_event_types(&["placed", "paid"], 0, 100).await?;
+    /// # let _ = placed;
+    /// # Ok(()) }
+    /// ```
     pub async fn read_by_event_types(
         &self,
         types: &[&str],
@@ -388,6 +482,14 @@ impl StoreHandle {
     }
 
     /// Events carrying any or all of `tags`, ascending by position.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// use reckon_gater::TagMatch;
+    /// let eu_vip = store.read_by_tags(&["eu", "vip"], TagMatch::All, 0, 100).await?;
+    /// # let _ = eu_vip;
+    /// # Ok(()) }
+    /// ```
     pub async fn read_by_tags(
         &self,
         tags: &[&str],
@@ -409,6 +511,15 @@ impl StoreHandle {
     }
 
     /// The stream's version; `None` when it does not exist.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// match store.get_version("order-1").await? {
+    ///     Some(v) => println!("at version {v}"),
+    ///     None => println!("no such stream"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn get_version(&self, stream_id: &str) -> Result<Option<u64>, ClientError> {
         let (store, stream, c) = (self.store.clone(), stream_id.to_string(), self.consistency);
         self.client
@@ -420,6 +531,14 @@ impl StoreHandle {
     }
 
     /// Whether the stream exists.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// if !store.exists("order-1").await? {
+    ///     println!("new order");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn exists(&self, stream_id: &str) -> Result<bool, ClientError> {
         let (store, stream, c) = (self.store.clone(), stream_id.to_string(), self.consistency);
         self.client
@@ -431,6 +550,17 @@ impl StoreHandle {
     }
 
     /// Up to `limit` streams in id order after `after`.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// let mut after: Option<String> = None;
+    /// loop {
+    ///     let page = store.list_streams(after.as_deref(), 1000).await?;
+    ///     let Some(last) = page.last() else { break };
+    ///     after = Some(last.stream_id.clone());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn list_streams(
         &self,
         after: Option<&str>,
@@ -451,6 +581,13 @@ impl StoreHandle {
 
     /// Deletes a stream: soft (it can start again at version 0), or `hard` (its id
     /// can never be written again).
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// store.delete("order-1", false).await?; // soft: may start again at version 0
+    /// store.delete("order-2", true).await?;  // hard: never written again
+    /// # Ok(()) }
+    /// ```
     pub async fn delete(&self, stream_id: &str, hard: bool) -> Result<(), ClientError> {
         let (store, stream) = (self.store.clone(), stream_id.to_string());
         self.client
@@ -462,6 +599,13 @@ impl StoreHandle {
     }
 
     /// Saves a snapshot at `version`, replacing one at the same version.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// let state = serde_json::to_vec(&serde_json::json!({"balance": 550})).unwrap_or_default();
+    /// store.save_snapshot("account-1", 41, state, Vec::new()).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn save_snapshot(
         &self,
         stream_id: &str,
@@ -487,6 +631,14 @@ impl StoreHandle {
     }
 
     /// The snapshot at `version`, or the highest when `None`.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// let latest = store.load_snapshot("account-1", None).await?;
+    /// let since = store.read("account-1", latest.version + 1, 1000).await?;
+    /// # let _ = since;
+    /// # Ok(()) }
+    /// ```
     pub async fn load_snapshot(
         &self,
         stream_id: &str,
@@ -502,6 +654,14 @@ impl StoreHandle {
     }
 
     /// Every snapshot of a stream by ascending version.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// for s in store.list_snapshots("account-1").await? {
+    ///     println!("snapshot at {}", s.version);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn list_snapshots(
         &self,
         stream_id: &str,
@@ -516,6 +676,13 @@ impl StoreHandle {
     }
 
     /// Deletes the snapshot at `version`, or all of the stream's when `None`.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// store.delete_snapshot("account-1", Some(41)).await?; // one
+    /// store.delete_snapshot("account-1", None).await?;     // all of the stream's
+    /// # Ok(()) }
+    /// ```
     pub async fn delete_snapshot(
         &self,
         stream_id: &str,
@@ -532,6 +699,19 @@ impl StoreHandle {
 
     /// Creates a subscription (or finds the one with the same kind, selector and
     /// name: subscribing twice gives the same key).
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// use reckon_gater::subscription::SubscribeOptions;
+    /// use reckon_gater::types::SubscriptionType;
+    /// let sub = store
+    ///     .subscribe(SubscriptionType::EventPattern, "order-*", "billing", SubscribeOptions::default())
+    ///     .await?;
+    /// let mut subscriber = store.subscriber(&sub.key, "billing-1");
+    /// let events = subscriber.next_batch().await?;
+    /// # let _ = events;
+    /// # Ok(()) }
+    /// ```
     pub async fn subscribe(
         &self,
         kind: SubscriptionType,
@@ -549,6 +729,12 @@ impl StoreHandle {
     }
 
     /// Removes a subscription; `NotFound` for an unknown key.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// store.unsubscribe("0123456789abcdef0123456789abcdef").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn unsubscribe(&self, key: &str) -> Result<(), ClientError> {
         let (store, key) = (self.store.clone(), key.to_string());
         self.client
@@ -560,6 +746,13 @@ impl StoreHandle {
     }
 
     /// One subscription.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// let s = store.subscription("0123456789abcdef0123456789abcdef").await?;
+    /// println!("checkpoint {:?}, lag {}", s.checkpoint(), s.lag());
+    /// # Ok(()) }
+    /// ```
     pub async fn subscription(&self, key: &str) -> Result<SubscriptionInfo, ClientError> {
         let (store, key, c) = (self.store.clone(), key.to_string(), self.consistency);
         self.client
@@ -571,6 +764,14 @@ impl StoreHandle {
     }
 
     /// Every subscription of the store.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// for s in store.subscriptions().await? {
+    ///     println!("{} {} lag {}", s.name, s.selector, s.lag());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn subscriptions(&self) -> Result<Vec<SubscriptionInfo>, ClientError> {
         let (store, c) = (self.store.clone(), self.consistency);
         self.client
@@ -582,6 +783,12 @@ impl StoreHandle {
     }
 
     /// Acknowledges processing up to `position`; the checkpoint only moves forward.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// store.ack("0123456789abcdef0123456789abcdef", "billing-1", 41).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn ack(
         &self,
         key: &str,
@@ -599,6 +806,16 @@ impl StoreHandle {
 
     /// One long-poll: matching events from `from` (or the checkpoint when `None`),
     /// waiting up to `wait` when there are none yet.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// use std::time::Duration;
+    /// let d = store.poll("0123456789abcdef0123456789abcdef", "c1", None, 100, Duration::from_secs(5)).await?;
+    /// // Pass d.next as `from` to continue without gap or repeat.
+    /// let more = store.poll("0123456789abcdef0123456789abcdef", "c1", Some(d.next), 100, Duration::from_secs(5)).await?;
+    /// # let _ = more;
+    /// # Ok(()) }
+    /// ```
     pub async fn poll(
         &self,
         key: &str,
@@ -633,6 +850,12 @@ impl StoreHandle {
     }
 
     /// Removes node `node_id` from this store's Raft group (through its leader).
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// store.remove_node(4).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn remove_node(&self, node_id: u64) -> Result<(), ClientError> {
         let store = self.store.clone();
         self.client
@@ -644,6 +867,14 @@ impl StoreHandle {
     }
 
     /// Whether a snapshot exists at `version` (any when `None`).
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// if store.snapshot_exists("account-1", Some(41)).await? {
+    ///     println!("have it");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn snapshot_exists(
         &self,
         stream_id: &str,
