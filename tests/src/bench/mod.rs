@@ -1,12 +1,15 @@
 //! The parts of `reckon-bench`: what a run measures ([`Window`], [`Tally`],
 //! [`RunSample`], [`Series`]), the raw redb baseline ([`raw`]), the workloads
-//! against a real node ([`workloads`]) and the report ([`report`]).
+//! against a real node or through a gater ([`workloads`]), a 3-node cluster
+//! ([`cluster`]), the subscription workloads ([`subs`]) and the report ([`report`]).
 //!
 //! Nothing here knows how the results are printed except `report`, and nothing
-//! but `workloads` talks to a node.
+//! but `workloads`, `cluster` and `subs` talks to a process.
 
+pub mod cluster;
 pub mod raw;
 pub mod report;
+pub mod subs;
 pub mod workloads;
 
 use std::time::{Duration, Instant};
@@ -44,20 +47,47 @@ pub fn payload() -> Vec<u8> {
     doc.into_bytes()
 }
 
+/// Digits of the send stamp in [`stamped_payload`].
+const STAMP_DIGITS: usize = 20;
+/// What a stamped payload starts with, before the stamp's digits.
+const STAMP_HEAD: &str = r#"{"t":""#;
+
+/// A 200-byte JSON document that carries `t_us` (microseconds since the run's own
+/// epoch, an `Instant` in this process) at a fixed offset, for S2's delivery latency:
+/// `{"t":"00000000000000001234","pad":"xx…"}`.
+pub fn stamped_payload(t_us: u64) -> Vec<u8> {
+    let head = format!(r#"{STAMP_HEAD}{t_us:0STAMP_DIGITS$}","pad":""#);
+    const TAIL: &str = r#""}"#;
+    let pad = "x".repeat(PAYLOAD_BYTES - head.len() - TAIL.len());
+    format!("{head}{pad}{TAIL}").into_bytes()
+}
+
+/// The stamp of a [`stamped_payload`]; `None` for any other data.
+pub fn stamp_of(data: &[u8]) -> Option<u64> {
+    let digits = data.get(STAMP_HEAD.len()..STAMP_HEAD.len() + STAMP_DIGITS)?;
+    if !data.starts_with(STAMP_HEAD.as_bytes()) || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The bench event with `data`.
+pub fn event_with(data: Vec<u8>) -> NewEvent {
+    NewEvent {
+        event_id: None,
+        event_type: EVENT_TYPE.to_string(),
+        data,
+        metadata: Vec::new(),
+        content_type: ContentType::Json,
+        tags: Vec::new(),
+    }
+}
+
 /// `n` copies of the bench event (`bench`, 200 bytes of JSON, no metadata, no tags,
 /// id left to the node), built once per writer and cloned into each request.
 pub fn events(n: usize) -> Vec<NewEvent> {
     let data = payload();
-    (0..n)
-        .map(|_| NewEvent {
-            event_id: None,
-            event_type: EVENT_TYPE.to_string(),
-            data: data.clone(),
-            metadata: Vec::new(),
-            content_type: ContentType::Json,
-            tags: Vec::new(),
-        })
-        .collect()
+    (0..n).map(|_| event_with(data.clone())).collect()
 }
 
 /// An empty latency histogram (1 µs to [`LATENCY_MAX_US`]).
@@ -186,18 +216,63 @@ pub enum Workload {
     /// Read the whole global log forward in pages of 1000.
     #[value(name = "W4")]
     W4,
+    /// Catch-up: a subscription to `$all` from the beginning of a loaded log.
+    #[value(name = "S1")]
+    S1,
+    /// Live: append-to-delivery latency at a paced append rate, 1 and 10 subscriptions.
+    #[value(name = "S2")]
+    S2,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 4] = [Workload::W1, Workload::W2, Workload::W3, Workload::W4];
+    pub const ALL: [Workload; 6] = [
+        Workload::W1,
+        Workload::W2,
+        Workload::W3,
+        Workload::W4,
+        Workload::S1,
+        Workload::S2,
+    ];
 
-    /// The raw redb figure this workload is divided by.
-    pub fn baseline(self) -> Baseline {
+    /// The raw redb figure this workload is divided by, if any.
+    pub fn baseline(self) -> Option<Baseline> {
         match self {
-            Workload::W1 | Workload::W2 => Baseline::Single,
-            Workload::W3 => Baseline::Batch,
-            Workload::W4 => Baseline::Scan,
+            Workload::W1 | Workload::W2 => Some(Baseline::Single),
+            Workload::W3 => Some(Baseline::Batch),
+            Workload::W4 | Workload::S1 => Some(Baseline::Scan),
+            Workload::S2 => None,
+        }
+    }
+}
+
+/// How a workload's clients reach the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Via {
+    /// Straight to one `reckon-node --dev` over its worker service.
+    Node,
+    /// Through the gater that one `reckon-node --dev` embeds, with the client library.
+    Gater,
+    /// Through a standalone gater in front of a 3-node cluster, with the client library.
+    Cluster,
+}
+
+impl Via {
+    /// Short id for JSON and progress lines.
+    pub fn id(self) -> &'static str {
+        match self {
+            Via::Node => "node",
+            Via::Gater => "gater",
+            Via::Cluster => "cluster",
+        }
+    }
+
+    /// How the table names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Via::Node => "node, direct",
+            Via::Gater => "gater → node",
+            Via::Cluster => "gater → 3-node cluster",
         }
     }
 }
@@ -255,10 +330,12 @@ impl Baseline {
 
 /// The runs of one row of the report.
 pub struct Series {
-    /// Short id: `W1`, `W3/1000`, `raw-single`, ...
+    /// Short id: `W1`, `W3/1000`, `S2/10`, `raw-single`, ...
     pub id: String,
     /// What the row measures, for the table.
     pub label: String,
+    /// How its clients reached the store; `None` for a baseline row.
+    pub via: Option<Via>,
     /// The baseline this row is compared with; `None` for a baseline row.
     pub compare_to: Option<Baseline>,
     /// One sample per run, in run order.
@@ -302,5 +379,22 @@ impl Series {
             let _ = all.add(&run.latency_us);
         }
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{payload, stamp_of, stamped_payload, PAYLOAD_BYTES};
+
+    #[test]
+    fn stamped_payloads_are_200_bytes_of_json_and_give_their_stamp_back() {
+        for t in [0, 1, 999_999, u64::MAX] {
+            let data = stamped_payload(t);
+            assert_eq!(data.len(), PAYLOAD_BYTES);
+            assert!(serde_json::from_slice::<serde_json::Value>(&data).is_ok());
+            assert_eq!(stamp_of(&data), Some(t));
+        }
+        assert_eq!(stamp_of(&payload()), None);
+        assert_eq!(stamp_of(b""), None);
     }
 }

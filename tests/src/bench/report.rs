@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use super::{Baseline, RunSample, Series};
+use super::{Baseline, RunSample, Series, Via};
 
 /// How the bench was run, as the report states it.
 #[derive(Debug, Clone)]
@@ -21,6 +21,14 @@ pub struct Settings {
     pub secs: f64,
     /// Events loaded before W4.
     pub w4_events: u64,
+    /// Events in the log S1 catches up on.
+    pub s1_events: u64,
+    /// Appends per second in S2.
+    pub s2_rate: u32,
+    /// The single-node paths measured (`--via`).
+    pub vias: Vec<Via>,
+    /// `--cluster` was given.
+    pub cluster: bool,
     /// `--quick` was given.
     pub quick: bool,
     /// The node binary.
@@ -72,6 +80,94 @@ fn ratio(value: f64, base: f64) -> Option<f64> {
     (base > 0.0).then(|| value / base)
 }
 
+/// A figure benchmarks.md sets for a row.
+struct Target {
+    /// Events/s at least.
+    min_rate: Option<f64>,
+    /// p99 below this, µs.
+    max_p99_us: Option<u64>,
+}
+
+impl Target {
+    /// The target benchmarks.md sets for row `id` reached `via`: the single-node
+    /// column for the node and the gater paths, the cluster column for the cluster.
+    fn of(id: &str, via: Via) -> Option<Target> {
+        let cluster = via == Via::Cluster;
+        let rate = |single: f64, in_cluster: f64, p99: Option<u64>| {
+            Some(Target {
+                min_rate: Some(if cluster { in_cluster } else { single }),
+                max_p99_us: p99,
+            })
+        };
+        match id {
+            "W1" => rate(3_000.0, 2_000.0, Some(if cluster { 5_000 } else { 1_300 })),
+            "W2" => rate(60_000.0, 25_000.0, None),
+            "W3/100" => rate(150_000.0, 75_000.0, None),
+            "W3/1000" => rate(300_000.0, 150_000.0, None),
+            "W4" => rate(2_000_000.0, 2_000_000.0, None),
+            "S1" => rate(500_000.0, 500_000.0, None),
+            id if id.starts_with("S2/") => Some(Target {
+                min_rate: None,
+                max_p99_us: Some(10_000),
+            }),
+            _ => None,
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(r) = self.min_rate {
+            parts.push(format!("≥ {}/s", rate(r)));
+        }
+        if let Some(p) = self.max_p99_us {
+            parts.push(format!("p99 < {} µs", thousands(p)));
+        }
+        parts.join(", ")
+    }
+
+    fn met(&self, s: &Series) -> bool {
+        let lat = s.latency_us();
+        self.min_rate.is_none_or(|r| s.median_rate() >= r)
+            && self
+                .max_p99_us
+                .is_none_or(|p| !lat.is_empty() && lat.value_at_quantile(0.99) < p)
+    }
+}
+
+/// Issue 3's budget for the gater on single-event appends: at least this share of the
+/// node's events/s ...
+const GATER_RATE_SHARE_MIN: f64 = 0.85;
+/// ... and at most this much added to p50, µs.
+const GATER_P50_ADDED_MAX_US: i64 = 100;
+
+/// The gater's cost on one workload: its row next to the node's.
+struct GaterCost<'a> {
+    node: &'a Series,
+    gater: &'a Series,
+}
+
+impl GaterCost<'_> {
+    fn share(&self) -> Option<f64> {
+        ratio(self.gater.median_rate(), self.node.median_rate())
+    }
+
+    fn p50_added_us(&self) -> Option<i64> {
+        let (n, g) = (self.node.latency_us(), self.gater.latency_us());
+        (!n.is_empty() && !g.is_empty())
+            .then(|| g.value_at_quantile(0.5) as i64 - n.value_at_quantile(0.5) as i64)
+    }
+
+    /// Whether issue 3's budget applies (single-event appends) and is kept.
+    fn within_budget(&self) -> Option<bool> {
+        matches!(self.node.id.as_str(), "W1" | "W2").then(|| {
+            self.share().is_some_and(|r| r >= GATER_RATE_SHARE_MIN)
+                && self
+                    .p50_added_us()
+                    .is_some_and(|d| d <= GATER_P50_ADDED_MAX_US)
+        })
+    }
+}
+
 fn fmt_ratio(r: f64) -> String {
     if r >= 10.0 {
         format!("{r:.1}×")
@@ -90,16 +186,35 @@ impl Report {
             .map(|(_, s)| s)
     }
 
-    /// The human report: the README table, the raw redb figures, notes, settings and
-    /// the command line.
+    /// Every workload measured both straight to the node and through its gater.
+    fn gater_costs(&self) -> Vec<GaterCost<'_>> {
+        let row = |id: &str, via: Via| {
+            self.workloads
+                .iter()
+                .find(|w| w.id == id && w.via == Some(via))
+        };
+        self.workloads
+            .iter()
+            .filter(|w| w.via == Some(Via::Node))
+            .filter_map(|node| {
+                Some(GaterCost {
+                    node,
+                    gater: row(&node.id, Via::Gater)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The human report: the README table, the gater's cost, the raw redb figures,
+    /// notes, settings and the command line.
     pub fn markdown(&self) -> String {
         let s = &self.settings;
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "| workload | events/s (median) | min–max | p50 | p99 | p99.9 | ratio to raw redb |"
+            "| workload | via | events/s (median) | min–max | p50 | p99 | p99.9 | ratio to raw redb | target |"
         );
-        let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|---|");
+        let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|---|---|");
         for w in &self.workloads {
             let lat = w.latency_us();
             let ratio_cell = match w.compare_to {
@@ -112,24 +227,75 @@ impl Report {
                 },
                 None => "–".to_string(),
             };
+            let target_cell = match w.via.and_then(|v| Target::of(&w.id, v)) {
+                Some(t) if t.met(w) => format!("{}: met", t.text()),
+                Some(t) => format!("{}: **missed**", t.text()),
+                None => "–".to_string(),
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {}–{} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {}–{} | {} | {} | {} | {} | {} |",
                 w.label,
+                w.via.map_or("–", Via::label),
                 rate(w.median_rate()),
                 rate(w.min_rate()),
                 rate(w.max_rate()),
                 us(&lat, 0.5),
                 us(&lat, 0.99),
                 us(&lat, 0.999),
-                ratio_cell
+                ratio_cell,
+                target_cell
             );
         }
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "Latency is per request (per page for W4), over the requests of all runs together."
+            "Latency is per request (per page for W4, per `next_batch` for S1; for S2 from the \
+             start of each append to its delivery, for every subscription), over the requests \
+             of all runs together. S1's events/s run from `subscribe` to the last event (no \
+             warm-up); S2's events/s are the appends acknowledged, the offered load. Targets \
+             are benchmarks.md's: the single-node column for the node and gater paths, the \
+             cluster column for the cluster."
         );
+        let costs = self.gater_costs();
+        if !costs.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "The gater's cost, from the rows above (issue 3: on single-event appends at \
+                 least {GATER_RATE_SHARE_MIN}× the node's events/s and at most \
+                 {GATER_P50_ADDED_MAX_US} µs more p50):"
+            );
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "| workload | node events/s | gater events/s | gater ÷ node | node p50 | gater p50 | p50 added | issue 3 budget |"
+            );
+            let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|---|");
+            for c in &costs {
+                let (nl, gl) = (c.node.latency_us(), c.gater.latency_us());
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                    c.node.id,
+                    rate(c.node.median_rate()),
+                    rate(c.gater.median_rate()),
+                    c.share().map_or("–".to_string(), fmt_ratio),
+                    us(&nl, 0.5),
+                    us(&gl, 0.5),
+                    c.p50_added_us().map_or("–".to_string(), |d| format!(
+                        "{}{} µs",
+                        if d < 0 { "−" } else { "+" },
+                        thousands(d.unsigned_abs())
+                    )),
+                    match c.within_budget() {
+                        Some(true) => "kept",
+                        Some(false) => "**exceeded**",
+                        None => "–",
+                    }
+                );
+            }
+        }
         if !self.baselines.is_empty() {
             let _ = writeln!(out);
             let _ = writeln!(
@@ -165,16 +331,39 @@ impl Report {
             }
         }
         let _ = writeln!(out);
-        let w4 = if self.workloads.iter().any(|w| w.id == "W4") {
-            format!("W4 on {} events; ", thousands(s.w4_events))
-        } else {
-            String::new()
-        };
+        let mut logs = String::new();
+        if self.workloads.iter().any(|w| w.id == "W4") {
+            let _ = write!(logs, "W4 on {} events; ", thousands(s.w4_events));
+        }
+        if self.workloads.iter().any(|w| w.id == "S1") {
+            let _ = write!(logs, "S1 on {} events; ", thousands(s.s1_events));
+        }
+        if self.workloads.iter().any(|w| w.id.starts_with("S2/")) {
+            let _ = write!(
+                logs,
+                "S2 at {} single-event appends/s over {} streams; ",
+                thousands(u64::from(s.s2_rate)),
+                super::subs::S2_STREAMS
+            );
+        }
+        let vias: Vec<&str> = s.vias.iter().map(|v| v.id()).collect();
         let _ = writeln!(
             out,
-            "{} run(s) per row, median shown; {} s warm-up, then {} s measured; {w4}\
-             {} CPU(s) shared by client and node; node {}; data under {}",
-            s.runs, s.warmup_secs, s.secs, s.cpus, s.node_bin, s.dir
+            "{} run(s) per row, median shown; {} s warm-up, then {} s measured; {logs}\
+             single node via {}{}; {} CPU(s) shared by clients, nodes and gaters; node {}; \
+             data under {}",
+            s.runs,
+            s.warmup_secs,
+            s.secs,
+            vias.join(" and "),
+            if s.cluster {
+                ", and a 3-node cluster through its gater"
+            } else {
+                ""
+            },
+            s.cpus,
+            s.node_bin,
+            s.dir
         );
         let _ = writeln!(out);
         let _ = writeln!(out, "command: {}", s.command);
@@ -189,6 +378,16 @@ impl Report {
             .iter()
             .map(|w| {
                 let mut v = series_json(w);
+                if let Some(via) = w.via {
+                    v["via"] = json!(via.id());
+                    if let Some(t) = Target::of(&w.id, via) {
+                        v["target"] = json!({
+                            "min_events_per_sec": t.min_rate,
+                            "max_p99_us": t.max_p99_us,
+                            "met": t.met(w),
+                        });
+                    }
+                }
                 if let Some(b) = w.compare_to {
                     v["baseline"] = json!(b.id());
                     v["ratio_to_baseline"] = json!(self
@@ -214,6 +413,10 @@ impl Report {
                 "warmup_secs": s.warmup_secs,
                 "secs": s.secs,
                 "w4_events": s.w4_events,
+                "s1_events": s.s1_events,
+                "s2_rate": s.s2_rate,
+                "via": s.vias.iter().map(|v| v.id()).collect::<Vec<_>>(),
+                "cluster": s.cluster,
                 "quick": s.quick,
                 "node_bin": s.node_bin,
                 "dir": s.dir,
@@ -222,6 +425,18 @@ impl Report {
                 "event_type": super::EVENT_TYPE,
             },
             "workloads": workloads,
+            "gater_cost": self
+                .gater_costs()
+                .iter()
+                .map(|c| json!({
+                    "id": c.node.id,
+                    "node_events_per_sec": c.node.median_rate(),
+                    "gater_events_per_sec": c.gater.median_rate(),
+                    "gater_share": c.share(),
+                    "p50_added_us": c.p50_added_us(),
+                    "within_issue3_budget": c.within_budget(),
+                }))
+                .collect::<Vec<_>>(),
             "baselines": baselines,
             "notes": self.notes,
         })

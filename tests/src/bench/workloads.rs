@@ -1,5 +1,7 @@
-//! W1–W4 against a real `reckon-node` process over TCP on loopback, one tarpc
-//! connection per client, every client on its own stream.
+//! W1–W4 against real processes over TCP on loopback, one connection per client,
+//! every client on its own stream: straight to a `reckon-node` over its worker
+//! service, through the gater a `--dev` node embeds, or through the gater of a
+//! 3-node cluster ([`super::cluster`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,11 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context};
-use reckon_gater::types::{Direction, ExpectedVersion, NewEvent, ReadConsistency};
+use reckon_gater::types::{
+    AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
+};
 use reckon_gater::worker::WorkerClient;
+use reckon_gater::{Client, ClientError, StoreHandle};
 use reckon_tests::NodeProc;
 
-use super::{events, RunSample, Tally, Timing, Window};
+use super::cluster::BenchCluster;
+use super::{events, RunSample, Tally, Timing, Via, Window};
 
 /// The store `--dev` serves.
 pub const STORE: &str = "default";
@@ -30,7 +36,11 @@ pub const LOAD_BATCH_EVENTS: u64 = 1000;
 pub const LOADERS: usize = 4;
 /// Log filter given to the node unless `RUST_LOG` is set: warnings and errors only,
 /// so that its logs do not drown the bench's progress.
-const NODE_LOG_FILTER: &str = "warn";
+pub const NODE_LOG_FILTER: &str = "warn";
+/// What the `--dev` node prints before its embedded gater's address.
+const DEV_GATER_LINE: &str = "embedded gater listening on ";
+/// How long after its ready line a `--dev` node may take to print its gater's address.
+const DEV_GATER_LINE_WAIT: Duration = Duration::from_secs(10);
 
 /// Where nodes come from and where their data goes.
 #[derive(Debug, Clone)]
@@ -39,8 +49,22 @@ pub struct NodeSetup {
     pub bin: PathBuf,
     /// Flags after `--dev --listen 127.0.0.1:0 --data-dir DIR`.
     pub args: Vec<String>,
+    /// Whether those flags give the node an embedded gater on a port of its own.
+    pub embedded_gater: bool,
+    /// The `reckon-gater` binary, for clusters.
+    pub gater_bin: PathBuf,
     /// The directory under which each node gets a fresh data directory.
     pub parent: PathBuf,
+}
+
+/// Spawns a process that prints a line with ` listening on ADDR` when ready (a node or
+/// a gater), on the blocking pool; an error instead of a panic when it never does.
+pub async fn spawn_ready(cmd: Command, dir: &Path, what: &str) -> anyhow::Result<NodeProc> {
+    let dir = dir.to_path_buf();
+    // NodeProc::spawn blocks until the ready line, and panics when there is none.
+    tokio::task::spawn_blocking(move || NodeProc::spawn(cmd, &dir))
+        .await
+        .map_err(|e| anyhow!("starting {what} failed: {}", panic_message(e)))
 }
 
 /// A `reckon-node --dev` process on a fresh data directory. Dropping it kills the
@@ -48,6 +72,7 @@ pub struct NodeSetup {
 pub struct RunningNode {
     node: Option<NodeProc>,
     dir: PathBuf,
+    gater: Option<String>,
 }
 
 impl RunningNode {
@@ -71,26 +96,24 @@ impl RunningNode {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", NODE_LOG_FILTER);
         }
-        let spawn_dir = dir.clone();
-        // NodeProc::spawn blocks until the ready line, and panics when there is none.
-        let spawned = tokio::task::spawn_blocking(move || NodeProc::spawn(cmd, &spawn_dir)).await;
-        let node = match spawned {
+        let node = match spawn_ready(cmd, &dir, &setup.bin.display().to_string()).await {
             Ok(node) => node,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
-                bail!(
-                    "starting {} failed: {}",
-                    setup.bin.display(),
-                    panic_message(e)
-                );
+                return Err(e);
             }
         };
-        let running = RunningNode {
+        let mut running = RunningNode {
             node: Some(node),
             dir,
+            gater: None,
         };
-        let probe = running.client().await?;
-        wait_for_leader(&probe).await?;
+        if setup.embedded_gater {
+            let node = running.node.as_ref().context("node gone")?;
+            running.gater = Some(dev_gater_addr(node).await?);
+        }
+        let probe = Conn::connect(&Endpoint::Worker(running.addr().to_string())).await?;
+        wait_ready(&probe, "the node").await?;
         Ok(running)
     }
 
@@ -99,11 +122,29 @@ impl RunningNode {
         self.node.as_ref().map_or("", |n| n.addr.as_str())
     }
 
-    /// A new connection to the node.
-    pub async fn client(&self) -> anyhow::Result<WorkerClient> {
-        reckon_gater::worker::connect(self.addr())
-            .await
-            .with_context(|| format!("connecting to reckon-node at {}", self.addr()))
+    /// Where clients reach the node `via` the worker service or its embedded gater;
+    /// waits until the gater serves the store.
+    pub async fn endpoint(&self, via: Via) -> anyhow::Result<Endpoint> {
+        match via {
+            Via::Node => Ok(Endpoint::Worker(self.addr().to_string())),
+            Via::Gater => Ok(Endpoint::Gater(self.ready_gater().await?)),
+            Via::Cluster => bail!("a single node is not a cluster"),
+        }
+    }
+
+    /// The address of the node's embedded gater, once it serves the store.
+    pub async fn ready_gater(&self) -> anyhow::Result<String> {
+        let ep = Endpoint::Gater(self.gater_addr()?.to_string());
+        wait_ready(&Conn::connect(&ep).await?, "the embedded gater").await?;
+        Ok(self.gater_addr()?.to_string())
+    }
+
+    /// The address of the node's embedded gater.
+    pub fn gater_addr(&self) -> anyhow::Result<&str> {
+        self.gater.as_deref().context(
+            "this reckon-node has no embedded gater on a port of its own \
+             (no --dev-gater-listen flag)",
+        )
     }
 
     /// The node's data directory.
@@ -131,30 +172,164 @@ fn panic_message(e: tokio::task::JoinError) -> String {
     }
 }
 
+/// The second ready line of a `--dev` node: its embedded gater's address.
+async fn dev_gater_addr(node: &NodeProc) -> anyhow::Result<String> {
+    let deadline = Instant::now() + DEV_GATER_LINE_WAIT;
+    loop {
+        for line in node.more_lines() {
+            if let Some(rest) = line.split(DEV_GATER_LINE).nth(1) {
+                return Ok(rest.trim().to_string());
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!("the --dev node never printed its embedded gater's address");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn ctx() -> tarpc::context::Context {
     reckon_tests::ctx(REQUEST_DEADLINE_SECS)
 }
 
-/// Waits until a linearizable read succeeds, which needs an elected leader.
-async fn wait_for_leader(client: &WorkerClient) -> anyhow::Result<()> {
+/// Where a client connects.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// A node's worker service.
+    Worker(String),
+    /// A gater, with the client library.
+    Gater(String),
+}
+
+/// One client connection: to a node's worker service, or a client-library [`Client`]
+/// holding one connection to a gater. Both ask for the same things and get the same
+/// answers; the gater path adds the client library (event ids made by the client,
+/// deadline, failover) and the gater's hop.
+#[derive(Clone)]
+pub enum Conn {
+    /// Straight to a node.
+    Worker(WorkerClient),
+    /// Through a gater.
+    Gater(StoreHandle),
+}
+
+/// A store error or not, and whether a retry may change it.
+fn retryable(e: &ClientError) -> bool {
+    match e {
+        ClientError::Store(s) => s.is_retryable(),
+        ClientError::Transport(_) | ClientError::Timeout(_) => true,
+        _ => false,
+    }
+}
+
+impl Conn {
+    /// Opens a new connection to `endpoint`.
+    pub async fn connect(endpoint: &Endpoint) -> anyhow::Result<Conn> {
+        match endpoint {
+            Endpoint::Worker(addr) => Ok(Conn::Worker(
+                reckon_gater::worker::connect(addr)
+                    .await
+                    .with_context(|| format!("connecting to reckon-node at {addr}"))?,
+            )),
+            Endpoint::Gater(addr) => Ok(Conn::Gater(gater_store(addr).await?)),
+        }
+    }
+
+    /// Appends `events` to `stream` with `ExpectedVersion::Any`.
+    pub async fn append(
+        &self,
+        stream: &str,
+        events: Vec<NewEvent>,
+    ) -> anyhow::Result<AppendResult> {
+        match self {
+            Conn::Worker(c) => c
+                .append(
+                    ctx(),
+                    STORE.into(),
+                    stream.to_string(),
+                    ExpectedVersion::Any,
+                    events,
+                )
+                .await
+                .map_err(|e| anyhow!("append to {stream}: rpc: {e}"))?
+                .map_err(|e| anyhow!("append to {stream}: {e}")),
+            Conn::Gater(s) => s
+                .append(stream, ExpectedVersion::Any, events)
+                .await
+                .map_err(|e| anyhow!("append to {stream} through the gater: {e}")),
+        }
+    }
+
+    /// A linearizable page of the global log forward from `from`.
+    pub async fn read_all(&self, from: u64, count: u32) -> anyhow::Result<Vec<EventRecord>> {
+        match self {
+            Conn::Worker(c) => c
+                .read_all(
+                    ctx(),
+                    STORE.into(),
+                    from,
+                    count,
+                    Direction::Forward,
+                    ReadConsistency::Linearizable,
+                )
+                .await
+                .map_err(|e| anyhow!("read_all from {from}: rpc: {e}"))?
+                .map_err(|e| anyhow!("read_all from {from}: {e}")),
+            Conn::Gater(s) => s
+                .read_all(from, count, Direction::Forward)
+                .await
+                .map_err(|e| anyhow!("read_all from {from} through the gater: {e}")),
+        }
+    }
+
+    /// A linearizable read that needs an elected leader: `Ok(Err(why))` when a retry
+    /// may succeed.
+    async fn probe(&self) -> anyhow::Result<Result<(), String>> {
+        match self {
+            Conn::Worker(c) => match c
+                .get_version(
+                    ctx(),
+                    STORE.into(),
+                    "bench-probe".into(),
+                    ReadConsistency::Linearizable,
+                )
+                .await
+            {
+                Ok(Ok(_)) => Ok(Ok(())),
+                Ok(Err(e)) if e.is_retryable() => Ok(Err(e.to_string())),
+                Ok(Err(e)) => bail!("refused a read while starting: {e}"),
+                Err(e) => Ok(Err(format!("rpc: {e}"))),
+            },
+            Conn::Gater(s) => match s.get_version("bench-probe").await {
+                Ok(_) => Ok(Ok(())),
+                Err(e) if retryable(&e) => Ok(Err(e.to_string())),
+                Err(e) => bail!("refused a read while starting: {e}"),
+            },
+        }
+    }
+}
+
+/// A client-library handle on the bench store through the gater at `addr`, over a
+/// connection of its own, with the bench's deadline.
+pub async fn gater_store(addr: &str) -> anyhow::Result<StoreHandle> {
+    let client = Client::connect(&[addr])
+        .await
+        .with_context(|| format!("connecting to reckon-gater at {addr}"))?
+        .with_timeout(Duration::from_secs(REQUEST_DEADLINE_SECS));
+    Ok(client.store(STORE))
+}
+
+/// Waits until a linearizable read through `conn` succeeds, which needs an elected
+/// leader (and, through a gater, a registered worker).
+pub async fn wait_ready(conn: &Conn, what: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + LEADER_WAIT;
     loop {
-        let last = match client
-            .get_version(
-                ctx(),
-                STORE.into(),
-                "bench-probe".into(),
-                ReadConsistency::Linearizable,
-            )
-            .await
-        {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) if e.is_retryable() => e.to_string(),
-            Ok(Err(e)) => bail!("the node refused a read while starting: {e}"),
-            Err(e) => format!("rpc: {e}"),
+        let last = match conn.probe().await.with_context(|| what.to_string())? {
+            Ok(()) => return Ok(()),
+            Err(last) => last,
         };
         if Instant::now() >= deadline {
-            bail!("the node had no leader after {LEADER_WAIT:?}; last answer: {last}");
+            bail!("{what} had no leader after {LEADER_WAIT:?}; last answer: {last}");
         }
         tokio::time::sleep(LEADER_PROBE_INTERVAL).await;
     }
@@ -163,7 +338,7 @@ async fn wait_for_leader(client: &WorkerClient) -> anyhow::Result<()> {
 /// Appends `batch` to `stream` with `ExpectedVersion::Any`, one request at a time,
 /// until the window closes.
 async fn writer(
-    client: WorkerClient,
+    client: Conn,
     stream: String,
     batch: Vec<NewEvent>,
     window: Window,
@@ -176,17 +351,7 @@ async fn writer(
         if window.over(started) {
             return Ok(tally);
         }
-        let r = client
-            .append(
-                ctx(),
-                STORE.into(),
-                stream.clone(),
-                ExpectedVersion::Any,
-                batch.clone(),
-            )
-            .await
-            .map_err(|e| anyhow!("append to {stream}: rpc: {e}"))?
-            .map_err(|e| anyhow!("append to {stream}: {e}"))?;
+        let r = client.append(&stream, batch.clone()).await?;
         let done = Instant::now();
         written += n;
         ensure!(
@@ -197,19 +362,39 @@ async fn writer(
     }
 }
 
-/// One run of W1, W2 or W3 on a fresh node: `writers` clients, each appending
-/// `batch` events per request to its own stream.
+/// What a write run runs against; dropping it kills its processes and removes its
+/// data.
+enum Deployment {
+    Single { _node: RunningNode },
+    Cluster { _cluster: BenchCluster },
+}
+
+/// One run of W1, W2 or W3 on a fresh node (or fresh cluster), reached `via` the
+/// worker service or a gater: `writers` clients, each appending `batch` events per
+/// request to its own stream over a connection of its own.
 pub async fn write_run(
     setup: &NodeSetup,
     name: &str,
+    via: Via,
     writers: usize,
     batch: usize,
     timing: Timing,
 ) -> anyhow::Result<RunSample> {
-    let node = RunningNode::start(setup, name).await?;
+    let (deployment, endpoint) = match via {
+        Via::Node | Via::Gater => {
+            let node = RunningNode::start(setup, name).await?;
+            let ep = node.endpoint(via).await?;
+            (Deployment::Single { _node: node }, ep)
+        }
+        Via::Cluster => {
+            let cluster = BenchCluster::start(setup, name).await?;
+            let ep = Endpoint::Gater(cluster.gater_addr().to_string());
+            (Deployment::Cluster { _cluster: cluster }, ep)
+        }
+    };
     let mut clients = Vec::with_capacity(writers);
     for _ in 0..writers {
-        clients.push(node.client().await?);
+        clients.push(Conn::connect(&endpoint).await?);
     }
     let events = events(batch);
     let window = Window::begin(timing);
@@ -223,7 +408,7 @@ pub async fn write_run(
         let tally = task.await.context("writer task failed")??;
         total.merge(&tally)?;
     }
-    drop(node);
+    drop(deployment);
     Ok(total.finish(&window))
 }
 
@@ -244,8 +429,9 @@ async fn load(node: &RunningNode, total: u64) -> anyhow::Result<Load> {
     let batches = total.div_ceil(LOAD_BATCH_EVENTS);
     let full = events(LOAD_BATCH_EVENTS as usize);
     let mut tasks = Vec::with_capacity(LOADERS);
+    let endpoint = node.endpoint(Via::Node).await?;
     for i in 0..LOADERS {
-        let client = node.client().await?;
+        let client = Conn::connect(&endpoint).await?;
         let next_batch = next_batch.clone();
         let full = full.clone();
         tasks.push(tokio::spawn(async move {
@@ -257,16 +443,9 @@ async fn load(node: &RunningNode, total: u64) -> anyhow::Result<Load> {
                 }
                 let n = (total - k * LOAD_BATCH_EVENTS).min(LOAD_BATCH_EVENTS) as usize;
                 client
-                    .append(
-                        ctx(),
-                        STORE.into(),
-                        stream.clone(),
-                        ExpectedVersion::Any,
-                        full[..n].to_vec(),
-                    )
+                    .append(&stream, full[..n].to_vec())
                     .await
-                    .map_err(|e| anyhow!("loading {stream}: rpc: {e}"))?
-                    .map_err(|e| anyhow!("loading {stream}: {e}"))?;
+                    .context("loading the log")?;
             }
         }));
     }
@@ -279,7 +458,7 @@ async fn load(node: &RunningNode, total: u64) -> anyhow::Result<Load> {
     })
 }
 
-/// W4's node, loaded once and read by every run.
+/// A node with a loaded log (W4's, S1's), loaded once and read by every run.
 pub struct LoadedNode {
     node: RunningNode,
     /// How the log was filled.
@@ -292,6 +471,11 @@ impl LoadedNode {
         let node = RunningNode::start(setup, name).await?;
         let load = load(&node, events).await?;
         Ok(LoadedNode { node, load })
+    }
+
+    /// The node.
+    pub fn node(&self) -> &RunningNode {
+        &self.node
     }
 
     /// Bytes of the files under the node's data directory, each with its path
@@ -319,12 +503,13 @@ impl LoadedNode {
         files
     }
 
-    /// One W4 run: one client reads the global log forward from position 0 in pages
-    /// of [`PAGE_EVENTS`] (linearizable, as a client gets by default), starting over at
-    /// 0 when it reaches the end, for the warm-up and the window. Latency is per page.
+    /// One W4 run: one client reads the global log `via` the worker service or the
+    /// embedded gater, forward from position 0 in pages of [`PAGE_EVENTS`]
+    /// (linearizable, as a client gets by default), starting over at 0 when it
+    /// reaches the end, for the warm-up and the window. Latency is per page.
     /// Fails if the log is not exactly the loaded events at positions 0, 1, 2, ...
-    pub async fn read_run(&self, timing: Timing) -> anyhow::Result<RunSample> {
-        let client = self.node.client().await?;
+    pub async fn read_run(&self, via: Via, timing: Timing) -> anyhow::Result<RunSample> {
+        let client = Conn::connect(&self.node.endpoint(via).await?).await?;
         let total = self.load.events;
         let mut tally = Tally::default();
         let window = Window::begin(timing);
@@ -334,18 +519,7 @@ impl LoadedNode {
             if window.over(started) {
                 return Ok(tally.finish(&window));
             }
-            let page = client
-                .read_all(
-                    ctx(),
-                    STORE.into(),
-                    from,
-                    PAGE_EVENTS,
-                    Direction::Forward,
-                    ReadConsistency::Linearizable,
-                )
-                .await
-                .map_err(|e| anyhow!("read_all from {from}: rpc: {e}"))?
-                .map_err(|e| anyhow!("read_all from {from}: {e}"))?;
+            let page = client.read_all(from, PAGE_EVENTS).await?;
             let done = Instant::now();
             let n = page.len() as u64;
             if let (Some(first), Some(last)) = (page.first(), page.last()) {

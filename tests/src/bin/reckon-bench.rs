@@ -1,9 +1,10 @@
-//! `reckon-bench`: the benchmarks of `shared/benchmarks.md` against one real
-//! `reckon-node`, next to the disk's own ceiling measured with raw redb.
+//! `reckon-bench`: the benchmarks of `shared/benchmarks.md` against real
+//! `reckon-node` processes, straight and through the gater, next to the disk's own
+//! ceiling measured with raw redb.
 //!
 //! What it measures. Every event carries exactly 200 bytes of JSON data (`{"pad":"xx…"}`)
 //! and the type `bench`; every writer appends to its own stream with
-//! `ExpectedVersion::Any` over its own tarpc connection on loopback TCP:
+//! `ExpectedVersion::Any` over its own connection on loopback TCP:
 //!
 //! ```text
 //! W1  1 writer, sequential single-event appends
@@ -11,35 +12,52 @@
 //! W3  1 writer, batches of 100 events per append; a second row at 1000
 //! W4  1 reader, the whole global log forward from position 0 in pages of 1000
 //!     (linearizable read_all), after loading --w4-events events (not timed)
+//! S1  catch-up: a subscription to $all from the beginning of a log of --s1-events
+//!     events, received with Subscriber::next_batch; events/s
+//! S2  live: 5,000 single-event appends/s from a paced writer while 1 (and 10)
+//!     subscriptions to $all receive them; append-to-delivery latency
 //! ```
 //!
-//! Each write run starts a fresh `reckon-node --dev --listen 127.0.0.1:0 --data-dir
-//! <fresh dir>`; W4 loads one fresh node and reads it in every run. A run warms up
-//! (`--warmup-secs`, not counted), then counts the events of the requests that
-//! complete within the window (`--secs`), and stops. Each row reports the median
-//! events/s of `--runs` runs with their min and max, and the p50 / p99 / p99.9 latency
-//! per request (per page for W4) over the requests of all runs, from an HDR histogram
-//! in microseconds.
+//! Paths (`--via`, `--cluster`). `node`: straight to one `reckon-node --dev` over its
+//! worker service (tarpc). `gater`: through the gater that node embeds, with the client
+//! library (`reckon_gater::Client`, one per writer, so one connection each): W1, W2,
+//! W3 at 1000 and W4, next to the node's rows, and the gater's cost (events/s ratio,
+//! p50 difference) in a table of its own. `--cluster`: W1, W2 and W3 at 1000 also
+//! through the gater of a 3-node cluster of real processes on this machine (cluster
+//! mode, static seeds, a standalone `reckon-gater`). S1 and S2 always go through the
+//! embedded gater: subscriptions have no other client.
+//!
+//! Each write run and each S2 run starts a fresh `reckon-node --dev --listen
+//! 127.0.0.1:0 --data-dir <fresh dir>` (or a fresh cluster); W4 loads one fresh node
+//! and reads it in every run, and S1 catches up on that same log when --s1-events
+//! equals --w4-events (else on a node of its own). A run warms up (`--warmup-secs`,
+//! not counted), then counts the events of the requests that complete within the
+//! window (`--secs`), and stops; an S1 run is one whole catch-up, timed. Each row
+//! reports the median events/s of `--runs` runs with their min and max, and the p50 /
+//! p99 / p99.9 latency per request (per page for W4, per batch for S1, per delivery for
+//! S2) over all runs, from an HDR histogram in microseconds.
 //!
 //! In the same invocation and on the same directory, raw redb in this process gives
 //! the ceiling: (a) one 200-byte value per `Durability::Immediate` commit, (b) 1000 per
 //! commit, (c) a warm sequential scan. Every reckon figure is also printed as a ratio
-//! to its baseline (W1, W2 to (a); W3 to (b); W4 to (c)), because on shared machines
-//! absolute numbers drift from run to run and ratios taken in one run do not.
+//! to its baseline (W1, W2 to (a); W3 to (b); W4, S1 to (c)), because on shared
+//! machines absolute numbers drift from run to run and ratios taken in one run do not.
 //!
 //! Reproduce, from the repository root:
 //!
 //! ```text
 //! cargo build --release --workspace --bins
-//! target/release/reckon-bench            # 3 runs of 1 s + 5 s each, W4 on 1M events
-//! target/release/reckon-bench --quick    # 1 run of 0.5 s + 2 s each, W4 on 200k events
-//! target/release/reckon-bench --only W1,W3 --json bench.json
+//! target/release/reckon-bench --quick    # 1 run of 0.5 s + 2 s each, W4 and S1 on 200k events
+//! target/release/reckon-bench            # 3 runs of 1 s + 5 s each, W4 and S1 on 1M events
+//! target/release/reckon-bench --cluster  # the same and the 3-node cluster rows
+//! target/release/reckon-bench --only W1,W3 --via node --json bench.json
 //! ```
 //!
-//! The table on stdout is markdown, ready for the README; progress goes to stderr.
-//! Everything is bounded: each run stops after its window, every node it starts is
-//! killed at the end (also on Ctrl-C), data lives in a fresh directory under `--dir`
-//! that is removed at the end, and it only talks to 127.0.0.1.
+//! The tables on stdout are markdown, ready for the README; progress goes to stderr.
+//! Everything is bounded: each run stops after its window (a catch-up or a drain after
+//! a deadline), every process it starts is killed at the end (also on Ctrl-C), data
+//! lives in a fresh directory under `--dir` that is removed at the end, and it only
+//! talks to 127.0.0.1.
 
 #[path = "../bench/mod.rs"]
 mod bench;
@@ -55,8 +73,9 @@ use clap::Parser;
 
 use bench::raw::{self, ScanTable};
 use bench::report::{thousands, Report, Settings};
+use bench::subs;
 use bench::workloads::{self, LoadedNode, NodeSetup};
-use bench::{Baseline, RunSample, Series, Timing, Workload};
+use bench::{Baseline, RunSample, Series, Timing, Via, Workload};
 
 /// Runs per row by default.
 const DEFAULT_RUNS: u32 = 3;
@@ -74,6 +93,12 @@ const QUICK_WARMUP_SECS: f64 = 0.5;
 const QUICK_SECS: f64 = 2.0;
 /// `--quick`: events loaded before W4.
 const QUICK_W4_EVENTS: u64 = 200_000;
+/// Events in S1's log by default.
+const DEFAULT_S1_EVENTS: u64 = 1_000_000;
+/// `--quick`: events in S1's log.
+const QUICK_S1_EVENTS: u64 = 200_000;
+/// Fewest events S1 may catch up on.
+const S1_EVENTS_MIN: u64 = 1_000;
 /// Fewest events W4 may read (benchmarks.md: "after at least 200,000 events").
 const W4_EVENTS_MIN: u64 = 200_000;
 /// Most events W4 may load, so that a typo cannot fill the disk.
@@ -86,38 +111,62 @@ const SECS_MAX: f64 = 3600.0;
 const W2_WRITERS: usize = 64;
 /// Events per append in W3's two rows.
 const W3_BATCHES: [usize; 2] = [100, 1000];
+/// The W3 row that also goes through gaters (the other goes straight to the node only).
+const W3_GATER_BATCH: usize = 1000;
 /// The node flag that moves `--dev`'s embedded gater, when the node has one.
 const DEV_GATER_FLAG: &str = "--dev-gater-listen";
 /// How long leftover blocking work may run after the bench ends or is interrupted.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// `--via`: which single-node paths to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ViaArg {
+    /// Straight to the node over its worker service.
+    Node,
+    /// Through the node's embedded gater, with the client library.
+    Gater,
+    /// Both, side by side, with the gater's cost.
+    Both,
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "reckon-bench",
     version,
-    about = "Benchmarks one reckon-node (W1-W4 of shared/benchmarks.md) against raw redb on the same disk.",
-    long_about = "Benchmarks one reckon-node against raw redb on the same disk.\n\n\
+    about = "Benchmarks reckon-db (W1-W4, S1, S2 of shared/benchmarks.md), straight to a node, \
+        through the gater and on a 3-node cluster, against raw redb on the same disk.",
+    long_about = "Benchmarks reckon-db against raw redb on the same disk.\n\n\
         Every event has exactly 200 bytes of JSON data and type `bench`; each writer \
         appends to its own stream over its own TCP connection to 127.0.0.1.\n\n\
         \x20 W1  1 writer, sequential single-event appends\n\
         \x20 W2  64 concurrent writers, one single-event append at a time each\n\
         \x20 W3  1 writer, 100 events per append (and a second row at 1000)\n\
         \x20 W4  read the whole global log forward in pages of 1000, after loading \
-        --w4-events events\n\n\
-        Each write run gets a fresh `reckon-node --dev --listen 127.0.0.1:0` on a fresh \
-        data directory; W4 loads one node and reads it in every run. A run warms up, \
-        then counts the requests that complete in its window. Each row shows the median \
-        events/s of the runs, min-max, and p50/p99/p99.9 latency per request in µs. In \
-        the same run, raw redb on the same directory measures (a) 1 event per \
-        Immediate commit, (b) 1000 events per Immediate commit and (c) a warm \
-        sequential scan; every figure is also shown as a ratio to its baseline \
-        (W1, W2: a; W3: b; W4: c).\n\n\
-        Output: a markdown table on stdout (progress on stderr), the baseline figures, \
+        --w4-events events\n\
+        \x20 S1  catch-up: a subscription to $all from the beginning of a log of \
+        --s1-events events\n\
+        \x20 S2  live: append-to-delivery latency at 5,000 appends/s, 1 and 10 \
+        subscriptions\n\n\
+        --via node runs them straight to a `reckon-node --dev` over its worker service; \
+        --via gater through the gater it embeds, with the client library (W1, W2, W3 at \
+        1000, W4); --via both (the default) does both and tables the gater's cost. \
+        --cluster adds W1, W2 and W3 at 1000 through the gater of a 3-node cluster on \
+        this machine. S1 and S2 always go through the embedded gater.\n\n\
+        Each write run gets a fresh node (or cluster) on a fresh data directory; W4 \
+        loads one node and reads it in every run. A run warms up, then counts the \
+        requests that complete in its window. Each row shows the median events/s of the \
+        runs, min-max, and p50/p99/p99.9 latency per request in µs. In the same run, raw \
+        redb on the same directory measures (a) 1 event per Immediate commit, (b) 1000 \
+        events per Immediate commit and (c) a warm sequential scan; every figure is also \
+        shown as a ratio to its baseline (W1, W2: a; W3: b; W4, S1: c).\n\n\
+        Output: markdown tables on stdout (progress on stderr), the baseline figures, \
         and the command line used.",
     after_help = "Reproduce from the repository root:\n  \
         cargo build --release --workspace --bins\n  \
-        target/release/reckon-bench --quick      (under a minute)\n  \
-        target/release/reckon-bench              (3 runs of 1 s + 5 s, W4 on 1M events: about 3 minutes)"
+        target/release/reckon-bench --quick      (1 run of 0.5 s + 2 s, 200k events: under a minute)\n  \
+        target/release/reckon-bench              (3 runs of 1 s + 5 s, W4 and S1 on 1M events: \
+        about 5 minutes)\n  \
+        target/release/reckon-bench --cluster    (the same with the cluster rows: about 6 minutes)"
 )]
 struct Args {
     /// One run per row with 0.5 s warm-up and a 2 s window, W4 on 200,000 events:
@@ -137,10 +186,22 @@ struct Args {
     /// at least 200,000 [default: 1,000,000].
     #[arg(long, value_name = "N")]
     w4_events: Option<u64>,
-    /// Only these workloads, comma-separated (W1,W2,W3,W4); the baselines they
+    /// Events in the log S1 catches up on, loaded with 1000-event appends (not timed);
+    /// the W4 log when equal to --w4-events [default: 1,000,000].
+    #[arg(long, value_name = "N")]
+    s1_events: Option<u64>,
+    /// Only these workloads, comma-separated (W1,W2,W3,W4,S1,S2); the baselines they
     /// compare with run too.
     #[arg(long, value_name = "LIST", value_delimiter = ',', ignore_case = true)]
     only: Vec<Workload>,
+    /// Single-node paths for W1-W4: straight to the node, through its embedded gater,
+    /// or both side by side.
+    #[arg(long, value_enum, default_value_t = ViaArg::Both)]
+    via: ViaArg,
+    /// Also run W1, W2 and W3 at 1000 through the gater of a 3-node cluster on this
+    /// machine (fresh for every run).
+    #[arg(long)]
+    cluster: bool,
     /// Directory under which a fresh data directory is made and removed at the end;
     /// use one on the disk under test [default: target/bench-data next to this binary].
     #[arg(long, value_name = "DIR")]
@@ -158,10 +219,14 @@ struct Plan {
     timing: Timing,
     runs: u32,
     w4_events: u64,
+    s1_events: u64,
     workloads: Vec<Workload>,
+    vias: Vec<Via>,
+    cluster: bool,
     parent: PathBuf,
     node_bin: PathBuf,
     node_args: Vec<String>,
+    gater_bin: PathBuf,
     json: Option<PathBuf>,
     settings: Settings,
 }
@@ -233,14 +298,21 @@ fn node_args(node_bin: &Path) -> anyhow::Result<Vec<String>> {
 
 impl Plan {
     fn from_args(args: Args) -> anyhow::Result<Plan> {
-        let (runs, warmup, window, w4_events) = if args.quick {
-            (QUICK_RUNS, QUICK_WARMUP_SECS, QUICK_SECS, QUICK_W4_EVENTS)
+        let (runs, warmup, window, w4_events, s1_events) = if args.quick {
+            (
+                QUICK_RUNS,
+                QUICK_WARMUP_SECS,
+                QUICK_SECS,
+                QUICK_W4_EVENTS,
+                QUICK_S1_EVENTS,
+            )
         } else {
             (
                 DEFAULT_RUNS,
                 DEFAULT_WARMUP_SECS,
                 DEFAULT_SECS,
                 DEFAULT_W4_EVENTS,
+                DEFAULT_S1_EVENTS,
             )
         };
         let runs = args.runs.unwrap_or(runs);
@@ -259,6 +331,19 @@ impl Plan {
                 thousands(W4_EVENTS_MAX)
             );
         }
+        let s1_events = args.s1_events.unwrap_or(s1_events);
+        if !(S1_EVENTS_MIN..=W4_EVENTS_MAX).contains(&s1_events) {
+            bail!(
+                "--s1-events {s1_events} is out of range: give {} to {}",
+                thousands(S1_EVENTS_MIN),
+                thousands(W4_EVENTS_MAX)
+            );
+        }
+        let vias = match args.via {
+            ViaArg::Node => vec![Via::Node],
+            ViaArg::Gater => vec![Via::Gater],
+            ViaArg::Both => vec![Via::Node, Via::Gater],
+        };
         let mut workloads = if args.only.is_empty() {
             Workload::ALL.to_vec()
         } else {
@@ -288,12 +373,34 @@ impl Plan {
             bail!("--node-bin {} is not a file", node_bin.display());
         }
         let node_args = node_args(&node_bin)?;
+        let needs_gater = vias.contains(&Via::Gater)
+            || workloads.contains(&Workload::S1)
+            || workloads.contains(&Workload::S2);
+        if needs_gater && node_args.is_empty() {
+            bail!(
+                "{} has no {DEV_GATER_FLAG} flag, so its embedded gater cannot get a port of \
+                 its own: run with --via node --only W1,W2,W3,W4, or build a newer node",
+                node_bin.display()
+            );
+        }
+        let gater_bin = node_bin.with_file_name("reckon-gater");
+        if args.cluster && !gater_bin.is_file() {
+            bail!(
+                "--cluster needs {} next to the node binary; run `cargo build --release \
+                 --workspace --bins`",
+                gater_bin.display()
+            );
+        }
         let settings = Settings {
             command: command_line(std::env::args_os()),
             runs,
             warmup_secs,
             secs: window_secs,
             w4_events,
+            s1_events,
+            s2_rate: subs::S2_RATE,
+            vias: vias.clone(),
+            cluster: args.cluster,
             quick: args.quick,
             node_bin: format!("{} {}", node_bin.display(), node_args.join(" "))
                 .trim_end()
@@ -305,10 +412,14 @@ impl Plan {
             timing,
             runs,
             w4_events,
+            s1_events,
             workloads,
+            vias,
+            cluster: args.cluster,
             parent,
             node_bin,
             node_args,
+            gater_bin,
             json: args.json,
             settings,
         })
@@ -346,10 +457,19 @@ enum Step {
     Commits { per_commit: u64 },
     /// Scans of the loaded raw table.
     Scan,
-    /// `writers` clients appending `batch` events per request, on a fresh node per run.
-    Write { writers: usize, batch: usize },
-    /// Paged `read_all` of W4's loaded node.
-    Read,
+    /// `writers` clients appending `batch` events per request `via` a path, on a fresh
+    /// node (or cluster) per run.
+    Write {
+        via: Via,
+        writers: usize,
+        batch: usize,
+    },
+    /// Paged `read_all` of W4's loaded node `via` a path.
+    Read { via: Via },
+    /// S1: a subscription catching up on the S1 log.
+    CatchUp,
+    /// S2: live delivery to `subscriptions` subscriptions, on a fresh node per run.
+    Live { subscriptions: usize },
 }
 
 /// One row of the report: how to run it and the runs so far.
@@ -358,21 +478,45 @@ struct Row {
     series: Series,
 }
 
+impl Row {
+    fn new(step: Step, id: &str, label: String, via: Option<Via>, c: Option<Baseline>) -> Row {
+        Row {
+            step,
+            series: Series {
+                id: id.to_string(),
+                label,
+                via,
+                compare_to: c,
+                runs: Vec::new(),
+            },
+        }
+    }
+
+    /// The row's name in progress lines and data directories.
+    fn name(&self) -> String {
+        match self.series.via {
+            Some(via) => format!("{} {}", self.series.id, via.id()),
+            None => self.series.id.clone(),
+        }
+    }
+}
+
 /// The rows to run, in the order one round runs them: each baseline right before the
-/// workloads compared with it, so that a ratio divides figures taken close in time.
-fn rows(workloads: &[Workload]) -> Vec<Row> {
-    let series = |id: &str, label: String, compare_to: Option<Baseline>| Series {
-        id: id.to_string(),
-        label,
-        compare_to,
-        runs: Vec::new(),
-    };
+/// workloads compared with it, so that a ratio divides figures taken close in time,
+/// and each workload's paths next to each other (node, gater, cluster), so that the
+/// gater's cost divides figures taken close in time too.
+fn rows(plan: &Plan) -> Vec<Row> {
+    let mut write_vias = plan.vias.clone();
+    if plan.cluster {
+        write_vias.push(Via::Cluster);
+    }
     let mut rows = Vec::new();
     for b in Baseline::ALL {
-        let compared: Vec<Workload> = workloads
+        let compared: Vec<Workload> = plan
+            .workloads
             .iter()
             .copied()
-            .filter(|w| w.baseline() == b)
+            .filter(|w| w.baseline() == Some(b))
             .collect();
         if compared.is_empty() {
             continue;
@@ -384,61 +528,101 @@ fn rows(workloads: &[Workload]) -> Vec<Row> {
             },
             Baseline::Scan => Step::Scan,
         };
-        rows.push(Row {
-            step,
-            series: series(b.id(), b.label().to_string(), None),
-        });
+        rows.push(Row::new(step, b.id(), b.label().to_string(), None, None));
+        let c = Some(b);
         for w in compared {
-            let c = Some(b);
             match w {
-                Workload::W1 => rows.push(Row {
-                    step: Step::Write {
-                        writers: 1,
-                        batch: 1,
-                    },
-                    series: series("W1", "W1: 1 writer, 1 event per append".into(), c),
-                }),
-                Workload::W2 => rows.push(Row {
-                    step: Step::Write {
-                        writers: W2_WRITERS,
-                        batch: 1,
-                    },
-                    series: series(
-                        "W2",
-                        format!("W2: {W2_WRITERS} writers, 1 event per append each"),
-                        c,
-                    ),
-                }),
-                Workload::W3 => {
-                    for batch in W3_BATCHES {
-                        rows.push(Row {
-                            step: Step::Write { writers: 1, batch },
-                            series: series(
-                                &format!("W3/{batch}"),
-                                format!("W3: 1 writer, {batch} events per append"),
-                                c,
-                            ),
-                        });
+                Workload::W1 | Workload::W2 => {
+                    let (id, writers, label) = if w == Workload::W1 {
+                        ("W1", 1, "W1: 1 writer, 1 event per append".to_string())
+                    } else {
+                        (
+                            "W2",
+                            W2_WRITERS,
+                            format!("W2: {W2_WRITERS} writers, 1 event per append each"),
+                        )
+                    };
+                    for &via in &write_vias {
+                        let step = Step::Write {
+                            via,
+                            writers,
+                            batch: 1,
+                        };
+                        rows.push(Row::new(step, id, label.clone(), Some(via), c));
                     }
                 }
-                Workload::W4 => rows.push(Row {
-                    step: Step::Read,
-                    series: series(
-                        "W4",
-                        format!("W4: read_all forward, pages of {}", workloads::PAGE_EVENTS),
-                        c,
+                Workload::W3 => {
+                    for batch in W3_BATCHES {
+                        for &via in &write_vias {
+                            if via != Via::Node && batch != W3_GATER_BATCH {
+                                continue;
+                            }
+                            rows.push(Row::new(
+                                Step::Write {
+                                    via,
+                                    writers: 1,
+                                    batch,
+                                },
+                                &format!("W3/{batch}"),
+                                format!("W3: 1 writer, {batch} events per append"),
+                                Some(via),
+                                c,
+                            ));
+                        }
+                    }
+                }
+                Workload::W4 => {
+                    for &via in &plan.vias {
+                        rows.push(Row::new(
+                            Step::Read { via },
+                            "W4",
+                            format!("W4: read_all forward, pages of {}", workloads::PAGE_EVENTS),
+                            Some(via),
+                            c,
+                        ));
+                    }
+                }
+                Workload::S1 => rows.push(Row::new(
+                    Step::CatchUp,
+                    "S1",
+                    format!(
+                        "S1: catch-up subscription to $all, {} events",
+                        thousands(plan.s1_events)
                     ),
-                }),
+                    Some(Via::Gater),
+                    c,
+                )),
+                Workload::S2 => {}
             }
+        }
+    }
+    if plan.workloads.contains(&Workload::S2) {
+        for subscriptions in subs::S2_SUBSCRIPTIONS {
+            rows.push(Row::new(
+                Step::Live { subscriptions },
+                &format!("S2/{subscriptions}"),
+                format!(
+                    "S2: live, {} appends/s, {subscriptions} subscription{} to $all",
+                    thousands(u64::from(subs::S2_RATE)),
+                    if subscriptions == 1 { "" } else { "s" }
+                ),
+                Some(Via::Gater),
+                None,
+            ));
         }
     }
     rows
 }
 
-/// The W4 node with its log loaded, and a note on the load.
-async fn load_w4(plan: &Plan, setup: &NodeSetup) -> anyhow::Result<(LoadedNode, String)> {
-    eprintln!("[W4] loading {} events", thousands(plan.w4_events));
-    let node = LoadedNode::start(setup, "w4", plan.w4_events).await?;
+/// A node with `events` events loaded (for `what`), and a note on the load.
+async fn load_log(
+    setup: &NodeSetup,
+    name: &str,
+    events: u64,
+    what: &str,
+) -> anyhow::Result<(LoadedNode, String)> {
+    eprintln!("[{what}] loading {} events", thousands(events));
+    let node = LoadedNode::start(setup, name, events).await?;
     let load = node.load;
     let disk = node.disk_usage();
     let total: u64 = disk.iter().map(|(_, bytes)| bytes).sum();
@@ -448,7 +632,7 @@ async fn load_w4(plan: &Plan, setup: &NodeSetup) -> anyhow::Result<(LoadedNode, 
         .map(|(file, bytes)| format!("{file} {:.1} MB", *bytes as f64 / 1e6))
         .collect();
     let note = format!(
-        "W4 read a log of {} events, loaded in {:.1} s ({} events/s from {} clients appending \
+        "{what} read a log of {} events, loaded in {:.1} s ({} events/s from {} clients appending \
          1000-event batches, not timed); its data directory then held {:.1} MB, {} bytes per \
          event ({}; redb files grow ahead of their contents)",
         thousands(load.events),
@@ -494,8 +678,14 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
 /// Runs every row `plan.runs` times with all files under `dir`.
 async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
     eprintln!(
-        "reckon-bench: {:?} with {} run(s) of {:?} warm-up + {:?}, data under {}",
+        "reckon-bench: {:?} via {:?}{} with {} run(s) of {:?} warm-up + {:?}, data under {}",
         plan.workloads,
+        plan.vias,
+        if plan.cluster {
+            " and a 3-node cluster"
+        } else {
+            ""
+        },
         plan.runs,
         plan.timing.warmup,
         plan.timing.window,
@@ -504,9 +694,11 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
     let setup = NodeSetup {
         bin: plan.node_bin.clone(),
         args: plan.node_args.clone(),
+        embedded_gater: !plan.node_args.is_empty(),
+        gater_bin: plan.gater_bin.clone(),
         parent: dir.to_path_buf(),
     };
-    let mut rows = rows(&plan.workloads);
+    let mut rows = rows(plan);
     let mut notes = Vec::new();
 
     // Loaded once, read by every run.
@@ -520,19 +712,33 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
     } else {
         None
     };
-    let w4 = if rows.iter().any(|r| matches!(r.step, Step::Read)) {
-        let (node, note) = load_w4(plan, &setup).await?;
+    let w4 = if rows.iter().any(|r| matches!(r.step, Step::Read { .. })) {
+        let (node, note) = load_log(&setup, "w4", plan.w4_events, "W4").await?;
         notes.push(note);
         Some(node)
     } else {
         None
     };
+    let catch_up = rows.iter().any(|r| matches!(r.step, Step::CatchUp));
+    let s1_own = if catch_up && (w4.is_none() || plan.s1_events != plan.w4_events) {
+        let (node, note) = load_log(&setup, "s1", plan.s1_events, "S1").await?;
+        notes.push(note);
+        Some(node)
+    } else {
+        if catch_up {
+            notes.push("S1 caught up on W4's log.".to_string());
+        }
+        None
+    };
+    let s1 = s1_own.as_ref().or(w4.as_ref());
 
     // Rounds: run r of every row, then run r + 1, so that drift on a shared machine
     // spreads over all rows alike.
     for r in 0..plan.runs {
         for row in &mut rows {
             let id = row.series.id.clone();
+            let name = row.name();
+            let dir_name = format!("{}-r{r}", name.replace(['/', ' '], "-"));
             let timing = plan.timing;
             let sample = match row.step {
                 Step::Commits { per_commit } => {
@@ -543,20 +749,29 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
                     let table = scan_table.clone().context("scan table not loaded")?;
                     blocking(move || table.scan(timing)).await
                 }
-                Step::Write { writers, batch } => {
-                    let name = format!("{}-r{r}", id.replace('/', "-"));
-                    workloads::write_run(&setup, &name, writers, batch, timing).await
-                }
-                Step::Read => match &w4 {
-                    Some(node) => node.read_run(timing).await,
+                Step::Write {
+                    via,
+                    writers,
+                    batch,
+                } => workloads::write_run(&setup, &dir_name, via, writers, batch, timing).await,
+                Step::Read { via } => match &w4 {
+                    Some(node) => node.read_run(via, timing).await,
                     None => Err(anyhow!("W4 node not loaded")),
                 },
+                Step::CatchUp => match s1 {
+                    Some(node) => subs::catch_up_run(node, &dir_name).await,
+                    None => Err(anyhow!("S1 node not loaded")),
+                },
+                Step::Live { subscriptions } => {
+                    subs::live_run(&setup, &dir_name, subscriptions, subs::S2_RATE, timing).await
+                }
             }
-            .with_context(|| format!("{id} run {}", r + 1))?;
-            progress(&id, r, plan.runs, &sample);
+            .with_context(|| format!("{name} run {}", r + 1))?;
+            progress(&name, r, plan.runs, &sample);
             row.series.runs.push(sample);
         }
     }
+    drop(s1_own);
     drop(w4);
     drop(scan_table);
 
@@ -566,7 +781,9 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
             Step::Commits { per_commit: 1 } => baselines.push((Baseline::Single, row.series)),
             Step::Commits { .. } => baselines.push((Baseline::Batch, row.series)),
             Step::Scan => baselines.push((Baseline::Scan, row.series)),
-            Step::Write { .. } | Step::Read => workloads.push(row.series),
+            Step::Write { .. } | Step::Read { .. } | Step::CatchUp | Step::Live { .. } => {
+                workloads.push(row.series)
+            }
         }
     }
     Ok(Report {
