@@ -1,0 +1,272 @@
+//! End to end against a real cluster: three `reckon-node` processes in cluster mode
+//! (static discovery) behind a standalone `reckon-gater`, `reckon-tui` inside tmux on
+//! a private socket. The cluster view shows the leader; the leader is killed with
+//! SIGKILL; the view then shows another node as leader and the old one as down (or
+//! no longer listed); `q` gives the shell back with the alternate screen off.
+//!
+//! Skips with a message when tmux, `reckon-node` or `reckon-gater` is missing
+//! (`cargo test --workspace` builds the binaries).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Bound of every wait (cluster bootstrap and re-election included).
+const WAIT: Duration = Duration::from_secs(60);
+const NODES: usize = 3;
+
+/// A binary of another package: test executables live in target/<profile>/deps.
+fn sibling_bin(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let mut dir = exe.parent()?.to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    path.exists().then_some(path)
+}
+
+/// Free loopback ports, found by binding port 0 and letting go.
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}
+
+/// Everything started by the test; stopped on drop, panics included. The temp
+/// directory is removed after the processes are gone.
+struct Cleanup {
+    socket: String,
+    gater: Option<Child>,
+    nodes: Vec<Option<Child>>,
+    _root: Option<tempfile::TempDir>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        // tmux leaves its socket file behind after kill-server: remove it too.
+        let socket_path = tmux(&self.socket, &["display-message", "-p", "#{socket_path}"]);
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .status();
+        if !socket_path.trim().is_empty() {
+            let _ = std::fs::remove_file(socket_path.trim());
+        }
+        for child in self.nodes.iter_mut().flatten().chain(self.gater.as_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // `_root` (the data directories) drops after this body.
+    }
+}
+
+fn tmux(socket: &str, args: &[&str]) -> String {
+    let out = Command::new("tmux")
+        .args(["-L", socket])
+        .args(args)
+        .output()
+        .expect("run tmux");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_for<T>(socket: &str, what: &str, f: impl Fn(&str) -> Option<T>) -> (T, String) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let screen = tmux(socket, &["capture-pane", "-p", "-t", "tui"]);
+        if let Some(v) = f(&screen) {
+            return (v, screen);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; screen:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The leader named in the store heading (`store default · leader 2 · term 3 ...`),
+/// when it is also the starred row shown with role `leader`.
+fn shown_leader(screen: &str) -> Option<u64> {
+    let heading = screen
+        .lines()
+        .find(|l| l.contains("store default · leader "))?;
+    let id: u64 = heading
+        .split("· leader ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let starred = node_row(screen, id)?;
+    (starred.contains('★') && starred.contains(" leader ")).then_some(id)
+}
+
+/// The table row of node `id` (`│ ★ 2   127.0.0.1:7602  leader ...`).
+fn node_row(screen: &str, id: u64) -> Option<&str> {
+    screen.lines().find(|l| {
+        let cells: Vec<&str> = l
+            .split(|c: char| c == '│' || c == '★' || c == '▶' || c.is_whitespace())
+            .filter(|c| !c.is_empty())
+            .collect();
+        cells.len() >= 3 && cells[0] == id.to_string() && cells[1].starts_with("127.0.0.1:")
+    })
+}
+
+#[test]
+fn console_follows_leader_failover_in_a_real_cluster() {
+    let tmux_ok = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let (Some(node_bin), Some(gater_bin)) =
+        (sibling_bin("reckon-node"), sibling_bin("reckon-gater"))
+    else {
+        eprintln!("SKIP: reckon-node or reckon-gater not built; run `cargo test --workspace`");
+        return;
+    };
+    if !tmux_ok {
+        eprintln!("SKIP: tmux is not installed");
+        return;
+    }
+    let tui_bin = env!("CARGO_BIN_EXE_reckon-tui");
+    let root = tempfile::tempdir().unwrap();
+    let socket = format!("reckon-cluster-test-{}", std::process::id());
+    let mut cleanup = Cleanup {
+        socket: socket.clone(),
+        gater: None,
+        nodes: (0..NODES).map(|_| None).collect(),
+        _root: None,
+    };
+
+    // The gater, and its address from its ready line.
+    let mut gater_cmd = Command::new(gater_bin);
+    gater_cmd.args(["--listen", "127.0.0.1:0"]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RECKON_GATER_") || k.starts_with("RECKON_NODE_") {
+            gater_cmd.env_remove(k);
+        }
+    }
+    let mut gater = gater_cmd
+        .env("RECKON_GATER_LEASE_MS", "1500")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn reckon-gater");
+    let stdout = gater.stdout.take().unwrap();
+    cleanup.gater = Some(gater);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let gater_addr = loop {
+        let line = rx.recv_timeout(WAIT).expect("reckon-gater ready line");
+        if let Some(rest) = line.split("reckon-gater ready: listening on ").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+
+    // Three nodes, all voters, finding each other through static seeds.
+    let addrs: Vec<String> = free_ports(NODES)
+        .into_iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let seeds = format!(
+        "[{}]",
+        addrs
+            .iter()
+            .map(|a| format!("\"{a}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    for (i, addr) in addrs.iter().enumerate() {
+        let mut cmd = Command::new(&node_bin);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("RECKON_NODE_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.arg("--node-id")
+            .arg((i + 1).to_string())
+            .arg("--listen")
+            .arg(addr)
+            .arg("--data-dir")
+            .arg(root.path().join(format!("node{}", i + 1)))
+            .arg("--gater")
+            .arg(&gater_addr)
+            .env("RECKON_NODE_MODE", "cluster")
+            .env("RECKON_NODE_BOOTSTRAP_EXPECT", NODES.to_string())
+            .env("RECKON_NODE_DISCOVERY__SEEDS", &seeds)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cleanup.nodes[i] = Some(cmd.spawn().expect("spawn reckon-node"));
+    }
+    cleanup._root = Some(root);
+
+    tmux(
+        &socket,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "tui",
+            "-x",
+            "120",
+            "-y",
+            "36",
+            "sh",
+        ],
+    );
+    let run = format!("{tui_bin} --gater {gater_addr} --refresh-ms 300; echo TUI-EXIT-$?");
+    tmux(&socket, &["send-keys", "-t", "tui", &run, "Enter"]);
+    let (old, _) = wait_for(&socket, "the cluster view with a leader", |s| {
+        if !s.contains("[1:Cluster]") {
+            return None;
+        }
+        shown_leader(s)
+    });
+    assert!((1..=NODES as u64).contains(&old), "unknown leader {old}");
+
+    // SIGKILL the leader's process.
+    let idx = (old - 1) as usize;
+    let mut leader = cleanup.nodes[idx].take().expect("leader process");
+    leader.kill().expect("kill -9 the leader");
+    let _ = leader.wait();
+
+    let (new, screen) = wait_for(&socket, "a new leader and the old one down or gone", |s| {
+        let new = shown_leader(s)?;
+        if new == old {
+            return None;
+        }
+        match node_row(s, old) {
+            None => Some(new),
+            Some(row) if row.contains(" down ") => Some(new),
+            Some(_) => None,
+        }
+    });
+    assert_ne!(new, old, "screen:\n{screen}");
+
+    tmux(&socket, &["send-keys", "-t", "tui", "q"]);
+    let (_, screen) = wait_for(&socket, "the shell back", |s| {
+        s.contains("TUI-EXIT-0").then_some(())
+    });
+    assert!(
+        !screen.contains("[1:Cluster]"),
+        "console left on screen:\n{screen}"
+    );
+    let alt = tmux(
+        &socket,
+        &["display-message", "-p", "-t", "tui", "#{alternate_on}"],
+    );
+    assert_eq!(alt.trim(), "0", "alternate screen still on");
+}
