@@ -114,3 +114,34 @@ impl Cluster {
         self.nodes[i].as_ref().expect("node is running")
     }
 }
+
+/// The leader the gater reports for `store`, when the store is healthy.
+pub async fn leader_of(client: &reckon_gater::Client, store: &str) -> Option<u64> {
+    let h = client.health().await.ok()?;
+    h.stores
+        .iter()
+        .find(|s| s.store == store)
+        .filter(|s| s.healthy)
+        .and_then(|s| s.leader)
+}
+
+/// A client of the cluster's gater, once store `default` has a leader and three
+/// workers.
+pub async fn formed(c: &Cluster) -> reckon_gater::Client {
+    let client = reckon_gater::Client::connect(&[c.gater.addr.as_str()])
+        .await
+        .expect("connect to the gater");
+    crate::wait::wait_until(
+        "a leader and three workers",
+        std::time::Duration::from_secs(60),
+        || async {
+            client.health().await.is_ok_and(|h| {
+                h.stores
+                    .iter()
+                    .any(|s| s.store == "default" && s.workers == 3 && s.leader.is_some())
+            })
+        },
+    )
+    .await;
+    client
+}

@@ -7,19 +7,10 @@ use std::time::{Duration, Instant};
 
 use reckon_gater::types::{Direction, EventRecord, ReadConsistency};
 use reckon_gater::{Client, ExpectedVersion, NewEvent};
-use reckon_tests::cluster::Cluster;
+use reckon_tests::cluster::{formed, leader_of, Cluster};
 use reckon_tests::ctx;
 use reckon_tests::wait::wait_until;
 use serde_json::json;
-
-async fn leader_of(client: &Client, store: &str) -> Option<u64> {
-    let h = client.health().await.ok()?;
-    h.stores
-        .iter()
-        .find(|s| s.store == store)
-        .filter(|s| s.healthy)
-        .and_then(|s| s.leader)
-}
 
 /// Every event a node holds locally, by position.
 async fn local_log(c: &Cluster, i: usize) -> Vec<EventRecord> {
@@ -57,23 +48,6 @@ fn digest(log: &[EventRecord]) -> Vec<(u64, String, u64, uuid::Uuid, Vec<u8>)> {
             )
         })
         .collect()
-}
-
-async fn formed(c: &Cluster) -> Client {
-    let client = Client::connect(&[c.gater.addr.as_str()]).await.unwrap();
-    wait_until(
-        "a leader and three workers",
-        Duration::from_secs(60),
-        || async {
-            client.health().await.is_ok_and(|h| {
-                h.stores
-                    .iter()
-                    .any(|s| s.store == "default" && s.workers == 3 && s.leader.is_some())
-            })
-        },
-    )
-    .await;
-    client
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -11,48 +11,11 @@ use std::time::{Duration, Instant};
 
 use reckon_gater::subscription::{StartFrom, SubscribeOptions, SubscriptionInfo};
 use reckon_gater::types::SubscriptionType;
-use reckon_gater::{Client, ClientError, Direction, EventRecord, ExpectedVersion, NewEvent};
-use reckon_tests::cluster::Cluster;
+use reckon_gater::{ClientError, Direction, EventRecord, ExpectedVersion, NewEvent};
+use reckon_tests::cluster::{formed, leader_of, Cluster};
+use reckon_tests::wait::wait_until;
 use serde_json::json;
 use uuid::Uuid;
-
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn leader_of(client: &Client, store: &str) -> Option<u64> {
-    let h = client.health().await.ok()?;
-    h.stores
-        .iter()
-        .find(|s| s.store == store)
-        .filter(|s| s.healthy)
-        .and_then(|s| s.leader)
-}
-
-async fn formed(c: &Cluster) -> Client {
-    let client = Client::connect(&[c.gater.addr.as_str()]).await.unwrap();
-    wait_until(
-        "a leader and three workers",
-        Duration::from_secs(60),
-        || async {
-            client.health().await.is_ok_and(|h| {
-                h.stores
-                    .iter()
-                    .any(|s| s.store == "default" && s.workers == 3 && s.leader.is_some())
-            })
-        },
-    )
-    .await;
-    client
-}
 
 /// Retries `f` on errors for up to 30 s (a cluster settling, a leader moving).
 async fn retrying<T, F, Fut>(what: &str, mut f: F) -> T

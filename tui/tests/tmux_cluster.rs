@@ -8,25 +8,21 @@
 //! (`cargo test --workspace` builds the binaries).
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+
+use common::{kill_tmux, sibling_bin, tmux};
 
 /// Bound of every wait (cluster bootstrap and re-election included).
 const WAIT: Duration = Duration::from_secs(60);
-const NODES: usize = 3;
 
-/// A binary of another package: test executables live in target/<profile>/deps.
-fn sibling_bin(name: &str) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let mut dir = exe.parent()?.to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join(name);
-    path.exists().then_some(path)
+fn wait_for<T>(socket: &str, what: &str, f: impl Fn(&str) -> Option<T>) -> (T, String) {
+    common::wait_for(socket, what, WAIT, f)
 }
+const NODES: usize = 3;
 
 /// Free loopback ports, found by binding port 0 and letting go.
 fn free_ports(n: usize) -> Vec<u16> {
@@ -50,43 +46,12 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        // tmux leaves its socket file behind after kill-server: remove it too.
-        let socket_path = tmux(&self.socket, &["display-message", "-p", "#{socket_path}"]);
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .status();
-        if !socket_path.trim().is_empty() {
-            let _ = std::fs::remove_file(socket_path.trim());
-        }
+        kill_tmux(&self.socket);
         for child in self.nodes.iter_mut().flatten().chain(self.gater.as_mut()) {
             let _ = child.kill();
             let _ = child.wait();
         }
         // `_root` (the data directories) drops after this body.
-    }
-}
-
-fn tmux(socket: &str, args: &[&str]) -> String {
-    let out = Command::new("tmux")
-        .args(["-L", socket])
-        .args(args)
-        .output()
-        .expect("run tmux");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_for<T>(socket: &str, what: &str, f: impl Fn(&str) -> Option<T>) -> (T, String) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let screen = tmux(socket, &["capture-pane", "-p", "-t", "tui"]);
-        if let Some(v) = f(&screen) {
-            return (v, screen);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; screen:\n{screen}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

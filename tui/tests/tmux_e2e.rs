@@ -7,22 +7,19 @@
 //! (`cargo test --workspace` builds the binaries).
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
+
+use common::{kill_tmux, sibling_bin, tmux};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A binary of another package: test executables live in target/<profile>/deps.
-fn sibling_bin(name: &str) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let mut dir = exe.parent()?.to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join(name);
-    path.exists().then_some(path)
+/// Waits until `pred` holds for the screen; gives the screen.
+fn wait_for(socket: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    common::wait_for(socket, what, WAIT, |s| pred(s).then_some(())).1
 }
 
 struct Cleanup {
@@ -32,35 +29,9 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .status();
+        kill_tmux(&self.socket);
         let _ = self.node.kill();
         let _ = self.node.wait();
-    }
-}
-
-fn tmux(socket: &str, args: &[&str]) -> String {
-    let out = Command::new("tmux")
-        .args(["-L", socket])
-        .args(args)
-        .output()
-        .expect("run tmux");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_for(socket: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let screen = tmux(socket, &["capture-pane", "-p", "-t", "tui"]);
-        if pred(&screen) {
-            return screen;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; screen:\n{screen}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -1,0 +1,63 @@
+//! What the terminal end-to-end tests share: finding binaries, driving tmux on a
+//! private socket, and bounded waits on the screen.
+
+#![allow(dead_code)] // Each test file uses its own subset.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A binary of another package: test executables live in target/<profile>/deps.
+pub fn sibling_bin(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let mut dir = exe.parent()?.to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    path.exists().then_some(path)
+}
+
+/// Runs `tmux -L socket args...` and gives its stdout.
+pub fn tmux(socket: &str, args: &[&str]) -> String {
+    let out = Command::new("tmux")
+        .args(["-L", socket])
+        .args(args)
+        .output()
+        .expect("run tmux");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Stops the tmux server of `socket` and removes its socket file (kill-server
+/// leaves it behind).
+pub fn kill_tmux(socket: &str) {
+    let socket_path = tmux(socket, &["display-message", "-p", "#{socket_path}"]);
+    let _ = Command::new("tmux")
+        .args(["-L", socket, "kill-server"])
+        .status();
+    if !socket_path.trim().is_empty() {
+        let _ = std::fs::remove_file(socket_path.trim());
+    }
+}
+
+/// Polls the `tui` window's screen until `f` finds something in it; panics with the
+/// screen after `limit`.
+pub fn wait_for<T>(
+    socket: &str,
+    what: &str,
+    limit: Duration,
+    f: impl Fn(&str) -> Option<T>,
+) -> (T, String) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let screen = tmux(socket, &["capture-pane", "-p", "-t", "tui"]);
+        if let Some(v) = f(&screen) {
+            return (v, screen);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; screen:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
