@@ -227,6 +227,26 @@ impl NodeProc {
     }
 }
 
+/// Reads page after page from the position (or version) `next` gives after the last
+/// event, until a page comes back empty: a short page is not the end, since one read
+/// also stops at the node's byte limit.
+async fn page_through<N, F, Fut>(next: N, mut read: F) -> Result<Vec<EventRecord>, StoreError>
+where
+    N: Fn(&EventRecord) -> u64,
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<EventRecord>, StoreError>>,
+{
+    let mut out: Vec<EventRecord> = Vec::new();
+    loop {
+        let from = out.last().map_or(0, &next);
+        let page = read(from).await?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        out.extend(page);
+    }
+}
+
 /// Deadline of each call a [`StoreClient`] makes, in seconds.
 pub const CALL_TIMEOUT_SECS: u64 = 20;
 
@@ -339,16 +359,11 @@ impl StoreClient {
         &self,
         stream: &str,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        let mut out: Vec<EventRecord> = Vec::new();
-        loop {
-            let from = out.last().map_or(0, |e| e.version + 1);
-            let page = self.read(stream, from, PAGE, Direction::Forward).await?;
-            let done = page.len() < PAGE as usize;
-            out.extend(page);
-            if done {
-                return Ok(out);
-            }
-        }
+        page_through(
+            |e| e.version + 1,
+            |from| self.read(stream, from, PAGE, Direction::Forward),
+        )
+        .await
     }
 
     /// `read_all`, linearizable.
@@ -375,19 +390,12 @@ impl StoreClient {
 
     /// The whole global log, paging forward; panics on a store error.
     pub async fn read_all_everything(&self) -> Vec<EventRecord> {
-        let mut out: Vec<EventRecord> = Vec::new();
-        loop {
-            let from = out.last().map_or(0, |e| e.position + 1);
-            let page = self
-                .read_all(from, PAGE, Direction::Forward)
-                .await
-                .expect("read_all");
-            let done = page.len() < PAGE as usize;
-            out.extend(page);
-            if done {
-                return out;
-            }
-        }
+        page_through(
+            |e| e.position + 1,
+            |from| self.read_all(from, PAGE, Direction::Forward),
+        )
+        .await
+        .expect("read_all")
     }
 
     /// `read_by_event_types`, linearizable.
@@ -414,19 +422,12 @@ impl StoreClient {
 
     /// Every event of the given types, paging; panics on a store error.
     pub async fn read_by_types_everything(&self, types: &[&str]) -> Vec<EventRecord> {
-        let mut out: Vec<EventRecord> = Vec::new();
-        loop {
-            let from = out.last().map_or(0, |e| e.position + 1);
-            let page = self
-                .read_by_types(types, from, PAGE)
-                .await
-                .expect("read_by_event_types");
-            let done = page.len() < PAGE as usize;
-            out.extend(page);
-            if done {
-                return out;
-            }
-        }
+        page_through(
+            |e| e.position + 1,
+            |from| self.read_by_types(types, from, PAGE),
+        )
+        .await
+        .expect("read_by_event_types")
     }
 
     /// `read_by_tags`, linearizable.
@@ -459,19 +460,12 @@ impl StoreClient {
         tags: &[&str],
         matching: TagMatch,
     ) -> Vec<EventRecord> {
-        let mut out: Vec<EventRecord> = Vec::new();
-        loop {
-            let from = out.last().map_or(0, |e| e.position + 1);
-            let page = self
-                .read_by_tags(tags, matching, from, PAGE)
-                .await
-                .expect("read_by_tags");
-            let done = page.len() < PAGE as usize;
-            out.extend(page);
-            if done {
-                return out;
-            }
-        }
+        page_through(
+            |e| e.position + 1,
+            |from| self.read_by_tags(tags, matching, from, PAGE),
+        )
+        .await
+        .expect("read_by_tags")
     }
 
     /// `get_version`, linearizable.
