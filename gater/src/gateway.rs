@@ -107,10 +107,13 @@ impl Gateway {
                 loop {
                     t.tick().await;
                     let dropped = me.registry().expire(Instant::now());
+                    if dropped.is_empty() {
+                        continue;
+                    }
                     for (store, node_id) in dropped {
                         tracing::warn!(target: "reckon_db", store, node_id, "reckon_db.gater.worker.unregistered (lease expired)");
-                        me.forget_connection_of(node_id).await;
                     }
+                    me.forget_dead_connections().await;
                 }
             })
         };
@@ -131,9 +134,8 @@ impl Gateway {
         expiry.abort();
     }
 
-    async fn forget_connection_of(&self, _node_id: u64) {
-        // Connections are keyed by address; a dropped worker's connection is closed when
-        // a call through it fails, or here when nothing else uses that address.
+    /// Closes the connections to addresses no registered worker has any more.
+    async fn forget_dead_connections(&self) {
         let live: Vec<String> = {
             let reg = self.registry();
             reg.status(Instant::now())

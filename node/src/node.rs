@@ -53,9 +53,6 @@ pub enum NodeError {
     /// A store failed to open.
     #[error(transparent)]
     Store(#[from] StoreStartError),
-    /// The mode is not supported by this build.
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 /// A running node.

@@ -62,7 +62,6 @@ pub const SLOW_REPORT_EVERY: Duration = Duration::from_secs(10);
 #[derive(Debug, Default)]
 struct Consumer {
     last_seen: Option<Instant>,
-    acked: Option<u64>,
 }
 
 /// A pooled consumer's share of the deliveries.
@@ -392,9 +391,7 @@ impl Store {
         let now = Instant::now();
         let commit_to = if info.pool_size <= 1 {
             self.subscriptions.with(&key, |a| {
-                let c = a.consumers.entry(consumer).or_default();
-                c.acked = Some(c.acked.map_or(position, |p| p.max(position)));
-                c.last_seen = Some(now);
+                a.consumers.entry(consumer).or_default().last_seen = Some(now);
             });
             Some(position)
         } else {
@@ -635,16 +632,6 @@ impl Store {
         if slow {
             tracing::warn!(target: "reckon_db", store = self.name(), key, lag, "reckon_db.subscription.slow_consumer");
         }
-    }
-
-    /// Events delivered per subscription by this node since start.
-    pub fn delivered_counts(&self) -> Vec<(String, u64)> {
-        let subs = self
-            .subscriptions
-            .subs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        subs.iter().map(|(k, a)| (k.clone(), a.delivered)).collect()
     }
 }
 
