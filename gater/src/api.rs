@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::StoreStats;
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
@@ -190,6 +191,9 @@ pub trait Gater {
     async fn list_stores() -> Vec<String>;
     /// Nodes, roles, leader, term and indexes per store.
     async fn cluster_status() -> Vec<StoreStatus>;
+    /// Counters and latency histograms per store and node, asked of every registered
+    /// worker at once; a worker that does not answer within the deadline is left out.
+    async fn stats() -> Vec<StoreStats>;
 
     /// See [`Worker::append`](crate::worker::Worker::append).
     async fn append(

@@ -28,6 +28,7 @@ use tarpc::client::RpcError;
 use tokio::sync::Mutex;
 
 use crate::api::{GaterClient, HealthReport, StoreStatus};
+use crate::metrics::StoreStats;
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
@@ -221,6 +222,21 @@ impl Client {
     /// ```
     pub async fn cluster_status(&self) -> Result<Vec<StoreStatus>, ClientError> {
         self.call(|g, ctx| async move { g.cluster_status(ctx).await.map(Ok) })
+            .await
+    }
+
+    /// Counters and latency histograms per store and node.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: reckon_gater::Client) -> Result<(), reckon_gater::ClientError> {
+    /// for s in client.stats().await? {
+    ///     let p99 = s.append_latency.quantile_us(0.99);
+    ///     println!("{} node {}: {} appends, p99 {:?} µs", s.store, s.node_id, s.appends, p99);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn stats(&self) -> Result<Vec<StoreStats>, ClientError> {
+        self.call(|g, ctx| async move { g.stats(ctx).await.map(Ok) })
             .await
     }
 }

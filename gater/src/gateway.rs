@@ -18,8 +18,10 @@ use tarpc::server::{BaseChannel, Channel};
 use tokio::net::TcpListener;
 
 use crate::api::{Gater, HealthReport, Lease, Registration, RegistryError, StoreStatus};
+use crate::metrics::StoreStats;
 use crate::router::{classify, Decision, OpKind, Registry, RetryPolicy};
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
+use crate::telemetry;
 use crate::transport;
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
@@ -111,7 +113,7 @@ impl Gateway {
                         continue;
                     }
                     for (store, node_id) in dropped {
-                        tracing::warn!(target: "reckon_db", store, node_id, "reckon_db.gater.worker.unregistered (lease expired)");
+                        crate::emit!(telemetry::GATER_WORKER_UNREGISTERED, "store" => &store, "node_id" => node_id, "reason" => "lease_expired");
                     }
                     me.forget_dead_connections().await;
                 }
@@ -248,7 +250,7 @@ impl Gateway {
                     }
                 },
                 Err(rpc) => {
-                    tracing::debug!(target: "reckon_db", store, node_id = target.node_id, error = %rpc, "reckon_db.gater.request.retry");
+                    crate::emit!(telemetry::GATER_REQUEST_RETRY, "store" => store, "node_id" => target.node_id, "attempt" => attempt, "error" => rpc.to_string());
                     self.drop_client(&target.address).await;
                     let dead_conn = !matches!(rpc, RpcError::DeadlineExceeded);
                     if pooled && dead_conn && !redialled.contains(&target.node_id) {
@@ -271,10 +273,11 @@ impl Gateway {
                 }
             }
         }
-        tracing::warn!(target: "reckon_db", store, "reckon_db.gater.request.retries_exhausted");
-        Err(last_err.unwrap_or_else(|| StoreError::Timeout {
+        let err = last_err.unwrap_or_else(|| StoreError::Timeout {
             what: format!("no answer from store {store:?} within the caller's deadline"),
-        }))
+        });
+        crate::emit!(telemetry::GATER_REQUEST_RETRIES_EXHAUSTED, "store" => store, "attempts" => tried.len() + redialled.len(), "error" => err.kind());
+        Err(err)
     }
 
     async fn pause(&self, attempt: u32, deadline: Instant) {
@@ -318,7 +321,7 @@ impl Gater for Gateway {
             reg.worker.address.clone(),
         );
         if self.registry().register(reg.worker, Instant::now()) {
-            tracing::info!(target: "reckon_db", store, node_id, address = %addr, "reckon_db.gater.worker.registered");
+            crate::emit!(telemetry::GATER_WORKER_REGISTERED, "store" => &store, "node_id" => node_id, "address" => &addr);
         }
         Ok(self.lease())
     }
@@ -338,7 +341,7 @@ impl Gater for Gateway {
             .registry()
             .remove(&reg.worker.store, reg.worker.node_id)
         {
-            tracing::info!(target: "reckon_db", store = %reg.worker.store, node_id = reg.worker.node_id, "reckon_db.gater.worker.unregistered");
+            crate::emit!(telemetry::GATER_WORKER_UNREGISTERED, "store" => &reg.worker.store, "node_id" => reg.worker.node_id, "reason" => "deregistered");
         }
         Ok(())
     }
@@ -353,6 +356,51 @@ impl Gater for Gateway {
 
     async fn cluster_status(self, _: Context) -> Vec<StoreStatus> {
         self.registry().status(Instant::now())
+    }
+
+    async fn stats(self, ctx: Context) -> Vec<StoreStats> {
+        let mut addresses: Vec<String> = self
+            .registry()
+            .status(Instant::now())
+            .into_iter()
+            .flat_map(|s| s.nodes.into_iter().map(|n| n.address))
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        let deadline = ctx
+            .deadline
+            .checked_sub(DEADLINE_MARGIN)
+            .unwrap_or(ctx.deadline);
+        let asks = addresses.into_iter().map(|addr| {
+            let me = self.clone();
+            async move {
+                let ask = async {
+                    let (client, _) = me.client(&addr).await.ok()?;
+                    let mut cx = tarpc::context::current();
+                    cx.deadline = deadline;
+                    match client.stats(cx).await {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            tracing::debug!(%addr, error = %e, "stats: worker did not answer");
+                            me.drop_client(&addr).await;
+                            None
+                        }
+                    }
+                };
+                tokio::time::timeout_at(deadline.into(), ask)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+            }
+        });
+        let mut all: Vec<StoreStats> = futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        all.sort_by(|a, b| (&a.store, a.node_id).cmp(&(&b.store, b.node_id)));
+        all
     }
 
     async fn append(

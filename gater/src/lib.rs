@@ -10,6 +10,9 @@
 //! - [`transport`]: how a tarpc service is served and dialled over TCP, with a
 //!   bounded frame length and `TCP_NODELAY`.
 //! - [`aggregate`]: folding events into state with `$sum` and `$overwrite`.
+//! - [`telemetry`]: the seed's telemetry events and the handler API to receive them.
+//! - [`metrics`]: per-store counters and latency histograms, as nodes keep them and
+//!   `stats` serves them.
 //!
 //! The crate imports neither openraft nor redb: those are internals of the node.
 
@@ -20,8 +23,10 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod gateway;
+pub mod metrics;
 pub mod router;
 pub mod subscription;
+pub mod telemetry;
 pub mod transport;
 pub mod types;
 pub mod worker;

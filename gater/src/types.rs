@@ -347,18 +347,38 @@ impl StoreError {
 
     /// The short name of the error kind, as the CLI prints it and metrics count it.
     pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+
+    /// Every [`kind`](Self::kind), in a fixed order (metrics count errors by it).
+    pub const KINDS: [&'static str; 11] = [
+        "WrongExpectedVersion",
+        "StreamNotFound",
+        "StreamDeleted",
+        "NotFound",
+        "InvalidInput",
+        "NotLeader",
+        "Unavailable",
+        "NoWorkers",
+        "UnknownStore",
+        "Timeout",
+        "Internal",
+    ];
+
+    /// The position of this error's kind in [`KINDS`](Self::KINDS).
+    pub fn kind_index(&self) -> usize {
         match self {
-            StoreError::WrongExpectedVersion { .. } => "WrongExpectedVersion",
-            StoreError::StreamNotFound { .. } => "StreamNotFound",
-            StoreError::StreamDeleted { .. } => "StreamDeleted",
-            StoreError::NotFound { .. } => "NotFound",
-            StoreError::InvalidInput { .. } => "InvalidInput",
-            StoreError::NotLeader { .. } => "NotLeader",
-            StoreError::Unavailable { .. } => "Unavailable",
-            StoreError::NoWorkers { .. } => "NoWorkers",
-            StoreError::UnknownStore { .. } => "UnknownStore",
-            StoreError::Timeout { .. } => "Timeout",
-            StoreError::Internal { .. } => "Internal",
+            StoreError::WrongExpectedVersion { .. } => 0,
+            StoreError::StreamNotFound { .. } => 1,
+            StoreError::StreamDeleted { .. } => 2,
+            StoreError::NotFound { .. } => 3,
+            StoreError::InvalidInput { .. } => 4,
+            StoreError::NotLeader { .. } => 5,
+            StoreError::Unavailable { .. } => 6,
+            StoreError::NoWorkers { .. } => 7,
+            StoreError::UnknownStore { .. } => 8,
+            StoreError::Timeout { .. } => 9,
+            StoreError::Internal { .. } => 10,
         }
     }
 

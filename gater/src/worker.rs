@@ -6,6 +6,7 @@
 //! store's Raft group; reads are linearizable unless the caller asks for
 //! [`ReadConsistency::Stale`].
 
+use crate::metrics::StoreStats;
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
@@ -174,6 +175,9 @@ pub trait Worker {
         version: Option<u64>,
         consistency: ReadConsistency,
     ) -> Result<bool, StoreError>;
+
+    /// Counters and latency histograms of every store this node hosts.
+    async fn stats() -> Vec<StoreStats>;
 }
 
 /// Dials a node's worker service at `addr` (within

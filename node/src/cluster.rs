@@ -142,7 +142,7 @@ async fn round(
         .initialize(members)
         .await
         .map_err(|e| e.to_string())?;
-    tracing::info!(target: "reckon_db", store = name, voters = ?ids, "reckon_db.cluster.membership.changed (group initialized)");
+    tracing::info!(target: "reckon_db", store = name, voters = ?ids, "store group initialized");
     Ok(true)
 }
 

@@ -11,6 +11,8 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use reckon_gater::emit;
+use reckon_gater::telemetry as t;
 use reckon_gater::transport::{self, Service};
 use reckon_gater::worker::Worker;
 use tarpc::server::{BaseChannel, Channel};
@@ -95,7 +97,7 @@ impl Node {
     /// Locks the data directory and opens every configured store.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         let lock = lock_data_dir(&config.data_dir)?;
-        let peers = PeerPool::default();
+        let peers = PeerPool::new(config.node_id);
         let mut stores = HashMap::new();
         for name in &config.stores {
             let opts = store_options(&config);
@@ -130,6 +132,11 @@ impl Node {
     /// Serves the worker service on `listener` until `shutdown` resolves. Requests
     /// already accepted run to completion on their own tasks.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        emit!(t::CLUSTER_NODE_UP, "node_id" => self.config.node_id, "address" => &address);
         let worker = WorkerService::new(self.stores.clone());
         let raft = RaftServer::new(
             self.stores.clone(),
@@ -187,6 +194,7 @@ impl Node {
         for store in self.stores.values() {
             store.shutdown().await;
         }
+        emit!(t::CLUSTER_NODE_DOWN, "node_id" => self.config.node_id, "reason" => "shutdown");
     }
 }
 

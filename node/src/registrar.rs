@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use openraft::ServerState;
 use reckon_gater::api::{GaterClient, Role, WorkerInfo};
 use reckon_gater::auth;
 use tokio::sync::watch;
@@ -48,12 +47,7 @@ pub struct Registrar {
 /// A worker's current description, from its Raft metrics.
 pub fn worker_info(store: &Store, id: &Identity) -> WorkerInfo {
     let m = store.raft().metrics().borrow().clone();
-    let role = match m.state {
-        ServerState::Leader => Role::Leader,
-        ServerState::Follower => Role::Follower,
-        ServerState::Learner => Role::Learner,
-        ServerState::Candidate | ServerState::Shutdown => Role::Candidate,
-    };
+    let role = store.role();
     WorkerInfo {
         node_id: id.node_id,
         store: store.name().to_string(),
@@ -64,9 +58,11 @@ pub fn worker_info(store: &Store, id: &Identity) -> WorkerInfo {
         last_log_index: m.last_log_index.unwrap_or(0),
         applied_index: m.last_applied.map_or(0, |l| l.index),
         leader_changes: store
+            .metrics()
             .leader_changes
             .load(std::sync::atomic::Ordering::Relaxed),
         appended_events: store
+            .metrics()
             .appended_events
             .load(std::sync::atomic::Ordering::Relaxed),
     }

@@ -7,7 +7,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use reckon_gater::emit;
+use reckon_gater::metrics::StoreStats;
 use reckon_gater::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
+use reckon_gater::telemetry as t;
 use reckon_gater::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
     SnapshotRecord, StoreError, StreamInfo, SubscriptionType, TagMatch,
@@ -41,6 +48,45 @@ impl WorkerService {
     }
 }
 
+/// Counts a failed request against its store.
+fn tally<T>(store: &Store, r: Result<T, StoreError>) -> Result<T, StoreError> {
+    if let Err(e) = &r {
+        store.metrics().error(e);
+    }
+    r
+}
+
+/// Runs one read, timing it, counting it and reporting it as telemetry; `stream` names
+/// what is read (`$all`, `$types`, `$tags` for the global reads).
+async fn observe_read(
+    store: &Store,
+    stream: &str,
+    from: u64,
+    count: u32,
+    read: impl Future<Output = Result<Vec<EventRecord>, StoreError>>,
+) -> Result<Vec<EventRecord>, StoreError> {
+    let name = store.name();
+    emit!(t::STREAM_READ_START, "store" => name, "stream" => stream, "from" => from, "count" => count);
+    let started = Instant::now();
+    let r = read.await;
+    let took = started.elapsed();
+    let m = store.metrics();
+    match &r {
+        Ok(events) => {
+            m.reads.fetch_add(1, Ordering::Relaxed);
+            m.read_events
+                .fetch_add(events.len() as u64, Ordering::Relaxed);
+            m.read_latency.record(took);
+            emit!(t::STREAM_READ_STOP, "store" => name, "stream" => stream, "event_count" => events.len(), "duration_us" => took);
+        }
+        Err(e) => {
+            m.error(e);
+            emit!(t::STREAM_READ_ERROR, "store" => name, "stream" => stream, "error" => e.kind(), "reason" => e.to_string(), "duration_us" => took);
+        }
+    }
+    r
+}
+
 impl Worker for WorkerService {
     async fn append(
         self,
@@ -50,9 +96,38 @@ impl Worker for WorkerService {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        self.store(&store)?
-            .append(stream_id, expected, events)
-            .await
+        let store = self.store(&store)?;
+        let name = store.name();
+        let count = events.len();
+        emit!(t::STREAM_WRITE_START, "store" => name, "stream" => &stream_id, "event_count" => count);
+        let bytes: u64 = events
+            .iter()
+            .map(|e| (e.data.len() + e.metadata.len()) as u64)
+            .sum();
+        let started = Instant::now();
+        let stream = if t::enabled() {
+            Some(stream_id.clone())
+        } else {
+            None
+        };
+        let r = store.append(stream_id, expected, events).await;
+        let took = started.elapsed();
+        let m = store.metrics();
+        let stream = stream.as_deref().unwrap_or_default();
+        match &r {
+            Ok(done) => {
+                m.appends.fetch_add(1, Ordering::Relaxed);
+                m.appended_events.fetch_add(count as u64, Ordering::Relaxed);
+                m.appended_bytes.fetch_add(bytes, Ordering::Relaxed);
+                m.append_latency.record(took);
+                emit!(t::STREAM_WRITE_STOP, "store" => name, "stream" => stream, "event_count" => count, "new_version" => done.version, "duration_us" => took);
+            }
+            Err(e) => {
+                m.error(e);
+                emit!(t::STREAM_WRITE_ERROR, "store" => name, "stream" => stream, "event_count" => count, "error" => e.kind(), "reason" => e.to_string(), "duration_us" => took);
+            }
+        }
+        r
     }
 
     async fn read_stream(
@@ -65,9 +140,9 @@ impl Worker for WorkerService {
         direction: Direction,
         consistency: ReadConsistency,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        self.store(&store)?
-            .read_stream(stream_id, from, count, direction, consistency)
-            .await
+        let store = self.store(&store)?;
+        let read = store.read_stream(stream_id.clone(), from, count, direction, consistency);
+        observe_read(store, &stream_id, from, count, read).await
     }
 
     async fn read_all(
@@ -79,9 +154,9 @@ impl Worker for WorkerService {
         direction: Direction,
         consistency: ReadConsistency,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        self.store(&store)?
-            .read_all(from_position, count, direction, consistency)
-            .await
+        let store = self.store(&store)?;
+        let read = store.read_all(from_position, count, direction, consistency);
+        observe_read(store, "$all", from_position, count, read).await
     }
 
     async fn read_by_event_types(
@@ -93,9 +168,9 @@ impl Worker for WorkerService {
         count: u32,
         consistency: ReadConsistency,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        self.store(&store)?
-            .read_by_event_types(types, from_position, count, consistency)
-            .await
+        let store = self.store(&store)?;
+        let read = store.read_by_event_types(types, from_position, count, consistency);
+        observe_read(store, "$types", from_position, count, read).await
     }
 
     async fn read_by_tags(
@@ -108,9 +183,9 @@ impl Worker for WorkerService {
         count: u32,
         consistency: ReadConsistency,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        self.store(&store)?
-            .read_by_tags(tags, matching, from_position, count, consistency)
-            .await
+        let store = self.store(&store)?;
+        let read = store.read_by_tags(tags, matching, from_position, count, consistency);
+        observe_read(store, "$tags", from_position, count, read).await
     }
 
     async fn get_version(
@@ -120,9 +195,8 @@ impl Worker for WorkerService {
         stream_id: String,
         consistency: ReadConsistency,
     ) -> Result<Option<u64>, StoreError> {
-        self.store(&store)?
-            .get_version(stream_id, consistency)
-            .await
+        let store = self.store(&store)?;
+        tally(store, store.get_version(stream_id, consistency).await)
     }
 
     async fn exists(
@@ -132,11 +206,8 @@ impl Worker for WorkerService {
         stream_id: String,
         consistency: ReadConsistency,
     ) -> Result<bool, StoreError> {
-        Ok(self
-            .store(&store)?
-            .get_version(stream_id, consistency)
-            .await?
-            .is_some())
+        let store = self.store(&store)?;
+        Ok(tally(store, store.get_version(stream_id, consistency).await)?.is_some())
     }
 
     async fn list_streams(
@@ -147,9 +218,8 @@ impl Worker for WorkerService {
         limit: u32,
         consistency: ReadConsistency,
     ) -> Result<Vec<StreamInfo>, StoreError> {
-        self.store(&store)?
-            .list_streams(after, limit, consistency)
-            .await
+        let store = self.store(&store)?;
+        tally(store, store.list_streams(after, limit, consistency).await)
     }
 
     async fn delete_stream(
@@ -159,7 +229,8 @@ impl Worker for WorkerService {
         stream_id: String,
         hard: bool,
     ) -> Result<(), StoreError> {
-        self.store(&store)?.delete(stream_id, hard).await
+        let store = self.store(&store)?;
+        tally(store, store.delete(stream_id, hard).await)
     }
 
     async fn snapshot_save(
@@ -171,9 +242,24 @@ impl Worker for WorkerService {
         data: Vec<u8>,
         metadata: Vec<u8>,
     ) -> Result<(), StoreError> {
-        self.store(&store)?
-            .save_snapshot(stream_id, version, data, metadata)
-            .await
+        let store = self.store(&store)?;
+        let size = data.len() + metadata.len();
+        let started = Instant::now();
+        let stream = if t::enabled() {
+            Some(stream_id.clone())
+        } else {
+            None
+        };
+        let r = tally(
+            store,
+            store
+                .save_snapshot(stream_id, version, data, metadata)
+                .await,
+        );
+        if r.is_ok() {
+            emit!(t::SNAPSHOT_CREATED, "store" => store.name(), "stream" => stream.as_deref().unwrap_or_default(), "version" => version, "size_bytes" => size, "duration_us" => started.elapsed());
+        }
+        r
     }
 
     async fn snapshot_load(
@@ -184,9 +270,17 @@ impl Worker for WorkerService {
         version: Option<u64>,
         consistency: ReadConsistency,
     ) -> Result<SnapshotRecord, StoreError> {
-        self.store(&store)?
-            .load_snapshot(stream_id, version, consistency)
-            .await
+        let store = self.store(&store)?;
+        let started = Instant::now();
+        let r = tally(
+            store,
+            store.load_snapshot(stream_id, version, consistency).await,
+        );
+        if let Ok(snap) = &r {
+            store.metrics().reads.fetch_add(1, Ordering::Relaxed);
+            emit!(t::SNAPSHOT_READ, "store" => store.name(), "stream" => &snap.stream_id, "version" => snap.version, "size_bytes" => snap.data.len() + snap.metadata.len(), "duration_us" => started.elapsed());
+        }
+        r
     }
 
     async fn snapshot_list(
@@ -196,9 +290,8 @@ impl Worker for WorkerService {
         stream_id: String,
         consistency: ReadConsistency,
     ) -> Result<Vec<SnapshotRecord>, StoreError> {
-        self.store(&store)?
-            .list_snapshots(stream_id, consistency)
-            .await
+        let store = self.store(&store)?;
+        tally(store, store.list_snapshots(stream_id, consistency).await)
     }
 
     async fn snapshot_delete(
@@ -208,9 +301,8 @@ impl Worker for WorkerService {
         stream_id: String,
         version: Option<u64>,
     ) -> Result<(), StoreError> {
-        self.store(&store)?
-            .delete_snapshot(stream_id, version)
-            .await
+        let store = self.store(&store)?;
+        tally(store, store.delete_snapshot(stream_id, version).await)
     }
 
     async fn subscribe(
@@ -222,13 +314,13 @@ impl Worker for WorkerService {
         name: String,
         options: SubscribeOptions,
     ) -> Result<SubscriptionInfo, StoreError> {
-        self.store(&store)?
-            .subscribe(kind, selector, name, options)
-            .await
+        let store = self.store(&store)?;
+        tally(store, store.subscribe(kind, selector, name, options).await)
     }
 
     async fn unsubscribe(self, _: Context, store: String, key: String) -> Result<(), StoreError> {
-        self.store(&store)?.unsubscribe(key).await
+        let store = self.store(&store)?;
+        tally(store, store.unsubscribe(key).await)
     }
 
     async fn get_subscription(
@@ -238,7 +330,8 @@ impl Worker for WorkerService {
         key: String,
         consistency: ReadConsistency,
     ) -> Result<SubscriptionInfo, StoreError> {
-        self.store(&store)?.get_subscription(key, consistency).await
+        let store = self.store(&store)?;
+        tally(store, store.get_subscription(key, consistency).await)
     }
 
     async fn list_subscriptions(
@@ -247,7 +340,8 @@ impl Worker for WorkerService {
         store: String,
         consistency: ReadConsistency,
     ) -> Result<Vec<SubscriptionInfo>, StoreError> {
-        self.store(&store)?.list_subscriptions(consistency).await
+        let store = self.store(&store)?;
+        tally(store, store.list_subscriptions(consistency).await)
     }
 
     async fn ack(
@@ -258,7 +352,8 @@ impl Worker for WorkerService {
         consumer: String,
         position: u64,
     ) -> Result<SubscriptionInfo, StoreError> {
-        self.store(&store)?.ack(key, consumer, position).await
+        let store = self.store(&store)?;
+        tally(store, store.ack(key, consumer, position).await)
     }
 
     async fn poll(
@@ -271,19 +366,14 @@ impl Worker for WorkerService {
         max: u32,
         wait_ms: u32,
     ) -> Result<Delivery, StoreError> {
-        self.store(&store)?
-            .poll(
-                key,
-                consumer,
-                from,
-                max,
-                std::time::Duration::from_millis(u64::from(wait_ms)),
-            )
-            .await
+        let store = self.store(&store)?;
+        let wait = std::time::Duration::from_millis(u64::from(wait_ms));
+        tally(store, store.poll(key, consumer, from, max, wait).await)
     }
 
     async fn remove_node(self, _: Context, store: String, node_id: u64) -> Result<(), StoreError> {
-        self.store(&store)?.remove_node(node_id).await
+        let store = self.store(&store)?;
+        tally(store, store.remove_node(node_id).await)
     }
 
     async fn snapshot_exists(
@@ -294,14 +384,20 @@ impl Worker for WorkerService {
         version: Option<u64>,
         consistency: ReadConsistency,
     ) -> Result<bool, StoreError> {
-        match self
-            .store(&store)?
-            .load_snapshot(stream_id, version, consistency)
-            .await
-        {
+        let store = self.store(&store)?;
+        match store.load_snapshot(stream_id, version, consistency).await {
             Ok(_) => Ok(true),
             Err(StoreError::NotFound { .. }) => Ok(false),
-            Err(e) => Err(e),
+            Err(e) => tally(store, Err(e)),
         }
+    }
+
+    async fn stats(self, _: Context) -> Vec<StoreStats> {
+        let mut out = Vec::with_capacity(self.stores.len());
+        for store in self.stores.values() {
+            out.push(store.stats().await);
+        }
+        out.sort_by(|a, b| a.store.cmp(&b.store));
+        out
     }
 }

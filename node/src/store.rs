@@ -16,7 +16,11 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use openraft::{BasicNode, Config, SnapshotPolicy};
+use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use reckon_gater::api::Role;
+use reckon_gater::emit;
+use reckon_gater::metrics::{StoreMetrics, StoreStats};
+use reckon_gater::telemetry as t;
 use reckon_gater::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
     SnapshotRecord, StoreError, StreamInfo, TagMatch,
@@ -127,10 +131,9 @@ pub struct Store {
     /// a restarted leader in its old term without a new no-op entry, and the commit
     /// index it restarts with may be behind what it acknowledged before the crash.
     read_barrier: Arc<std::sync::atomic::AtomicBool>,
-    /// Leaders this node has seen elected (or lost) since start.
-    pub leader_changes: Arc<AtomicU64>,
-    /// Writes acknowledged by this node since start.
-    pub appended_events: AtomicU64,
+    node_id: NodeId,
+    /// Counters and latency histograms since the node started.
+    metrics: Arc<StoreMetrics>,
     /// Attached consumers and matchers of subscriptions, on this node.
     pub(crate) subscriptions: crate::subscriptions::Attachments,
 }
@@ -255,13 +258,14 @@ impl Store {
             peers,
             read_barrier.clone(),
         ));
-        let leader_changes = Arc::new(AtomicU64::new(0));
+        let metrics = Arc::new(StoreMetrics::default());
         tokio::spawn(watch_leadership(
             raft.clone(),
             name.to_string(),
-            leader_changes.clone(),
+            opts.node_id,
+            metrics.clone(),
         ));
-        tracing::info!(target: "reckon_db", store = name, "reckon_db.store.started");
+        emit!(t::STORE_STARTED, "store" => name, "node_id" => opts.node_id);
         Ok(Arc::new(Store {
             name: name.to_string(),
             raft,
@@ -269,8 +273,8 @@ impl Store {
             limits: opts.limits,
             queue: tx,
             read_barrier,
-            leader_changes,
-            appended_events: AtomicU64::new(0),
+            node_id: opts.node_id,
+            metrics,
             subscriptions: Default::default(),
         }))
     }
@@ -297,7 +301,56 @@ impl Store {
         }
         let state = self.state.clone();
         let _ = tokio::task::spawn_blocking(move || state.flush()).await;
-        tracing::info!(target: "reckon_db", store = %self.name, "reckon_db.store.stopped");
+        emit!(t::STORE_STOPPED, "store" => &self.name, "node_id" => self.node_id);
+    }
+
+    /// Counters and latency histograms since the node started.
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
+    }
+
+    /// This node's role in the store's group now.
+    pub fn role(&self) -> Role {
+        match self.raft.metrics().borrow().state {
+            ServerState::Leader => Role::Leader,
+            ServerState::Follower => Role::Follower,
+            ServerState::Learner => Role::Learner,
+            ServerState::Candidate | ServerState::Shutdown => Role::Candidate,
+        }
+    }
+
+    /// The counters and histograms with what the store holds and its subscriptions'
+    /// lag, as `stats` reports them.
+    pub async fn stats(&self) -> StoreStats {
+        let m = &self.metrics;
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let held = self
+            .read(ReadConsistency::Stale, |r| r.stats().map(Ok))
+            .await
+            .unwrap_or_default();
+        let subs = self
+            .list_subscriptions(ReadConsistency::Stale)
+            .await
+            .unwrap_or_default();
+        StoreStats {
+            store: self.name.clone(),
+            node_id: self.node_id,
+            role: Some(self.role()),
+            events: held.events,
+            appends: load(&m.appends),
+            appended_events: load(&m.appended_events),
+            appended_bytes: load(&m.appended_bytes),
+            reads: load(&m.reads),
+            read_events: load(&m.read_events),
+            errors: m.errors_by_kind(),
+            leader_changes: load(&m.leader_changes),
+            subscriptions: subs.len() as u64,
+            deliveries: load(&m.deliveries),
+            delivered_events: load(&m.delivered_events),
+            max_subscription_lag: subs.iter().map(|s| s.lag()).max().unwrap_or(0),
+            append_latency: m.append_latency.snapshot(),
+            read_latency: m.read_latency.snapshot(),
+        }
     }
 
     /// The state database.
@@ -336,7 +389,6 @@ impl Store {
     ) -> Result<AppendResult, StoreError> {
         domain::validate_append(&self.limits, &stream_id, &events)?;
         let bytes = events.iter().map(domain::event_size).sum();
-        let n = events.len() as u64;
         let events = events
             .into_iter()
             .map(|e| ProposedEvent {
@@ -354,10 +406,7 @@ impl Store {
             events,
         };
         match self.submit(cmd, bytes).await? {
-            Outcome::Appended(r) => {
-                self.appended_events.fetch_add(n, Ordering::Relaxed);
-                Ok(r)
-            }
+            Outcome::Appended(r) => Ok(r),
             Outcome::Done | Outcome::Subscription(_) => Err(StoreError::Internal {
                 message: "append answered without a result".into(),
             }),
@@ -592,9 +641,10 @@ impl Store {
 /// Emits the cluster telemetry of one store's group as its Raft metrics change:
 /// `reckon_db.cluster.leader.elected` (with the previous leader) and
 /// `reckon_db.cluster.membership.changed`. Ends when the group shuts down.
-async fn watch_leadership(raft: Raft, store: String, leader_changes: Arc<AtomicU64>) {
+async fn watch_leadership(raft: Raft, store: String, node_id: NodeId, metrics: Arc<StoreMetrics>) {
     let mut rx = raft.metrics();
     let mut leader: Option<NodeId> = None;
+    let mut last_known: Option<NodeId> = None;
     let mut membership = None;
     loop {
         let (now_leader, term, m) = {
@@ -606,31 +656,25 @@ async fn watch_leadership(raft: Raft, store: String, leader_changes: Arc<AtomicU
             )
         };
         if now_leader != leader {
-            leader_changes.fetch_add(1, Ordering::Relaxed);
+            metrics.leader_changes.fetch_add(1, Ordering::Relaxed);
+            // The last leader known, across a spell without one.
+            let previous = last_known.unwrap_or(0);
             match now_leader {
-                Some(l) => tracing::info!(
-                    target: "reckon_db",
-                    store,
-                    leader = l,
-                    previous_leader = ?leader,
-                    term,
-                    "reckon_db.cluster.leader.elected"
-                ),
-                None => tracing::warn!(
-                    target: "reckon_db",
-                    store,
-                    previous_leader = ?leader,
-                    term,
-                    "reckon_db.cluster.leader.lost"
-                ),
+                Some(l) => {
+                    emit!(t::CLUSTER_LEADER_ELECTED, "store" => &store, "node_id" => node_id, "leader" => l, "previous_leader" => previous, "term" => term);
+                }
+                None => {
+                    emit!(t::CLUSTER_LEADER_LOST, "store" => &store, "node_id" => node_id, "previous_leader" => previous, "term" => term);
+                }
             }
             leader = now_leader;
+            last_known = now_leader.or(last_known);
         }
         if membership.as_ref() != Some(m.log_id()) {
             let voters: Vec<NodeId> = m.voter_ids().collect();
             let learners: Vec<NodeId> = m.membership().learner_ids().collect();
             if !voters.is_empty() {
-                tracing::info!(target: "reckon_db", store, ?voters, ?learners, "reckon_db.cluster.membership.changed");
+                emit!(t::CLUSTER_MEMBERSHIP_CHANGED, "store" => &store, "node_id" => node_id, "voters" => format!("{voters:?}"), "learners" => format!("{learners:?}"));
             }
             membership = Some(*m.log_id());
         }

@@ -27,7 +27,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use reckon_gater::emit;
 use reckon_gater::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
+use reckon_gater::telemetry as t;
 use reckon_gater::types::{EventRecord, ReadConsistency, StoreError, SubscriptionType};
 use sha2::{Digest, Sha256};
 
@@ -333,7 +335,7 @@ impl Store {
                 self.subscriptions
                     .with(&key, |a| a.matcher = Some(Arc::new(m)));
                 info.head = self.state().watch_head().borrow().to_owned();
-                tracing::info!(target: "reckon_db", store = self.name(), key, kind = %info.kind, name = %info.name, "reckon_db.subscription.created");
+                emit!(t::SUBSCRIPTION_CREATED, "store" => self.name(), "key" => &key, "kind" => info.kind.to_string(), "selector" => &info.selector, "name" => &info.name);
                 Ok(self.fill(info))
             }
             _ => Err(StoreError::Internal {
@@ -347,7 +349,7 @@ impl Store {
         self.submit(Command::Unsubscribe { key: key.clone() }, 0)
             .await?;
         self.subscriptions.forget(&key);
-        tracing::info!(target: "reckon_db", store = self.name(), key, "reckon_db.subscription.deleted");
+        emit!(t::SUBSCRIPTION_DELETED, "store" => self.name(), "key" => &key);
         Ok(())
     }
 
@@ -391,7 +393,7 @@ impl Store {
         let now = Instant::now();
         let commit_to = if info.pool_size <= 1 {
             self.subscriptions.with(&key, |a| {
-                a.consumers.entry(consumer).or_default().last_seen = Some(now);
+                a.consumers.entry(consumer.clone()).or_default().last_seen = Some(now);
             });
             Some(position)
         } else {
@@ -432,7 +434,7 @@ impl Store {
         {
             Outcome::Subscription(mut info) => {
                 info.head = *self.state().watch_head().borrow();
-                tracing::debug!(target: "reckon_db", store = self.name(), key, checkpoint = position, lag = info.lag(), "reckon_db.subscription.checkpoint");
+                emit!(t::SUBSCRIPTION_CHECKPOINT, "store" => self.name(), "key" => &key, "consumer" => &consumer, "checkpoint" => position, "lag" => info.lag());
                 Ok(self.fill(info))
             }
             _ => Err(StoreError::Internal {
@@ -471,7 +473,7 @@ impl Store {
                 .await;
         }
         self.subscriptions.with(&key, |a| {
-            a.consumers.entry(consumer).or_default().last_seen = Some(now);
+            a.consumers.entry(consumer.clone()).or_default().last_seen = Some(now);
         });
         let mut from = from.unwrap_or(info.cursor);
         let mut head_rx = self.state().watch_head();
@@ -485,7 +487,12 @@ impl Store {
                 .await?;
             let head = head.max(next);
             if !events.is_empty() || next < head || Instant::now() >= deadline {
-                self.note_delivery(&key, events.len() as u64, head.saturating_sub(next));
+                self.note_delivery(
+                    &key,
+                    &consumer,
+                    events.len() as u64,
+                    head.saturating_sub(next),
+                );
                 return Ok(Delivery { events, next, head });
             }
             from = next;
@@ -493,7 +500,7 @@ impl Store {
                 .wait_for_head(&key, &mut head_rx, next, deadline)
                 .await?
             {
-                self.note_delivery(&key, 0, 0);
+                self.note_delivery(&key, &consumer, 0, 0);
                 return Ok(Delivery {
                     events: Vec::new(),
                     next,
@@ -593,7 +600,12 @@ impl Store {
             drop(p);
             let events = mine.unwrap_or_default();
             if !events.is_empty() || Instant::now() >= deadline {
-                self.note_delivery(key, events.len() as u64, head.saturating_sub(scan_pos));
+                self.note_delivery(
+                    key,
+                    &consumer,
+                    events.len() as u64,
+                    head.saturating_sub(scan_pos),
+                );
                 return Ok(Delivery {
                     events,
                     next: scan_pos,
@@ -612,7 +624,7 @@ impl Store {
         }
     }
 
-    fn note_delivery(&self, key: &str, count: u64, lag: u64) {
+    fn note_delivery(&self, key: &str, consumer: &str, count: u64, lag: u64) {
         let now = Instant::now();
         let slow = self.subscriptions.with(key, |a| {
             a.delivered += count;
@@ -627,7 +639,12 @@ impl Store {
             }
         });
         if count > 0 {
-            tracing::debug!(target: "reckon_db", store = self.name(), key, count, lag, "reckon_db.subscription.delivered");
+            let m = self.metrics();
+            m.deliveries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            m.delivered_events
+                .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+            emit!(t::SUBSCRIPTION_DELIVERED, "store" => self.name(), "key" => key, "consumer" => consumer, "event_count" => count, "lag" => lag);
         }
         if slow {
             tracing::warn!(target: "reckon_db", store = self.name(), key, lag, "reckon_db.subscription.slow_consumer");

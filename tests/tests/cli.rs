@@ -947,15 +947,43 @@ async fn a_store_without_workers_exits_5() {
     );
 }
 
-#[test]
-fn stats_is_not_served_yet_and_exits_5() {
-    let gater = closed_port();
-    let r = reckon_at(&gater, &["stats"]);
-    let line = r.fails(5);
+#[tokio::test]
+async fn stats_counts_appends_reads_and_errors_with_latency_percentiles() {
+    let env = start().await;
+    env.append_n("order-1", 3);
+    env.append_n("order-2", 2);
+    env.reckon(&["read", "order-1"]).ok();
+    env.reckon(&["read-all"]).ok();
+    env.reckon(&["append", "order-1", "--type", "t", "--expected", "0"])
+        .fails(3);
+    let lines = env.reckon(&["--json", "stats"]).json_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let s = &lines[0];
+    assert_eq!(s["store"], "default");
+    assert_eq!(s["node_id"], 1);
+    assert_eq!(s["role"], "leader");
+    assert_eq!(s["events"], 5);
+    assert_eq!(s["appends"], 5);
+    assert_eq!(s["appended_events"], 5);
+    assert_eq!(
+        s["appended_bytes"], 10,
+        "five events of `{{}}` and no metadata"
+    );
+    assert_eq!(s["reads"], 2);
+    assert_eq!(s["read_events"], 8);
+    assert_eq!(s["errors"], json!({"WrongExpectedVersion": 1}));
+    assert_eq!(s["append_latency_us"]["count"], 5);
+    assert_eq!(s["read_latency_us"]["count"], 2);
+    let (p50, p99) = (
+        s["append_latency_us"]["p50"].as_u64().expect("p50"),
+        s["append_latency_us"]["p99"].as_u64().expect("p99"),
+    );
+    assert!(p50 > 0 && p50 <= p99, "{s}");
+    let text = env.reckon(&["stats"]).ok().to_string();
     assert!(
-        line.starts_with("error: Unavailable: ")
-            && line.ends_with("is not available in this version"),
-        "{line}"
+        text.starts_with("default node 1 leader events=5 appends=5 ")
+            && text.contains(" errors=WrongExpectedVersion:1 "),
+        "{text}"
     );
 }
 

@@ -78,12 +78,6 @@ pub enum CliError {
         #[source]
         source: io::Error,
     },
-    /// The command exists in the interface but this build cannot serve it yet.
-    #[error("Unavailable: `reckon {command}` is not available in this version")]
-    NotServed {
-        /// The command's name.
-        command: &'static str,
-    },
     /// The gater answered something that breaks its contract.
     #[error("Internal: {0}")]
     Protocol(String),
@@ -103,7 +97,6 @@ impl CliError {
             CliError::Client(ClientError::NoGaters) | CliError::NoGater => Exit::Usage,
             CliError::BadBatchLine { .. } | CliError::BatchTooLarge { .. } => Exit::Usage,
             CliError::ReadInput { .. } => Exit::Usage,
-            CliError::NotServed { .. } => Exit::Unavailable,
             CliError::Protocol(_) | CliError::Output(_) => Exit::Other,
         }
     }

@@ -215,7 +215,11 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                 }
             }
         }
-        Command::Stats => return Err(CliError::NotServed { command: "stats" }),
+        Command::Stats => {
+            for st in connect().await?.stats().await? {
+                line(out, output::stats(&st, json))?;
+            }
+        }
     }
     out.flush()?;
     Ok(())

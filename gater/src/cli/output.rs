@@ -14,6 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::api::{HealthReport, StoreStatus};
+use crate::metrics::{HistogramSnapshot, StoreStats};
 use crate::subscription::SubscriptionInfo;
 use crate::types::{AppendResult, ContentType, EventRecord, SnapshotRecord, StreamInfo};
 
@@ -387,6 +388,110 @@ struct NodeJson<'a> {
     applied_index: u64,
     leader_changes: u64,
     appended_events: u64,
+}
+
+#[derive(Serialize)]
+struct LatencyJson {
+    count: u64,
+    mean: Option<u64>,
+    p50: Option<u64>,
+    p99: Option<u64>,
+    p999: Option<u64>,
+}
+
+impl LatencyJson {
+    fn of(h: &HistogramSnapshot) -> Self {
+        LatencyJson {
+            count: h.count(),
+            mean: h.mean_us(),
+            p50: h.quantile_us(0.5),
+            p99: h.quantile_us(0.99),
+            p999: h.quantile_us(0.999),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StatsJson<'a> {
+    store: &'a str,
+    node_id: u64,
+    role: Option<&'static str>,
+    events: u64,
+    appends: u64,
+    appended_events: u64,
+    appended_bytes: u64,
+    reads: u64,
+    read_events: u64,
+    errors: &'a BTreeMap<String, u64>,
+    leader_changes: u64,
+    subscriptions: u64,
+    deliveries: u64,
+    delivered_events: u64,
+    max_subscription_lag: u64,
+    append_latency_us: LatencyJson,
+    read_latency_us: LatencyJson,
+}
+
+fn micros(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".to_string(), |us| us.to_string())
+}
+
+/// One store on one node: counters since the node started and latency percentiles
+/// (microseconds, each the upper bound of its histogram bucket).
+pub fn stats(s: &StoreStats, json: bool) -> String {
+    if json {
+        return to_line(&StatsJson {
+            store: &s.store,
+            node_id: s.node_id,
+            role: s.role.map(|r| r.as_str()),
+            events: s.events,
+            appends: s.appends,
+            appended_events: s.appended_events,
+            appended_bytes: s.appended_bytes,
+            reads: s.reads,
+            read_events: s.read_events,
+            errors: &s.errors,
+            leader_changes: s.leader_changes,
+            subscriptions: s.subscriptions,
+            deliveries: s.deliveries,
+            delivered_events: s.delivered_events,
+            max_subscription_lag: s.max_subscription_lag,
+            append_latency_us: LatencyJson::of(&s.append_latency),
+            read_latency_us: LatencyJson::of(&s.read_latency),
+        });
+    }
+    let errors = if s.errors.is_empty() {
+        "0".to_string()
+    } else {
+        s.errors
+            .iter()
+            .map(|(k, n)| format!("{k}:{n}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    format!(
+        "{} node {} {} events={} appends={} appended_events={} appended_bytes={} \
+         append_p50_us={} append_p99_us={} reads={} read_events={} read_p50_us={} \
+         read_p99_us={} errors={errors} leader_changes={} subscriptions={} deliveries={} \
+         max_subscription_lag={}",
+        s.store,
+        s.node_id,
+        s.role.map_or("unknown", |r| r.as_str()),
+        s.events,
+        s.appends,
+        s.appended_events,
+        s.appended_bytes,
+        micros(s.append_latency.quantile_us(0.5)),
+        micros(s.append_latency.quantile_us(0.99)),
+        s.reads,
+        s.read_events,
+        micros(s.read_latency.quantile_us(0.5)),
+        micros(s.read_latency.quantile_us(0.99)),
+        s.leader_changes,
+        s.subscriptions,
+        s.deliveries,
+        s.max_subscription_lag,
+    )
 }
 
 /// One store's cluster status. Text: a header line, then one node a line.

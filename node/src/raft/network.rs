@@ -18,6 +18,8 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
+use reckon_gater::emit;
+use reckon_gater::telemetry as t;
 use reckon_gater::transport::{self, Service};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -30,6 +32,12 @@ use super::{NodeId, TypeConfig};
 #[derive(Clone, Default)]
 pub struct PeerPool {
     conns: Arc<Mutex<HashMap<String, RaftServiceClient>>>,
+    /// This node's id, for telemetry.
+    local: NodeId,
+    /// Whether each peer's group of a store (by store and address) answered its last
+    /// call: the first outcome and every change are reported as `cluster.node.up` /
+    /// `cluster.node.down`.
+    reachable: Arc<std::sync::Mutex<HashMap<(String, String), bool>>>,
 }
 
 /// Why a peer call failed before reaching openraft on the other side.
@@ -54,6 +62,45 @@ pub enum PeerError {
 }
 
 impl PeerPool {
+    /// An empty pool for the node `local`.
+    pub fn new(local: NodeId) -> Self {
+        PeerPool {
+            local,
+            ..Default::default()
+        }
+    }
+
+    /// Notes the outcome of a call to `peer`'s group of `store` at `addr`, reporting
+    /// a change.
+    fn note(
+        &self,
+        store: &str,
+        peer: NodeId,
+        addr: &str,
+        ok: bool,
+        reason: impl FnOnce() -> String,
+    ) {
+        let changed = {
+            let mut r = self.reachable.lock().unwrap_or_else(|p| p.into_inner());
+            let key = (store.to_string(), addr.to_string());
+            match r.get(&key) {
+                Some(&was) if was == ok => false,
+                _ => {
+                    r.insert(key, ok);
+                    true
+                }
+            }
+        };
+        if !changed {
+            return;
+        }
+        if ok {
+            emit!(t::CLUSTER_NODE_UP, "node_id" => self.local, "store" => store, "peer" => peer, "address" => addr);
+        } else {
+            emit!(t::CLUSTER_NODE_DOWN, "node_id" => self.local, "store" => store, "peer" => peer, "address" => addr, "reason" => reason());
+        }
+    }
+
     /// A client for `addr`, dialled if needed.
     pub async fn client(&self, addr: &str) -> Result<RaftServiceClient, PeerError> {
         let mut conns = self.conns.lock().await;
@@ -148,7 +195,13 @@ impl PeerConn {
             .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))?;
         let client = match self.pool.client(&self.addr).await {
             Ok(c) => c,
-            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => {
+                self.pool
+                    .note(&self.store, self.target, &self.addr, false, || {
+                        e.to_string()
+                    });
+                return Err(RPCError::Unreachable(Unreachable::new(&e)));
+            }
         };
         let ctx = deadline_ctx(ttl);
         let store = self.store.clone();
@@ -162,6 +215,10 @@ impl PeerConn {
             Ok(Err(remote)) => return Err(RPCError::Network(NetworkError::new(&Msg(remote)))),
             Err(e) => {
                 self.pool.forget(&self.addr).await;
+                self.pool
+                    .note(&self.store, self.target, &self.addr, false, || {
+                        e.to_string()
+                    });
                 return Err(RPCError::Unreachable(Unreachable::new(&PeerError::Call {
                     addr: self.addr.clone(),
                     reason: e.to_string(),
@@ -170,6 +227,19 @@ impl PeerConn {
         };
         let decoded: Result<Resp, RaftError<NodeId, E>> = bincode::deserialize(&payload)
             .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))?;
+        // A peer whose group of this store has stopped is down for it, though its
+        // process still answers.
+        match &decoded {
+            Err(RaftError::Fatal(f)) => {
+                self.pool
+                    .note(&self.store, self.target, &self.addr, false, || {
+                        f.to_string()
+                    })
+            }
+            _ => self
+                .pool
+                .note(&self.store, self.target, &self.addr, true, String::new),
+        }
         decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

@@ -197,7 +197,7 @@ impl RaftService for RaftServer {
         raft.change_membership(ChangeMembers::AddVoterIds(ids), false)
             .await
             .map_err(membership_err)?;
-        tracing::info!(target: "reckon_db", store, node_id, address, "reckon_db.cluster.membership.changed (voter added)");
+        tracing::info!(target: "reckon_db", store, node_id, address, "voter added to the store group");
         Ok(())
     }
 

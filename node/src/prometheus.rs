@@ -1,0 +1,355 @@
+//! Prometheus text on `http://<metrics_listen>/metrics`: every store's counters,
+//! gauges and latency histograms on this node, labelled `store` and `node`.
+//!
+//! Each scrape takes a fresh [`StoreStats`] of every store and encodes it with
+//! `prometheus-client` (OpenMetrics text). The HTTP side is the least a scraper
+//! needs: `GET /metrics` over HTTP/1.x, one request per connection, with the request
+//! head, the time to read it and the number of connections all bounded.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use reckon_gater::metrics::StoreStats;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::service::Stores;
+
+/// Largest request head read (request line and headers).
+pub const REQUEST_HEAD_MAX: usize = 8 * 1024;
+/// Time a scraper has to send its request head.
+pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Scrapes served at once; more connections wait for a slot.
+pub const CONNECTIONS_MAX: usize = 16;
+/// Upper bounds of the exported latency buckets, in microseconds: powers of two from
+/// 16 µs to 2^26 µs (about 67 s).
+const LE_US: [u64; 23] = {
+    let mut b = [0u64; 23];
+    let mut i = 0;
+    while i < 23 {
+        b[i] = 1u64 << (i + 4);
+        i += 1;
+    }
+    b
+};
+
+/// Content type of the OpenMetrics text the encoder writes.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The stats of every store at one scrape, encoded on demand.
+#[derive(Debug)]
+struct Scrape(Vec<StoreStats>);
+
+fn labels<'a>(s: &'a StoreStats, node: &'a str) -> [(&'static str, &'a str); 2] {
+    [("store", s.store.as_str()), ("node", node)]
+}
+
+impl Scrape {
+    fn family(
+        &self,
+        enc: &mut DescriptorEncoder<'_>,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        value: impl Fn(&StoreStats) -> u64,
+    ) -> Result<(), std::fmt::Error> {
+        let mut m = enc.encode_descriptor(name, help, None, kind)?;
+        for s in &self.0 {
+            let node = s.node_id.to_string();
+            let l = labels(s, &node);
+            let mut f = m.encode_family(&l)?;
+            match kind {
+                MetricType::Counter => f.encode_counter::<NoLabelSet, u64, u64>(&value(s), None)?,
+                _ => f.encode_gauge(&(value(s) as i64))?,
+            }
+        }
+        Ok(())
+    }
+
+    fn latency(
+        &self,
+        enc: &mut DescriptorEncoder<'_>,
+        name: &str,
+        help: &str,
+        hist: impl Fn(&StoreStats) -> &reckon_gater::metrics::HistogramSnapshot,
+    ) -> Result<(), std::fmt::Error> {
+        let mut m = enc.encode_descriptor(name, help, None, MetricType::Histogram)?;
+        for s in &self.0 {
+            let h = hist(s);
+            let cumulative = h.cumulative_at(&LE_US);
+            let total = h.count();
+            let mut buckets = Vec::with_capacity(LE_US.len() + 1);
+            let mut prev = 0;
+            for (le, c) in LE_US.iter().zip(&cumulative) {
+                buckets.push((*le as f64 / 1e6, c - prev));
+                prev = *c;
+            }
+            buckets.push((f64::INFINITY, total - prev));
+            let node = s.node_id.to_string();
+            let l = labels(s, &node);
+            m.encode_family(&l)?.encode_histogram::<NoLabelSet>(
+                h.sum_us as f64 / 1e6,
+                total,
+                &buckets,
+                None,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut enc: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        use MetricType::{Counter, Gauge};
+        let e = &mut enc;
+        self.family(
+            e,
+            "appends",
+            "Append requests acknowledged.",
+            Counter,
+            |s| s.appends,
+        )?;
+        self.family(
+            e,
+            "appended_events",
+            "Events in acknowledged appends.",
+            Counter,
+            |s| s.appended_events,
+        )?;
+        self.family(
+            e,
+            "appended_bytes",
+            "Data and metadata bytes appended.",
+            Counter,
+            |s| s.appended_bytes,
+        )?;
+        self.family(e, "reads", "Read requests answered.", Counter, |s| s.reads)?;
+        self.family(
+            e,
+            "read_events",
+            "Events returned by reads.",
+            Counter,
+            |s| s.read_events,
+        )?;
+        self.family(
+            e,
+            "leader_changes",
+            "Leaders elected or lost, as this node saw them.",
+            Counter,
+            |s| s.leader_changes,
+        )?;
+        self.family(
+            e,
+            "subscription_deliveries",
+            "Subscription deliveries with events.",
+            Counter,
+            |s| s.deliveries,
+        )?;
+        self.family(
+            e,
+            "delivered_events",
+            "Events delivered to subscribers.",
+            Counter,
+            |s| s.delivered_events,
+        )?;
+        self.family(
+            e,
+            "events",
+            "Events the store holds (its global log).",
+            Gauge,
+            |s| s.events,
+        )?;
+        self.family(
+            e,
+            "subscriptions",
+            "Subscriptions of the store.",
+            Gauge,
+            |s| s.subscriptions,
+        )?;
+        self.family(
+            e,
+            "subscription_lag_max",
+            "Largest subscription lag, in positions.",
+            Gauge,
+            |s| s.max_subscription_lag,
+        )?;
+        self.family(
+            e,
+            "leader",
+            "1 when this node leads the store's group.",
+            Gauge,
+            |s| u64::from(s.role == Some(reckon_gater::api::Role::Leader)),
+        )?;
+        {
+            let mut m = e.encode_descriptor("errors", "Failed requests by kind.", None, Counter)?;
+            for s in &self.0 {
+                let node = s.node_id.to_string();
+                for (kind, n) in &s.errors {
+                    let l = [
+                        ("store", s.store.as_str()),
+                        ("node", node.as_str()),
+                        ("kind", kind.as_str()),
+                    ];
+                    m.encode_family(&l)?
+                        .encode_counter::<NoLabelSet, u64, u64>(n, None)?;
+                }
+            }
+        }
+        self.latency(
+            e,
+            "append_latency_seconds",
+            "Append latency on the node.",
+            |s| &s.append_latency,
+        )?;
+        self.latency(
+            e,
+            "read_latency_seconds",
+            "Read latency on the node.",
+            |s| &s.read_latency,
+        )?;
+        Ok(())
+    }
+}
+
+/// The metrics text of `stores` now.
+pub async fn render(stores: &Stores) -> String {
+    let mut all = Vec::with_capacity(stores.len());
+    for store in stores.values() {
+        all.push(store.stats().await);
+    }
+    all.sort_by(|a, b| a.store.cmp(&b.store));
+    let mut registry = Registry::with_prefix("reckon");
+    registry.register_collector(Box::new(Scrape(all)));
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        tracing::warn!(error = %e, "cannot encode metrics");
+    }
+    out
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, stores: Stores, shutdown: impl Future<Output = ()>) {
+    let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(error = %e, "metrics: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let stores = stores.clone();
+        tokio::spawn(async move {
+            if let Err(e) = answer(stream, &stores).await {
+                tracing::debug!(%peer, error = %e, "metrics: request failed");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Reads one request head and answers it.
+async fn answer(mut stream: TcpStream, stores: &Stores) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(512);
+    let read = async {
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            if head.len() >= REQUEST_HEAD_MAX {
+                return Err(std::io::Error::other("request head too large"));
+            }
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        Ok(())
+    };
+    let (status, content_type, body) = match tokio::time::timeout(REQUEST_READ_TIMEOUT, read).await
+    {
+        Err(_) => return Ok(()),
+        Ok(Err(e)) if e.to_string() == "request head too large" => (
+            "431 Request Header Fields Too Large",
+            "text/plain",
+            format!("request head over {REQUEST_HEAD_MAX} bytes\n"),
+        ),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(())) => {
+            let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+            let line = String::from_utf8_lossy(line);
+            let mut parts = line.split(' ');
+            match (parts.next(), parts.next()) {
+                (Some("GET"), Some("/metrics")) => ("200 OK", CONTENT_TYPE, render(stores).await),
+                (Some("GET"), Some(_)) => (
+                    "404 Not Found",
+                    "text/plain",
+                    "only /metrics is served here\n".to_string(),
+                ),
+                _ => (
+                    "405 Method Not Allowed",
+                    "text/plain",
+                    "only GET /metrics is served here\n".to_string(),
+                ),
+            }
+        }
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reckon_gater::metrics::Histogram;
+
+    #[test]
+    fn text_has_counters_errors_and_histograms_with_labels() {
+        let h = Histogram::default();
+        h.record(Duration::from_micros(100));
+        h.record(Duration::from_millis(3));
+        let mut s = StoreStats {
+            store: "default".into(),
+            node_id: 2,
+            role: Some(reckon_gater::api::Role::Leader),
+            appends: 7,
+            events: 9,
+            append_latency: h.snapshot(),
+            ..Default::default()
+        };
+        s.errors.insert("WrongExpectedVersion".into(), 3);
+        let mut registry = Registry::with_prefix("reckon");
+        registry.register_collector(Box::new(Scrape(vec![s])));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        for want in [
+            "reckon_appends_total{store=\"default\",node=\"2\"} 7",
+            "reckon_events{store=\"default\",node=\"2\"} 9",
+            "reckon_leader{store=\"default\",node=\"2\"} 1",
+            "reckon_errors_total{store=\"default\",node=\"2\",kind=\"WrongExpectedVersion\"} 3",
+            "reckon_append_latency_seconds_count{store=\"default\",node=\"2\"} 2",
+            "reckon_append_latency_seconds_bucket{le=\"0.000128\",store=\"default\",node=\"2\"} 1",
+            "reckon_append_latency_seconds_bucket{le=\"+Inf\",store=\"default\",node=\"2\"} 2",
+        ] {
+            assert!(out.contains(want), "missing {want:?} in\n{out}");
+        }
+    }
+}
