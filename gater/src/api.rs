@@ -12,7 +12,7 @@ use crate::metrics::StoreStats;
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StoreError, StreamInfo, SubscriptionType, TagMatch,
+    SnapshotRecord, StoreError, StreamInfo, StreamPage, SubscriptionType, TagMatch,
 };
 
 /// A worker's role in its store's Raft group.
@@ -255,6 +255,14 @@ pub trait Gater {
         limit: u32,
         consistency: ReadConsistency,
     ) -> Result<Vec<StreamInfo>, StoreError>;
+    /// See [`Worker::find_streams`](crate::worker::Worker::find_streams).
+    async fn find_streams(
+        store: String,
+        contains: String,
+        after: Option<String>,
+        limit: u32,
+        consistency: ReadConsistency,
+    ) -> Result<StreamPage, StoreError>;
     /// See [`Worker::delete_stream`](crate::worker::Worker::delete_stream).
     async fn delete_stream(store: String, stream_id: String, hard: bool) -> Result<(), StoreError>;
     /// See [`Worker::snapshot_save`](crate::worker::Worker::snapshot_save).

@@ -32,7 +32,7 @@ use crate::metrics::StoreStats;
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StoreError, StreamInfo, SubscriptionType, TagMatch,
+    SnapshotRecord, StoreError, StreamInfo, StreamPage, SubscriptionType, TagMatch,
 };
 
 /// The default per-call deadline.
@@ -591,6 +591,45 @@ impl StoreHandle {
             .call(|g, ctx| {
                 let (store, after) = (store.clone(), after.clone());
                 async move { g.list_streams(ctx, store, after, limit, c).await }
+            })
+            .await
+    }
+
+    /// Up to `limit` streams after `after` whose id contains `contains`. The node
+    /// examines a bounded number of ids per call, so a page may hold fewer (even
+    /// none) while more exist: continue from `resume_after` until it is `None`.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// let mut after: Option<String> = None;
+    /// loop {
+    ///     let page = store.find_streams("order-", after.as_deref(), 100).await?;
+    ///     for s in &page.streams {
+    ///         println!("{} {}", s.stream_id, s.version);
+    ///     }
+    ///     match page.resume_after {
+    ///         Some(a) => after = Some(a),
+    ///         None => break,
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn find_streams(
+        &self,
+        contains: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<StreamPage, ClientError> {
+        let (store, contains, after, c) = (
+            self.store.clone(),
+            contains.to_string(),
+            after.map(str::to_string),
+            self.consistency,
+        );
+        self.client
+            .call(|g, ctx| {
+                let (store, contains, after) = (store.clone(), contains.clone(), after.clone());
+                async move { g.find_streams(ctx, store, contains, after, limit, c).await }
             })
             .await
     }

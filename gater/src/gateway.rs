@@ -25,7 +25,7 @@ use crate::telemetry;
 use crate::transport;
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StoreError, StreamInfo, SubscriptionType, TagMatch,
+    SnapshotRecord, StoreError, StreamInfo, StreamPage, SubscriptionType, TagMatch,
 };
 use crate::worker::WorkerClient;
 
@@ -725,6 +725,25 @@ impl Gater for Gateway {
         self.route(&ctx, &store, OpKind::Leader, |c, cx| {
             let store = store.clone();
             async move { c.remove_node(cx, store, node_id).await }
+        })
+        .await
+    }
+
+    async fn find_streams(
+        self,
+        ctx: Context,
+        store: String,
+        contains: String,
+        after: Option<String>,
+        limit: u32,
+        consistency: ReadConsistency,
+    ) -> Result<StreamPage, StoreError> {
+        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
+            let (store, contains, after) = (store.clone(), contains.clone(), after.clone());
+            async move {
+                c.find_streams(cx, store, contains, after, limit, consistency)
+                    .await
+            }
         })
         .await
     }

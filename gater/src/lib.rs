@@ -34,5 +34,5 @@ pub mod worker;
 pub use client::{Client, ClientError, StoreHandle, Subscriber};
 pub use types::{
     AppendResult, ContentType, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StoreError, StreamInfo, TagMatch,
+    SnapshotRecord, StoreError, StreamInfo, StreamPage, TagMatch,
 };

@@ -235,6 +235,16 @@ pub struct StreamInfo {
     pub version: u64,
 }
 
+/// A page of streams found by a filter, and where to look further.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPage {
+    /// The streams found, in id order.
+    pub streams: Vec<StreamInfo>,
+    /// Where the search stopped (a page was full, or its scan bound was reached):
+    /// ask again with this as `after` for more. `None` when it reached the end.
+    pub resume_after: Option<String>,
+}
+
 /// A stored snapshot of a stream's state at a version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotRecord {

@@ -10,7 +10,7 @@ use crate::metrics::StoreStats;
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StoreError, StreamInfo, SubscriptionType, TagMatch,
+    SnapshotRecord, StoreError, StreamInfo, StreamPage, SubscriptionType, TagMatch,
 };
 
 /// The store operations a node serves.
@@ -175,6 +175,16 @@ pub trait Worker {
         version: Option<u64>,
         consistency: ReadConsistency,
     ) -> Result<bool, StoreError>;
+
+    /// Up to `limit` streams after `after` whose id contains `contains`, examining a
+    /// bounded number of ids per call: continue from `resume_after` while it is set.
+    async fn find_streams(
+        store: String,
+        contains: String,
+        after: Option<String>,
+        limit: u32,
+        consistency: ReadConsistency,
+    ) -> Result<StreamPage, StoreError>;
 
     /// Counters and latency histograms of every store this node hosts.
     async fn stats() -> Vec<StoreStats>;

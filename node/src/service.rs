@@ -17,7 +17,7 @@ use reckon_gater::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use reckon_gater::telemetry as t;
 use reckon_gater::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StoreError, StreamInfo, SubscriptionType, TagMatch,
+    SnapshotRecord, StoreError, StreamInfo, StreamPage, SubscriptionType, TagMatch,
 };
 use reckon_gater::worker::Worker;
 use tarpc::context::Context;
@@ -390,6 +390,24 @@ impl Worker for WorkerService {
             Err(StoreError::NotFound { .. }) => Ok(false),
             Err(e) => tally(store, Err(e)),
         }
+    }
+
+    async fn find_streams(
+        self,
+        _: Context,
+        store: String,
+        contains: String,
+        after: Option<String>,
+        limit: u32,
+        consistency: ReadConsistency,
+    ) -> Result<StreamPage, StoreError> {
+        let store = self.store(&store)?;
+        tally(
+            store,
+            store
+                .find_streams(contains, after, limit, consistency)
+                .await,
+        )
     }
 
     async fn stats(self, _: Context) -> Vec<StoreStats> {

@@ -23,7 +23,7 @@ use reckon_gater::metrics::{StoreMetrics, StoreStats};
 use reckon_gater::telemetry as t;
 use reckon_gater::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StoreError, StreamInfo, TagMatch,
+    SnapshotRecord, StoreError, StreamInfo, StreamPage, TagMatch,
 };
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -112,6 +112,10 @@ pub enum StoreStartError {
         reason: String,
     },
 }
+
+/// Stream ids one `find_streams` call examines at most; a call that stops there
+/// says where to resume.
+pub const FIND_STREAMS_SCAN_MAX: usize = 10_000;
 
 struct Pending {
     command: Command,
@@ -597,6 +601,33 @@ impl Store {
         let limit = domain::validate_count(&self.limits, limit)?;
         self.read(consistency, move |r| {
             r.list_streams(after.as_deref(), limit).map(Ok)
+        })
+        .await
+    }
+
+    /// Streams whose id contains `contains`, after `after`; see
+    /// [`FIND_STREAMS_SCAN_MAX`].
+    pub async fn find_streams(
+        &self,
+        contains: String,
+        after: Option<String>,
+        limit: u32,
+        consistency: ReadConsistency,
+    ) -> Result<StreamPage, StoreError> {
+        let limit = domain::validate_count(&self.limits, limit)?;
+        if contains.len() > self.limits.stream_id_bytes_max {
+            return Err(StoreError::invalid(
+                "contains",
+                format!(
+                    "{} bytes is longer than a stream id may be ({})",
+                    contains.len(),
+                    self.limits.stream_id_bytes_max
+                ),
+            ));
+        }
+        self.read(consistency, move |r| {
+            r.find_streams(after.as_deref(), &contains, limit, FIND_STREAMS_SCAN_MAX)
+                .map(Ok)
         })
         .await
     }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use reckon_gater::types::StreamPage;
 use reckon_gater::types::{
     AppendResult, Direction, EventRecord, SnapshotRecord, StoreError, StreamInfo, TagMatch,
 };
@@ -993,6 +994,46 @@ impl Reader {
             }
         }
         Ok(out)
+    }
+
+    /// Up to `limit` live streams after `after` whose id contains `contains`,
+    /// examining at most `scan_max` ids; with where to resume when it stopped before
+    /// the end (`None` when every id after `after` was examined).
+    pub fn find_streams(
+        &self,
+        after: Option<&str>,
+        contains: &str,
+        limit: u32,
+        scan_max: usize,
+    ) -> Result<StreamPage, StorageError> {
+        let t = self.txn.open_table(STREAMS)?;
+        let mut page = StreamPage::default();
+        let range = match after {
+            Some(a) => {
+                t.range::<&str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))?
+            }
+            None => t.range::<&str>(..)?,
+        };
+        let mut scanned = 0usize;
+        for row in range {
+            let (k, v) = row?;
+            let id = k.value();
+            scanned += 1;
+            if id.contains(contains) {
+                let m = StreamMeta::decode(v.value()).ok_or_else(|| corrupt("streams", id))?;
+                if let Some(version) = m.version {
+                    page.streams.push(StreamInfo {
+                        stream_id: id.to_string(),
+                        version,
+                    });
+                }
+            }
+            if page.streams.len() >= limit as usize || scanned >= scan_max {
+                page.resume_after = Some(id.to_string());
+                break;
+            }
+        }
+        Ok(page)
     }
 
     /// Snapshots of a stream by ascending version, within `lo..=hi`.
