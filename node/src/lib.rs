@@ -27,6 +27,8 @@ pub mod embedded;
 pub mod matcher;
 pub mod node;
 pub mod notify;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod prometheus;
 pub mod raft;
 pub mod registrar;
