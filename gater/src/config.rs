@@ -10,31 +10,13 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::gateway::GatewayOptions;
+use crate::logging::LogConfig;
 use crate::router::RetryPolicy;
 
 /// Environment variable prefix.
 pub const ENV_PREFIX: &str = "RECKON_GATER_";
 /// The shortest accepted cluster secret.
 pub const SECRET_BYTES_MIN: usize = 32;
-
-/// Logging.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// A `RUST_LOG`-style filter, e.g. `info` or `info,reckon_gater=debug`.
-    pub level: String,
-    /// Directory for rolling log files; stderr when unset.
-    pub dir: Option<PathBuf>,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            level: "info".into(),
-            dir: None,
-        }
-    }
-}
 
 /// The gater's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +34,7 @@ pub struct GaterConfig {
     pub backoff_max_ms: u64,
     /// Cluster secret (at least 32 bytes); registrations must be signed with it.
     pub secret: Option<String>,
-    /// Logging.
+    /// `[log]`: how much to log and where.
     pub log: LogConfig,
 }
 
@@ -181,6 +163,10 @@ impl GaterConfig {
                 format!("{} is more than 100", self.retries_max),
             );
         }
+        self.log.validate().map_err(|e| ConfigError::Invalid {
+            key: e.key.into(),
+            reason: e.reason,
+        })?;
         if let Some(s) = &self.secret {
             if s.len() < SECRET_BYTES_MIN {
                 return bad(
@@ -276,6 +262,19 @@ mod tests {
             .unwrap_err()
             .to_string();
             assert!(e.contains("leese_ms"), "{e}");
+            jail.set_env("RECKON_GATER_LOG__LEVEL", "info,reckon_db=loud");
+            let e = GaterConfig::load(None, &GaterFlags::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("\"log.level\""), "{e}");
+            jail.set_env("RECKON_GATER_LOG__LEVEL", "debug");
+            jail.set_env("RECKON_GATER_LOG__DIR", "/var/log/reckon");
+            let c = GaterConfig::load(None, &GaterFlags::default()).unwrap();
+            assert_eq!(c.log.level, "debug");
+            assert_eq!(
+                c.log.dir.as_deref(),
+                Some(std::path::Path::new("/var/log/reckon"))
+            );
             jail.set_env("RECKON_GATER_SECRET", "short");
             let e = GaterConfig::load(None, &GaterFlags::default())
                 .unwrap_err()

@@ -10,6 +10,8 @@
 //! - [`transport`]: how a tarpc service is served and dialled over TCP, with a
 //!   bounded frame length and `TCP_NODELAY`.
 //! - [`aggregate`]: folding events into state with `$sum` and `$overwrite`.
+//! - [`logging`]: the `[log]` config table and the `tracing` set-up the node and
+//!   the gater share.
 //!
 //! The crate imports neither openraft nor redb: those are internals of the node.
 
@@ -20,6 +22,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod gateway;
+pub mod logging;
 pub mod router;
 pub mod subscription;
 pub mod transport;

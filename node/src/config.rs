@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use reckon_gater::logging::LogConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Limits;
@@ -162,26 +163,6 @@ impl fmt::Debug for DiscoveryConfig {
             .field("resolve_ms", &self.resolve_ms)
             .field("dns_server", &self.dns_server)
             .finish()
-    }
-}
-
-/// The `[log]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// Level or `tracing` filter directives, e.g. `info` or
-    /// `info,reckon_node=debug`.
-    pub level: String,
-    /// Directory for rolling log files; `None` logs to stderr.
-    pub dir: Option<PathBuf>,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            level: "info".to_owned(),
-            dir: None,
-        }
     }
 }
 
@@ -361,12 +342,7 @@ impl NodeConfig {
             return Err(invalid("timeout_ms", "must be above 0 milliseconds"));
         }
         self.validate_discovery()?;
-        if self.log.level.trim().is_empty() {
-            return Err(invalid(
-                "log.level",
-                "must not be empty; use a level such as \"info\"",
-            ));
-        }
+        self.log.validate().map_err(|e| invalid(e.key, e.reason))?;
         self.validate_raft()?;
         self.validate_write()
     }
@@ -985,6 +961,8 @@ mod tests {
             jail.set_env("RECKON_NODE_RAFT__HEARTBEAT_MS", 50);
             jail.set_env("RECKON_NODE_WRITE__PIPELINE_MAX", 4);
             jail.set_env("RECKON_NODE_LOG__DIR", "/var/log/reckon");
+            jail.set_env("RECKON_NODE_LOG__LEVEL", "warn,reckon_db=debug");
+            jail.set_env("RECKON_NODE_LOG__RETAIN_FILES", 3);
             jail.set_env("RECKON_NODE_LIMITS__TAGS_PER_EVENT_MAX", 8);
             let config = load_ok(&[])?;
             assert_eq!(config.discovery.secret.as_deref(), Some(secret.as_str()));
@@ -997,6 +975,8 @@ mod tests {
             assert_eq!(config.raft.heartbeat_ms, 50);
             assert_eq!(config.write.pipeline_max, 4);
             assert_eq!(config.log.dir, Some(PathBuf::from("/var/log/reckon")));
+            assert_eq!(config.log.level, "warn,reckon_db=debug");
+            assert_eq!(config.log.retain_files, 3);
             assert_eq!(config.limits.tags_per_event_max, 8);
             Ok(())
         });
@@ -1215,6 +1195,9 @@ mod tests {
                 c.discovery.multicast_interface = Some(DEFAULT_MULTICAST_ADDR)
             }),
             ("log.level", |c| c.log.level = " ".into()),
+            ("log.level", |c| c.log.level = "verbose".into()),
+            ("log.level", |c| c.log.level = "info,reckon_db=loud".into()),
+            ("log.retain_files", |c| c.log.retain_files = 0),
             ("raft.heartbeat_ms", |c| c.raft.heartbeat_ms = 0),
             ("raft.election_timeout_min_ms", |c| {
                 c.raft.election_timeout_min_ms = c.raft.heartbeat_ms

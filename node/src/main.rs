@@ -4,12 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use reckon_gater::gateway::{Gateway, GatewayOptions};
+use reckon_gater::logging;
 use reckon_node::config::{self, NodeArgs};
 use reckon_node::node::Node;
 use reckon_node::notify;
 use reckon_node::registrar::{Identity, Registrar};
 use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let args = NodeArgs::parse();
@@ -32,19 +32,14 @@ fn main() -> ExitCode {
             }
         };
     }
-    // openraft narrates every election at info; keep it to warnings unless asked.
-    let default_filter = if config.log.level.contains("openraft") {
-        config.log.level.clone()
-    } else {
-        format!("{},openraft=warn", config.log.level)
+    // Dropped last, after the runtime, so that every line reaches the file.
+    let _log = match logging::init(&config.log, LOG_FILE_PREFIX) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
     };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .compact()
-        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -55,14 +50,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, args)) {
+    let result = runtime.block_on(run(config, args));
+    // Tasks still running (requests past the grace) are cut off here, before
+    // the log guard flushes.
+    drop(runtime);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            tracing::error!(error = %e, "reckon-node stopped on an error");
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
 }
+
+/// Log files are `reckon-node.<date>.log`.
+const LOG_FILE_PREFIX: &str = "reckon-node";
 
 /// Where `--dev` runs its embedded gater unless told otherwise.
 const DEV_GATER_LISTEN: &str = "127.0.0.1:7700";
