@@ -255,6 +255,9 @@ pub struct NodeConfig {
     pub gaters: Vec<String>,
     /// Deadline of each RPC this node makes, in milliseconds; above 0.
     pub timeout_ms: u64,
+    /// Address of the metrics endpoint: Prometheus text on
+    /// `http://ADDR/metrics` when set; `None` serves no metrics.
+    pub metrics_listen: Option<SocketAddr>,
     /// `[discovery]`: how cluster peers are found.
     pub discovery: DiscoveryConfig,
     /// `[log]`: where and how much to log.
@@ -279,6 +282,7 @@ impl Default for NodeConfig {
             stores: vec![DEFAULT_STORE.to_owned()],
             gaters: Vec::new(),
             timeout_ms: 5000,
+            metrics_listen: None,
             discovery: DiscoveryConfig::default(),
             log: LogConfig::default(),
             limits: Limits::default(),
@@ -964,6 +968,7 @@ mod tests {
             jail.set_env("RECKON_NODE_LOG__LEVEL", "warn,reckon_db=debug");
             jail.set_env("RECKON_NODE_LOG__RETAIN_FILES", 3);
             jail.set_env("RECKON_NODE_LIMITS__TAGS_PER_EVENT_MAX", 8);
+            jail.set_env("RECKON_NODE_METRICS_LISTEN", "127.0.0.1:9600");
             let config = load_ok(&[])?;
             assert_eq!(config.discovery.secret.as_deref(), Some(secret.as_str()));
             assert_eq!(config.discovery.port, 5000);
@@ -978,6 +983,7 @@ mod tests {
             assert_eq!(config.log.level, "warn,reckon_db=debug");
             assert_eq!(config.log.retain_files, 3);
             assert_eq!(config.limits.tags_per_event_max, 8);
+            assert_eq!(config.metrics_listen, Some(loopback(9600)));
             Ok(())
         });
     }
@@ -1049,6 +1055,21 @@ mod tests {
             assert!(
                 message.starts_with("config key \"discovery.port\": invalid type"),
                 "{message}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_names_its_key_when_bad() {
+        jail(|jail| {
+            assert_eq!(load_ok(&[])?.metrics_listen, None);
+            jail.set_env("RECKON_NODE_METRICS_LISTEN", "everywhere");
+            let err = load_err(&[]);
+            assert_eq!(err.key().as_deref(), Some("metrics_listen"), "{err}");
+            assert!(
+                err.to_string().contains("RECKON_NODE_METRICS_LISTEN"),
+                "{err}"
             );
             Ok(())
         });
