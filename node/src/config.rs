@@ -56,6 +56,11 @@ pub const DEFAULT_ANNOUNCE_MS: u64 = 1000;
 pub const DEFAULT_PEER_TTL_MS: u64 = 5000;
 /// Default interval between resolutions of the `k8s_dns` service, in milliseconds.
 pub const DEFAULT_RESOLVE_MS: u64 = 5000;
+/// Default time in-flight requests get to finish on SIGTERM, in milliseconds.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5000;
+/// Longest shutdown grace accepted, in milliseconds: well inside systemd's
+/// `TimeoutStopSec` of the shipped units (30 s), after which systemd kills.
+pub const SHUTDOWN_GRACE_MS_MAX: u64 = 20_000;
 /// What [`NodeConfig::masked`] shows instead of a secret.
 pub const MASK: &str = "***";
 
@@ -255,6 +260,10 @@ pub struct NodeConfig {
     pub gaters: Vec<String>,
     /// Deadline of each RPC this node makes, in milliseconds; above 0.
     pub timeout_ms: u64,
+    /// On SIGTERM or SIGINT, how long requests already taken may run before they
+    /// are cut off, in milliseconds; 0 cuts them off at once. The Raft groups stop
+    /// after it either way.
+    pub shutdown_grace_ms: u64,
     /// Address of the metrics endpoint: Prometheus text on
     /// `http://ADDR/metrics` when set; `None` serves no metrics.
     pub metrics_listen: Option<SocketAddr>,
@@ -282,6 +291,7 @@ impl Default for NodeConfig {
             stores: vec![DEFAULT_STORE.to_owned()],
             gaters: Vec::new(),
             timeout_ms: 5000,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             metrics_listen: None,
             discovery: DiscoveryConfig::default(),
             log: LogConfig::default(),
@@ -304,6 +314,11 @@ impl NodeConfig {
     /// `timeout_ms` as a [`Duration`].
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    /// `shutdown_grace_ms` as a [`Duration`].
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
     }
 
     /// A copy fit for printing or logging: `discovery.secret`, when set, reads
@@ -344,6 +359,16 @@ impl NodeConfig {
         }
         if self.timeout_ms == 0 {
             return Err(invalid("timeout_ms", "must be above 0 milliseconds"));
+        }
+        if self.shutdown_grace_ms > SHUTDOWN_GRACE_MS_MAX {
+            return Err(invalid(
+                "shutdown_grace_ms",
+                format!(
+                    "{} ms is more than {SHUTDOWN_GRACE_MS_MAX} ms; a service manager \
+                     kills a node that takes that long to stop",
+                    self.shutdown_grace_ms
+                ),
+            ));
         }
         self.validate_discovery()?;
         self.log.validate().map_err(|e| invalid(e.key, e.reason))?;
@@ -969,6 +994,7 @@ mod tests {
             jail.set_env("RECKON_NODE_LOG__RETAIN_FILES", 3);
             jail.set_env("RECKON_NODE_LIMITS__TAGS_PER_EVENT_MAX", 8);
             jail.set_env("RECKON_NODE_METRICS_LISTEN", "127.0.0.1:9600");
+            jail.set_env("RECKON_NODE_SHUTDOWN_GRACE_MS", 250);
             let config = load_ok(&[])?;
             assert_eq!(config.discovery.secret.as_deref(), Some(secret.as_str()));
             assert_eq!(config.discovery.port, 5000);
@@ -984,6 +1010,7 @@ mod tests {
             assert_eq!(config.log.retain_files, 3);
             assert_eq!(config.limits.tags_per_event_max, 8);
             assert_eq!(config.metrics_listen, Some(loopback(9600)));
+            assert_eq!(config.shutdown_grace_ms, 250);
             Ok(())
         });
     }
@@ -1198,6 +1225,9 @@ mod tests {
             ("node_id", |c| c.node_id = 0),
             ("bootstrap_expect", |c| c.bootstrap_expect = 0),
             ("timeout_ms", |c| c.timeout_ms = 0),
+            ("shutdown_grace_ms", |c| {
+                c.shutdown_grace_ms = SHUTDOWN_GRACE_MS_MAX + 1
+            }),
             ("data_dir", |c| c.data_dir = PathBuf::new()),
             ("advertise", |c| c.advertise = Some("nohost".into())),
             ("gaters[0]", |c| c.gaters = vec!["127.0.0.1:0".into()]),

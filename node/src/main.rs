@@ -128,22 +128,49 @@ async fn run(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<(
     tracing::info!(target: "reckon_db", node_id = node.config().node_id, %local, "reckon_db.cluster.node.up");
     notify::notify("READY=1");
     let watchdog = notify::watchdog_interval().map(|i| tokio::spawn(notify::run_watchdog(i)));
-    let serve_stop = stopped();
-    let serving = node.serve(listener, serve_stop);
-    tokio::pin!(serving);
+    let grace = node.config().shutdown_grace();
+    // Boxed so that it can be dropped when the grace is over: dropping it cuts off
+    // the connections still open.
+    let mut serving = Box::pin(node.serve(listener, stopped()));
     tokio::select! {
         _ = &mut serving => {}
         _ = shutdown_signal() => {}
     }
-    tracing::info!("shutting down: no new requests accepted");
+    tracing::info!(
+        ?grace,
+        "shutting down: deregistering, then draining requests"
+    );
     notify::notify("STOPPING=1");
-    let _ = stop_tx.send(true);
-    let graceful = async {
+    let stopping = async {
+        // First the gaters stop routing here, so that nothing new is sent only to
+        // be refused.
         registrar.stop().await;
+        // Then no new connection or request is taken (the embedded gater's
+        // neither), and those already taken get the grace to finish.
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(grace, async {
+            (&mut serving).await;
+            if let Some((_, task)) = &mut embedded {
+                let _ = task.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                ?grace,
+                "shutdown grace over: cutting off requests still running"
+            );
+        }
+        drop(serving);
+        if let Some((_, task)) = &embedded {
+            task.abort();
+        }
+        // Always, even after the grace: a write cut off above is either applied
+        // whole by Raft or not at all, and this makes what was applied durable.
         node.shutdown().await;
     };
     tokio::select! {
-        _ = graceful => {}
+        _ = stopping => {}
         _ = shutdown_signal() => {
             eprintln!("second signal: exiting at once");
             std::process::exit(1);
@@ -151,9 +178,6 @@ async fn run(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<(
     }
     if let Some(w) = watchdog {
         w.abort();
-    }
-    if let Some((_, task)) = embedded {
-        let _ = task.await;
     }
     tracing::info!(target: "reckon_db", "reckon_db.cluster.node.down");
     Ok(())

@@ -86,7 +86,30 @@ async fn run(config: GaterConfig) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let gateway = Gateway::new(config.gateway_options());
     println!("reckon-gater ready: listening on {local}");
-    gateway.serve(listener, shutdown_signal()).await;
+    let grace = config.shutdown_grace();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    };
+    let mut serving = std::pin::pin!(gateway.serve(listener, stopped));
+    tokio::select! {
+        _ = &mut serving => return Ok(()),
+        _ = shutdown_signal() => {}
+    }
+    // No new connection or request from here; those already taken get the grace.
+    tracing::info!(?grace, "shutting down: draining requests");
+    let _ = stop_tx.send(true);
+    tokio::select! {
+        drained = tokio::time::timeout(grace, &mut serving) => {
+            if drained.is_err() {
+                tracing::warn!(?grace, "shutdown grace over: cutting off requests still running");
+            }
+        }
+        _ = shutdown_signal() => {
+            eprintln!("second signal: exiting at once");
+            std::process::exit(1);
+        }
+    }
     tracing::info!("reckon-gater stopped");
     Ok(())
 }
