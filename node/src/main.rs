@@ -132,10 +132,11 @@ async fn run(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<(
     // Boxed so that it can be dropped when the grace is over: dropping it cuts off
     // the connections still open.
     let mut serving = Box::pin(node.serve(listener, stopped()));
-    tokio::select! {
-        _ = &mut serving => {}
-        _ = shutdown_signal() => {}
-    }
+    // Serving ends only once told to, but a finished future must not be polled again.
+    let served = tokio::select! {
+        _ = &mut serving => true,
+        _ = shutdown_signal() => false,
+    };
     tracing::info!(
         ?grace,
         "shutting down: deregistering, then draining requests"
@@ -149,7 +150,9 @@ async fn run(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<(
         // neither), and those already taken get the grace to finish.
         let _ = stop_tx.send(true);
         let drained = tokio::time::timeout(grace, async {
-            (&mut serving).await;
+            if !served {
+                (&mut serving).await;
+            }
             if let Some((_, task)) = &mut embedded {
                 let _ = task.await;
             }
