@@ -10,31 +10,18 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::gateway::GatewayOptions;
+use crate::logging::LogConfig;
 use crate::router::RetryPolicy;
 
 /// Environment variable prefix.
 pub const ENV_PREFIX: &str = "RECKON_GATER_";
 /// The shortest accepted cluster secret.
 pub const SECRET_BYTES_MIN: usize = 32;
-
-/// Logging.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// A `RUST_LOG`-style filter, e.g. `info` or `info,reckon_gater=debug`.
-    pub level: String,
-    /// Directory for rolling log files; stderr when unset.
-    pub dir: Option<PathBuf>,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            level: "info".into(),
-            dir: None,
-        }
-    }
-}
+/// Default time in-flight requests get to finish on SIGTERM, in milliseconds.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5000;
+/// Longest shutdown grace accepted, in milliseconds: well inside systemd's
+/// `TimeoutStopSec` of the shipped unit (30 s), after which systemd kills.
+pub const SHUTDOWN_GRACE_MS_MAX: u64 = 20_000;
 
 /// The gater's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,9 +37,12 @@ pub struct GaterConfig {
     pub backoff_base_ms: u64,
     /// Largest backoff between retries, in milliseconds.
     pub backoff_max_ms: u64,
+    /// On SIGTERM or SIGINT, how long requests already taken may run before they
+    /// are cut off, in milliseconds; 0 cuts them off at once.
+    pub shutdown_grace_ms: u64,
     /// Cluster secret (at least 32 bytes); registrations must be signed with it.
     pub secret: Option<String>,
-    /// Logging.
+    /// `[log]`: how much to log and where.
     pub log: LogConfig,
 }
 
@@ -65,6 +55,7 @@ impl Default for GaterConfig {
             retries_max: d.retry.retries_max,
             backoff_base_ms: d.retry.backoff_base.as_millis() as u64,
             backoff_max_ms: d.retry.backoff_max.as_millis() as u64,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             secret: None,
             log: LogConfig::default(),
         }
@@ -181,6 +172,20 @@ impl GaterConfig {
                 format!("{} is more than 100", self.retries_max),
             );
         }
+        if self.shutdown_grace_ms > SHUTDOWN_GRACE_MS_MAX {
+            return bad(
+                "shutdown_grace_ms",
+                format!(
+                    "{} ms is more than {SHUTDOWN_GRACE_MS_MAX} ms; a service manager \
+                     kills a gater that takes that long to stop",
+                    self.shutdown_grace_ms
+                ),
+            );
+        }
+        self.log.validate().map_err(|e| ConfigError::Invalid {
+            key: e.key.into(),
+            reason: e.reason,
+        })?;
         if let Some(s) = &self.secret {
             if s.len() < SECRET_BYTES_MIN {
                 return bad(
@@ -193,6 +198,11 @@ impl GaterConfig {
             }
         }
         Ok(())
+    }
+
+    /// `shutdown_grace_ms` as a [`Duration`].
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
     }
 
     /// The gateway options this config describes.
@@ -243,11 +253,13 @@ mod tests {
             );
             jail.set_env("RECKON_GATER_LISTEN", "127.0.0.1:1002");
             jail.set_env("RECKON_GATER_LEASE_MS", "6000");
+            jail.set_env("RECKON_GATER_SHUTDOWN_GRACE_MS", "250");
             let c = GaterConfig::load(Some(&path), &GaterFlags::default()).unwrap();
             assert_eq!(
                 (c.listen.port(), c.lease_ms, c.retries_max),
                 (1002, 6000, 3)
             );
+            assert_eq!(c.shutdown_grace(), Duration::from_millis(250));
             let flags = GaterFlags {
                 listen: Some("127.0.0.1:1003".parse().unwrap()),
             };
@@ -276,6 +288,25 @@ mod tests {
             .unwrap_err()
             .to_string();
             assert!(e.contains("leese_ms"), "{e}");
+            jail.set_env("RECKON_GATER_SHUTDOWN_GRACE_MS", "600000");
+            let e = GaterConfig::load(None, &GaterFlags::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("\"shutdown_grace_ms\""), "{e}");
+            jail.set_env("RECKON_GATER_SHUTDOWN_GRACE_MS", "0");
+            jail.set_env("RECKON_GATER_LOG__LEVEL", "info,reckon_db=loud");
+            let e = GaterConfig::load(None, &GaterFlags::default())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("\"log.level\""), "{e}");
+            jail.set_env("RECKON_GATER_LOG__LEVEL", "debug");
+            jail.set_env("RECKON_GATER_LOG__DIR", "/var/log/reckon");
+            let c = GaterConfig::load(None, &GaterFlags::default()).unwrap();
+            assert_eq!(c.log.level, "debug");
+            assert_eq!(
+                c.log.dir.as_deref(),
+                Some(std::path::Path::new("/var/log/reckon"))
+            );
             jail.set_env("RECKON_GATER_SECRET", "short");
             let e = GaterConfig::load(None, &GaterFlags::default())
                 .unwrap_err()

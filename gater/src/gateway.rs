@@ -99,7 +99,8 @@ impl Gateway {
     }
 
     /// Serves the gater service on `listener` until `shutdown` resolves, expiring
-    /// leases in the background.
+    /// leases in the background, then drains: returns once every request already
+    /// read is answered ([`transport::accept_loop`]).
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let expiry = {
             let me = self.clone();

@@ -13,6 +13,8 @@
 //! - [`telemetry`]: the seed's telemetry events and the handler API to receive them.
 //! - [`metrics`]: per-store counters and latency histograms, as nodes keep them and
 //!   `stats` serves them.
+//! - [`logging`]: the `[log]` config table and the `tracing` set-up the node and
+//!   the gater share.
 //!
 //! The crate imports neither openraft nor redb: those are internals of the node.
 
@@ -23,6 +25,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod gateway;
+pub mod logging;
 pub mod metrics;
 pub mod router;
 pub mod subscription;

@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use reckon_gater::logging::LogConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Limits;
@@ -55,6 +56,11 @@ pub const DEFAULT_ANNOUNCE_MS: u64 = 1000;
 pub const DEFAULT_PEER_TTL_MS: u64 = 5000;
 /// Default interval between resolutions of the `k8s_dns` service, in milliseconds.
 pub const DEFAULT_RESOLVE_MS: u64 = 5000;
+/// Default time in-flight requests get to finish on SIGTERM, in milliseconds.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 5000;
+/// Longest shutdown grace accepted, in milliseconds: well inside systemd's
+/// `TimeoutStopSec` of the shipped units (30 s), after which systemd kills.
+pub const SHUTDOWN_GRACE_MS_MAX: u64 = 20_000;
 /// What [`NodeConfig::masked`] shows instead of a secret.
 pub const MASK: &str = "***";
 
@@ -165,26 +171,6 @@ impl fmt::Debug for DiscoveryConfig {
     }
 }
 
-/// The `[log]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogConfig {
-    /// Level or `tracing` filter directives, e.g. `info` or
-    /// `info,reckon_node=debug`.
-    pub level: String,
-    /// Directory for rolling log files; `None` logs to stderr.
-    pub dir: Option<PathBuf>,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            level: "info".to_owned(),
-            dir: None,
-        }
-    }
-}
-
 /// The `[raft]` table: timing and log compaction of every store's Raft group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -244,6 +230,27 @@ impl Default for WriteTuning {
     }
 }
 
+/// The `[otel]` table: OpenTelemetry export of the metrics (needs a build with the
+/// `otel` feature).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtelConfig {
+    /// Full URL of the collector's OTLP/HTTP metrics receiver, e.g.
+    /// `http://127.0.0.1:4318/v1/metrics`; `None` exports nothing.
+    pub endpoint: Option<String>,
+    /// How often the metrics are exported, in milliseconds; at least 1000.
+    pub interval_ms: u64,
+}
+
+impl Default for OtelConfig {
+    fn default() -> Self {
+        OtelConfig {
+            endpoint: None,
+            interval_ms: 10_000,
+        }
+    }
+}
+
 /// Everything a node is configured with; see `config/node.toml` for an example
 /// of every key.
 ///
@@ -274,10 +281,19 @@ pub struct NodeConfig {
     pub gaters: Vec<String>,
     /// Deadline of each RPC this node makes, in milliseconds; above 0.
     pub timeout_ms: u64,
+    /// On SIGTERM or SIGINT, how long requests already taken may run before they
+    /// are cut off, in milliseconds; 0 cuts them off at once. The Raft groups stop
+    /// after it either way.
+    pub shutdown_grace_ms: u64,
+    /// Address of the metrics endpoint: Prometheus text on
+    /// `http://ADDR/metrics` when set; `None` serves no metrics.
+    pub metrics_listen: Option<SocketAddr>,
     /// `[discovery]`: how cluster peers are found.
     pub discovery: DiscoveryConfig,
     /// `[log]`: where and how much to log.
     pub log: LogConfig,
+    /// `[otel]`: OpenTelemetry export.
+    pub otel: OtelConfig,
     /// `[limits]`: sizes and counts a client may write or read at once.
     pub limits: Limits,
     /// `[raft]`: Raft timing and log compaction.
@@ -298,8 +314,11 @@ impl Default for NodeConfig {
             stores: vec![DEFAULT_STORE.to_owned()],
             gaters: Vec::new(),
             timeout_ms: 5000,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            metrics_listen: None,
             discovery: DiscoveryConfig::default(),
             log: LogConfig::default(),
+            otel: OtelConfig::default(),
             limits: Limits::default(),
             raft: RaftTuning::default(),
             write: WriteTuning::default(),
@@ -319,6 +338,11 @@ impl NodeConfig {
     /// `timeout_ms` as a [`Duration`].
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
+    }
+
+    /// `shutdown_grace_ms` as a [`Duration`].
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
     }
 
     /// A copy fit for printing or logging: `discovery.secret`, when set, reads
@@ -360,13 +384,38 @@ impl NodeConfig {
         if self.timeout_ms == 0 {
             return Err(invalid("timeout_ms", "must be above 0 milliseconds"));
         }
-        self.validate_discovery()?;
-        if self.log.level.trim().is_empty() {
+        if self.shutdown_grace_ms > SHUTDOWN_GRACE_MS_MAX {
             return Err(invalid(
-                "log.level",
-                "must not be empty; use a level such as \"info\"",
+                "shutdown_grace_ms",
+                format!(
+                    "{} ms is more than {SHUTDOWN_GRACE_MS_MAX} ms; a service manager \
+                     kills a node that takes that long to stop",
+                    self.shutdown_grace_ms
+                ),
             ));
         }
+        if let Some(endpoint) = &self.otel.endpoint {
+            if !cfg!(feature = "otel") {
+                return Err(invalid(
+                    "otel.endpoint",
+                    "this reckon-node was built without OpenTelemetry export (cargo feature `otel`)",
+                ));
+            }
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(invalid(
+                    "otel.endpoint",
+                    format!("{endpoint:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        if self.otel.interval_ms < 1000 {
+            return Err(invalid(
+                "otel.interval_ms",
+                "must be at least 1000 milliseconds",
+            ));
+        }
+        self.validate_discovery()?;
+        self.log.validate().map_err(|e| invalid(e.key, e.reason))?;
         self.validate_raft()?;
         self.validate_write()
     }
@@ -985,7 +1034,11 @@ mod tests {
             jail.set_env("RECKON_NODE_RAFT__HEARTBEAT_MS", 50);
             jail.set_env("RECKON_NODE_WRITE__PIPELINE_MAX", 4);
             jail.set_env("RECKON_NODE_LOG__DIR", "/var/log/reckon");
+            jail.set_env("RECKON_NODE_LOG__LEVEL", "warn,reckon_db=debug");
+            jail.set_env("RECKON_NODE_LOG__RETAIN_FILES", 3);
             jail.set_env("RECKON_NODE_LIMITS__TAGS_PER_EVENT_MAX", 8);
+            jail.set_env("RECKON_NODE_METRICS_LISTEN", "127.0.0.1:9600");
+            jail.set_env("RECKON_NODE_SHUTDOWN_GRACE_MS", 250);
             let config = load_ok(&[])?;
             assert_eq!(config.discovery.secret.as_deref(), Some(secret.as_str()));
             assert_eq!(config.discovery.port, 5000);
@@ -997,7 +1050,11 @@ mod tests {
             assert_eq!(config.raft.heartbeat_ms, 50);
             assert_eq!(config.write.pipeline_max, 4);
             assert_eq!(config.log.dir, Some(PathBuf::from("/var/log/reckon")));
+            assert_eq!(config.log.level, "warn,reckon_db=debug");
+            assert_eq!(config.log.retain_files, 3);
             assert_eq!(config.limits.tags_per_event_max, 8);
+            assert_eq!(config.metrics_listen, Some(loopback(9600)));
+            assert_eq!(config.shutdown_grace_ms, 250);
             Ok(())
         });
     }
@@ -1070,6 +1127,49 @@ mod tests {
                 message.starts_with("config key \"discovery.port\": invalid type"),
                 "{message}"
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_names_its_key_when_bad() {
+        jail(|jail| {
+            assert_eq!(load_ok(&[])?.metrics_listen, None);
+            jail.set_env("RECKON_NODE_METRICS_LISTEN", "everywhere");
+            let err = load_err(&[]);
+            assert_eq!(err.key().as_deref(), Some("metrics_listen"), "{err}");
+            assert!(
+                err.to_string().contains("RECKON_NODE_METRICS_LISTEN"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn otel_endpoint_is_checked_and_names_its_key() {
+        jail(|jail| {
+            assert_eq!(load_ok(&[])?.otel, OtelConfig::default());
+            jail.set_env("RECKON_NODE_OTEL__ENDPOINT", "collector:4318");
+            let err = load_err(&[]);
+            assert_eq!(err.key().as_deref(), Some("otel.endpoint"), "{err}");
+            if cfg!(feature = "otel") {
+                assert!(err.to_string().contains("not an http"), "{err}");
+                jail.set_env(
+                    "RECKON_NODE_OTEL__ENDPOINT",
+                    "http://127.0.0.1:4318/v1/metrics",
+                );
+                assert_eq!(
+                    load_ok(&[])?.otel.endpoint.as_deref(),
+                    Some("http://127.0.0.1:4318/v1/metrics")
+                );
+            } else {
+                assert!(err.to_string().contains("feature `otel`"), "{err}");
+            }
+            jail.clear_env();
+            jail.set_env("RECKON_NODE_OTEL__INTERVAL_MS", "10");
+            let err = load_err(&[]);
+            assert_eq!(err.key().as_deref(), Some("otel.interval_ms"), "{err}");
             Ok(())
         });
     }
@@ -1197,6 +1297,9 @@ mod tests {
             ("node_id", |c| c.node_id = 0),
             ("bootstrap_expect", |c| c.bootstrap_expect = 0),
             ("timeout_ms", |c| c.timeout_ms = 0),
+            ("shutdown_grace_ms", |c| {
+                c.shutdown_grace_ms = SHUTDOWN_GRACE_MS_MAX + 1
+            }),
             ("data_dir", |c| c.data_dir = PathBuf::new()),
             ("advertise", |c| c.advertise = Some("nohost".into())),
             ("gaters[0]", |c| c.gaters = vec!["127.0.0.1:0".into()]),
@@ -1215,6 +1318,9 @@ mod tests {
                 c.discovery.multicast_interface = Some(DEFAULT_MULTICAST_ADDR)
             }),
             ("log.level", |c| c.log.level = " ".into()),
+            ("log.level", |c| c.log.level = "verbose".into()),
+            ("log.level", |c| c.log.level = "info,reckon_db=loud".into()),
+            ("log.retain_files", |c| c.log.retain_files = 0),
             ("raft.heartbeat_ms", |c| c.raft.heartbeat_ms = 0),
             ("raft.election_timeout_min_ms", |c| {
                 c.raft.election_timeout_min_ms = c.raft.heartbeat_ms

@@ -4,12 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use reckon_gater::gateway::{Gateway, GatewayOptions};
+use reckon_gater::{logging, telemetry};
 use reckon_node::config::{self, NodeArgs};
 use reckon_node::node::Node;
 use reckon_node::notify;
 use reckon_node::registrar::{Identity, Registrar};
 use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let args = NodeArgs::parse();
@@ -32,19 +32,15 @@ fn main() -> ExitCode {
             }
         };
     }
-    // openraft narrates every election at info; keep it to warnings unless asked.
-    let default_filter = if config.log.level.contains("openraft") {
-        config.log.level.clone()
-    } else {
-        format!("{},openraft=warn", config.log.level)
+    // Dropped last, after the runtime, so that every line reaches the file.
+    let _log = match logging::init(&config.log, LOG_FILE_PREFIX) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
     };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .compact()
-        .init();
+    telemetry::attach_default_handler();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -55,14 +51,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, args)) {
+    let result = runtime.block_on(run(config, args));
+    // Tasks still running (requests past the grace) are cut off here, before
+    // the log guard flushes.
+    drop(runtime);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            tracing::error!(error = %e, "reckon-node stopped on an error");
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
 }
+
+/// Log files are `reckon-node.<date>.log`.
+const LOG_FILE_PREFIX: &str = "reckon-node";
 
 /// Where `--dev` runs its embedded gater unless told otherwise.
 const DEV_GATER_LISTEN: &str = "127.0.0.1:7700";
@@ -122,25 +126,69 @@ async fn run(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<(
     if let Some((gaddr, _)) = &embedded {
         println!("reckon-gater ready: embedded gater listening on {gaddr}");
     }
-    tracing::info!(target: "reckon_db", node_id = node.config().node_id, %local, "reckon_db.cluster.node.up");
+    let metrics = match node.config().metrics_listen {
+        Some(addr) => {
+            let ml = TcpListener::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!("cannot listen on {addr} (key \"metrics_listen\"): {e}")
+            })?;
+            println!("reckon-node metrics on http://{}/metrics", ml.local_addr()?);
+            let stores = node.stores().clone();
+            let shutdown = stopped();
+            Some(tokio::spawn(async move {
+                reckon_node::prometheus::serve(ml, stores, shutdown).await
+            }))
+        }
+        None => None,
+    };
+    let otel = start_otel(&node).await?;
     notify::notify("READY=1");
     let watchdog = notify::watchdog_interval().map(|i| tokio::spawn(notify::run_watchdog(i)));
-    let serve_stop = stopped();
-    let serving = node.serve(listener, serve_stop);
-    tokio::pin!(serving);
-    tokio::select! {
-        _ = &mut serving => {}
-        _ = shutdown_signal() => {}
-    }
-    tracing::info!("shutting down: no new requests accepted");
+    let grace = node.config().shutdown_grace();
+    // Boxed so that it can be dropped when the grace is over: dropping it cuts off
+    // the connections still open.
+    let mut serving = Box::pin(node.serve(listener, stopped()));
+    // Serving ends only once told to, but a finished future must not be polled again.
+    let served = tokio::select! {
+        _ = &mut serving => true,
+        _ = shutdown_signal() => false,
+    };
+    tracing::info!(
+        ?grace,
+        "shutting down: deregistering, then draining requests"
+    );
     notify::notify("STOPPING=1");
-    let _ = stop_tx.send(true);
-    let graceful = async {
+    let stopping = async {
+        // First the gaters stop routing here, so that nothing new is sent only to
+        // be refused.
         registrar.stop().await;
+        // Then no new connection or request is taken (the embedded gater's
+        // neither), and those already taken get the grace to finish.
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(grace, async {
+            if !served {
+                (&mut serving).await;
+            }
+            if let Some((_, task)) = &mut embedded {
+                let _ = task.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                ?grace,
+                "shutdown grace over: cutting off requests still running"
+            );
+        }
+        drop(serving);
+        if let Some((_, task)) = &embedded {
+            task.abort();
+        }
+        // Always, even after the grace: a write cut off above is either applied
+        // whole by Raft or not at all, and this makes what was applied durable.
         node.shutdown().await;
     };
     tokio::select! {
-        _ = graceful => {}
+        _ = stopping => {}
         _ = shutdown_signal() => {
             eprintln!("second signal: exiting at once");
             std::process::exit(1);
@@ -149,12 +197,51 @@ async fn run(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<(
     if let Some(w) = watchdog {
         w.abort();
     }
-    if let Some((_, task)) = embedded {
-        let _ = task.await;
+    if let Some(m) = metrics {
+        m.abort();
     }
-    tracing::info!(target: "reckon_db", "reckon_db.cluster.node.down");
+    stop_otel(otel).await;
     Ok(())
 }
+
+#[cfg(feature = "otel")]
+type Otel = Option<reckon_node::otel::OtelExporter>;
+#[cfg(not(feature = "otel"))]
+type Otel = ();
+
+/// Starts the OpenTelemetry exporter when `[otel] endpoint` is set (config
+/// validation refused an endpoint if this build cannot export).
+#[cfg(feature = "otel")]
+async fn start_otel(node: &Node) -> anyhow::Result<Otel> {
+    let Some(endpoint) = node.config().otel.endpoint.clone() else {
+        return Ok(None);
+    };
+    let stores = node.stores().clone();
+    let id = node.config().node_id;
+    let interval = std::time::Duration::from_millis(node.config().otel.interval_ms);
+    // The exporter's HTTP client is a blocking one: build it off the runtime.
+    let exporter = tokio::task::spawn_blocking(move || {
+        reckon_node::otel::OtelExporter::start(stores, id, &endpoint, interval)
+    })
+    .await??;
+    Ok(Some(exporter))
+}
+
+#[cfg(not(feature = "otel"))]
+async fn start_otel(_: &Node) -> anyhow::Result<Otel> {
+    Ok(())
+}
+
+/// Exports what is left and stops the exporter.
+#[cfg(feature = "otel")]
+async fn stop_otel(otel: Otel) {
+    if let Some(e) = otel {
+        let _ = tokio::task::spawn_blocking(move || e.shutdown()).await;
+    }
+}
+
+#[cfg(not(feature = "otel"))]
+async fn stop_otel(_: Otel) {}
 
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {

@@ -129,8 +129,11 @@ impl Node {
         &self.stores
     }
 
-    /// Serves the worker service on `listener` until `shutdown` resolves. Requests
-    /// already accepted run to completion on their own tasks.
+    /// Serves the worker and Raft services on `listener` until `shutdown` resolves,
+    /// then drains ([`transport::accept_loop`]): no new connection or request is
+    /// taken, and this returns once every request already read is answered. Drop
+    /// the future to cut off what still runs; it never stops the Raft groups, which
+    /// is [`Node::shutdown`]'s job.
     pub async fn serve(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let address = listener
             .local_addr()

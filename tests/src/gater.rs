@@ -57,6 +57,13 @@ impl GaterProc {
         GaterProc { child, addr }
     }
 
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().expect("wait")
+    }
+
     /// Kills it with SIGKILL.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -40,6 +40,8 @@ pub struct NodeProc {
     /// Its data directory.
     pub data_dir: PathBuf,
     lines: mpsc::Receiver<String>,
+    /// Reads stderr to its end when it is captured ([`NodeProc::spawn_capturing_stderr`]).
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl NodeProc {
@@ -62,14 +64,36 @@ impl NodeProc {
     }
 
     /// Starts a node from a prepared command (stdout is captured to find the ready line).
-    pub fn spawn(mut cmd: Command, data_dir: &Path) -> NodeProc {
+    pub fn spawn(cmd: Command, data_dir: &Path) -> NodeProc {
+        Self::spawn_inner(cmd, data_dir, false)
+    }
+
+    /// [`spawn`](Self::spawn), with stderr captured instead of shown: read it with
+    /// [`stderr_after_exit`](Self::stderr_after_exit).
+    pub fn spawn_capturing_stderr(cmd: Command, data_dir: &Path) -> NodeProc {
+        Self::spawn_inner(cmd, data_dir, true)
+    }
+
+    fn spawn_inner(mut cmd: Command, data_dir: &Path, capture_stderr: bool) -> NodeProc {
         for (k, _) in std::env::vars() {
             if k.starts_with("RECKON_NODE_") {
                 cmd.env_remove(k);
             }
         }
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let stderr = if capture_stderr {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        };
+        cmd.stdout(Stdio::piped()).stderr(stderr);
         let mut child = cmd.spawn().expect("spawn reckon-node");
+        let stderr = child.stderr.take().map(|mut pipe| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = std::io::Read::read_to_string(&mut pipe, &mut s);
+                s
+            })
+        });
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -103,7 +127,19 @@ impl NodeProc {
             addr,
             data_dir: data_dir.to_path_buf(),
             lines: rx,
+            stderr,
         }
+    }
+
+    /// Everything the process wrote on stderr, once it has exited (after
+    /// [`terminate`](Self::terminate) or [`kill9`](Self::kill9)). Panics when stderr
+    /// was not captured.
+    pub fn stderr_after_exit(&mut self) -> String {
+        let reader = self
+            .stderr
+            .take()
+            .expect("stderr is captured only by NodeProc::spawn_capturing_stderr");
+        reader.join().expect("stderr reader")
     }
 
     /// Connects a worker client.

@@ -9,6 +9,7 @@
 //! ```
 
 pub mod app;
+pub mod config;
 pub mod demo;
 pub mod net;
 pub mod view;

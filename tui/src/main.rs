@@ -11,36 +11,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind, KeyModifiers};
 use reckon_tui::app::{update, App, Command, Event, Key, Millis};
+use reckon_tui::config::{self, TuiArgs};
 use reckon_tui::{net, view};
 use tokio::sync::mpsc;
 
 /// How often the screen is redrawn when nothing happens (ages in titles move).
 const REDRAW_INTERVAL: Duration = Duration::from_millis(250);
-/// The shortest refresh period accepted.
-const REFRESH_MS_MIN: u64 = 100;
-
-/// reckon-tui: the live terminal console for a reckon-db cluster.
-///
-/// Shows streams, subscriptions, leaders and telemetry, refreshed live, through a
-/// gater.
-#[derive(Parser, Debug)]
-#[command(version)]
-struct Args {
-    /// Gater addresses, comma separated.
-    #[arg(
-        long,
-        env = "RECKON_GATER",
-        default_value = "127.0.0.1:7700",
-        value_delimiter = ','
-    )]
-    gater: Vec<String>,
-    /// Refresh period in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    refresh_ms: u64,
-    /// Start an in-process 3-node cluster and gater with sample events.
-    #[arg(long)]
-    demo: bool,
-}
 
 fn now_ms() -> Millis {
     SystemTime::now()
@@ -100,7 +76,6 @@ fn dispatch(cmds: Vec<Command>, tx: &mpsc::Sender<Command>, pending: &mut Vec<Ev
 }
 
 async fn run(gaters: Vec<String>, refresh_ms: u64) -> anyhow::Result<()> {
-    let refresh_ms = refresh_ms.max(REFRESH_MS_MIN);
     let (cmd_tx, cmd_rx) = mpsc::channel(net::CHANNEL_CAPACITY);
     let (ev_tx, mut ev_rx) = mpsc::channel(net::CHANNEL_CAPACITY);
     let (key_tx, mut key_rx) = mpsc::channel(net::CHANNEL_CAPACITY);
@@ -136,7 +111,26 @@ async fn run(gaters: Vec<String>, refresh_ms: u64) -> anyhow::Result<()> {
 }
 
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let args = TuiArgs::parse();
+    let config = match config::load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("reckon-tui: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if args.print_config {
+        return match config.to_toml() {
+            Ok(s) => {
+                print!("{s}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("reckon-tui: {e}");
+                std::process::ExitCode::from(1)
+            }
+        };
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -147,11 +141,11 @@ fn main() -> std::process::ExitCode {
     let session = async {
         if args.demo {
             let demo = reckon_tui::demo::start().await?;
-            let r = run(vec![demo.gater.clone()], args.refresh_ms).await;
+            let r = run(vec![demo.gater.clone()], config.refresh_ms).await;
             drop(demo);
             r
         } else {
-            run(args.gater, args.refresh_ms).await
+            run(config.gaters, config.refresh_ms).await
         }
     };
     match rt.block_on(session) {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use reckon_gater::config::{GaterConfig, GaterFlags};
 use reckon_gater::gateway::Gateway;
-use tracing_subscriber::EnvFilter;
+use reckon_gater::logging;
 
 /// reckon-gater: the reckon-db gateway.
 ///
@@ -46,13 +46,15 @@ fn main() -> ExitCode {
         print!("{}", config.masked_toml());
         return ExitCode::SUCCESS;
     }
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(config.log.level.clone()));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .compact()
-        .init();
+    // Dropped last, after the runtime, so that every line reaches the file.
+    let _log = match logging::init(&config.log, LOG_FILE_PREFIX) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    reckon_gater::telemetry::attach_default_handler();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -63,14 +65,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let result = runtime.block_on(run(config));
+    drop(runtime);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            tracing::error!(error = %e, "reckon-gater stopped on an error");
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
 }
+
+/// Log files are `reckon-gater.<date>.log`.
+const LOG_FILE_PREFIX: &str = "reckon-gater";
 
 async fn run(config: GaterConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -79,7 +87,30 @@ async fn run(config: GaterConfig) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let gateway = Gateway::new(config.gateway_options());
     println!("reckon-gater ready: listening on {local}");
-    gateway.serve(listener, shutdown_signal()).await;
+    let grace = config.shutdown_grace();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    };
+    let mut serving = std::pin::pin!(gateway.serve(listener, stopped));
+    tokio::select! {
+        _ = &mut serving => return Ok(()),
+        _ = shutdown_signal() => {}
+    }
+    // No new connection or request from here; those already taken get the grace.
+    tracing::info!(?grace, "shutting down: draining requests");
+    let _ = stop_tx.send(true);
+    tokio::select! {
+        drained = tokio::time::timeout(grace, &mut serving) => {
+            if drained.is_err() {
+                tracing::warn!(?grace, "shutdown grace over: cutting off requests still running");
+            }
+        }
+        _ = shutdown_signal() => {
+            eprintln!("second signal: exiting at once");
+            std::process::exit(1);
+        }
+    }
     tracing::info!("reckon-gater stopped");
     Ok(())
 }

@@ -1,0 +1,228 @@
+//! A node stopped with SIGTERM under load drains: it deregisters from its gater
+//! first, then stops taking requests, answers those it had taken, and exits 0;
+//! every append a client saw succeed is on disk when it comes back. A gater
+//! stopped with SIGTERM with clients connected exits 0 promptly.
+//!
+//! `gater.rs` (`a_stopping_node_deregisters_at_once`) covers deregistration of an
+//! idle node; this covers the same stop with requests in flight.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reckon_gater::{Client, ClientError, ExpectedVersion, NewEvent, StoreError};
+use reckon_tests::dev::wait_for_store;
+use reckon_tests::gater::{start_node, GaterProc};
+use reckon_tests::wait::wait_until;
+use serde_json::json;
+use uuid::Uuid;
+
+/// Concurrent writers, each to its own stream.
+const WRITERS: usize = 6;
+/// How long the writers run before the node gets SIGTERM.
+const LOAD_BEFORE_STOP: Duration = Duration::from_millis(300);
+/// The gater's lease: far longer than the test, so that only deregistration can
+/// drop the worker in time.
+const LEASE_MS: &str = "30000";
+/// How soon after the node's exit the gater must have dropped it.
+const DROPPED_WITHIN: Duration = Duration::from_secs(1);
+/// Longest any one append may take to get an answer, Ok or not.
+const APPEND_DEADLINE: Duration = Duration::from_secs(10);
+/// The node's id and store.
+const NODE_ID: u64 = 1;
+const STORE: &str = "default";
+
+/// What one writer saw.
+#[derive(Default)]
+struct Outcome {
+    /// Acknowledged appends: the version each got, with its event id.
+    acked: BTreeMap<u64, Uuid>,
+    /// Errors, by their text, with how often each came.
+    errors: BTreeMap<String, usize>,
+    /// Appends that got no answer within [`APPEND_DEADLINE`].
+    hung: usize,
+}
+
+/// Appends one event at a time to `stream` until `stop`, recording every outcome.
+async fn write_until(client: Client, stream: String, stop: Arc<AtomicBool>) -> Outcome {
+    let store = client.store(STORE);
+    let mut out = Outcome::default();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let id = Uuid::now_v7();
+        let mut event = NewEvent::json("written", &json!({ "n": n }));
+        event.event_id = Some(id);
+        n += 1;
+        let answer = tokio::time::timeout(
+            APPEND_DEADLINE,
+            store.append(&stream, ExpectedVersion::Any, vec![event]),
+        )
+        .await;
+        match answer {
+            Ok(Ok(r)) => {
+                let before = out.acked.insert(r.version, id);
+                assert!(
+                    before.is_none(),
+                    "{stream}: version {} acked twice",
+                    r.version
+                );
+            }
+            Ok(Err(e)) => {
+                *out.errors.entry(error_kind(&e)).or_default() += 1;
+                // The node is going away: do not spin on instant refusals.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(_) => out.hung += 1,
+        }
+    }
+    out
+}
+
+/// An error's kind, its variant name (what tests compare), or its text otherwise.
+fn error_kind(e: &ClientError) -> String {
+    match e {
+        ClientError::Store(StoreError::NoWorkers { .. }) => "NoWorkers".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether the gater still lists node [`NODE_ID`] for any store.
+async fn gater_lists_the_node(client: &Client) -> bool {
+    let stores = client.cluster_status().await.expect("cluster status");
+    stores
+        .iter()
+        .any(|s| s.nodes.iter().any(|n| n.node_id == NODE_ID))
+}
+
+/// Every event of `stream`, paging forward.
+async fn read_stream(client: &Client, stream: &str) -> Vec<reckon_gater::EventRecord> {
+    let store = client.store(STORE);
+    let mut events: Vec<reckon_gater::EventRecord> = Vec::new();
+    loop {
+        let from = events.last().map_or(0, |e| e.version + 1);
+        let page = store.read(stream, from, 1000).await.expect("read back");
+        if page.is_empty() {
+            return events;
+        }
+        events.extend(page);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_under_load_drains_and_loses_no_acknowledged_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let gater = GaterProc::start("127.0.0.1:0", &[("RECKON_GATER_LEASE_MS", LEASE_MS)]);
+    let mut node = start_node(dir.path(), NODE_ID, &[STORE], &gater.addr, &[]);
+    let client = wait_for_store(&gater.addr, STORE).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|i| {
+            tokio::spawn(write_until(
+                client.clone(),
+                format!("writer-{i}"),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(LOAD_BEFORE_STOP).await;
+
+    // `terminate` blocks until the exit; the writers keep going meanwhile.
+    let (node, status, exited) = tokio::task::spawn_blocking(move || {
+        let status = node.terminate();
+        (node, status, Instant::now())
+    })
+    .await
+    .unwrap();
+    drop(node);
+    assert!(status.success(), "SIGTERM under load exits 0: {status:?}");
+    let deadline = exited + DROPPED_WITHIN;
+    while gater_lists_the_node(&client).await {
+        assert!(
+            Instant::now() < deadline,
+            "the gater still lists node {NODE_ID} {DROPPED_WITHIN:?} after it exited \
+             (lease {LEASE_MS} ms)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    let mut outcomes = Vec::new();
+    for w in writers {
+        outcomes.push(w.await.unwrap());
+    }
+    let acked: usize = outcomes.iter().map(|o| o.acked.len()).sum();
+    let hung: usize = outcomes.iter().map(|o| o.hung).sum();
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    for o in &outcomes {
+        for (e, n) in &o.errors {
+            *errors.entry(e.clone()).or_default() += n;
+        }
+    }
+    eprintln!("{acked} appends acknowledged, errors {errors:?}, {hung} without an answer");
+    assert_eq!(
+        hung, 0,
+        "every append is answered within {APPEND_DEADLINE:?}"
+    );
+    assert!(acked > 0, "the writers got appends through before the stop");
+    // The node left the gater before it stopped taking requests, so a client sees
+    // either success or "no workers", never a request cut off half-way.
+    assert!(
+        errors.keys().all(|e| e == "NoWorkers"),
+        "only NoWorkers after the drain: {errors:?}"
+    );
+
+    let _node = start_node(dir.path(), NODE_ID, &[STORE], &gater.addr, &[]);
+    wait_until(
+        "the node to serve again",
+        Duration::from_secs(30),
+        || async { client.store(STORE).get_version("writer-0").await.is_ok() },
+    )
+    .await;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let stream = format!("writer-{i}");
+        let on_disk: BTreeMap<u64, Uuid> = read_stream(&client, &stream)
+            .await
+            .into_iter()
+            .map(|e| (e.version, e.event_id))
+            .collect();
+        for (version, id) in &outcome.acked {
+            assert_eq!(
+                on_disk.get(version),
+                Some(id),
+                "{stream}: acknowledged version {version} is not on disk as acknowledged"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_gater_with_clients_stops_on_sigterm_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gater = GaterProc::start("127.0.0.1:0", &[("RECKON_GATER_LEASE_MS", LEASE_MS)]);
+    let _node = start_node(dir.path(), NODE_ID, &[STORE], &gater.addr, &[]);
+    let client = wait_for_store(&gater.addr, STORE).await;
+    client
+        .store(STORE)
+        .append(
+            "s",
+            ExpectedVersion::Any,
+            vec![NewEvent::json("t", &json!({}))],
+        )
+        .await
+        .unwrap();
+    // The client's connection stays open and idle: the drain must not wait for it.
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || gater.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "SIGTERM exits 0: {status:?}");
+    assert!(
+        started.elapsed() < APPEND_DEADLINE,
+        "an idle connection does not hold the gater up: {:?}",
+        started.elapsed()
+    );
+    let after = client.store(STORE).get_version("s").await;
+    assert!(after.is_err(), "the gater is gone: {after:?}");
+}

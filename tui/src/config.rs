@@ -1,0 +1,457 @@
+//! The console's configuration: what `reckon-tui` reads at start-up, and from where.
+//!
+//! [`load`] layers five sources, each overriding the one before:
+//!
+//! ```text
+//!   built-in defaults      TuiConfig::default(): the gater on 127.0.0.1:7700
+//! < TOML file              only when --config FILE is given; it must exist
+//! < RECKON_GATER           comma-separated gater addresses, shared with the
+//!                          `reckon` CLI; sets `gaters`
+//! < environment            RECKON_TUI_<KEY> (RECKON_TUI_REFRESH_MS=500)
+//! < command-line flags     only the flags given
+//! ```
+//!
+//! then [`TuiConfig::validate`] checks the ranges. Every error names the key as it is
+//! spelled in the file. The console never logs: it owns the terminal while it draws,
+//! and reports errors in its own panels.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Prefix of the environment variables that set config keys.
+pub const ENV_PREFIX: &str = "RECKON_TUI_";
+/// The environment variable the `reckon` CLI reads its gaters from; it sets
+/// `gaters` here too, below `RECKON_TUI_GATERS`.
+pub const GATER_ENV: &str = "RECKON_GATER";
+/// The gater the console talks to when none is configured.
+pub const DEFAULT_GATER: &str = "127.0.0.1:7700";
+/// Default refresh period, in milliseconds.
+pub const DEFAULT_REFRESH_MS: u64 = 1000;
+/// Shortest refresh period accepted, in milliseconds: faster only loads the gater.
+pub const REFRESH_MS_MIN: u64 = 100;
+/// Longest refresh period accepted, in milliseconds: slower is no longer live.
+pub const REFRESH_MS_MAX: u64 = 60_000;
+
+/// Everything the console is configured with; see `config/tui.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TuiConfig {
+    /// `HOST:PORT` of the gaters, tried in order; at least one. A list, or one
+    /// string of comma-separated addresses (as `RECKON_GATER` holds). `--demo`
+    /// ignores it.
+    #[serde(deserialize_with = "addresses")]
+    pub gaters: Vec<String>,
+    /// How often the panels are refreshed, in milliseconds; from
+    /// [`REFRESH_MS_MIN`] to [`REFRESH_MS_MAX`].
+    pub refresh_ms: u64,
+}
+
+impl Default for TuiConfig {
+    fn default() -> Self {
+        TuiConfig {
+            gaters: vec![DEFAULT_GATER.to_owned()],
+            refresh_ms: DEFAULT_REFRESH_MS,
+        }
+    }
+}
+
+/// A list of addresses, or one string of them separated by commas.
+fn addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrList {
+        Joined(String),
+        List(Vec<String>),
+    }
+    Ok(match OneOrList::deserialize(d)? {
+        OneOrList::Joined(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        OneOrList::List(list) => list,
+    })
+}
+
+impl TuiConfig {
+    /// Checks what deserialising cannot; the first problem is returned as
+    /// [`ConfigError::Invalid`] naming its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.gaters.is_empty() {
+            return Err(invalid(
+                "gaters",
+                format!("must list at least one gater, e.g. [\"{DEFAULT_GATER}\"]"),
+            ));
+        }
+        for (i, gater) in self.gaters.iter().enumerate() {
+            let port = gater
+                .rsplit_once(':')
+                .map(|(host, port)| (host, port.parse::<u16>()));
+            if !matches!(port, Some((host, Ok(p))) if !host.is_empty() && p != 0) {
+                return Err(invalid(
+                    format!("gaters[{i}]"),
+                    format!("{gater:?} is not HOST:PORT, e.g. \"{DEFAULT_GATER}\""),
+                ));
+            }
+        }
+        if !(REFRESH_MS_MIN..=REFRESH_MS_MAX).contains(&self.refresh_ms) {
+            return Err(invalid(
+                "refresh_ms",
+                format!(
+                    "{} ms is out of range; use {REFRESH_MS_MIN} to {REFRESH_MS_MAX}",
+                    self.refresh_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective config as TOML: what `--print-config` prints.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string(self).map_err(ConfigError::Print)
+    }
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Command line of `reckon-tui`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Parser)]
+#[command(
+    name = "reckon-tui",
+    version,
+    about = "reckon-tui: the live terminal console for a reckon-db cluster.\n\n\
+             Shows streams, subscriptions, leaders and telemetry, refreshed live, \
+             through a gater.",
+    after_help = "Config layers, lowest first: built-in defaults, the --config file, \
+                  RECKON_GATER (comma-separated gaters, as for the reckon CLI), \
+                  RECKON_TUI_<KEY> environment variables, then these flags."
+)]
+pub struct TuiArgs {
+    /// TOML config file (see config/tui.toml); it must exist when given.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Gater addresses, comma separated (key `gaters`, default 127.0.0.1:7700).
+    #[arg(long = "gater", value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
+    pub gaters: Vec<String>,
+    /// Refresh period in milliseconds (key `refresh_ms`, default 1000).
+    #[arg(long, value_name = "N")]
+    pub refresh_ms: Option<u64>,
+    /// Start an in-process 3-node cluster and gater with sample events; the
+    /// configured gaters are not used.
+    #[arg(long)]
+    pub demo: bool,
+    /// Print the effective config as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// The flag layer: only the keys whose flags were given.
+#[derive(Debug, Default, Serialize)]
+struct FlagOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gaters: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_ms: Option<u64>,
+}
+
+/// Builds the effective config from the layers in the module docs, then validates
+/// it.
+///
+/// Errors: the file given cannot be read ([`ConfigError::File`]); a key is unknown
+/// or has the wrong type ([`ConfigError::Figment`]); a value is out of range
+/// ([`ConfigError::Invalid`]).
+pub fn load(args: &TuiArgs) -> Result<TuiConfig, ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(TuiConfig::default()));
+    if let Some(path) = &args.config {
+        check_readable_file(path)?;
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    let flags = FlagOverrides {
+        gaters: (!args.gaters.is_empty()).then(|| args.gaters.clone()),
+        refresh_ms: args.refresh_ms,
+    };
+    let config: TuiConfig = figment
+        .merge(Env::raw().only(&[GATER_ENV]).map(|_| "gaters".into()))
+        .merge(Env::prefixed(ENV_PREFIX))
+        .merge(Serialized::defaults(flags))
+        .extract()
+        .map_err(|e| ConfigError::Figment(Box::new(e)))?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn check_readable_file(path: &Path) -> Result<(), ConfigError> {
+    let file_error = |reason: String| ConfigError::File {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let metadata = std::fs::metadata(path).map_err(|e| file_error(e.to_string()))?;
+    if !metadata.is_file() {
+        return Err(file_error("not a regular file".to_owned()));
+    }
+    Ok(())
+}
+
+/// Why the configuration could not be loaded. Every message names the key or file
+/// at fault.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A key is unknown or has the wrong type, or a source does not parse.
+    /// `Display` shows each of figment's errors as `config key "refresh_ms": ...
+    /// (from environment variable RECKON_TUI_REFRESH_MS)`.
+    #[error("{}", FigmentDisplay(.0))]
+    Figment(Box<figment::Error>),
+    /// The file given with `--config` cannot be read.
+    #[error("config file {path:?} (from --config): {reason}")]
+    File {
+        /// The path as given.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A value has the right type but is out of range.
+    #[error("invalid value for key \"{key}\": {reason}")]
+    Invalid {
+        /// The key as written in the file, with an index for list items:
+        /// `gaters[1]`.
+        key: String,
+        /// What is wrong and what would be right.
+        reason: String,
+    },
+    /// The config could not be written as TOML (`--print-config`).
+    #[error("cannot print the config as TOML: {0}")]
+    Print(toml::ser::Error),
+}
+
+impl ConfigError {
+    /// The key at fault, as written in the file, when the error is about one key.
+    pub fn key(&self) -> Option<String> {
+        match self {
+            ConfigError::Figment(error) => figment_key(error),
+            ConfigError::Invalid { key, .. } => Some(key.clone()),
+            ConfigError::File { .. } | ConfigError::Print(_) => None,
+        }
+    }
+}
+
+/// The dotted key an error is about, ending with an unknown field's own name.
+fn figment_key(error: &figment::Error) -> Option<String> {
+    let mut parts = error.path.clone();
+    if let figment::error::Kind::UnknownField(field, _) = &error.kind {
+        if parts.last() != Some(field) {
+            parts.push(field.clone());
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("."))
+}
+
+/// Shows each of figment's errors on its own line, with its key and where the
+/// value came from.
+struct FigmentDisplay<'a>(&'a figment::Error);
+
+impl fmt::Display for FigmentDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.clone().into_iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            let kind = error.kind.to_string();
+            let kind = kind.trim_end();
+            let key = figment_key(&error);
+            match &key {
+                Some(key) => write!(f, "config key \"{key}\": {kind}")?,
+                None => write!(f, "config: {kind}")?,
+            }
+            let Some(metadata) = &error.metadata else {
+                continue;
+            };
+            if metadata.name.ends_with("environment variable(s)") {
+                // Both environment layers set only top-level keys; the shared
+                // RECKON_GATER layer is the one without a prefix.
+                let var = match key.as_deref() {
+                    _ if !metadata.name.contains(ENV_PREFIX) => GATER_ENV.to_owned(),
+                    Some(key) => format!("{ENV_PREFIX}{}", key.to_ascii_uppercase()),
+                    None => format!("{ENV_PREFIX}*"),
+                };
+                write!(f, " (from environment variable {var})")?;
+                continue;
+            }
+            match &metadata.source {
+                Some(figment::Source::File(path)) => {
+                    write!(f, " (in {} {})", metadata.name, path.display())?
+                }
+                _ => write!(f, " (in {})", metadata.name)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's error type is fixed and large.
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use figment::Jail;
+
+    const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/tui.toml");
+
+    /// Runs `f` in a figment jail, refusing to start if the outer environment
+    /// already sets config keys.
+    fn jail(f: impl FnOnce(&mut Jail) -> figment::Result<()>) {
+        Jail::expect_with(|jail| {
+            let stray: Vec<String> = std::env::vars()
+                .map(|(k, _)| k)
+                .filter(|k| k.starts_with(ENV_PREFIX) || k == GATER_ENV)
+                .collect();
+            assert!(
+                stray.is_empty(),
+                "unset {stray:?} before running these tests: they change the config under test"
+            );
+            f(jail)
+        });
+    }
+
+    fn args(argv: &[&str]) -> TuiArgs {
+        let mut full = vec!["reckon-tui"];
+        full.extend_from_slice(argv);
+        TuiArgs::try_parse_from(full).expect("test arguments parse")
+    }
+
+    fn load_ok(argv: &[&str]) -> figment::Result<TuiConfig> {
+        load(&args(argv)).map_err(|e| figment::Error::from(e.to_string()))
+    }
+
+    fn load_err(argv: &[&str]) -> ConfigError {
+        load(&args(argv)).expect_err("config should be rejected")
+    }
+
+    fn gaters(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn precedence_is_defaults_file_gater_env_tui_env_flags() {
+        jail(|jail| {
+            assert_eq!(load_ok(&[])?, TuiConfig::default());
+
+            jail.create_file(
+                "tui.toml",
+                "gaters = [\"10.0.0.1:7700\", \"10.0.0.2:7700\"]\nrefresh_ms = 2000\n",
+            )?;
+            let config = load_ok(&["--config", "tui.toml"])?;
+            assert_eq!(config.gaters, gaters(&["10.0.0.1:7700", "10.0.0.2:7700"]));
+            assert_eq!(config.refresh_ms, 2000);
+
+            jail.set_env(GATER_ENV, "10.0.0.3:7700, 10.0.0.4:7700");
+            let config = load_ok(&["--config", "tui.toml"])?;
+            assert_eq!(config.gaters, gaters(&["10.0.0.3:7700", "10.0.0.4:7700"]));
+            assert_eq!(config.refresh_ms, 2000);
+
+            jail.set_env("RECKON_TUI_GATERS", "[\"10.0.0.5:7700\"]");
+            jail.set_env("RECKON_TUI_REFRESH_MS", 500);
+            let config = load_ok(&["--config", "tui.toml"])?;
+            assert_eq!(config.gaters, gaters(&["10.0.0.5:7700"]));
+            assert_eq!(config.refresh_ms, 500);
+
+            let config = load_ok(&[
+                "--config",
+                "tui.toml",
+                "--gater",
+                "10.0.0.6:7700,10.0.0.7:7700",
+                "--refresh-ms",
+                "250",
+            ])?;
+            assert_eq!(config.gaters, gaters(&["10.0.0.6:7700", "10.0.0.7:7700"]));
+            assert_eq!(config.refresh_ms, 250);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        jail(|jail| {
+            let err = load_err(&["--refresh-ms", "10"]);
+            assert_eq!(err.key().as_deref(), Some("refresh_ms"), "{err}");
+            assert!(
+                err.to_string()
+                    .starts_with("invalid value for key \"refresh_ms\": 10 ms"),
+                "{err}"
+            );
+
+            let err = load_err(&["--gater", "127.0.0.1:7700,nowhere"]);
+            assert_eq!(err.key().as_deref(), Some("gaters[1]"), "{err}");
+
+            jail.create_file("typo.toml", "refresh = 500\n")?;
+            let err = load_err(&["--config", "typo.toml"]);
+            assert_eq!(err.key().as_deref(), Some("refresh"), "{err}");
+            assert!(err.to_string().contains("typo.toml"), "{err}");
+
+            jail.create_file("empty.toml", "gaters = []\n")?;
+            let err = load_err(&["--config", "empty.toml"]);
+            assert_eq!(err.key().as_deref(), Some("gaters"), "{err}");
+
+            jail.set_env(GATER_ENV, "{}");
+            let err = load_err(&[]);
+            assert_eq!(err.key().as_deref(), Some("gaters"), "{err}");
+            assert!(err.to_string().contains("RECKON_GATER)"), "{err}");
+            jail.set_env(GATER_ENV, DEFAULT_GATER);
+
+            jail.set_env("RECKON_TUI_REFRESH_MS", "often");
+            let err = load_err(&[]);
+            assert_eq!(err.key().as_deref(), Some("refresh_ms"), "{err}");
+            assert!(err.to_string().contains("RECKON_TUI_REFRESH_MS"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn missing_config_file_names_the_path() {
+        jail(|_| {
+            let err = load_err(&["--config", "nowhere/tui.toml"]);
+            assert!(matches!(err, ConfigError::File { .. }), "{err:?}");
+            assert!(err.to_string().contains("nowhere/tui.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn example_config_loads_as_the_defaults() {
+        jail(|_| {
+            assert_eq!(load_ok(&["--config", EXAMPLE])?, TuiConfig::default());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn printed_config_reads_back() {
+        jail(|jail| {
+            let config = TuiConfig {
+                gaters: gaters(&["10.0.0.1:7700", "10.0.0.2:7701"]),
+                refresh_ms: 750,
+            };
+            jail.create_file("printed.toml", &config.to_toml().expect("prints"))?;
+            assert_eq!(load_ok(&["--config", "printed.toml"])?, config);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn demo_and_print_config_parse() {
+        let parsed = args(&["--demo", "--print-config"]);
+        assert!(parsed.demo && parsed.print_config);
+        use clap::CommandFactory;
+        TuiArgs::command().debug_assert();
+    }
+}
