@@ -34,7 +34,7 @@ pub const MAX_REQUESTS_PER_CONNECTION: usize = 1024;
 #[non_exhaustive]
 pub enum NodeError {
     /// The data directory is unusable.
-    #[error("data directory {path}: {reason}")]
+    #[error("data directory {path} (key \"data_dir\"): {reason}")]
     DataDir {
         /// The directory.
         path: PathBuf,

@@ -432,3 +432,21 @@ fn a_node_that_says_ready_serves_its_first_request() {
         THREADS * TRIALS * 2
     );
 }
+
+#[test]
+fn a_data_dir_that_cannot_be_a_directory_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").expect("write a file");
+    let data = file.join("data");
+    let failed = NodeProc::start_dev_expect_failure(&data, &DEV_GATER_ANY_PORT);
+    assert_eq!(failed.status.code(), Some(1), "{:?}", failed.status);
+    assert!(
+        failed.stderr.contains(&data.display().to_string())
+            && failed.stderr.contains("key \"data_dir\"")
+            && failed.stderr.contains("cannot create it"),
+        "stderr should name the directory and the key: {}",
+        failed.stderr
+    );
+    assert_eq!(std::fs::read(&file).expect("the file is still there"), b"x");
+}
