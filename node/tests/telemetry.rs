@@ -262,6 +262,27 @@ async fn a_handler_sees_each_event_with_its_fields() {
     )
     .await;
 
+    // The gater gathers every node's counters: the warm-up and the order-1 append
+    // were acknowledged (each counted once, by the node that took it), all three
+    // nodes hold the three events once replication has reached them.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let stats = client.stats().await.unwrap();
+        assert_eq!(stats.len(), 3, "{stats:?}");
+        assert!(stats.iter().all(|s| s.store == "default"), "{stats:?}");
+        assert_eq!(stats.iter().map(|s| s.appends).sum::<u64>(), 2, "{stats:?}");
+        assert_eq!(stats.iter().map(|s| s.appended_events).sum::<u64>(), 3);
+        let leaders = stats
+            .iter()
+            .filter(|s| s.role == Some(reckon_gater::api::Role::Leader))
+            .count();
+        if leaders == 1 && stats.iter().all(|s| s.events == 3) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stats never settled: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // Stop the leader: the others elect another and say who led before.
     let status = client.cluster_status().await.unwrap();
     let old = status
