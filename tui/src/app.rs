@@ -10,8 +10,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use reckon_gater::api::{HealthReport, Role, StoreStatus};
+use reckon_gater::metrics::{HistogramSnapshot, StoreStats};
 use reckon_gater::subscription::SubscriptionInfo;
-use reckon_gater::{EventRecord, StreamInfo};
+use reckon_gater::{EventRecord, StreamPage};
 
 /// Milliseconds since the Unix epoch: the console's clock, injected into `update`.
 pub type Millis = u64;
@@ -22,6 +23,10 @@ pub const STREAMS_PAGE: u32 = 100;
 pub const EVENTS_PAGE: u32 = 20;
 /// Samples kept per sparkline.
 pub const RATE_SAMPLES_MAX: usize = 120;
+/// Empty pages of a server-side filter followed without a key press: the node
+/// examines a bounded number of ids per call, so a page can be empty while matches
+/// lie further on; after this many the console waits for PgDn.
+pub const FIND_EMPTY_FOLLOW_MAX: u32 = 10;
 /// Entries kept in the cluster timeline.
 pub const TIMELINE_MAX: usize = 50;
 /// How long an action's outcome stays in the status line.
@@ -38,7 +43,7 @@ pub enum Tab {
     Streams,
     /// Subscriptions sorted by lag.
     Subscriptions,
-    /// Append rates and leader changes.
+    /// Append and read rates, latency, errors and leader elections.
     Telemetry,
 }
 
@@ -192,14 +197,18 @@ pub enum Event {
     Disconnected(String),
     /// Cluster status and health.
     Cluster(Result<ClusterData, String>),
+    /// Counters and histograms of every store on every node that answered.
+    Stats(Result<Vec<StoreStats>, String>),
     /// A page of the stream list of `store` after `after`.
     Streams {
         /// The store asked.
         store: String,
+        /// The server-side filter asked (`None`: every stream).
+        contains: Option<String>,
         /// The page's starting cursor.
         after: Option<String>,
-        /// The page.
-        result: Result<Vec<StreamInfo>, String>,
+        /// The page; `resume_after` is where the next one starts, `None` at the end.
+        result: Result<StreamPage, String>,
     },
     /// A page of one stream's events (or `$all`) from `from`.
     Events {
@@ -233,11 +242,24 @@ pub enum Event {
 pub enum Command {
     /// Cluster status and health.
     RefreshCluster,
+    /// Every node's counters and histograms.
+    RefreshStats,
     /// A page of streams.
     LoadStreams {
         /// The store.
         store: String,
         /// List after this id.
+        after: Option<String>,
+        /// Page size.
+        limit: u32,
+    },
+    /// A page of the streams whose id contains `contains`, filtered by the node.
+    FindStreams {
+        /// The store.
+        store: String,
+        /// The substring.
+        contains: String,
+        /// Search after this id.
         after: Option<String>,
         /// Page size.
         limit: u32,
@@ -310,14 +332,176 @@ pub struct TimelineEntry {
     pub text: String,
 }
 
-/// Append rate history of one store.
+/// What happened in one store between two stats refreshes, summed over its nodes.
+///
+/// A node counts only when both refreshes saw it; a node whose counters went down
+/// restarted in between, so all it counted since its start falls in the interval.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Rates {
-    /// Events per second, oldest first.
-    pub samples: VecDeque<u64>,
-    /// Last `appended_events` per node and when it was read.
-    last: BTreeMap<u64, u64>,
+pub struct Interval {
+    /// Length of the interval.
+    pub ms: Millis,
+    /// Events appended.
+    pub appended_events: u64,
+    /// Events read.
+    pub read_events: u64,
+    /// Append latency of the appends acknowledged in the interval.
+    pub append_latency: HistogramSnapshot,
+    /// Read latency of the reads answered in the interval.
+    pub read_latency: HistogramSnapshot,
+    /// Failed requests by error kind (only kinds that occurred).
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl Interval {
+    /// `n` events over the interval as events per second.
+    pub fn per_sec(&self, n: u64) -> u64 {
+        n.saturating_mul(1000) / self.ms.max(1)
+    }
+
+    /// One node's interval from its stats `before` to `now`, `ms` apart; a node
+    /// whose counters went down restarted, and all it counted since is new.
+    fn between(before: &StoreStats, now: &StoreStats, ms: Millis) -> Interval {
+        let zero = StoreStats::default();
+        let b = if restarted(before, now) {
+            &zero
+        } else {
+            before
+        };
+        // From here no counter of `now` is below `b`'s.
+        Interval {
+            ms,
+            appended_events: now.appended_events.saturating_sub(b.appended_events),
+            read_events: now.read_events.saturating_sub(b.read_events),
+            append_latency: now.append_latency.since(&b.append_latency),
+            read_latency: now.read_latency.since(&b.read_latency),
+            errors: now
+                .errors
+                .iter()
+                .map(|(k, n)| {
+                    (
+                        k.clone(),
+                        n.saturating_sub(b.errors.get(k).copied().unwrap_or(0)),
+                    )
+                })
+                .filter(|(_, d)| *d > 0)
+                .collect(),
+        }
+    }
+
+    /// Adds another node's interval of the same length into this one.
+    fn merge(&mut self, other: &Interval) {
+        self.appended_events += other.appended_events;
+        self.read_events += other.read_events;
+        self.append_latency.merge(&other.append_latency);
+        self.read_latency.merge(&other.read_latency);
+        for (k, n) in &other.errors {
+            *self.errors.entry(k.clone()).or_default() += n;
+        }
+    }
+}
+
+/// One node of a store, from its last stats.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NodeTelemetry {
+    /// The node.
+    pub node_id: u64,
+    /// Its role, when it said.
+    pub role: Option<Role>,
+    /// Events the store holds on it.
+    pub events: u64,
+    /// Failed requests since it started.
+    pub errors: u64,
+    /// Leader elections (and losses) it has seen since it started.
+    pub leader_changes: u64,
+    /// Its part of the store's last interval; `None` when the refresh before did not
+    /// see it.
+    pub last: Option<Interval>,
+    /// Whether its counters went down since the refresh before: it restarted.
+    pub restarted: bool,
+}
+
+/// One store's telemetry, from successive stats refreshes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StoreTelemetry {
+    /// Events appended per second, one sample per interval, oldest first.
+    pub append_rate: VecDeque<u64>,
+    /// Events read per second, one sample per interval, oldest first.
+    pub read_rate: VecDeque<u64>,
+    /// Append latency p99 in µs per interval; `None` for an interval without appends.
+    pub append_p99: VecDeque<Option<u64>>,
+    /// The last interval, once two refreshes have been seen.
+    pub last: Option<Interval>,
+    /// Failed requests by kind since each node started, summed over nodes.
+    pub errors_total: BTreeMap<String, u64>,
+    /// Events the store holds: its leader's count, else the largest a node reports.
+    pub events: u64,
+    /// Its nodes in the last stats, by id.
+    pub nodes: Vec<NodeTelemetry>,
+}
+
+/// One line of the stores table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreRow {
+    /// The store.
+    pub store: String,
+    /// Events it holds; `None` before its first stats.
+    pub events: Option<u64>,
+    /// Events appended per second over the last interval; `None` before two stats.
+    pub append_rate: Option<u64>,
+    /// Its leader, when known.
+    pub leader: Option<u64>,
+}
+
+/// Delivery rate per subscription of the selected store, from the `delivered`
+/// counts of two successive subscription lists.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeliveryRates {
+    /// Events delivered per second over the last interval, by subscription key.
+    pub per_sec: BTreeMap<String, u64>,
+    last: BTreeMap<String, u64>,
     last_at: Option<Millis>,
+}
+
+fn push_sample<T>(samples: &mut VecDeque<T>, v: T) {
+    samples.push_back(v);
+    while samples.len() > RATE_SAMPLES_MAX {
+        samples.pop_front();
+    }
+}
+
+/// A counter's increase from `before` to `now`; a decrease means its node restarted
+/// in between, so all of `now` is new.
+fn counter_delta(now: u64, before: u64) -> u64 {
+    if now >= before {
+        now - before
+    } else {
+        now
+    }
+}
+
+/// Whether some counter of `now` is below `before`: the node restarted in between.
+fn restarted(before: &StoreStats, now: &StoreStats) -> bool {
+    let counters = |s: &StoreStats| {
+        [
+            s.appends,
+            s.appended_events,
+            s.reads,
+            s.read_events,
+            s.deliveries,
+            s.delivered_events,
+            s.leader_changes,
+            s.append_latency.count(),
+            s.read_latency.count(),
+        ]
+    };
+    counters(now)
+        .iter()
+        .zip(counters(before))
+        .any(|(n, b)| *n < b)
+        || before
+            .errors
+            .iter()
+            .any(|(k, b)| now.errors.get(k).copied().unwrap_or(0) < *b)
 }
 
 /// Where the streams tab is.
@@ -345,13 +529,20 @@ pub struct StreamsView {
     /// List or events.
     pub mode: StreamsMode,
     /// The loaded page of the list.
-    pub list: Panel<Vec<StreamInfo>>,
+    pub list: Panel<StreamPage>,
     /// Cursors of the pages before this one, plus this one's, last.
     pub pages: Vec<Option<String>>,
-    /// The filter typed after `/` (substring of the stream id).
+    /// The filter typed after `/` (substring of the stream id); it narrows the
+    /// loaded page at once.
     pub filter: String,
     /// Whether keys go into the filter.
     pub editing_filter: bool,
+    /// The filter committed with Enter: the list comes from `find_streams` with it,
+    /// filtered by the node. `None`: every stream, from `list_streams`.
+    pub query: Option<String>,
+    /// Empty pages of `query` followed without a key press (see
+    /// [`FIND_EMPTY_FOLLOW_MAX`]).
+    pub followed: u32,
     /// Selected row of the filtered list (row 0 is `$all`).
     pub selected: usize,
 }
@@ -360,9 +551,10 @@ impl StreamsView {
     /// The rows shown: `$all` first, then the page's streams matching the filter.
     pub fn rows(&self) -> Vec<(String, Option<u64>)> {
         let mut rows = vec![(ALL_STREAM.to_string(), None)];
-        if let Some(list) = &self.list.data {
+        if let Some(page) = &self.list.data {
             rows.extend(
-                list.iter()
+                page.streams
+                    .iter()
                     .filter(|s| self.filter.is_empty() || s.stream_id.contains(&self.filter))
                     .map(|s| (s.stream_id.clone(), Some(s.version))),
             );
@@ -370,8 +562,30 @@ impl StreamsView {
         rows
     }
 
+    /// Where the page after the loaded one starts; `None` when it is the last.
+    pub fn next_cursor(&self) -> Option<String> {
+        self.list.data.as_ref().and_then(|p| p.resume_after.clone())
+    }
+
     fn cursor(&self) -> Option<String> {
         self.pages.last().cloned().flatten()
+    }
+
+    /// The command loading the page at the current cursor.
+    fn load(&self, store: String) -> Command {
+        match &self.query {
+            None => Command::LoadStreams {
+                store,
+                after: self.cursor(),
+                limit: STREAMS_PAGE,
+            },
+            Some(q) => Command::FindStreams {
+                store,
+                contains: q.clone(),
+                after: self.cursor(),
+                limit: STREAMS_PAGE,
+            },
+        }
     }
 }
 
@@ -392,14 +606,20 @@ pub struct App {
     pub cluster_selected: usize,
     /// Leader changes and membership changes seen between refreshes, newest last.
     pub timeline: VecDeque<TimelineEntry>,
-    /// Append rates per store.
-    pub rates: BTreeMap<String, Rates>,
+    /// Every node's counters and histograms from the last stats refresh.
+    pub stats: Panel<Vec<StoreStats>>,
+    /// When the stats in `stats.data` were received: the start of the next interval.
+    pub stats_at: Option<Millis>,
+    /// Rates, latency and errors per store, derived from the stats refreshes.
+    pub telemetry: BTreeMap<String, StoreTelemetry>,
     /// The store the streams and subscriptions tabs look at.
     pub store: Option<String>,
     /// The streams tab.
     pub streams: StreamsView,
     /// Subscriptions of the selected store.
     pub subscriptions: Panel<Vec<SubscriptionInfo>>,
+    /// Delivery rates of the subscriptions of the selected store.
+    pub deliveries: DeliveryRates,
     /// Selected row in the subscriptions tab (sorted by lag).
     pub subs_selected: usize,
     /// An action waiting for y/n.
@@ -423,13 +643,16 @@ impl App {
             cluster: Panel::default(),
             cluster_selected: 0,
             timeline: VecDeque::new(),
-            rates: BTreeMap::new(),
+            stats: Panel::default(),
+            stats_at: None,
+            telemetry: BTreeMap::new(),
             store: None,
             streams: StreamsView {
                 pages: vec![None],
                 ..StreamsView::default()
             },
             subscriptions: Panel::default(),
+            deliveries: DeliveryRates::default(),
             subs_selected: 0,
             confirm: None,
             help: false,
@@ -456,6 +679,40 @@ impl App {
         stores.sort();
         stores.dedup();
         stores
+    }
+
+    /// One row per known store (from the cluster status and the stats) for the
+    /// stores table, sorted by name.
+    pub fn store_rows(&self) -> Vec<StoreRow> {
+        let mut stores = self.stores();
+        stores.extend(self.telemetry.keys().cloned());
+        stores.sort();
+        stores.dedup();
+        stores
+            .into_iter()
+            .map(|store| {
+                let t = self.telemetry.get(&store);
+                let leader = self
+                    .cluster
+                    .data
+                    .as_ref()
+                    .and_then(|c| c.status.iter().find(|s| s.store == store))
+                    .and_then(|s| s.leader)
+                    .or_else(|| {
+                        self.stats.data.as_ref().and_then(|all| {
+                            all.iter()
+                                .find(|s| s.store == store && s.role == Some(Role::Leader))
+                                .map(|s| s.node_id)
+                        })
+                    });
+                StoreRow {
+                    events: t.map(|t| t.events),
+                    append_rate: t.and_then(|t| t.append_rate.back().copied()),
+                    leader,
+                    store,
+                }
+            })
+            .collect()
     }
 
     /// (store, node id) of every node row of the cluster tab, in display order.
@@ -506,14 +763,44 @@ pub fn update(app: &mut App, event: Event, now: Millis) -> Vec<Command> {
             let n = app.node_rows().len();
             app.cluster_selected = app.cluster_selected.min(n.saturating_sub(1));
         }
+        Event::Stats(result) => {
+            if let Ok(stats) = &result {
+                observe_stats(app, stats, now);
+            }
+            app.stats.finish(result, now);
+        }
         Event::Streams {
             store,
+            contains,
             after,
             result,
         } => {
-            if app.store.as_deref() == Some(&store) && app.streams.cursor() == after {
-                app.streams.list.finish(result, now);
-                clamp_streams(app);
+            let v = &mut app.streams;
+            if app.store.as_deref() == Some(&store) && v.cursor() == after && v.query == contains {
+                match result {
+                    // Nothing matched among the ids the node examined, but it did not
+                    // reach the end: go on from where it stopped, a bounded number of
+                    // times, in place of this page.
+                    Ok(page)
+                        if v.query.is_some()
+                            && page.streams.is_empty()
+                            && page.resume_after.is_some()
+                            && v.followed < FIND_EMPTY_FOLLOW_MAX =>
+                    {
+                        v.followed += 1;
+                        if let Some(last) = v.pages.last_mut() {
+                            *last = page.resume_after;
+                        }
+                        cmds.push(v.load(store));
+                    }
+                    result => {
+                        if result.as_ref().is_ok_and(|p| !p.streams.is_empty()) {
+                            v.followed = 0;
+                        }
+                        v.list.finish(result, now);
+                        clamp_streams(app);
+                    }
+                }
             }
         }
         Event::Events {
@@ -540,6 +827,9 @@ pub fn update(app: &mut App, event: Event, now: Millis) -> Vec<Command> {
         }
         Event::Subscriptions { store, result } => {
             if app.store.as_deref() == Some(&store) {
+                if let Ok(subs) = &result {
+                    observe_deliveries(&mut app.deliveries, subs, now);
+                }
                 app.subscriptions.finish(result, now);
                 let n = app.subscriptions.data.as_ref().map_or(0, Vec::len);
                 app.subs_selected = app.subs_selected.min(n.saturating_sub(1));
@@ -563,6 +853,10 @@ fn refresh(app: &mut App, cmds: &mut Vec<Command>) {
         app.cluster.start();
         cmds.push(Command::RefreshCluster);
     }
+    if !app.stats.in_flight() {
+        app.stats.start();
+        cmds.push(Command::RefreshStats);
+    }
     refresh_store(app, cmds);
 }
 
@@ -572,11 +866,7 @@ fn refresh_store(app: &mut App, cmds: &mut Vec<Command>) {
     };
     if !app.streams.list.in_flight() {
         app.streams.list.start();
-        cmds.push(Command::LoadStreams {
-            store: store.clone(),
-            after: app.streams.cursor(),
-            limit: STREAMS_PAGE,
-        });
+        cmds.push(app.streams.load(store.clone()));
     }
     if let StreamsMode::Events {
         stream,
@@ -601,7 +891,7 @@ fn refresh_store(app: &mut App, cmds: &mut Vec<Command>) {
     }
 }
 
-/// Notes leader and membership changes and append rates between two refreshes.
+/// Notes leader and membership changes between two refreshes.
 fn observe_cluster(app: &mut App, data: &ClusterData, now: Millis) {
     let old: BTreeMap<String, StoreStatus> = app
         .cluster
@@ -649,31 +939,93 @@ fn observe_cluster(app: &mut App, data: &ClusterData, now: Millis) {
                 }
             }
         }
-        let rates = app.rates.entry(s.store.clone()).or_default();
-        if let Some(at) = rates.last_at {
-            let dt = now.saturating_sub(at).max(1);
-            let delta: u64 = s
-                .nodes
-                .iter()
-                .map(|n| {
-                    rates
-                        .last
-                        .get(&n.node_id)
-                        .map_or(0, |&prev| n.appended_events.saturating_sub(prev))
-                })
-                .sum();
-            rates.samples.push_back(delta.saturating_mul(1000) / dt);
-            while rates.samples.len() > RATE_SAMPLES_MAX {
-                rates.samples.pop_front();
+    }
+}
+
+/// Folds a stats refresh into the telemetry: the interval since the previous one
+/// per store (rates, latency, errors), totals, and events held.
+fn observe_stats(app: &mut App, stats: &[StoreStats], now: Millis) {
+    let before: BTreeMap<(&str, u64), &StoreStats> = match (&app.stats.data, app.stats_at) {
+        (Some(prev), Some(_)) => prev
+            .iter()
+            .map(|s| ((s.store.as_str(), s.node_id), s))
+            .collect(),
+        _ => BTreeMap::new(),
+    };
+    let ms = app.stats_at.map(|at| now.saturating_sub(at).max(1));
+    let mut by_store: BTreeMap<&str, Vec<&StoreStats>> = BTreeMap::new();
+    for s in stats {
+        by_store.entry(s.store.as_str()).or_default().push(s);
+    }
+    for (store, mut nodes) in by_store {
+        nodes.sort_by_key(|s| s.node_id);
+        let t = app.telemetry.entry(store.to_string()).or_default();
+        t.errors_total = BTreeMap::new();
+        for s in &nodes {
+            for (k, n) in &s.errors {
+                *t.errors_total.entry(k.clone()).or_default() += n;
             }
         }
-        rates.last = s
-            .nodes
+        t.events = nodes
             .iter()
-            .map(|n| (n.node_id, n.appended_events))
+            .find(|s| s.role == Some(Role::Leader))
+            .map(|s| s.events)
+            .unwrap_or_else(|| nodes.iter().map(|s| s.events).max().unwrap_or(0));
+        t.nodes = nodes
+            .iter()
+            .map(|s| {
+                // A node the previous refresh did not see has no baseline: its
+                // counters since start may span far more than this interval.
+                let b = before.get(&(store, s.node_id)).copied();
+                NodeTelemetry {
+                    node_id: s.node_id,
+                    role: s.role,
+                    events: s.events,
+                    errors: s.error_count(),
+                    leader_changes: s.leader_changes,
+                    last: b.zip(ms).map(|(b, ms)| Interval::between(b, s, ms)),
+                    restarted: b.is_some_and(|b| restarted(b, s)),
+                }
+            })
             .collect();
-        rates.last_at = Some(now);
+        let Some(ms) = ms else {
+            continue;
+        };
+        let mut iv = Interval {
+            ms,
+            ..Interval::default()
+        };
+        for n in &t.nodes {
+            if let Some(niv) = &n.last {
+                iv.merge(niv);
+            }
+        }
+        push_sample(&mut t.append_rate, iv.per_sec(iv.appended_events));
+        push_sample(&mut t.read_rate, iv.per_sec(iv.read_events));
+        push_sample(&mut t.append_p99, iv.append_latency.quantile_us(0.99));
+        t.last = Some(iv);
     }
+    app.stats_at = Some(now);
+}
+
+/// Delivery rates from the subscriptions' `delivered` counts (each since the serving
+/// node started; a decrease is a restart or another node serving).
+fn observe_deliveries(d: &mut DeliveryRates, subs: &[SubscriptionInfo], now: Millis) {
+    if let Some(at) = d.last_at {
+        let ms = now.saturating_sub(at).max(1);
+        d.per_sec = subs
+            .iter()
+            .filter_map(|s| {
+                let before = d.last.get(&s.key)?;
+                Some((
+                    s.key.clone(),
+                    counter_delta(s.delivered, *before).saturating_mul(1000) / ms,
+                ))
+            })
+            .collect();
+    }
+    d.last = subs.iter().map(|s| (s.key.clone(), s.delivered)).collect();
+    d.last_at = Some(now);
 }
 
 fn clamp_streams(app: &mut App) {
@@ -705,10 +1057,14 @@ fn on_key(app: &mut App, key: Key, now: Millis, cmds: &mut Vec<Command>) {
             Key::Backspace => {
                 app.streams.filter.pop();
             }
-            Key::Enter => app.streams.editing_filter = false,
+            Key::Enter => {
+                app.streams.editing_filter = false;
+                commit_filter(app, cmds);
+            }
             Key::Esc => {
                 app.streams.filter.clear();
                 app.streams.editing_filter = false;
+                commit_filter(app, cmds);
             }
             _ => {}
         }
@@ -749,9 +1105,11 @@ fn next_store(app: &mut App, cmds: &mut Vec<Command>) {
     app.streams = StreamsView {
         pages: vec![None],
         filter: std::mem::take(&mut app.streams.filter),
+        query: app.streams.query.take(),
         ..StreamsView::default()
     };
     app.subscriptions = Panel::default();
+    app.deliveries = DeliveryRates::default();
     app.subs_selected = 0;
     refresh_store(app, cmds);
 }
@@ -852,7 +1210,10 @@ fn streams_key(app: &mut App, key: Key, now: Millis, cmds: &mut Vec<Command>) {
             }
             match key {
                 Key::Char('/') => app.streams.editing_filter = true,
-                Key::Esc => app.streams.filter.clear(),
+                Key::Esc => {
+                    app.streams.filter.clear();
+                    commit_filter(app, cmds);
+                }
                 Key::Enter => {
                     if let Some((stream, _)) = app.streams.rows().get(app.streams.selected) {
                         app.streams.mode = StreamsMode::Events {
@@ -865,10 +1226,8 @@ fn streams_key(app: &mut App, key: Key, now: Millis, cmds: &mut Vec<Command>) {
                     }
                 }
                 Key::PageDown => {
-                    let page = app.streams.list.data.as_deref().unwrap_or_default();
-                    if page.len() as u32 >= STREAMS_PAGE {
-                        let last = page.last().map(|s| s.stream_id.clone());
-                        app.streams.pages.push(last);
+                    if let Some(next) = app.streams.next_cursor() {
+                        app.streams.pages.push(Some(next));
                         turn_streams_page(app, cmds);
                     }
                 }
@@ -916,7 +1275,21 @@ fn streams_key(app: &mut App, key: Key, now: Millis, cmds: &mut Vec<Command>) {
 fn turn_streams_page(app: &mut App, cmds: &mut Vec<Command>) {
     app.streams.list = Panel::default();
     app.streams.selected = 0;
+    app.streams.followed = 0;
     refresh_store(app, cmds);
+}
+
+/// Makes the typed filter the server-side one: a non-empty filter loads its first
+/// page through `find_streams`, an empty one goes back to `list_streams`. Nothing
+/// is asked when the query does not change.
+fn commit_filter(app: &mut App, cmds: &mut Vec<Command>) {
+    let query = (!app.streams.filter.is_empty()).then(|| app.streams.filter.clone());
+    if query == app.streams.query {
+        return;
+    }
+    app.streams.query = query;
+    app.streams.pages = vec![None];
+    turn_streams_page(app, cmds);
 }
 
 /// `Role` as the cluster tab names it, `down` when the gater thinks it unhealthy.

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use reckon_gater::{Client, ClientError, Direction, ExpectedVersion, NewEvent};
+use reckon_gater::{Client, ClientError, Direction, ExpectedVersion, NewEvent, StreamPage};
 use tokio::sync::mpsc;
 
 use crate::app::{ClusterData, Command, Event, ALL_STREAM};
@@ -77,8 +77,21 @@ fn is_link_error(e: &ClientError) -> bool {
 pub fn failed(cmd: Command, error: String) -> Event {
     match cmd {
         Command::RefreshCluster => Event::Cluster(Err(error)),
+        Command::RefreshStats => Event::Stats(Err(error)),
         Command::LoadStreams { store, after, .. } => Event::Streams {
             store,
+            contains: None,
+            after,
+            result: Err(error),
+        },
+        Command::FindStreams {
+            store,
+            contains,
+            after,
+            ..
+        } => Event::Streams {
+            store,
+            contains: Some(contains),
             after,
             result: Err(error),
         },
@@ -136,16 +149,49 @@ async fn execute(c: &Client, cmd: Command) -> (Event, Option<ClientError>) {
             let (r, e) = split(r);
             (Event::Cluster(r), e)
         }
+        Command::RefreshStats => {
+            let (r, e) = split(c.stats().await);
+            (Event::Stats(r), e)
+        }
         Command::LoadStreams {
             store,
             after,
             limit,
         } => {
             let r = c.store(&store).list_streams(after.as_deref(), limit).await;
+            // A full page may have more after it; a short one is the last.
+            let r = r.map(|streams| StreamPage {
+                resume_after: (streams.len() as u32 >= limit)
+                    .then(|| streams.last().map(|s| s.stream_id.clone()))
+                    .flatten(),
+                streams,
+            });
             let (result, e) = split(r);
             (
                 Event::Streams {
                     store,
+                    contains: None,
+                    after,
+                    result,
+                },
+                e,
+            )
+        }
+        Command::FindStreams {
+            store,
+            contains,
+            after,
+            limit,
+        } => {
+            let r = c
+                .store(&store)
+                .find_streams(&contains, after.as_deref(), limit)
+                .await;
+            let (result, e) = split(r);
+            (
+                Event::Streams {
+                    store,
+                    contains: Some(contains),
                     after,
                     result,
                 },

@@ -5,7 +5,12 @@ use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
 use crate::app::{update, App, Event, Key};
-use crate::fixture::{events, loaded_app, T0};
+use std::time::Duration;
+
+use reckon_gater::metrics::Histogram;
+use reckon_gater::{StreamInfo, StreamPage};
+
+use crate::fixture::{cluster, events, loaded_app, page, T0};
 use crate::view::render;
 
 fn screen(app: &App, w: u16, h: u16) -> String {
@@ -50,6 +55,48 @@ fn streams_view_filtered() {
 }
 
 #[test]
+fn streams_view_filtered_server_side() {
+    let mut app = at('2');
+    for k in [Key::Char('/'), Key::Char('0'), Key::Char('0'), Key::Enter] {
+        update(&mut app, Event::Key(k), T0);
+    }
+    // The second page of the search: a page back, more after it.
+    let mut first = page(3);
+    first.resume_after = Some("user-009".into());
+    update(
+        &mut app,
+        Event::Streams {
+            store: "default".into(),
+            contains: Some("00".into()),
+            after: None,
+            result: Ok(first),
+        },
+        T0 - 300,
+    );
+    update(&mut app, Event::Key(Key::PageDown), T0 - 300);
+    let second = StreamPage {
+        streams: ["user-100", "user-1000", "user-200"]
+            .map(|id| StreamInfo {
+                stream_id: id.into(),
+                version: 7,
+            })
+            .into(),
+        resume_after: Some("user-2999".into()),
+    };
+    update(
+        &mut app,
+        Event::Streams {
+            store: "default".into(),
+            contains: Some("00".into()),
+            after: Some("user-009".into()),
+            result: Ok(second),
+        },
+        T0 - 200,
+    );
+    both("streams_server_filtered", &app);
+}
+
+#[test]
 fn stream_events_view() {
     let mut app = at('2');
     update(&mut app, Event::Key(Key::Down), T0);
@@ -76,14 +123,48 @@ fn subscriptions_view() {
 #[test]
 fn telemetry_view() {
     let mut app = at('4');
-    for (i, n) in [210u64, 400, 420, 700, 900].iter().enumerate() {
-        let t = T0 - 900 + i as u64 * 100;
+    // Five more refreshes, 100 ms apart: uneven appends on node 2 (ten fast ones and
+    // one slow one each time), reads on node 3, and a failed append.
+    let mut stats = crate::fixture::stats(1);
+    let (base_appends, base_reads) = (
+        stats[1].append_latency.clone(),
+        stats[2].read_latency.clone(),
+    );
+    let appends = Histogram::default();
+    let reads = Histogram::default();
+    for (i, (a, r, slow_us)) in [
+        (16u64, 40u64, 900u64),
+        (40, 10, 2_500),
+        (2, 0, 600),
+        (70, 30, 8_000),
+        (20, 90, 1_500),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let t = T0 - 500 + i as u64 * 100;
+        for _ in 0..10 {
+            appends.record(Duration::from_micros(100));
+        }
+        appends.record(Duration::from_micros(slow_us));
+        for j in 0..r {
+            reads.record(Duration::from_micros(250 + 10 * j));
+        }
+        stats[1].appended_events += a;
+        stats[1].append_latency = base_appends.clone();
+        stats[1].append_latency.merge(&appends.snapshot());
+        stats[2].read_events += r;
+        stats[2].read_latency = base_reads.clone();
+        stats[2].read_latency.merge(&reads.snapshot());
+        if i == 4 {
+            *stats[1]
+                .errors
+                .entry("WrongExpectedVersion".into())
+                .or_default() += 1;
+        }
         update(&mut app, Event::Tick, t);
-        update(
-            &mut app,
-            Event::Cluster(Ok(crate::fixture::cluster(2, *n))),
-            t,
-        );
+        update(&mut app, Event::Cluster(Ok(cluster(2, 0))), t);
+        update(&mut app, Event::Stats(Ok(stats.clone())), t);
     }
     both("telemetry", &app);
 }
@@ -103,6 +184,7 @@ fn confirm_dialog_and_disconnected_status() {
         &mut app,
         Event::Streams {
             store: "default".into(),
+            contains: None,
             after: None,
             result: Err("Unavailable".into()),
         },

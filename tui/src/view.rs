@@ -13,7 +13,8 @@ use ratatui::widgets::{
 use ratatui::Frame;
 
 use crate::app::{
-    role_name, App, Connection, Loading, Millis, Panel, StreamsMode, Tab, ALL_STREAM,
+    role_name, App, Connection, Interval, Loading, Millis, Panel, StoreTelemetry, StreamsMode, Tab,
+    ALL_STREAM,
 };
 
 const BOLD: Style = Style::new().add_modifier(Modifier::BOLD);
@@ -230,22 +231,92 @@ fn render_streams(frame: &mut Frame, area: Rect, app: &App, now: Millis) {
     }
 }
 
+/// The stores table's height for `stores` stores in a body of `height` rows.
+fn stores_height(stores: usize, height: u16) -> u16 {
+    let cap = if height >= 30 { 8 } else { 3 };
+    3 + (stores.max(1) as u16).min(cap)
+}
+
+fn render_stores(frame: &mut Frame, area: Rect, app: &App, now: Millis) {
+    let outer = block(format!(
+        "Stores · s selects ({})",
+        panel_state(&app.stats, now, app.refresh_ms)
+    ));
+    let inner = outer.inner(area);
+    frame.render_widget(outer, area);
+    let stores = app.store_rows();
+    if stores.is_empty() {
+        placeholder(frame, inner, &app.cluster, "stores");
+        return;
+    }
+    let rows: Vec<Row> = stores
+        .iter()
+        .map(|r| {
+            Row::new(vec![
+                Cell::from(r.store.clone()),
+                Cell::from(r.events.map_or("-".into(), thousands)),
+                Cell::from(r.append_rate.map_or("-".into(), |n| n.to_string())),
+                Cell::from(r.leader.map_or("none".into(), |l| format!("node {l}"))),
+            ])
+        })
+        .collect();
+    let name_w = stores
+        .iter()
+        .map(|r| r.store.chars().count())
+        .max()
+        .unwrap_or(0);
+    let widths = [
+        Constraint::Length(name_w.clamp(12, 40) as u16),
+        Constraint::Length(14),
+        Constraint::Length(10),
+        Constraint::Length(10),
+    ];
+    let header = Row::new(vec!["STORE", "EVENTS HELD", "APPEND/S", "LEADER"])
+        .style(BOLD.add_modifier(Modifier::UNDERLINED));
+    let selected = stores
+        .iter()
+        .position(|r| Some(&r.store) == app.store.as_ref());
+    let table = Table::new(rows, widths)
+        .header(header)
+        .row_highlight_style(BOLD)
+        .highlight_symbol("▶")
+        .highlight_spacing(ratatui::widgets::HighlightSpacing::Always);
+    let mut state = TableState::default().with_selected(selected);
+    frame.render_stateful_widget(table, inner, &mut state);
+}
+
 fn render_stream_list(frame: &mut Frame, area: Rect, app: &App, now: Millis) {
+    let stores_h = stores_height(app.store_rows().len(), area.height);
+    let [stores_area, area] =
+        Layout::vertical([Constraint::Length(stores_h), Constraint::Min(4)]).areas(area);
+    render_stores(frame, stores_area, app, now);
     let v = &app.streams;
-    let filter = if v.editing_filter {
-        format!(" · filter /{}▏", v.filter)
-    } else if !v.filter.is_empty() {
-        format!(" · filter /{}", v.filter)
-    } else {
-        String::new()
+    let filter = match (&v.query, v.editing_filter) {
+        (_, true) => format!(" · narrowing /{}▏ Enter searches", v.filter),
+        (Some(q), false) => format!(" · filtered server-side: \"{q}\""),
+        (None, false) => String::new(),
     };
     let title = format!(
-        "Streams of {} · page {}{filter} ({})",
+        "Streams of {}{filter} · page {} ({})",
         store_label(app),
         v.pages.len(),
         panel_state(&v.list, now, app.refresh_ms)
     );
-    let outer = block(title);
+    let mut hints = Vec::new();
+    if v.pages.len() > 1 {
+        hints.push("PgUp back");
+    }
+    if v.next_cursor().is_some() {
+        if v.query.is_some() && v.list.data.as_ref().is_some_and(|p| p.streams.is_empty()) {
+            hints.push("no match yet · PgDn searches on");
+        } else {
+            hints.push("PgDn more");
+        }
+    }
+    let mut outer = block(title);
+    if !hints.is_empty() {
+        outer = outer.title_bottom(format!(" {} ", hints.join(" · ")));
+    }
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
     if app.store.is_none() {
@@ -447,6 +518,12 @@ fn render_subscriptions(frame: &mut Frame, area: Rect, app: &App, now: Millis) {
                 Cell::from(s.head.to_string()),
                 Cell::from(s.lag().to_string()),
                 Cell::from(format!("{}/{}", s.consumers, s.pool_size)),
+                Cell::from(
+                    app.deliveries
+                        .per_sec
+                        .get(&s.key)
+                        .map_or("-".into(), |r| r.to_string()),
+                ),
             ])
         })
         .collect();
@@ -458,9 +535,10 @@ fn render_subscriptions(frame: &mut Frame, area: Rect, app: &App, now: Millis) {
         Constraint::Length(8),
         Constraint::Length(7),
         Constraint::Length(5),
+        Constraint::Length(7),
     ];
     let header = Row::new(vec![
-        "TYPE", "SELECTOR", "NAME", "CHECKPT", "HEAD", "LAG", "CONS",
+        "TYPE", "SELECTOR", "NAME", "CHECKPT", "HEAD", "LAG", "CONS", "DELIV/S",
     ])
     .style(BOLD.add_modifier(Modifier::UNDERLINED));
     let table = Table::new(rows, widths)
@@ -471,44 +549,303 @@ fn render_subscriptions(frame: &mut Frame, area: Rect, app: &App, now: Millis) {
     frame.render_stateful_widget(table, inner, &mut state);
 }
 
-fn render_telemetry(frame: &mut Frame, area: Rect, app: &App, now: Millis) {
-    let title = format!(
-        "Append rate per store, events/s ({})",
-        panel_state(&app.cluster, now, app.refresh_ms)
+/// Microseconds as `850µs`, `1.2ms`, `45ms`, `1.5s`; `-` for none.
+pub fn fmt_us(us: Option<u64>) -> String {
+    match us {
+        None => "-".into(),
+        Some(us) if us < 1_000 => format!("{us}µs"),
+        Some(us) if us < 10_000 => format!("{}.{}ms", us / 1000, (us % 1000) / 100),
+        Some(us) if us < 1_000_000 => format!("{}ms", us / 1000),
+        Some(us) => format!("{}.{}s", us / 1_000_000, (us % 1_000_000) / 100_000),
+    }
+}
+
+/// A count with thousands separated: `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The last sample and the largest of a series, as `now 12/s · max 40/s`.
+fn now_and_max(samples: &std::collections::VecDeque<u64>, unit: &str) -> String {
+    match samples.back() {
+        None => "now -".into(),
+        Some(last) => {
+            let max = samples.iter().copied().max().unwrap_or(0);
+            format!("now {last}{unit} · max {max}{unit}")
+        }
+    }
+}
+
+/// One labelled sparkline; the newest samples that fit, oldest on the left.
+fn spark<T: Copy>(
+    frame: &mut Frame,
+    area: Rect,
+    label: Line,
+    samples: &std::collections::VecDeque<T>,
+) where
+    ratatui::widgets::SparklineBar: From<T>,
+{
+    let [label_area, spark_area] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+    frame.render_widget(label, label_area);
+    let width = usize::from(spark_area.width);
+    let data: Vec<ratatui::widgets::SparklineBar> = samples
+        .iter()
+        .skip(samples.len().saturating_sub(width))
+        .map(|v| (*v).into())
+        .collect();
+    frame.render_widget(Sparkline::default().data(data), spark_area);
+}
+
+/// Lines of a store's errors by kind: `Kind total (+in the last interval)`.
+fn error_lines(t: &StoreTelemetry) -> Vec<String> {
+    let mut kinds: Vec<&String> = t.errors_total.keys().collect();
+    if let Some(iv) = &t.last {
+        kinds.extend(iv.errors.keys());
+    }
+    kinds.sort();
+    kinds.dedup();
+    if kinds.is_empty() {
+        return vec!["none".into()];
+    }
+    kinds
+        .into_iter()
+        .map(|k| {
+            let total = t.errors_total.get(k).copied().unwrap_or(0);
+            match &t.last {
+                Some(iv) => format!("{k} {total} (+{})", iv.errors.get(k).copied().unwrap_or(0)),
+                None => format!("{k} {total}"),
+            }
+        })
+        .collect()
+}
+
+/// Each node's share of the last interval, for a tall terminal.
+fn render_node_telemetry(
+    frame: &mut Frame,
+    area: Rect,
+    stores: &[(&String, &StoreTelemetry)],
+    state: &str,
+) {
+    let rows: Vec<Row> = stores
+        .iter()
+        .flat_map(|(store, t)| {
+            t.nodes.iter().map(move |n| {
+                let iv = n.last.as_ref();
+                let rate = |f: fn(&Interval) -> u64| {
+                    iv.map_or("-".into(), |iv| format!("{}/s", iv.per_sec(f(iv))))
+                };
+                let p99 = |f: fn(&Interval) -> &reckon_gater::metrics::HistogramSnapshot| {
+                    fmt_us(iv.and_then(|iv| f(iv).quantile_us(0.99)))
+                };
+                let new_errors: u64 = iv.map_or(0, |iv| iv.errors.values().sum());
+                let note = match (n.restarted, iv) {
+                    (true, _) => "restarted: counters since its start",
+                    (false, None) => "new: rates from the next refresh",
+                    (false, Some(_)) => "",
+                };
+                let role = n.role.map_or("?", |r| r.as_str());
+                let row = Row::new(vec![
+                    Cell::from(store.to_string()),
+                    Cell::from(n.node_id.to_string()),
+                    Cell::from(role),
+                    Cell::from(thousands(n.events)),
+                    Cell::from(rate(|iv| iv.appended_events)),
+                    Cell::from(rate(|iv| iv.read_events)),
+                    Cell::from(p99(|iv| &iv.append_latency)),
+                    Cell::from(p99(|iv| &iv.read_latency)),
+                    Cell::from(format!("{} (+{new_errors})", n.errors)),
+                    Cell::from(n.leader_changes.to_string()),
+                    Cell::from(note),
+                ]);
+                if n.role == Some(reckon_gater::api::Role::Leader) {
+                    row.style(BOLD)
+                } else {
+                    row
+                }
+            })
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(12),
+        Constraint::Length(5),
+        Constraint::Length(9),
+        Constraint::Length(12),
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Length(10),
+        Constraint::Length(9),
+        Constraint::Min(10),
+    ];
+    let header = Row::new(vec![
+        "STORE",
+        "NODE",
+        "ROLE",
+        "EVENTS",
+        "APPEND",
+        "READ",
+        "APP p99",
+        "READ p99",
+        "ERRORS",
+        "ELECTIONS",
+        "",
+    ])
+    .style(BOLD.add_modifier(Modifier::UNDERLINED));
+    frame.render_widget(
+        Table::new(rows, widths)
+            .header(header)
+            .block(block(format!("Per node, last interval ({state})"))),
+        area,
     );
-    let stores: Vec<_> = app.rates.iter().collect();
-    let [rates_area, changes_area] =
-        Layout::vertical([Constraint::Min(4), Constraint::Length(7)]).areas(area);
-    let outer = block(title);
+}
+
+fn render_telemetry(frame: &mut Frame, area: Rect, app: &App, now: Millis) {
+    let stores: Vec<(&String, &StoreTelemetry)> = app.telemetry.iter().collect();
+    let errors: Vec<Vec<String>> = stores.iter().map(|(_, t)| error_lines(t)).collect();
+    let table_h = 3 + errors.iter().map(|e| e.len() as u16).sum::<u16>().max(1);
+    let cluster_stores = app.cluster.data.as_ref().map_or(0, |c| c.status.len()) as u16;
+    let elections_h = 3 + cluster_stores.max(1);
+    // A tall terminal also gets each node's share of the last interval.
+    let node_rows: usize = stores.iter().map(|(_, t)| t.nodes.len()).sum();
+    let nodes_h = if area.height >= 40 && node_rows > 0 {
+        3 + node_rows as u16
+    } else {
+        0
+    };
+    let [rates_area, nodes_area, latency_area, elections_area] = Layout::vertical([
+        Constraint::Min(6),
+        Constraint::Length(nodes_h),
+        Constraint::Length(table_h),
+        Constraint::Length(elections_h),
+    ])
+    .areas(area);
+    let stats_state = panel_state(&app.stats, now, app.refresh_ms);
+
+    let outer = block(format!("Append and read rates, events/s ({stats_state})"));
     let inner = outer.inner(rates_area);
     frame.render_widget(outer, rates_area);
     if stores.is_empty() {
-        placeholder(frame, inner, &app.cluster, "rates");
+        placeholder(frame, inner, &app.stats, "node stats");
     } else {
+        // A third column, the append p99 over time, when the terminal is wide.
+        let columns = if inner.width >= 120 { 3 } else { 2 };
         let per = (inner.height / stores.len() as u16).max(2);
         let areas = Layout::vertical(vec![Constraint::Length(per); stores.len()]).split(inner);
-        for ((store, rates), a) in stores.iter().zip(areas.iter()) {
-            let last = rates.samples.back().copied().unwrap_or(0);
-            let max = rates.samples.iter().copied().max().unwrap_or(0);
-            let [label, spark] =
-                Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(*a);
-            frame.render_widget(
+        for ((store, t), a) in stores.iter().zip(areas.iter()) {
+            let cols = Layout::horizontal(vec![Constraint::Ratio(1, columns); columns as usize])
+                .spacing(2)
+                .split(*a);
+            let label = |what: &str, rest: String| {
                 Line::from(vec![
-                    Span::styled(store.to_string(), BOLD),
-                    Span::raw(format!("  now {last}/s · max {max}/s")),
-                ]),
-                label,
+                    Span::styled(format!("{store} {what} "), BOLD),
+                    Span::raw(rest),
+                ])
+            };
+            spark(
+                frame,
+                cols[0],
+                label("append", now_and_max(&t.append_rate, "/s")),
+                &t.append_rate,
             );
-            let width = usize::from(spark.width);
-            let data: Vec<u64> = rates
-                .samples
-                .iter()
-                .skip(rates.samples.len().saturating_sub(width))
-                .copied()
-                .collect();
-            frame.render_widget(Sparkline::default().data(data), spark);
+            spark(
+                frame,
+                cols[1],
+                label("read", now_and_max(&t.read_rate, "/s")),
+                &t.read_rate,
+            );
+            if columns == 3 {
+                let last = t.append_p99.back().copied().flatten();
+                let max = t.append_p99.iter().copied().flatten().max();
+                spark(
+                    frame,
+                    cols[2],
+                    label(
+                        "append p99",
+                        format!("now {} · max {}", fmt_us(last), fmt_us(max)),
+                    ),
+                    &t.append_p99,
+                );
+            }
         }
     }
+
+    if nodes_h > 0 {
+        render_node_telemetry(frame, nodes_area, &stores, &stats_state);
+    }
+
+    let interval = stores
+        .iter()
+        .find_map(|(_, t)| t.last.as_ref())
+        .map_or("(after a second refresh)".to_string(), |iv| {
+            format!("{}.{}s", iv.ms / 1000, (iv.ms % 1000) / 100)
+        });
+    let outer = block(format!(
+        "Latency over the last {interval} · errors since start (+last)"
+    ));
+    let inner = outer.inner(latency_area);
+    frame.render_widget(outer, latency_area);
+    if stores.is_empty() {
+        placeholder(frame, inner, &app.stats, "node stats");
+    } else {
+        let rows: Vec<Row> = stores
+            .iter()
+            .zip(&errors)
+            .map(|((store, t), errs)| {
+                let q = |h: Option<&reckon_gater::metrics::HistogramSnapshot>, q: f64| {
+                    fmt_us(h.and_then(|h| h.quantile_us(q)))
+                };
+                let app_h = t.last.as_ref().map(|iv| &iv.append_latency);
+                let read_h = t.last.as_ref().map(|iv| &iv.read_latency);
+                Row::new(vec![
+                    Cell::from(Span::styled(store.to_string(), BOLD)),
+                    Cell::from(q(app_h, 0.5)),
+                    Cell::from(q(app_h, 0.99)),
+                    Cell::from(q(read_h, 0.5)),
+                    Cell::from(q(read_h, 0.99)),
+                    Cell::from(Text::from(
+                        errs.iter()
+                            .map(|e| Line::from(e.clone()))
+                            .collect::<Vec<_>>(),
+                    )),
+                ])
+                .height(errs.len() as u16)
+            })
+            .collect();
+        let name_w = stores
+            .iter()
+            .map(|(s, _)| s.chars().count())
+            .max()
+            .unwrap_or(0);
+        let widths = [
+            Constraint::Length(name_w.clamp(5, 20) as u16),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Length(8),
+            Constraint::Min(20),
+        ];
+        let header = Row::new(vec![
+            "STORE",
+            "APP p50",
+            "APP p99",
+            "READ p50",
+            "READ p99",
+            "ERRORS BY KIND",
+        ])
+        .style(BOLD.add_modifier(Modifier::UNDERLINED));
+        frame.render_widget(Table::new(rows, widths).header(header), inner);
+    }
+
     let mut lines = Vec::new();
     if let Some(c) = &app.cluster.data {
         for s in &c.status {
@@ -520,7 +857,7 @@ fn render_telemetry(frame: &mut Frame, area: Rect, app: &App, now: Millis) {
             lines.push(Line::from(vec![
                 Span::styled(format!("{} ", s.store), BOLD),
                 Span::raw(format!(
-                    "term {} · changes seen {}",
+                    "term {} · changes seen by node {}",
                     s.term,
                     per_node.join(" ")
                 )),
@@ -531,10 +868,17 @@ fn render_telemetry(frame: &mut Frame, area: Rect, app: &App, now: Millis) {
             c.health.leases_expired
         )));
     }
-    frame.render_widget(
-        Paragraph::new(lines).block(block("Leader changes".into())),
-        changes_area,
-    );
+    let outer = block(format!(
+        "Leader elections ({})",
+        panel_state(&app.cluster, now, app.refresh_ms)
+    ));
+    let inner = outer.inner(elections_area);
+    frame.render_widget(outer, elections_area);
+    if lines.is_empty() {
+        placeholder(frame, inner, &app.cluster, "cluster status");
+    } else {
+        frame.render_widget(Paragraph::new(lines), inner);
+    }
 }
 
 fn render_status(frame: &mut Frame, area: Rect, app: &App, now: Millis) {
@@ -597,7 +941,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("↑↓ / j k", "move"),
     ("s", "next store"),
     ("r", "refresh now"),
-    ("/", "filter streams (Enter keeps, Esc clears)"),
+    ("/", "filter (Enter: server-side, Esc: clear)"),
     ("Enter", "open stream events"),
     ("Esc", "back to stream list"),
     ("PgUp/PgDn", "previous / next page"),

@@ -1,14 +1,17 @@
 //! End to end in a real terminal: a `reckon-node --dev` with its embedded gater,
 //! `reckon-tui` inside tmux on a private socket, events appended with the `reckon`
-//! CLI, and the stream seen in the streams view through `capture-pane`; then `q`
-//! and the shell's screen is back (alternate screen off).
+//! CLI, the stream seen in the streams view through `capture-pane`, an append
+//! latency from the node's histograms in the telemetry view; then `q` and the
+//! shell's screen is back (alternate screen off).
 //!
 //! Skips with a message when tmux, `reckon-node` or `reckon` is missing
 //! (`cargo test --workspace` builds the binaries).
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 mod common;
@@ -16,10 +19,44 @@ mod common;
 use common::{kill_tmux, sibling_bin, tmux};
 
 const WAIT: Duration = Duration::from_secs(30);
+/// Appends the telemetry check makes at most (about 50 ms apart).
+const APPENDS_MAX: u32 = 300;
 
 /// Waits until `pred` holds for the screen; gives the screen.
 fn wait_for(socket: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
     common::wait_for(socket, what, WAIT, |s| pred(s).then_some(())).1
+}
+
+/// Appends one event with the `reckon` CLI.
+fn append(cli: &Path, gater: &str, stream: &str) {
+    let out = Command::new(cli)
+        .args([
+            "--gater",
+            gater,
+            "append",
+            "--type",
+            "OrderPlaced",
+            "--data",
+            r#"{"total":5}"#,
+            stream,
+        ])
+        .output()
+        .expect("run reckon append");
+    assert!(out.status.success(), "reckon append: {out:?}");
+}
+
+/// The telemetry view's append p99 for the first store: the text under the
+/// `APP p99` header, `-` for an interval without appends.
+fn append_p99(screen: &str) -> Option<String> {
+    let lines: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
+    let header: Vec<char> = "APP p99".chars().collect();
+    let (row, col) = lines.iter().enumerate().find_map(|(i, l)| {
+        l.windows(header.len())
+            .position(|w| w == header.as_slice())
+            .map(|c| (i, c))
+    })?;
+    let cell: String = lines.get(row + 1)?.iter().skip(col).take(8).collect();
+    Some(cell.trim().to_string())
 }
 
 struct Cleanup {
@@ -107,20 +144,7 @@ fn console_shows_appended_stream_and_restores_terminal() {
         s.contains("[1:Cluster]") && s.contains("leader")
     });
 
-    let appended = Command::new(cli_bin)
-        .args([
-            "--gater",
-            &gater,
-            "append",
-            "--type",
-            "OrderPlaced",
-            "--data",
-            r#"{"total":5}"#,
-            "e2e-order-1",
-        ])
-        .output()
-        .unwrap();
-    assert!(appended.status.success(), "reckon append: {appended:?}");
+    append(&cli_bin, &gater, "e2e-order-1");
 
     tmux(&socket, &["send-keys", "-t", "tui", "2"]);
     wait_for(&socket, "the stream in the streams view", |s| {
@@ -131,6 +155,32 @@ fn console_shows_appended_stream_and_restores_terminal() {
     wait_for(&socket, "the event", |s| {
         s.contains("OrderPlaced") && s.contains("\"total\": 5")
     });
+
+    // The telemetry view's latency is that of the last refresh interval: keep
+    // appending until an interval with appends shows its p99.
+    tmux(&socket, &["send-keys", "-t", "tui", "4"]);
+    wait_for(&socket, "the telemetry view", |s| {
+        s.contains("[4:Telemetry]") && append_p99(s).is_some()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let appender = {
+        let (stop, cli, gater) = (stop.clone(), cli_bin.clone(), gater.clone());
+        std::thread::spawn(move || {
+            for _ in 0..APPENDS_MAX {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                append(&cli, &gater, "e2e-order-2");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let screen = wait_for(&socket, "an append p99 in the telemetry view", |s| {
+        append_p99(s).is_some_and(|p| p != "-" && p.ends_with('s'))
+    });
+    stop.store(true, Ordering::Relaxed);
+    appender.join().expect("appender thread");
+    assert!(screen.contains("default append now"), "{screen}");
 
     tmux(&socket, &["send-keys", "-t", "tui", "q"]);
     let screen = wait_for(&socket, "the shell back", |s| s.contains("TUI-EXIT-0"));
