@@ -56,15 +56,29 @@ async fn trickle(gater: String, stop: watch::Receiver<bool>) {
         };
         let store = client.store("default");
         if !subscribed {
-            subscribed = store
+            // One subscription a consumer keeps up with, one nobody reads (its lag
+            // grows), so the Subscriptions tab has both to show.
+            let billing = store
                 .subscribe(
                     SubscriptionType::EventPattern,
                     "order-*",
                     "demo-billing",
                     SubscribeOptions::default(),
                 )
-                .await
-                .is_ok();
+                .await;
+            let audit = store
+                .subscribe(
+                    SubscriptionType::Stream,
+                    "$all",
+                    "demo-audit",
+                    SubscribeOptions::default(),
+                )
+                .await;
+            if let (Ok(billing), Ok(_)) = (billing, audit) {
+                subscribed = true;
+                let sub = store.subscriber(&billing.key, "demo-billing-1");
+                tokio::spawn(consume(sub, stop.clone()));
+            }
         }
         while !*stop.borrow() {
             let stream = format!("order-{}", n % 5);
@@ -88,6 +102,21 @@ async fn trickle(gater: String, stop: watch::Receiver<bool>) {
             }
             n += 1;
             tokio::time::sleep(TRICKLE_INTERVAL).await;
+        }
+    }
+}
+
+/// Reads a subscription and acknowledges each batch until stopped; a failed poll is
+/// retried after a pause (the cluster may be electing).
+async fn consume(mut sub: reckon_gater::Subscriber, stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        match sub.next_batch().await {
+            Ok(batch) => {
+                if let Some(last) = batch.last() {
+                    let _ = sub.ack(last.position).await;
+                }
+            }
+            Err(_) => tokio::time::sleep(TRICKLE_INTERVAL).await,
         }
     }
 }

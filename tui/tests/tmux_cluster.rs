@@ -14,7 +14,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{kill_tmux, sibling_bin, tmux};
+use common::{kill_tmux, require_bin, require_tmux, tmux};
 
 /// Bound of every wait (cluster bootstrap and re-election included).
 const WAIT: Duration = Duration::from_secs(60);
@@ -85,20 +85,8 @@ fn node_row(screen: &str, id: u64) -> Option<&str> {
 
 #[test]
 fn console_follows_leader_failover_in_a_real_cluster() {
-    let tmux_ok = Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let (Some(node_bin), Some(gater_bin)) =
-        (sibling_bin("reckon-node"), sibling_bin("reckon-gater"))
-    else {
-        eprintln!("SKIP: reckon-node or reckon-gater not built; run `cargo test --workspace`");
-        return;
-    };
-    if !tmux_ok {
-        eprintln!("SKIP: tmux is not installed");
-        return;
-    }
+    require_tmux();
+    let (node_bin, gater_bin) = (require_bin("reckon-node"), require_bin("reckon-gater"));
     let tui_bin = env!("CARGO_BIN_EXE_reckon-tui");
     let root = tempfile::tempdir().unwrap();
     let socket = format!("reckon-cluster-test-{}", std::process::id());

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{kill_tmux, sibling_bin, tmux};
+use common::{kill_tmux, require_bin, require_tmux, tmux};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// Appends the telemetry check makes at most (about 50 ms apart).
@@ -74,19 +74,8 @@ impl Drop for Cleanup {
 
 #[test]
 fn console_shows_appended_stream_and_restores_terminal() {
-    let tmux_ok = Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let (Some(node_bin), Some(cli_bin)) = (sibling_bin("reckon-node"), sibling_bin("reckon"))
-    else {
-        eprintln!("SKIP: reckon-node or reckon not built; run `cargo test --workspace`");
-        return;
-    };
-    if !tmux_ok {
-        eprintln!("SKIP: tmux is not installed");
-        return;
-    }
+    require_tmux();
+    let (node_bin, cli_bin) = (require_bin("reckon-node"), require_bin("reckon"));
     let tui_bin = env!("CARGO_BIN_EXE_reckon-tui");
     let data = tempfile::tempdir().unwrap();
     let mut node = Command::new(node_bin)

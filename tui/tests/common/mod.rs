@@ -18,6 +18,26 @@ pub fn sibling_bin(name: &str) -> Option<PathBuf> {
     path.exists().then_some(path)
 }
 
+/// A sibling binary the test needs; fails the test (never skips it) when it is not
+/// built.
+pub fn require_bin(name: &str) -> PathBuf {
+    sibling_bin(name).unwrap_or_else(|| {
+        panic!("{name} is not built: run `cargo build --workspace --bins` (or `cargo test --workspace`)")
+    })
+}
+
+/// Fails the test when tmux cannot run (`.ci/run` installs it).
+pub fn require_tmux() {
+    let ok = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "tmux is needed for the terminal tests: install it (apt-get install tmux)"
+    );
+}
+
 /// Runs `tmux -L socket args...` and gives its stdout.
 pub fn tmux(socket: &str, args: &[&str]) -> String {
     let out = Command::new("tmux")

@@ -1,0 +1,71 @@
+//! The README's first command, `reckon-tui --demo`, in a real terminal: the
+//! in-process cluster elects a leader, the trickle's streams and the demo's
+//! subscriptions appear, and `q` gives the shell back with the terminal restored.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{kill_tmux, require_tmux, tmux};
+
+/// How long the demo gets to form its cluster and show each view.
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        kill_tmux(&self.0);
+    }
+}
+
+fn wait_for(socket: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    common::wait_for(socket, what, WAIT, |s| pred(s).then_some(())).1
+}
+
+#[test]
+fn the_demo_shows_a_live_cluster_and_quits_cleanly() {
+    require_tmux();
+    let tui_bin = env!("CARGO_BIN_EXE_reckon-tui");
+    let socket = format!("reckon-demo-{}", std::process::id());
+    let _cleanup = Cleanup(socket.clone());
+    tmux(
+        &socket,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "tui",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            "sh",
+        ],
+    );
+    let run = format!("{tui_bin} --demo --refresh-ms 300; echo TUI-EXIT-$?");
+    tmux(&socket, &["send-keys", "-t", "tui", &run, "Enter"]);
+    let screen = wait_for(&socket, "three nodes and a leader", |s| {
+        s.contains("[1:Cluster]") && s.matches("follower").count() >= 2 && s.contains("leader")
+    });
+    assert!(screen.contains("connected"), "{screen}");
+    tmux(&socket, &["send-keys", "-t", "tui", "2"]);
+    wait_for(&socket, "the trickle's streams", |s| {
+        s.contains("[2:Streams]") && s.contains("order-")
+    });
+    tmux(&socket, &["send-keys", "-t", "tui", "3"]);
+    wait_for(&socket, "both demo subscriptions", |s| {
+        s.contains("[3:Subscriptions]") && s.contains("demo-billing") && s.contains("demo-audit")
+    });
+    tmux(&socket, &["send-keys", "-t", "tui", "q"]);
+    let screen = wait_for(&socket, "the shell back", |s| s.contains("TUI-EXIT-0"));
+    assert!(
+        !screen.contains("[3:Subscriptions]"),
+        "console left on screen:\n{screen}"
+    );
+    let alt = tmux(
+        &socket,
+        &["display-message", "-p", "-t", "tui", "#{alternate_on}"],
+    );
+    assert_eq!(alt.trim(), "0", "alternate screen still on");
+}
