@@ -2,7 +2,6 @@
 //! `RECKON_GATER_` environment variables, then command-line flags.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -12,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::gateway::GatewayOptions;
 use crate::logging::LogConfig;
 use crate::router::RetryPolicy;
+pub use crate::settings::ConfigError;
+use crate::settings::{check_readable_file, EnvNaming};
 
 /// Environment variable prefix.
 pub const ENV_PREFIX: &str = "RECKON_GATER_";
@@ -70,75 +71,28 @@ pub struct GaterFlags {
     pub listen: Option<SocketAddr>,
 }
 
-/// Why the configuration could not be loaded; every message names the key or file.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A key is unknown, has the wrong type, or a source does not parse.
-    #[error("config key \"{key}\": {message}")]
-    Figment {
-        /// The dotted key.
-        key: String,
-        /// What figment said.
-        message: String,
-    },
-    /// The `--config` file is missing or unreadable.
-    #[error("config file {path:?} (from --config): {reason}")]
-    File {
-        /// The path given.
-        path: PathBuf,
-        /// Why it cannot be read.
-        reason: String,
-    },
-    /// A value is out of range.
-    #[error("invalid value for key \"{key}\": {reason}")]
-    Invalid {
-        /// The key.
-        key: String,
-        /// What is wrong and what would be right.
-        reason: String,
-    },
-}
-
-impl From<figment::Error> for ConfigError {
-    fn from(e: figment::Error) -> Self {
-        let mut key = e.path.join(".");
-        if let figment::error::Kind::UnknownField(f, _) = &e.kind {
-            if !key.ends_with(f.as_str()) {
-                key = if key.is_empty() {
-                    f.clone()
-                } else {
-                    format!("{key}.{f}")
-                };
-            }
-        }
-        let source = e
-            .metadata
-            .as_ref()
-            .map(|m| format!(" (in {})", m.name))
-            .unwrap_or_default();
-        ConfigError::Figment {
-            key,
-            message: format!("{}{source}", e.kind),
-        }
-    }
-}
+/// How this binary's environment variables are named, for errors.
+const ENV: EnvNaming = EnvNaming {
+    prefix: ENV_PREFIX,
+    nesting: "__",
+    unprefixed: None,
+};
 
 impl GaterConfig {
     /// Loads defaults < file < env < flags, then validates.
     pub fn load(file: Option<&std::path::Path>, flags: &GaterFlags) -> Result<Self, ConfigError> {
         let mut f = Figment::from(Serialized::defaults(GaterConfig::default()));
         if let Some(path) = file {
-            std::fs::metadata(path).map_err(|e| ConfigError::File {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
+            // A file named on the command line must be there: figment would read a
+            // missing one as empty, and the gater would start on defaults.
+            check_readable_file(path)?;
             f = f.merge(Toml::file_exact(path));
         }
         let c: GaterConfig = f
             .merge(Env::prefixed(ENV_PREFIX).split("__"))
             .merge(Serialized::defaults(flags.clone()))
-            .extract()?;
+            .extract()
+            .map_err(|e| ConfigError::figment(e, ENV))?;
         c.validate()?;
         Ok(c)
     }
@@ -280,6 +234,16 @@ mod tests {
             .unwrap_err()
             .to_string();
             assert!(e.contains("\"lease_ms\""), "{e}");
+            assert!(e.contains("g.toml"), "names the file: {e}");
+            jail.set_env("RECKON_GATER_RETRIES_MAX", "many");
+            let e = GaterConfig::load(None, &GaterFlags::default()).unwrap_err();
+            assert_eq!(e.key().as_deref(), Some("retries_max"));
+            assert!(
+                e.to_string()
+                    .contains("(from environment variable RECKON_GATER_RETRIES_MAX)"),
+                "{e}"
+            );
+            jail.set_env("RECKON_GATER_RETRIES_MAX", "3");
             jail.create_file("h.toml", "leese_ms = 1\n")?;
             let e = GaterConfig::load(
                 Some(&jail.directory().join("h.toml")),

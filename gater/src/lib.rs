@@ -28,6 +28,7 @@ pub mod gateway;
 pub mod logging;
 pub mod metrics;
 pub mod router;
+pub mod settings;
 pub mod subscription;
 pub mod telemetry;
 pub mod transport;

@@ -20,12 +20,14 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use reckon_gater::logging::LogConfig;
+pub use reckon_gater::settings::ConfigError;
+use reckon_gater::settings::{check_readable_file, EnvNaming};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Limits;
@@ -652,10 +654,7 @@ fn check_host_port(key: &str, value: &str) -> Result<(), ConfigError> {
 }
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        reason: reason.into(),
-    }
+    ConfigError::invalid(key, reason)
 }
 
 /// Command line of `reckon-node`.
@@ -754,7 +753,9 @@ impl FlagOverrides {
 /// unknown, has the wrong type, or a source does not parse
 /// ([`ConfigError::Figment`]); a value is out of range ([`ConfigError::Invalid`]).
 pub fn load(args: &NodeArgs) -> Result<NodeConfig, ConfigError> {
-    let config: NodeConfig = layers(args)?.extract()?;
+    let config: NodeConfig = layers(args)?
+        .extract()
+        .map_err(|e| ConfigError::figment(e, ENV))?;
     config.validate()?;
     Ok(config)
 }
@@ -772,121 +773,12 @@ fn layers(args: &NodeArgs) -> Result<Figment, ConfigError> {
         .merge(Serialized::defaults(FlagOverrides::from_args(args))))
 }
 
-fn check_readable_file(path: &Path) -> Result<(), ConfigError> {
-    let file_error = |reason: String| ConfigError::File {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let metadata = std::fs::metadata(path).map_err(|e| file_error(e.to_string()))?;
-    if !metadata.is_file() {
-        return Err(file_error("not a regular file".to_owned()));
-    }
-    Ok(())
-}
-
-/// Why the configuration could not be loaded. Every message names the key or
-/// file at fault.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A key is unknown or has the wrong type, or a source does not parse.
-    /// Figment's error is kept whole (all of its errors, with the key path,
-    /// profile and source of each); `Display` shows every one as
-    /// `config key "discovery.port": invalid type: ... (in FILE)`.
-    #[error("{}", FigmentDisplay(.0))]
-    Figment(Box<figment::Error>),
-    /// The file given with `--config` cannot be read.
-    #[error("config file {path:?} (from --config): {reason}")]
-    File {
-        /// The path as given.
-        path: PathBuf,
-        /// What went wrong, e.g. "No such file or directory (os error 2)".
-        reason: String,
-    },
-    /// A value has the right type but is out of range or inconsistent with
-    /// another key.
-    #[error("invalid value for key \"{key}\": {reason}")]
-    Invalid {
-        /// The key as written in the file, with an index for list items:
-        /// `stores[1]`, `discovery.secret`.
-        key: String,
-        /// What is wrong and what would be right.
-        reason: String,
-    },
-    /// The config could not be written as TOML (`--print-config`).
-    #[error("cannot print the config as TOML: {0}")]
-    Print(toml::ser::Error),
-}
-
-impl ConfigError {
-    /// The key at fault, as written in the file, when the error is about one
-    /// key (the first one, for several figment errors).
-    pub fn key(&self) -> Option<String> {
-        match self {
-            ConfigError::Figment(error) => figment_key(error),
-            ConfigError::Invalid { key, .. } => Some(key.clone()),
-            ConfigError::File { .. } | ConfigError::Print(_) => None,
-        }
-    }
-}
-
-impl From<figment::Error> for ConfigError {
-    fn from(error: figment::Error) -> Self {
-        ConfigError::Figment(Box::new(error))
-    }
-}
-
-/// The dotted key an error is about, ending with an unknown field's own name.
-fn figment_key(error: &figment::Error) -> Option<String> {
-    let mut parts = error.path.clone();
-    if let figment::error::Kind::UnknownField(field, _) = &error.kind {
-        if parts.last() != Some(field) {
-            parts.push(field.clone());
-        }
-    }
-    (!parts.is_empty()).then(|| parts.join("."))
-}
-
-/// Shows each of figment's errors on its own line, each naming its key and
-/// where the value came from.
-struct FigmentDisplay<'a>(&'a figment::Error);
-
-impl fmt::Display for FigmentDisplay<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.0.clone().into_iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            // A parse error's message may end in a newline; the source follows it.
-            let kind = error.kind.to_string();
-            let kind = kind.trim_end();
-            match figment_key(&error) {
-                Some(key) => write!(f, "config key \"{key}\": {kind}")?,
-                None => write!(f, "config: {kind}")?,
-            }
-            if let Some(profile) = error.profile.as_ref().filter(|p| **p != "default") {
-                write!(f, " (profile {profile})")?;
-            }
-            let Some(metadata) = &error.metadata else {
-                continue;
-            };
-            if metadata.name.ends_with("environment variable(s)") {
-                if let Some(key) = figment_key(&error) {
-                    let var = key.replace('.', ENV_NESTING).to_ascii_uppercase();
-                    write!(f, " (from environment variable {ENV_PREFIX}{var})")?;
-                    continue;
-                }
-            }
-            match &metadata.source {
-                Some(figment::Source::File(path)) => {
-                    write!(f, " (in {} {})", metadata.name, path.display())?
-                }
-                _ => write!(f, " (in {})", metadata.name)?,
-            }
-        }
-        Ok(())
-    }
-}
+/// How this binary's environment variables are named, for errors.
+const ENV: EnvNaming = EnvNaming {
+    prefix: ENV_PREFIX,
+    nesting: ENV_NESTING,
+    unprefixed: None,
+};
 
 #[cfg(test)]
 // figment::Jail fixes the closures' error type to figment::Error, which is large.
@@ -1111,7 +1003,7 @@ mod tests {
             jail.create_file("node.toml", "node_id = \"abc\"\n")?;
             let err = load_err(&["--config", "node.toml"]);
             let message = err.to_string();
-            assert!(matches!(err, ConfigError::Figment(_)), "{err:?}");
+            assert!(matches!(err, ConfigError::Figment { .. }), "{err:?}");
             assert!(
                 message.starts_with(
                     "config key \"node_id\": invalid type: found string \"abc\", expected u64"

@@ -1,7 +1,7 @@
 //! OpenTelemetry export of the node's metrics over OTLP/HTTP with JSON bodies
 //! (cargo feature `otel`), to a collector at `[otel] endpoint`.
 //!
-//! The counters are observed from each store's [`StoreMetrics`](reckon_gater::metrics::StoreMetrics)
+//! The counters are observed from each store's [`StoreMetrics`]
 //! at every export; append and read latencies are recorded into OpenTelemetry
 //! histograms by a [telemetry](reckon_gater::telemetry) handler on
 //! `stream.write.stop` and `stream.read.stop`. Every point carries the attributes

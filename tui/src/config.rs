@@ -15,11 +15,12 @@
 //! spelled in the file. The console never logs: it owns the terminal while it draws,
 //! and reports errors in its own panels.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+pub use reckon_gater::settings::ConfigError;
+use reckon_gater::settings::{check_readable_file, EnvNaming};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Prefix of the environment variables that set config keys.
@@ -118,10 +119,7 @@ impl TuiConfig {
 }
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        reason: reason.into(),
-    }
+    ConfigError::invalid(key, reason)
 }
 
 /// Command line of `reckon-tui`.
@@ -185,118 +183,17 @@ pub fn load(args: &TuiArgs) -> Result<TuiConfig, ConfigError> {
         .merge(Env::prefixed(ENV_PREFIX))
         .merge(Serialized::defaults(flags))
         .extract()
-        .map_err(|e| ConfigError::Figment(Box::new(e)))?;
+        .map_err(|e| ConfigError::figment(e, ENV))?;
     config.validate()?;
     Ok(config)
 }
 
-fn check_readable_file(path: &Path) -> Result<(), ConfigError> {
-    let file_error = |reason: String| ConfigError::File {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let metadata = std::fs::metadata(path).map_err(|e| file_error(e.to_string()))?;
-    if !metadata.is_file() {
-        return Err(file_error("not a regular file".to_owned()));
-    }
-    Ok(())
-}
-
-/// Why the configuration could not be loaded. Every message names the key or file
-/// at fault.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A key is unknown or has the wrong type, or a source does not parse.
-    /// `Display` shows each of figment's errors as `config key "refresh_ms": ...
-    /// (from environment variable RECKON_TUI_REFRESH_MS)`.
-    #[error("{}", FigmentDisplay(.0))]
-    Figment(Box<figment::Error>),
-    /// The file given with `--config` cannot be read.
-    #[error("config file {path:?} (from --config): {reason}")]
-    File {
-        /// The path as given.
-        path: PathBuf,
-        /// What went wrong.
-        reason: String,
-    },
-    /// A value has the right type but is out of range.
-    #[error("invalid value for key \"{key}\": {reason}")]
-    Invalid {
-        /// The key as written in the file, with an index for list items:
-        /// `gaters[1]`.
-        key: String,
-        /// What is wrong and what would be right.
-        reason: String,
-    },
-    /// The config could not be written as TOML (`--print-config`).
-    #[error("cannot print the config as TOML: {0}")]
-    Print(toml::ser::Error),
-}
-
-impl ConfigError {
-    /// The key at fault, as written in the file, when the error is about one key.
-    pub fn key(&self) -> Option<String> {
-        match self {
-            ConfigError::Figment(error) => figment_key(error),
-            ConfigError::Invalid { key, .. } => Some(key.clone()),
-            ConfigError::File { .. } | ConfigError::Print(_) => None,
-        }
-    }
-}
-
-/// The dotted key an error is about, ending with an unknown field's own name.
-fn figment_key(error: &figment::Error) -> Option<String> {
-    let mut parts = error.path.clone();
-    if let figment::error::Kind::UnknownField(field, _) = &error.kind {
-        if parts.last() != Some(field) {
-            parts.push(field.clone());
-        }
-    }
-    (!parts.is_empty()).then(|| parts.join("."))
-}
-
-/// Shows each of figment's errors on its own line, with its key and where the
-/// value came from.
-struct FigmentDisplay<'a>(&'a figment::Error);
-
-impl fmt::Display for FigmentDisplay<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.0.clone().into_iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
-            let kind = error.kind.to_string();
-            let kind = kind.trim_end();
-            let key = figment_key(&error);
-            match &key {
-                Some(key) => write!(f, "config key \"{key}\": {kind}")?,
-                None => write!(f, "config: {kind}")?,
-            }
-            let Some(metadata) = &error.metadata else {
-                continue;
-            };
-            if metadata.name.ends_with("environment variable(s)") {
-                // Both environment layers set only top-level keys; the shared
-                // RECKON_GATER layer is the one without a prefix.
-                let var = match key.as_deref() {
-                    _ if !metadata.name.contains(ENV_PREFIX) => GATER_ENV.to_owned(),
-                    Some(key) => format!("{ENV_PREFIX}{}", key.to_ascii_uppercase()),
-                    None => format!("{ENV_PREFIX}*"),
-                };
-                write!(f, " (from environment variable {var})")?;
-                continue;
-            }
-            match &metadata.source {
-                Some(figment::Source::File(path)) => {
-                    write!(f, " (in {} {})", metadata.name, path.display())?
-                }
-                _ => write!(f, " (in {})", metadata.name)?,
-            }
-        }
-        Ok(())
-    }
-}
+/// How this binary's environment variables are named, for errors.
+const ENV: EnvNaming = EnvNaming {
+    prefix: ENV_PREFIX,
+    nesting: "__",
+    unprefixed: Some(GATER_ENV),
+};
 
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail's error type is fixed and large.
