@@ -14,7 +14,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{kill_tmux, require_bin, require_tmux, tmux};
+use common::{kill_tmux, quit_and_check_restored, require_bin, require_tmux, run_in_terminal};
 
 /// Bound of every wait (cluster bootstrap and re-election included).
 const WAIT: Duration = Duration::from_secs(60);
@@ -166,22 +166,12 @@ fn console_follows_leader_failover_in_a_real_cluster() {
     }
     cleanup._root = Some(root);
 
-    tmux(
+    run_in_terminal(
         &socket,
-        &[
-            "new-session",
-            "-d",
-            "-s",
-            "tui",
-            "-x",
-            "120",
-            "-y",
-            "36",
-            "sh",
-        ],
+        120,
+        36,
+        &format!("{tui_bin} --gater {gater_addr} --refresh-ms 300"),
     );
-    let run = format!("{tui_bin} --gater {gater_addr} --refresh-ms 300; echo TUI-EXIT-$?");
-    tmux(&socket, &["send-keys", "-t", "tui", &run, "Enter"]);
     let (old, _) = wait_for(&socket, "the cluster view with a leader", |s| {
         if !s.contains("[1:Cluster]") {
             return None;
@@ -209,17 +199,5 @@ fn console_follows_leader_failover_in_a_real_cluster() {
     });
     assert_ne!(new, old, "screen:\n{screen}");
 
-    tmux(&socket, &["send-keys", "-t", "tui", "q"]);
-    let (_, screen) = wait_for(&socket, "the shell back", |s| {
-        s.contains("TUI-EXIT-0").then_some(())
-    });
-    assert!(
-        !screen.contains("[1:Cluster]"),
-        "console left on screen:\n{screen}"
-    );
-    let alt = tmux(
-        &socket,
-        &["display-message", "-p", "-t", "tui", "#{alternate_on}"],
-    );
-    assert_eq!(alt.trim(), "0", "alternate screen still on");
+    quit_and_check_restored(&socket, "[1:Cluster]", WAIT);
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{kill_tmux, require_tmux, tmux};
+use common::{kill_tmux, quit_and_check_restored, require_tmux, run_in_terminal, tmux};
 
 /// How long the demo gets to form its cluster and show each view.
 const WAIT: Duration = Duration::from_secs(60);
@@ -29,22 +29,12 @@ fn the_demo_shows_a_live_cluster_and_quits_cleanly() {
     let tui_bin = env!("CARGO_BIN_EXE_reckon-tui");
     let socket = format!("reckon-demo-{}", std::process::id());
     let _cleanup = Cleanup(socket.clone());
-    tmux(
+    run_in_terminal(
         &socket,
-        &[
-            "new-session",
-            "-d",
-            "-s",
-            "tui",
-            "-x",
-            "100",
-            "-y",
-            "30",
-            "sh",
-        ],
+        100,
+        30,
+        &format!("{tui_bin} --demo --refresh-ms 300"),
     );
-    let run = format!("{tui_bin} --demo --refresh-ms 300; echo TUI-EXIT-$?");
-    tmux(&socket, &["send-keys", "-t", "tui", &run, "Enter"]);
     let screen = wait_for(&socket, "three nodes and a leader", |s| {
         s.contains("[1:Cluster]") && s.matches("follower").count() >= 2 && s.contains("leader")
     });
@@ -57,15 +47,5 @@ fn the_demo_shows_a_live_cluster_and_quits_cleanly() {
     wait_for(&socket, "both demo subscriptions", |s| {
         s.contains("[3:Subscriptions]") && s.contains("demo-billing") && s.contains("demo-audit")
     });
-    tmux(&socket, &["send-keys", "-t", "tui", "q"]);
-    let screen = wait_for(&socket, "the shell back", |s| s.contains("TUI-EXIT-0"));
-    assert!(
-        !screen.contains("[3:Subscriptions]"),
-        "console left on screen:\n{screen}"
-    );
-    let alt = tmux(
-        &socket,
-        &["display-message", "-p", "-t", "tui", "#{alternate_on}"],
-    );
-    assert_eq!(alt.trim(), "0", "alternate screen still on");
+    quit_and_check_restored(&socket, "[3:Subscriptions]", WAIT);
 }

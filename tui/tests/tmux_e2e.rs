@@ -16,7 +16,9 @@ use std::time::Duration;
 
 mod common;
 
-use common::{kill_tmux, require_bin, require_tmux, tmux};
+use common::{
+    kill_tmux, quit_and_check_restored, require_bin, require_tmux, run_in_terminal, tmux,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// Appends the telemetry check makes at most (about 50 ms apart).
@@ -113,22 +115,12 @@ fn console_shows_appended_stream_and_restores_terminal() {
         }
     };
 
-    tmux(
+    run_in_terminal(
         &socket,
-        &[
-            "new-session",
-            "-d",
-            "-s",
-            "tui",
-            "-x",
-            "100",
-            "-y",
-            "30",
-            "sh",
-        ],
+        100,
+        30,
+        &format!("{tui_bin} --gater {gater} --refresh-ms 200"),
     );
-    let run = format!("{tui_bin} --gater {gater} --refresh-ms 200; echo TUI-EXIT-$?");
-    tmux(&socket, &["send-keys", "-t", "tui", &run, "Enter"]);
     wait_for(&socket, "the cluster view with a leader", |s| {
         s.contains("[1:Cluster]") && s.contains("leader")
     });
@@ -171,15 +163,5 @@ fn console_shows_appended_stream_and_restores_terminal() {
     appender.join().expect("appender thread");
     assert!(screen.contains("default append now"), "{screen}");
 
-    tmux(&socket, &["send-keys", "-t", "tui", "q"]);
-    let screen = wait_for(&socket, "the shell back", |s| s.contains("TUI-EXIT-0"));
-    assert!(
-        !screen.contains("[2:Streams]"),
-        "console left on screen:\n{screen}"
-    );
-    let alt = tmux(
-        &socket,
-        &["display-message", "-p", "-t", "tui", "#{alternate_on}"],
-    );
-    assert_eq!(alt.trim(), "0", "alternate screen still on");
+    quit_and_check_restored(&socket, "[2:Streams]", WAIT);
 }

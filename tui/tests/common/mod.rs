@@ -81,3 +81,33 @@ pub fn wait_for<T>(
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Opens a detached `width`x`height` terminal named `tui` on `socket` and runs
+/// `command` in its shell, which prints `TUI-EXIT-<status>` when it ends.
+pub fn run_in_terminal(socket: &str, width: u16, height: u16, command: &str) {
+    let (w, h) = (width.to_string(), height.to_string());
+    tmux(
+        socket,
+        &["new-session", "-d", "-s", "tui", "-x", &w, "-y", &h, "sh"],
+    );
+    let run = format!("{command}; echo TUI-EXIT-$?");
+    tmux(socket, &["send-keys", "-t", "tui", &run, "Enter"]);
+}
+
+/// Presses `q` and checks that the console exited 0, left nothing with `marker` on
+/// the screen and switched the alternate screen off.
+pub fn quit_and_check_restored(socket: &str, marker: &str, limit: Duration) {
+    tmux(socket, &["send-keys", "-t", "tui", "q"]);
+    let (_, screen) = wait_for(socket, "the shell back", limit, |s| {
+        s.contains("TUI-EXIT-0").then_some(())
+    });
+    assert!(
+        !screen.contains(marker),
+        "console left on screen:\n{screen}"
+    );
+    let alt = tmux(
+        socket,
+        &["display-message", "-p", "-t", "tui", "#{alternate_on}"],
+    );
+    assert_eq!(alt.trim(), "0", "alternate screen still on");
+}
