@@ -333,6 +333,9 @@ pub trait Gater {
     /// See [`Worker::remove_node`](crate::worker::Worker::remove_node); routed to the
     /// store's leader.
     async fn remove_node(store: String, node_id: u64) -> Result<(), StoreError>;
+    /// See [`Worker::transfer_leader`](crate::worker::Worker::transfer_leader);
+    /// routed to the store's leader.
+    async fn transfer_leader(store: String, node_id: u64) -> Result<(), StoreError>;
     /// See [`Worker::snapshot_exists`](crate::worker::Worker::snapshot_exists).
     async fn snapshot_exists(
         store: String,

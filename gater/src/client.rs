@@ -921,6 +921,25 @@ impl StoreHandle {
             .await
     }
 
+    /// Hands the leadership of this store's group to node `node_id` (a voter);
+    /// returns once it leads. Writes and linearizable reads wait (the client retries
+    /// them) for the second or so the handover takes.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// store.transfer_leader(2).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn transfer_leader(&self, node_id: u64) -> Result<(), ClientError> {
+        let store = self.store.clone();
+        self.client
+            .call(|g, ctx| {
+                let store = store.clone();
+                async move { g.transfer_leader(ctx, store, node_id).await }
+            })
+            .await
+    }
+
     /// Whether a snapshot exists at `version` (any when `None`).
     ///
     /// ```no_run

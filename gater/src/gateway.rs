@@ -730,6 +730,19 @@ impl Gater for Gateway {
         .await
     }
 
+    async fn transfer_leader(
+        self,
+        ctx: Context,
+        store: String,
+        node_id: u64,
+    ) -> Result<(), StoreError> {
+        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
+            let store = store.clone();
+            async move { c.transfer_leader(cx, store, node_id).await }
+        })
+        .await
+    }
+
     async fn find_streams(
         self,
         ctx: Context,

@@ -168,6 +168,11 @@ pub trait Worker {
     /// accepts; others answer `NotLeader`.
     async fn remove_node(store: String, node_id: u64) -> Result<(), StoreError>;
 
+    /// Hands the leadership of the store's group to `node_id`, a voter. Only the
+    /// leader accepts; it answers once the target leads (or with an error, still
+    /// leading, when the target did not take over in time).
+    async fn transfer_leader(store: String, node_id: u64) -> Result<(), StoreError>;
+
     /// Whether a snapshot exists at `version`, or any when `None`.
     async fn snapshot_exists(
         store: String,

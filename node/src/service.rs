@@ -392,6 +392,16 @@ impl Worker for WorkerService {
         }
     }
 
+    async fn transfer_leader(
+        self,
+        _: Context,
+        store: String,
+        node_id: u64,
+    ) -> Result<(), StoreError> {
+        let store = self.store(&store)?;
+        tally(store, store.transfer_leader(node_id).await)
+    }
+
     async fn find_streams(
         self,
         _: Context,

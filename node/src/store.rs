@@ -11,9 +11,10 @@
 //! confirmation. Blocking redb work runs on the blocking pool.
 
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
@@ -30,7 +31,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::command::{Command, Outcome, ProposedEvent, WriteBatch};
 use crate::domain::{self, Limits};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{Network, PeerPool};
+use crate::raft::network::{deadline_ctx, Network, PeerPool};
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Raft};
 use crate::storage::state::Reader;
@@ -113,6 +114,15 @@ pub enum StoreStartError {
     },
 }
 
+/// Longest a leadership transfer takes before it gives up (and this node leads on).
+pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the transfer target to catch up with the leader's log.
+pub const TRANSFER_CATCH_UP: Duration = Duration::from_secs(3);
+/// Margin past the leader lease before the target campaigns.
+const LEASE_MARGIN: Duration = Duration::from_millis(50);
+/// Longest a node holds its elections for another's transfer.
+pub const HOLD_MAX: Duration = Duration::from_secs(10);
+
 /// Stream ids one `find_streams` call examines at most; a call that stops there
 /// says where to resume.
 pub const FIND_STREAMS_SCAN_MAX: usize = 10_000;
@@ -138,6 +148,16 @@ pub struct Store {
     node_id: NodeId,
     /// Counters and latency histograms since the node started.
     metrics: Arc<StoreMetrics>,
+    /// Connections to the group's other members.
+    peers: PeerPool,
+    /// The leader lease openraft grants (its election timeout's upper bound): a
+    /// follower refuses to vote while it heard from the leader this recently.
+    lease: Duration,
+    /// Set while this node hands its leadership over: writes and linearizable reads
+    /// are refused (retryably), so that nothing renews the followers' lease.
+    moving: AtomicBool,
+    /// Until when this node's elections are held for another's transfer.
+    held_until: Arc<std::sync::Mutex<Option<Instant>>>,
     /// Attached consumers and matchers of subscriptions, on this node.
     pub(crate) subscriptions: crate::subscriptions::Attachments,
 }
@@ -259,7 +279,7 @@ impl Store {
             rx,
             opts.clone(),
             name.to_string(),
-            peers,
+            peers.clone(),
             read_barrier.clone(),
         ));
         let metrics = Arc::new(StoreMetrics::default());
@@ -279,6 +299,10 @@ impl Store {
             read_barrier,
             node_id: opts.node_id,
             metrics,
+            peers,
+            lease: Duration::from_millis(opts.election_timeout_max_ms),
+            moving: AtomicBool::new(false),
+            held_until: Default::default(),
             subscriptions: Default::default(),
         }))
     }
@@ -362,12 +386,208 @@ impl Store {
         &self.state
     }
 
+    /// Refuses, retryably, while this node hands its leadership over.
+    pub fn check_not_moving(&self) -> Result<(), StoreError> {
+        if self.moving.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable {
+                reason: format!("the leadership of store {} is moving", self.name),
+            });
+        }
+        Ok(())
+    }
+
+    /// Hands the leadership of the group to `target`, a voter: stops taking writes
+    /// and linearizable reads (they are refused retryably), lets those taken reach
+    /// the target, silences its own heartbeats, asks the other voters to hold their
+    /// elections, waits out the followers' leader lease and asks the target to
+    /// campaign. Returns once this node sees the target lead, or an error after
+    /// [`TRANSFER_TIMEOUT`]; either way it takes requests again (as a follower, or
+    /// still as the leader when the transfer failed).
+    ///
+    /// openraft 0.9 has no transfer of its own: a follower refuses to vote while
+    /// it has heard from the leader within its lease, so the leader must go quiet
+    /// first, and the other followers must not win the election that follows.
+    pub async fn transfer_leader(&self, target: NodeId) -> Result<(), StoreError> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.node_id) {
+            let leader_addr = m
+                .current_leader
+                .and_then(|l| m.membership_config.membership().get_node(&l).cloned())
+                .map(|n| n.addr);
+            return Err(StoreError::NotLeader {
+                leader: m.current_leader,
+                leader_addr,
+            });
+        }
+        if target == self.node_id {
+            return Ok(());
+        }
+        let members = m.membership_config.membership();
+        let Some(target_node) = members.get_node(&target).cloned() else {
+            return Err(StoreError::NotFound {
+                what: format!("node {target} in the group of store {}", self.name),
+            });
+        };
+        if !m.membership_config.voter_ids().any(|v| v == target) {
+            return Err(StoreError::invalid(
+                "node_id",
+                format!(
+                    "node {target} is a learner of store {}: only a voter can lead",
+                    self.name
+                ),
+            ));
+        }
+        let others: Vec<(NodeId, String)> = m
+            .membership_config
+            .voter_ids()
+            .filter(|v| *v != target && *v != self.node_id)
+            .filter_map(|v| members.get_node(&v).map(|n| (v, n.addr.clone())))
+            .collect();
+        if self.moving.swap(true, Ordering::AcqRel) {
+            return Err(StoreError::Unavailable {
+                reason: format!("a leadership transfer of store {} is under way", self.name),
+            });
+        }
+        let result = tokio::time::timeout(
+            TRANSFER_TIMEOUT,
+            self.hand_over(target, &target_node.addr, &others),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(StoreError::Unavailable {
+                reason: format!(
+                    "node {target} did not take the leadership of store {} within {TRANSFER_TIMEOUT:?}",
+                    self.name
+                ),
+            })
+        });
+        let rc = self.raft.runtime_config();
+        rc.heartbeat(true);
+        rc.elect(true);
+        self.moving.store(false, Ordering::Release);
+        match &result {
+            Ok(()) => tracing::info!(store = %self.name, target, "leadership handed over"),
+            Err(e) => {
+                tracing::warn!(store = %self.name, target, error = %e, "leadership transfer failed")
+            }
+        }
+        result
+    }
+
+    async fn hand_over(
+        &self,
+        target: NodeId,
+        target_addr: &str,
+        others: &[(NodeId, String)],
+    ) -> Result<(), StoreError> {
+        // A target that does not answer cannot take over: find out before pausing
+        // anything.
+        let target_client =
+            self.peers
+                .client(target_addr)
+                .await
+                .map_err(|e| StoreError::Unavailable {
+                    reason: e.to_string(),
+                })?;
+        if let Err(e) = target_client.hello(deadline_ctx(self.lease)).await {
+            self.peers.forget(target_addr).await;
+            return Err(StoreError::Unavailable {
+                reason: format!("node {target} does not answer: {e}"),
+            });
+        }
+        // Writes already taken finish and reach the target, so that its log is at
+        // least as long as anyone's and it can win.
+        let caught_up = |m: &openraft::RaftMetrics<NodeId, BasicNode>| {
+            let last = m.last_log_index;
+            let applied = m.last_applied.map(|l| l.index);
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&target).copied().flatten())
+                .map(|l| l.index);
+            applied == last && matched >= last
+        };
+        self.raft
+            .wait(Some(TRANSFER_CATCH_UP))
+            .metrics(caught_up, "the transfer target catches up")
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                reason: format!("node {target} did not catch up: {e}"),
+            })?;
+        let rc = self.raft.runtime_config();
+        rc.heartbeat(false);
+        rc.elect(false);
+        let hold = self.lease * 4;
+        for (id, addr) in others {
+            // A voter that cannot be told cannot campaign either, or is down.
+            let told = async {
+                let c = self.peers.client(addr).await.ok()?;
+                c.hold_elections(
+                    deadline_ctx(self.lease),
+                    self.name.clone(),
+                    hold.as_millis() as u64,
+                )
+                .await
+                .ok()
+            };
+            if told.await.is_none() {
+                tracing::debug!(store = %self.name, node_id = id, "could not hold a voter's elections");
+            }
+        }
+        // Past the lease no follower refuses the target's vote request.
+        tokio::time::sleep(self.lease + LEASE_MARGIN).await;
+        target_client
+            .campaign(deadline_ctx(self.lease), self.name.clone())
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                reason: format!("node {target}: {e}"),
+            })??;
+        self.raft
+            .wait(None)
+            .current_leader(target, "the transfer target leads")
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                reason: e.to_string(),
+            })?;
+        Ok(())
+    }
+
+    /// Holds this node's elections for `d` (another node is taking the leadership).
+    pub fn hold_elections(&self, d: Duration) {
+        let d = d.min(HOLD_MAX);
+        let until = Instant::now() + d;
+        *self.held_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
+        self.raft.runtime_config().elect(false);
+        let (raft, held) = (self.raft.clone(), self.held_until.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
+            // A later hold extends this one.
+            if h.is_some_and(|u| Instant::now() >= u) {
+                *h = None;
+                raft.runtime_config().elect(true);
+            }
+        });
+    }
+
+    /// Starts an election on this node now (it is the target of a transfer).
+    pub async fn campaign(&self) -> Result<(), StoreError> {
+        self.raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| StoreError::Unavailable {
+                reason: format!("raft stopped: {e}"),
+            })
+    }
+
     /// Proposes one command through the batcher and waits for its result.
     pub(crate) async fn submit(
         &self,
         command: Command,
         bytes: usize,
     ) -> Result<Outcome, StoreError> {
+        self.check_not_moving()?;
         let (reply, rx) = oneshot::channel();
         self.queue
             .send(Pending {
@@ -488,6 +708,7 @@ impl Store {
         F: FnOnce(&Reader) -> Result<Result<T, StoreError>, StorageError> + Send + 'static,
     {
         if consistency == ReadConsistency::Linearizable {
+            self.check_not_moving()?;
             if !self.read_barrier.load(Ordering::Acquire) {
                 // Commit an entry of our own first: everything before it is then
                 // committed and applied (see `read_barrier`).

@@ -508,3 +508,108 @@ async fn writes_reaching_a_follower_are_forwarded_and_stores_are_independent() {
     let st = client.cluster_status().await.unwrap();
     assert_eq!(st.len(), 2, "{st:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leadership_moves_to_the_chosen_voter_under_writes() {
+    let mut c = Cluster::start(3, &["default"]);
+    let client = formed(&c).await.with_timeout(Duration::from_secs(20));
+    let s = client.store("default");
+    let old = leader_of(&client, "default").await.expect("a leader");
+    let target = (1..=3u64).find(|n| *n != old).expect("a follower");
+
+    // Writers keep appending to their own streams through the handover; each
+    // remembers what was acknowledged.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (s, stop) = (s.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut failed = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let stream = format!("w{w}");
+                    let e = NewEvent::json("t", &json!({ "n": acked.len() }));
+                    match s.append(&stream, ExpectedVersion::Any, vec![e]).await {
+                        Ok(r) => acked.push(r.version),
+                        Err(_) => failed += 1,
+                    }
+                }
+                (acked, failed)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    s.transfer_leader(target).await.expect("transfer");
+    let took = started.elapsed();
+    // The leader the gater reports catches up with heartbeats.
+    wait_until("the target leads", Duration::from_secs(20), || async {
+        leader_of(&client, "default").await == Some(target)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for (w, handle) in writers.into_iter().enumerate() {
+        let (acked, failed) = handle.await.expect("writer");
+        assert!(!acked.is_empty(), "writer {w} never got an append through");
+        // Versions acknowledged are 0, 1, 2, ... with no gap: every append either
+        // went through once or was refused.
+        let want: Vec<u64> = (0..acked.len() as u64).collect();
+        assert_eq!(acked, want, "writer {w} ({failed} failed)");
+        let events = s.read(&format!("w{w}"), 0, 100_000).await.expect("read");
+        assert_eq!(
+            events.len(),
+            acked.len(),
+            "writer {w}: acknowledged == stored"
+        );
+    }
+    let status = client.cluster_status().await.expect("status");
+    let st = status.iter().find(|s| s.store == "default").expect("store");
+    assert_eq!(st.leader, Some(target), "{st:?}");
+    eprintln!("transfer took {took:?}");
+
+    // Moving to the leader itself is a no-op (through the CLI, as an operator
+    // would); to an unknown node, NotFound.
+    let out = std::process::Command::new(reckon_tests::bin("reckon"))
+        .args(["--gater", &c.gater.addr, "cluster", "transfer-leader"])
+        .arg(target.to_string())
+        .output()
+        .expect("run reckon");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("node {target} leads")
+    );
+    let err = s.transfer_leader(9).await.expect_err("no node 9");
+    assert!(
+        matches!(
+            err.store_error(),
+            Some(reckon_gater::StoreError::NotFound { .. })
+        ),
+        "{err}"
+    );
+
+    // A target that cannot take over (it is dead): the transfer fails within the
+    // caller's deadline and the leader leads on, taking writes again.
+    c.kill9((old - 1) as usize);
+    let short = client.clone().with_timeout(Duration::from_secs(5));
+    short
+        .store("default")
+        .transfer_leader(old)
+        .await
+        .expect_err("a dead node cannot lead");
+    let status = client.cluster_status().await.expect("status");
+    let st = status.iter().find(|s| s.store == "default").expect("store");
+    assert_eq!(st.leader, Some(target), "{st:?}");
+    s.append(
+        "after",
+        ExpectedVersion::NoStream,
+        vec![NewEvent::json("t", &json!({}))],
+    )
+    .await
+    .expect("writes resume on the leader");
+}

@@ -312,6 +312,13 @@ pub enum Command {
         /// The node.
         node_id: u64,
     },
+    /// Hand a store's leadership to a node, confirmed.
+    TransferLeader {
+        /// The store.
+        store: String,
+        /// The node to lead.
+        node_id: u64,
+    },
 }
 
 /// An action waiting for y/n.
@@ -1128,13 +1135,26 @@ fn cluster_key(app: &mut App, key: Key) {
     if move_sel(&mut app.cluster_selected, rows.len(), key) {
         return;
     }
-    if key == Key::Char('R') {
-        if let Some((store, node_id)) = rows.get(app.cluster_selected).cloned() {
+    let Some((store, node_id)) = rows.get(app.cluster_selected).cloned() else {
+        return;
+    };
+    match key {
+        Key::Char('R') => {
             app.confirm = Some(Confirm {
                 prompt: format!("Remove node {node_id} from store {store}?"),
                 command: Command::RemoveNode { store, node_id },
             });
         }
+        Key::Char('L') => {
+            app.confirm = Some(Confirm {
+                prompt: format!(
+                    "Hand the leadership of store {store} to node {node_id}? \
+                     Writes pause for about a second."
+                ),
+                command: Command::TransferLeader { store, node_id },
+            });
+        }
+        _ => {}
     }
 }
 

@@ -125,6 +125,7 @@ fn describe(cmd: &Command) -> String {
         Command::Unsubscribe { key, .. } => format!("removed subscription {key}"),
         Command::AppendTest { stream, .. } => format!("appended a test event to {stream}"),
         Command::RemoveNode { node_id, .. } => format!("removed node {node_id}"),
+        Command::TransferLeader { node_id, .. } => format!("node {node_id} leads"),
         other => format!("{other:?}"),
     }
 }
@@ -249,6 +250,9 @@ async fn execute(c: &Client, cmd: Command) -> (Event, Option<ClientError>) {
                 }
                 Command::RemoveNode { store, node_id } => {
                     c.store(&store).remove_node(node_id).await
+                }
+                Command::TransferLeader { store, node_id } => {
+                    c.store(&store).transfer_leader(node_id).await
                 }
                 _ => Ok(()),
             };

@@ -454,6 +454,20 @@ fn confirmed_actions_send_their_command() {
             node_id: 1
         }]
     );
+    // Leadership to the second node row, confirmed; refused, nothing is sent.
+    key(&mut app, Key::Down);
+    key(&mut app, Key::Char('L'));
+    assert!(app.confirm.is_some());
+    assert_eq!(key(&mut app, Key::Char('n')), vec![]);
+    assert!(app.confirm.is_none());
+    key(&mut app, Key::Char('L'));
+    assert_eq!(
+        key(&mut app, Key::Char('y')),
+        vec![Command::TransferLeader {
+            store: "default".into(),
+            node_id: 2
+        }]
+    );
 }
 
 #[test]

@@ -949,6 +949,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("a", "append a test event"),
     ("x", "remove subscription"),
     ("R", "remove node (cluster view)"),
+    ("L", "make the node leader (cluster view)"),
     ("?", "this help"),
     ("q", "quit"),
 ];

@@ -129,6 +129,12 @@ pub enum ClusterCommand {
         #[arg(value_name = "ID")]
         node_id: u64,
     },
+    /// Hand the store's leadership to node ID (a voter); returns once it leads.
+    TransferLeader {
+        /// The node's id.
+        #[arg(value_name = "ID")]
+        node_id: u64,
+    },
 }
 
 /// `append`.

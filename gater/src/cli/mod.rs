@@ -151,6 +151,16 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             }
         }
         Command::Cluster {
+            action: Some(args::ClusterCommand::TransferLeader { node_id }),
+        } => {
+            store(&connect().await?).transfer_leader(node_id).await?;
+            if json {
+                line(out, format!("{{\"leader\":{node_id}}}"))?;
+            } else {
+                line(out, format!("node {node_id} leads"))?;
+            }
+        }
+        Command::Cluster {
             action: Some(args::ClusterCommand::RemoveNode { node_id }),
         } => {
             store(&connect().await?).remove_node(node_id).await?;

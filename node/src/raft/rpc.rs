@@ -48,6 +48,11 @@ pub trait RaftService {
     async fn join(store: String, node_id: NodeId, address: String) -> Result<(), StoreError>;
     /// Removes a node from `store`'s group. Only the leader accepts.
     async fn remove(store: String, node_id: NodeId) -> Result<(), StoreError>;
+    /// Holds this node's elections for `store` for `ms` milliseconds: another node
+    /// is taking the leadership over.
+    async fn hold_elections(store: String, ms: u64) -> Result<(), StoreError>;
+    /// Starts an election for `store` on this node now: it is a transfer's target.
+    async fn campaign(store: String) -> Result<(), StoreError>;
 }
 
 /// The node-to-node service handler.
@@ -66,6 +71,14 @@ impl RaftServer {
             node_id,
             advertise,
         }
+    }
+
+    fn store(&self, store: &str) -> Result<&std::sync::Arc<crate::store::Store>, StoreError> {
+        self.stores
+            .get(store)
+            .ok_or_else(|| StoreError::UnknownStore {
+                store: store.to_string(),
+            })
     }
 
     fn raft(&self, store: &str) -> Result<&super::Raft, String> {
@@ -152,6 +165,7 @@ impl RaftService for RaftServer {
             .ok_or_else(|| StoreError::UnknownStore {
                 store: store.clone(),
             })?;
+        s.check_not_moving()?;
         // One hop only: a node that is not the leader either answers NotLeader.
         s.raft()
             .client_write(batch)
@@ -199,6 +213,16 @@ impl RaftService for RaftServer {
             .map_err(membership_err)?;
         tracing::info!(target: "reckon_db", store, node_id, address, "voter added to the store group");
         Ok(())
+    }
+
+    async fn hold_elections(self, _: Context, store: String, ms: u64) -> Result<(), StoreError> {
+        self.store(&store)?
+            .hold_elections(std::time::Duration::from_millis(ms));
+        Ok(())
+    }
+
+    async fn campaign(self, _: Context, store: String) -> Result<(), StoreError> {
+        self.store(&store)?.campaign().await
     }
 
     async fn remove(self, _: Context, store: String, node_id: NodeId) -> Result<(), StoreError> {
