@@ -314,7 +314,9 @@ pub fn enabled() -> bool {
     ANY.load(Ordering::Acquire)
 }
 
-/// Delivers `event` to every attached handler that wants it.
+/// Delivers `event` to every attached handler that wants it. A handler that panics
+/// is detached (and the panic logged), as the seed's telemetry does: one faulty
+/// handler must not fail the request that emitted the event, nor every later one.
 pub fn emit(event: &Event<'_>) {
     if !enabled() {
         return;
@@ -328,7 +330,16 @@ pub fn emit(event: &Event<'_>) {
             .collect()
     };
     for h in handlers {
-        (h.call)(event);
+        let call = std::panic::AssertUnwindSafe(|| (h.call)(event));
+        if std::panic::catch_unwind(call).is_err() {
+            detach(&h.id);
+            tracing::error!(
+                target: "reckon_db",
+                handler = %h.id,
+                event = event.name,
+                "telemetry handler panicked and was detached"
+            );
+        }
     }
 }
 
@@ -474,6 +485,25 @@ mod tests {
             *seen.lock().unwrap(),
             vec![r#"reckon_db.snapshot.created store="s 1" version=4"#.to_string()]
         );
+    }
+
+    #[test]
+    fn a_panicking_handler_is_detached_and_the_others_still_run() {
+        let seen = Arc::new(Mutex::new(0u32));
+        let sink = seen.clone();
+        attach("unit-panics", &[STORE_STOPPED], |_: &Event<'_>| {
+            panic!("a faulty handler")
+        })
+        .unwrap();
+        attach("unit-counts", &[STORE_STOPPED], move |_: &Event<'_>| {
+            *sink.lock().unwrap() += 1
+        })
+        .unwrap();
+        emit!(STORE_STOPPED, "store" => "s");
+        emit!(STORE_STOPPED, "store" => "s");
+        assert!(!detach("unit-panics"), "detached at its first panic");
+        assert!(detach("unit-counts"));
+        assert_eq!(*seen.lock().unwrap(), 2);
     }
 
     #[test]
