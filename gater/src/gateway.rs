@@ -190,11 +190,13 @@ impl Gateway {
         let mut last_err: Option<StoreError> = None;
         let mut redirected = false;
         let mut redialled: Vec<u64> = Vec::new();
+        let mut attempts = 0u32;
         for attempt in 0..=policy.retries_max {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
+            attempts += 1;
             let picked = self.registry().pick(store, kind, now, &tried);
             let target = match picked {
                 Ok(t) => t,
@@ -215,7 +217,7 @@ impl Gateway {
             {
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
-                    tracing::debug!(store, node_id = target.node_id, error = %e, "worker unreachable");
+                    crate::emit!(telemetry::GATER_REQUEST_RETRY, "store" => store, "node_id" => target.node_id, "attempt" => attempt, "error" => format!("unreachable: {e}"));
                     self.registry()
                         .mark_suspect(store, target.node_id, Instant::now());
                     tried.push(target.node_id);
@@ -236,6 +238,7 @@ impl Gateway {
                 Ok(Err(e)) => match classify(&e) {
                     Decision::Return => return Err(e),
                     Decision::Redirect(leader) => {
+                        crate::emit!(telemetry::GATER_REQUEST_RETRY, "store" => store, "node_id" => target.node_id, "attempt" => attempt, "error" => e.kind());
                         self.registry().note_leader(store, leader);
                         // Follow the first redirect at once; after that the group is
                         // likely mid-election, so give it time to settle.
@@ -246,6 +249,7 @@ impl Gateway {
                         last_err = Some(e);
                     }
                     Decision::Backoff => {
+                        crate::emit!(telemetry::GATER_REQUEST_RETRY, "store" => store, "node_id" => target.node_id, "attempt" => attempt, "error" => e.kind());
                         last_err = Some(e);
                         self.pause(attempt, deadline).await;
                     }
@@ -277,7 +281,7 @@ impl Gateway {
         let err = last_err.unwrap_or_else(|| StoreError::Timeout {
             what: format!("no answer from store {store:?} within the caller's deadline"),
         });
-        crate::emit!(telemetry::GATER_REQUEST_RETRIES_EXHAUSTED, "store" => store, "attempts" => tried.len() + redialled.len(), "error" => err.kind());
+        crate::emit!(telemetry::GATER_REQUEST_RETRIES_EXHAUSTED, "store" => store, "attempts" => attempts, "error" => err.kind());
         Err(err)
     }
 
