@@ -18,6 +18,9 @@ use crate::config::{Mode, NodeConfig};
 use crate::node::Node;
 use crate::registrar::{Identity, Registrar};
 
+/// How long a stopping node's requests already taken may run before they are cut.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One node of an [`EmbeddedCluster`].
 struct Member {
     node: Arc<Node>,
@@ -134,7 +137,14 @@ impl EmbeddedCluster {
         };
         let _ = m.stop.send(true);
         m.registrar.stop().await;
-        let _ = m.serving.await;
+        // Requests already taken get a grace, as in the binary; then they are cut.
+        let mut serving = m.serving;
+        if tokio::time::timeout(STOP_GRACE, &mut serving)
+            .await
+            .is_err()
+        {
+            serving.abort();
+        }
         m.node.shutdown().await;
         true
     }
