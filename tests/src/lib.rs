@@ -32,6 +32,25 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Runs `reckon --gater GATER args...`, asserts it exited 0, and gives its stdout
+/// without the trailing newline.
+pub fn reckon_ok(gater: &str, args: &[&str]) -> String {
+    let out = Command::new(bin("reckon"))
+        .env_remove("RECKON_GATER")
+        .arg("--gater")
+        .arg(gater)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run reckon");
+    assert!(
+        out.status.success(),
+        "reckon {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
 /// A running `reckon-node` process.
 pub struct NodeProc {
     child: Child,

@@ -419,27 +419,18 @@ async fn removing_a_dead_node_keeps_a_quorum_possible() {
     .await;
     c.kill9(fourth);
     // Through the CLI, as an operator would.
-    let out = std::process::Command::new(reckon_tests::bin("reckon"))
-        .args([
-            "--gater",
-            &c.gater.addr,
+    let fourth_id = ((fourth + 1) as u64).to_string();
+    let out = reckon_tests::reckon_ok(
+        &c.gater.addr,
+        &[
             "--timeout-ms",
             "20000",
             "cluster",
             "remove-node",
-        ])
-        .arg(((fourth + 1) as u64).to_string())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            &fourth_id,
+        ],
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("removed node {}", fourth + 1)
-    );
+    assert_eq!(out, format!("removed node {fourth_id}"));
     // Of the three voters left, lose one more that is not the leader: two of three is
     // still a majority. (Of four voters, two would not be.)
     let leader = leader_of(&client, "default").await.unwrap();
@@ -570,20 +561,11 @@ async fn leadership_moves_to_the_chosen_voter_under_writes() {
 
     // Moving to the leader itself is a no-op (through the CLI, as an operator
     // would); to an unknown node, NotFound.
-    let out = std::process::Command::new(reckon_tests::bin("reckon"))
-        .args(["--gater", &c.gater.addr, "cluster", "transfer-leader"])
-        .arg(target.to_string())
-        .output()
-        .expect("run reckon");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = reckon_tests::reckon_ok(
+        &c.gater.addr,
+        &["cluster", "transfer-leader", &target.to_string()],
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("node {target} leads")
-    );
+    assert_eq!(out, format!("node {target} leads"));
     let err = s.transfer_leader(9).await.expect_err("no node 9");
     assert!(
         matches!(
