@@ -855,6 +855,7 @@ fn bad_command_lines_exit_2_and_say_what_to_fix() {
         assert_eq!(r.code, 2, "{args:?}: {r:?}");
         assert!(r.stdout.is_empty(), "{args:?}: {r:?}");
         assert!(r.stderr.starts_with("error: "), "{args:?}: {r:?}");
+        assert_eq!(r.stderr.lines().count(), 1, "one line: {args:?}: {r:?}");
         r.stderr
     };
     let e = usage(&["frobnicate"]);

@@ -3,12 +3,15 @@
 
 use std::process::ExitCode;
 
+use clap::error::ErrorKind;
 use clap::Parser;
 use reckon_gater::cli::{self, Cli, Exit};
 
 fn main() -> ExitCode {
-    // Usage errors print clap's message and exit 2; --help and --version exit 0.
-    let args = Cli::parse();
+    let args = match Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => return usage_error(e),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -29,5 +32,53 @@ fn main() -> ExitCode {
             eprintln!("error: {message}");
             e.exit().into()
         }
+    }
+}
+
+/// `--help` and `--version` print as clap prints them and exit 0; a usage error is
+/// one `error: ...` line on stderr (its usage block left out: `--help` shows it)
+/// and exit 2, like every other error.
+fn usage_error(e: clap::Error) -> ExitCode {
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    eprintln!("{}", one_line(&e.render().to_string()));
+    Exit::Usage.into()
+}
+
+/// clap's message up to its usage block, on one line.
+fn one_line(message: &str) -> String {
+    let text = message
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if text.starts_with("error: ") {
+        text
+    } else {
+        format!("error: {text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_usage_error_is_one_line_without_the_usage_block() {
+        let clap = "error: the following required arguments were not provided:\n  \
+                    --type <TYPE>\n  --file <FILE>\n\nUsage: reckon append <STREAM>\n\n\
+                    For more information, try '--help'.\n";
+        assert_eq!(
+            one_line(clap),
+            "error: the following required arguments were not provided: --type <TYPE> --file <FILE>"
+        );
     }
 }
