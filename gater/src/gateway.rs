@@ -137,15 +137,23 @@ impl Gateway {
         expiry.abort();
     }
 
+    /// The worker addresses registered now, each once (a node serves all its stores
+    /// on one address).
+    fn worker_addresses(&self) -> Vec<String> {
+        let mut addresses: Vec<String> = self
+            .registry()
+            .status(Instant::now())
+            .into_iter()
+            .flat_map(|s| s.nodes.into_iter().map(|n| n.address))
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        addresses
+    }
+
     /// Closes the connections to addresses no registered worker has any more.
     async fn forget_dead_connections(&self) {
-        let live: Vec<String> = {
-            let reg = self.registry();
-            reg.status(Instant::now())
-                .into_iter()
-                .flat_map(|s| s.nodes.into_iter().map(|n| n.address))
-                .collect()
-        };
+        let live = self.worker_addresses();
         self.inner
             .pool
             .lock()
@@ -364,14 +372,7 @@ impl Gater for Gateway {
     }
 
     async fn stats(self, ctx: Context) -> Vec<StoreStats> {
-        let mut addresses: Vec<String> = self
-            .registry()
-            .status(Instant::now())
-            .into_iter()
-            .flat_map(|s| s.nodes.into_iter().map(|n| n.address))
-            .collect();
-        addresses.sort();
-        addresses.dedup();
+        let addresses = self.worker_addresses();
         let deadline = ctx
             .deadline
             .checked_sub(DEADLINE_MARGIN)

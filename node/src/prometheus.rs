@@ -246,7 +246,7 @@ pub async fn serve(listener: TcpListener, stores: Stores, shutdown: impl Future<
             Ok(a) => a,
             Err(e) => {
                 tracing::debug!(error = %e, "metrics: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(reckon_gater::transport::ACCEPT_ERROR_BACKOFF).await;
                 continue;
             }
         };
