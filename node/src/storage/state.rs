@@ -972,28 +972,9 @@ impl Reader {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<StreamInfo>, StorageError> {
-        let t = self.txn.open_table(STREAMS)?;
-        let mut out = Vec::new();
-        let range = match after {
-            Some(a) => {
-                t.range::<&str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))?
-            }
-            None => t.range::<&str>(..)?,
-        };
-        for row in range {
-            let (k, v) = row?;
-            let m = StreamMeta::decode(v.value()).ok_or_else(|| corrupt("streams", k.value()))?;
-            if let Some(version) = m.version {
-                out.push(StreamInfo {
-                    stream_id: k.value().to_string(),
-                    version,
-                });
-                if out.len() >= limit as usize {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+        // Every id contains the empty string; with no scan bound the page ends only
+        // when full or at the end.
+        Ok(self.find_streams(after, "", limit, usize::MAX)?.streams)
     }
 
     /// Up to `limit` live streams after `after` whose id contains `contains`,
