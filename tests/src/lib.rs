@@ -63,17 +63,29 @@ pub struct NodeProc {
     stderr: Option<std::thread::JoinHandle<String>>,
 }
 
+/// `reckon-node --dev` on a free loopback port with `data_dir`, its embedded gater
+/// not yet placed.
+fn dev_base(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(bin("reckon-node"));
+    cmd.args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir);
+    cmd
+}
+
+/// `reckon-node --dev` on free loopback ports (its embedded gater's too) with
+/// `data_dir`, to add environment or flags to before [`NodeProc::spawn`].
+pub fn dev_command(data_dir: &Path) -> Command {
+    let mut cmd = dev_base(data_dir);
+    cmd.args(DEV_GATER_ANY_PORT);
+    cmd
+}
+
 impl NodeProc {
     /// Starts `reckon-node --dev` on a free loopback port with `data_dir`, plus `extra`
     /// flags, and waits until it says it is ready.
     pub fn start_dev(data_dir: &Path, extra: &[&str]) -> NodeProc {
-        let mut cmd = Command::new(bin("reckon-node"));
-        cmd.arg("--dev")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra);
+        let mut cmd = dev_base(data_dir);
+        cmd.args(extra);
         // The embedded gater's default port is fixed: tests running side by side
         // must each take a free one.
         if !extra.contains(&"--dev-gater-listen") {
@@ -220,13 +232,8 @@ impl NodeProc {
     /// it to exit on its own within [`READY_TIMEOUT`] without becoming ready: returns
     /// its exit status and stderr. Panics if it prints the ready line or keeps running.
     pub fn start_dev_expect_failure(data_dir: &Path, extra: &[&str]) -> FailedStart {
-        let mut cmd = Command::new(bin("reckon-node"));
-        cmd.arg("--dev")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra);
+        let mut cmd = dev_base(data_dir);
+        cmd.args(extra);
         for (k, _) in std::env::vars() {
             if k.starts_with("RECKON_NODE_") {
                 cmd.env_remove(k);

@@ -3,12 +3,11 @@
 //! has exited on SIGTERM; a bad `log.level` stops the start naming the key.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reckon_gater::{ExpectedVersion, NewEvent};
 use reckon_tests::dev::{gater_addr, wait_for_store};
-use reckon_tests::{bin, NodeProc, DEV_GATER_ANY_PORT};
+use reckon_tests::{dev_command, NodeProc, DEV_GATER_ANY_PORT};
 use serde_json::json;
 
 /// The telemetry events a `--dev` node that served a few appends must have logged,
@@ -82,11 +81,8 @@ async fn a_node_with_log_dir_writes_a_daily_file_and_nothing_on_stderr() {
     let data = dir.path().join("data");
     // Not there yet: the node creates it.
     let logs = dir.path().join("logs");
-    let mut cmd = Command::new(bin("reckon-node"));
-    cmd.args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .args(DEV_GATER_ANY_PORT)
-        .env("RECKON_NODE_LOG__DIR", &logs)
+    let mut cmd = dev_command(&data);
+    cmd.env("RECKON_NODE_LOG__DIR", &logs)
         .env("RECKON_NODE_LOG__LEVEL", "info,reckon_db=debug")
         .env_remove("RUST_LOG");
     let started = SystemTime::now();

@@ -3,11 +3,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reckon_gater::{ExpectedVersion, NewEvent};
-use reckon_tests::{bin, dev, NodeProc};
+use reckon_tests::{dev, dev_command, NodeProc};
 use serde_json::json;
 
 /// The embedded gater's and the metrics endpoint's addresses, from the lines the
@@ -64,17 +63,8 @@ fn sample(body: &str, series: &str) -> Option<f64> {
 #[tokio::test]
 async fn prometheus_text_after_appends_shows_the_counters() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut cmd = Command::new(bin("reckon-node"));
-    cmd.args([
-        "--dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--dev-gater-listen",
-        "127.0.0.1:0",
-    ])
-    .arg("--data-dir")
-    .arg(dir.path())
-    .env("RECKON_NODE_METRICS_LISTEN", "127.0.0.1:0");
+    let mut cmd = dev_command(dir.path());
+    cmd.env("RECKON_NODE_METRICS_LISTEN", "127.0.0.1:0");
     let node = NodeProc::spawn(cmd, dir.path());
     let (gater, metrics) = addresses(&node);
     let client = dev::wait_for_store(&gater, "default").await;

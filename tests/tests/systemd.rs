@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use reckon_tests::{bin, NodeProc};
+use reckon_tests::{bin, dev_command, NodeProc};
 
 /// `systemd-analyze verify` on every unit, with `ExecStart` pointed at the binaries
 /// this build made (verify checks that the command exists).
@@ -74,18 +74,9 @@ fn the_node_notifies_ready_and_pings_the_watchdog() {
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let mut cmd = Command::new(bin("reckon-node"));
-    cmd.args([
-        "--dev",
-        "--listen",
-        "127.0.0.1:0",
-        "--dev-gater-listen",
-        "127.0.0.1:0",
-        "--data-dir",
-    ])
-    .arg(dir.path().join("data"))
-    .env("NOTIFY_SOCKET", &sock_path)
-    .env("WATCHDOG_USEC", "200000");
+    let mut cmd = dev_command(&dir.path().join("data"));
+    cmd.env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "200000");
     let mut node = NodeProc::spawn(cmd, &dir.path().join("data"));
     let mut got = Vec::new();
     let mut buf = [0u8; 256];
