@@ -34,10 +34,10 @@ pub struct PeerPool {
     conns: Arc<Mutex<HashMap<String, RaftServiceClient>>>,
     /// This node's id, for telemetry.
     local: NodeId,
-    /// Whether each peer's group of a store (by store and address) answered its last
+    /// Whether each peer's group of a store (by store, then address) answered its last
     /// call: the first outcome and every change are reported as `cluster.node.up` /
     /// `cluster.node.down`.
-    reachable: Arc<std::sync::Mutex<HashMap<(String, String), bool>>>,
+    reachable: Arc<std::sync::Mutex<HashMap<String, HashMap<String, bool>>>>,
 }
 
 /// Why a peer call failed before reaching openraft on the other side.
@@ -82,13 +82,15 @@ impl PeerPool {
     ) {
         let changed = {
             let mut r = self.reachable.lock().unwrap_or_else(|p| p.into_inner());
-            let key = (store.to_string(), addr.to_string());
-            match r.get(&key) {
-                Some(&was) if was == ok => false,
-                _ => {
-                    r.insert(key, ok);
-                    true
-                }
+            // Looked up by reference: this runs on every Raft call, and allocates
+            // only when the peer's state changes.
+            if r.get(store).and_then(|peers| peers.get(addr)) == Some(&ok) {
+                false
+            } else {
+                r.entry(store.to_string())
+                    .or_default()
+                    .insert(addr.to_string(), ok);
+                true
             }
         };
         if !changed {
