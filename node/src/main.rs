@@ -206,8 +206,9 @@ async fn run(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<(
 
 #[cfg(feature = "otel")]
 type Otel = Option<reckon_node::otel::OtelExporter>;
+/// Nothing to run in a build without the `otel` feature.
 #[cfg(not(feature = "otel"))]
-type Otel = ();
+type Otel = Option<std::convert::Infallible>;
 
 /// Starts the OpenTelemetry exporter when `[otel] endpoint` is set (config
 /// validation refused an endpoint if this build cannot export).
@@ -229,7 +230,7 @@ async fn start_otel(node: &Node) -> anyhow::Result<Otel> {
 
 #[cfg(not(feature = "otel"))]
 async fn start_otel(_: &Node) -> anyhow::Result<Otel> {
-    Ok(())
+    Ok(None)
 }
 
 /// Exports what is left and stops the exporter.
