@@ -35,7 +35,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 
 /// A write to a stream begins: `store`, `stream`, `event_count`.
 pub const STREAM_WRITE_START: &str = "reckon_db.stream.write.start";
@@ -252,6 +252,7 @@ pub enum AttachError {
 
 type HandlerFn = dyn Fn(&Event<'_>) + Send + Sync;
 
+#[derive(Clone)]
 struct Handler {
     id: String,
     prefixes: Vec<String>,
@@ -269,9 +270,10 @@ impl Handler {
     }
 }
 
-/// Attached handlers. Emitters take a snapshot (an `Arc` clone) and call handlers
-/// without holding the lock, so a handler may itself attach or detach.
-static HANDLERS: RwLock<Vec<Arc<Handler>>> = RwLock::new(Vec::new());
+/// Attached handlers, replaced whole on attach and detach. Emitters take a snapshot
+/// (an `Arc` clone, no allocation) and call handlers without holding the lock, so a
+/// handler may itself attach or detach.
+static HANDLERS: LazyLock<RwLock<Arc<Vec<Handler>>>> = LazyLock::new(Default::default);
 /// Whether any handler is attached: emitting with none costs one atomic load.
 static ANY: AtomicBool = AtomicBool::new(false);
 
@@ -291,11 +293,13 @@ pub fn attach(
     if handlers.len() >= MAX_HANDLERS {
         return Err(AttachError::TooMany);
     }
-    handlers.push(Arc::new(Handler {
+    let mut next = Vec::clone(&handlers);
+    next.push(Handler {
         id,
         prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
         call: Arc::new(handler),
-    }));
+    });
+    *handlers = Arc::new(next);
     ANY.store(true, Ordering::Release);
     Ok(())
 }
@@ -303,10 +307,11 @@ pub fn attach(
 /// Detaches the handler attached under `id`; `false` when there was none.
 pub fn detach(id: &str) -> bool {
     let mut handlers = HANDLERS.write().unwrap_or_else(|p| p.into_inner());
-    let before = handlers.len();
-    handlers.retain(|h| h.id != id);
-    ANY.store(!handlers.is_empty(), Ordering::Release);
-    handlers.len() != before
+    let next: Vec<Handler> = handlers.iter().filter(|h| h.id != id).cloned().collect();
+    let found = next.len() != handlers.len();
+    ANY.store(!next.is_empty(), Ordering::Release);
+    *handlers = Arc::new(next);
+    found
 }
 
 /// Whether any handler is attached. Emitters may skip building an event when not.
@@ -321,15 +326,8 @@ pub fn emit(event: &Event<'_>) {
     if !enabled() {
         return;
     }
-    let handlers: Vec<Arc<Handler>> = {
-        let guard = HANDLERS.read().unwrap_or_else(|p| p.into_inner());
-        guard
-            .iter()
-            .filter(|h| h.wants(event.name))
-            .cloned()
-            .collect()
-    };
-    for h in handlers {
+    let handlers = Arc::clone(&HANDLERS.read().unwrap_or_else(|p| p.into_inner()));
+    for h in handlers.iter().filter(|h| h.wants(event.name)) {
         let call = std::panic::AssertUnwindSafe(|| (h.call)(event));
         if std::panic::catch_unwind(call).is_err() {
             detach(&h.id);
