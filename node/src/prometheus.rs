@@ -270,7 +270,7 @@ async fn answer(mut stream: TcpStream, stores: &Stores) -> std::io::Result<()> {
         let mut buf = [0u8; 1024];
         while !head.windows(4).any(|w| w == b"\r\n\r\n") {
             if head.len() >= REQUEST_HEAD_MAX {
-                return Err(std::io::Error::other("request head too large"));
+                return Err(std::io::Error::from(std::io::ErrorKind::FileTooLarge));
             }
             let n = stream.read(&mut buf).await?;
             if n == 0 {
@@ -283,7 +283,7 @@ async fn answer(mut stream: TcpStream, stores: &Stores) -> std::io::Result<()> {
     let (status, content_type, body) = match tokio::time::timeout(REQUEST_READ_TIMEOUT, read).await
     {
         Err(_) => return Ok(()),
-        Ok(Err(e)) if e.to_string() == "request head too large" => (
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::FileTooLarge => (
             "431 Request Header Fields Too Large",
             "text/plain",
             format!("request head over {REQUEST_HEAD_MAX} bytes\n"),
@@ -320,6 +320,47 @@ async fn answer(mut stream: TcpStream, stores: &Stores) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use reckon_gater::metrics::Histogram;
+
+    /// Sends `request` to a listener serving no stores; the status line answered.
+    async fn status_of(request: Vec<u8>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, Stores::default(), async {
+            let _ = stopped.await;
+        }));
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(&request).await.unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.unwrap();
+        let _ = stop.send(());
+        server.await.unwrap();
+        answer.lines().next().unwrap_or_default().to_string()
+    }
+
+    #[tokio::test]
+    async fn only_get_metrics_is_served_and_the_request_head_is_bounded() {
+        assert_eq!(
+            status_of(b"GET /metrics HTTP/1.1\r\n\r\n".to_vec()).await,
+            "HTTP/1.1 200 OK"
+        );
+        assert_eq!(
+            status_of(b"GET / HTTP/1.1\r\n\r\n".to_vec()).await,
+            "HTTP/1.1 404 Not Found"
+        );
+        assert_eq!(
+            status_of(b"POST /metrics HTTP/1.1\r\n\r\n".to_vec()).await,
+            "HTTP/1.1 405 Method Not Allowed"
+        );
+        let mut endless = b"GET /metrics HTTP/1.1\r\nX-Padding: ".to_vec();
+        // Exactly the bound and no end of head: the server reads all of it (so the
+        // connection closes cleanly) and refuses to read more.
+        endless.resize(REQUEST_HEAD_MAX, b'a');
+        assert_eq!(
+            status_of(endless).await,
+            "HTTP/1.1 431 Request Header Fields Too Large"
+        );
+    }
 
     #[test]
     fn text_has_counters_errors_and_histograms_with_labels() {
