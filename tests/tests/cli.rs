@@ -1230,16 +1230,44 @@ async fn snapshot_commands() {
 
 // ---------------------------------------------------------------- health, cluster
 
+/// A gater with no worker: `health` prints its report and exits 5, so a probe
+/// or script sees an appliance that cannot take writes.
+#[test]
+fn health_exits_unavailable_without_a_worker() {
+    let gater = reckon_tests::gater::GaterProc::start("127.0.0.1:0", &[]);
+    let r = reckon_at(&gater.addr, &["--json", "health"]);
+    assert_eq!(r.code, 5, "{r:?}");
+    assert_eq!(
+        r.stdout, "{\"status\":\"degraded\",\"stores\":{}}\n",
+        "{r:?}"
+    );
+    assert_eq!(
+        r.stderr, "error: Unavailable: no store has a registered worker\n",
+        "{r:?}"
+    );
+    let r = reckon_at(&gater.addr, &["health"]);
+    assert_eq!(r.code, 5, "{r:?}");
+    assert!(r.stdout.starts_with("degraded\n"), "{r:?}");
+}
+
 #[tokio::test]
 async fn health_and_cluster() {
     let env = start().await;
     // Health follows heartbeats: wait (bounded) for the leader to be reported.
     let deadline = Instant::now() + Duration::from_secs(10);
     let health = loop {
-        let h = env.reckon(&["--json", "health"]).json_lines();
-        if h[0]["status"] == "healthy" || Instant::now() > deadline {
-            break h;
+        let r = env.reckon(&["--json", "health"]);
+        if r.code == 0 {
+            let h = r.json_lines();
+            if h[0]["status"] == "healthy" {
+                break h;
+            }
+        } else {
+            // Before the first heartbeat names the leader: exit 5, report printed.
+            assert_eq!(r.code, 5, "{r:?}");
+            assert!(r.stderr.starts_with("error: Unavailable: "), "{r:?}");
         }
+        assert!(Instant::now() < deadline, "never healthy: {r:?}");
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(

@@ -108,7 +108,8 @@ pub enum Command {
     Unsubscribe(UnsubscribeArgs),
     /// Print a subscription's deliveries as they come.
     Tail(TailArgs),
-    /// Health of each store: workers and leader.
+    /// Health of each store: workers and leader. Exits 5 when a store has no
+    /// leader or no store has a worker; "degraded" with a leader exits 0.
     Health,
     /// Nodes, roles, leader, term and indexes of each store; or change membership.
     Cluster {

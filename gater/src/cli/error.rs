@@ -78,6 +78,10 @@ pub enum CliError {
         #[source]
         source: io::Error,
     },
+    /// `health`: a store has no leader, or no store has a worker. The report is
+    /// printed before this error.
+    #[error("Unavailable: {0}")]
+    Unavailable(String),
     /// The gater answered something that breaks its contract.
     #[error("Internal: {0}")]
     Protocol(String),
@@ -94,6 +98,7 @@ impl CliError {
             CliError::Client(ClientError::Transport(_) | ClientError::Timeout(_)) => {
                 Exit::Unavailable
             }
+            CliError::Unavailable(_) => Exit::Unavailable,
             CliError::Client(ClientError::NoGaters) | CliError::NoGater => Exit::Usage,
             CliError::BadBatchLine { .. } | CliError::BatchTooLarge { .. } => Exit::Usage,
             CliError::ReadInput { .. } => Exit::Usage,

@@ -143,6 +143,11 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Health => {
             let h = connect().await?.health().await?;
             line(out, output::health(&h, json))?;
+            // The report is printed either way; a store that cannot take writes
+            // also makes the exit status say so, for scripts and probes.
+            if let Some(reason) = output::unavailable(&h) {
+                return Err(CliError::Unavailable(reason));
+            }
         }
         Command::Cluster { action: None } => {
             let stores = connect().await?.cluster_status().await?;

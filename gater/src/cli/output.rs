@@ -285,8 +285,6 @@ struct StoreHealthJson {
     leader: Option<u64>,
 }
 
-/// The health report, on one line with `--json`; text: the status, then one store a
-/// line with its workers and leader.
 /// `subscribe` and `subscriptions`: one subscription.
 ///
 /// JSON: `{"key","type","selector","name","checkpoint","head","lag","pool_size","consumers"}`
@@ -335,6 +333,8 @@ pub fn subscription(s: &SubscriptionInfo, json: bool) -> String {
     }
 }
 
+/// The health report, on one line with `--json`; text: the status, then one store a
+/// line with its workers and leader.
 pub fn health(h: &HealthReport, json: bool) -> String {
     let status = if h.healthy() { "healthy" } else { "degraded" };
     if json {
@@ -369,6 +369,26 @@ pub fn health(h: &HealthReport, json: bool) -> String {
         }
     }
     out
+}
+
+/// Why `reckon health` exits with "unavailable": no store has a worker, or a store
+/// has no leader (it cannot take writes). `None` when every store has a leader, even
+/// if some workers are suspect (that is "degraded", exit 0).
+pub fn unavailable(h: &HealthReport) -> Option<String> {
+    if h.stores.is_empty() {
+        return Some("no store has a registered worker".to_string());
+    }
+    let leaderless: Vec<&str> = h
+        .stores
+        .iter()
+        .filter(|s| s.leader.is_none())
+        .map(|s| s.store.as_str())
+        .collect();
+    match leaderless.as_slice() {
+        [] => None,
+        [one] => Some(format!("store {one} has no leader")),
+        many => Some(format!("stores {} have no leader", many.join(", "))),
+    }
 }
 
 #[derive(Serialize)]
@@ -623,14 +643,33 @@ mod tests {
             health(&h, false),
             "healthy\ndefault healthy workers=3 leader=2"
         );
+        assert_eq!(unavailable(&h), None);
+        // A suspect worker under a known leader: degraded, but writes go on.
         h.stores[0].healthy = false;
+        h.stores[0].suspect = 1;
+        assert_eq!(unavailable(&h), None);
         h.stores[0].leader = None;
         assert_eq!(
             health(&h, true),
             r#"{"status":"degraded","stores":{"default":{"workers":3,"leader":null}}}"#
         );
+        assert_eq!(
+            unavailable(&h).as_deref(),
+            Some("store default has no leader")
+        );
+        let mut other = h.stores[0].clone();
+        other.store = "audit".into();
+        h.stores.push(other);
+        assert_eq!(
+            unavailable(&h).as_deref(),
+            Some("stores default, audit have no leader")
+        );
         h.stores.clear();
         assert_eq!(health(&h, true), r#"{"status":"degraded","stores":{}}"#);
+        assert_eq!(
+            unavailable(&h).as_deref(),
+            Some("no store has a registered worker")
+        );
     }
 
     #[test]
