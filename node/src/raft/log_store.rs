@@ -1,24 +1,48 @@
 //! The Raft log and vote in a redb file of their own.
 //!
-//! Every entry is bincode-encoded under its index. Appends commit with
-//! `Durability::Immediate` and only then call openraft's flush callback: an entry
-//! openraft counts towards a quorum is on disk. The vote is on disk before
-//! [`save_vote`](RaftLogStorage::save_vote) returns. The committed log id is not
-//! stored: after a restart, entries are applied again once a leader commits past them
-//! (and the store's read barrier keeps reads from running ahead of that).
+//! ```text
+//!  openraft ──append──▶ tail (memory, readable at once) ──job──▶ writer thread
+//!                                                              one redb commit,
+//!                                                              fsynced, per group
+//!  callback ◀─────────────────── entries marked durable ◀──────┘
+//! ```
+//!
+//! Every entry is bincode-encoded under its index. [`append`](RaftLogStorage::append)
+//! puts the entries in an in-memory tail, where readers see them at once, queues them
+//! for the writer thread and returns: openraft goes on (replicating to followers,
+//! applying what is committed) while the disk works. The writer commits everything
+//! queued since its last commit in one transaction with `Durability::Immediate` and only
+//! then calls openraft's flush callbacks: an entry openraft counts towards a quorum is on
+//! disk. Appends that arrive during an fsync share the next one.
+//!
+//! The vote, truncation and purge go through the same queue, so they reach the disk in
+//! the order openraft asked for them, and each returns once its transaction committed
+//! (the vote durably: a node that forgets its vote may vote twice in one term).
+//!
+//! The tail also serves reads: the entries just appended are the ones openraft reads
+//! back to apply and to replicate, so those reads neither touch redb nor decode. It
+//! keeps every entry not yet durable, and at most [`TAIL_ENTRIES_MAX`] /
+//! [`TAIL_BYTES_MAX`] durable ones; older entries are read from redb.
+//!
+//! The committed log id is not stored: after a restart, entries are applied again once a
+//! leader commits past them (and the store's read barrier keeps reads from running
+//! ahead of that).
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
     Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, Vote,
 };
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::{mpsc, oneshot};
 
-use super::{blocking, NodeId, TypeConfig};
+use super::{blocking, storage_err, NodeId, TypeConfig};
 use crate::storage::StorageError as DbError;
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
@@ -26,11 +50,15 @@ const LOG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("log_meta");
 const VOTE: &str = "vote";
 const LAST_PURGED: &str = "last_purged";
 
-/// The redb-backed Raft log of one store. Cloning shares the database.
-#[derive(Clone)]
-pub struct LogStore {
-    db: Arc<Database>,
-}
+/// Jobs queued for the writer thread before `append` and the others wait for room.
+pub const WRITER_QUEUE_MAX: usize = 1024;
+/// Jobs the writer takes from its queue at a time; queued appends among them share
+/// one commit.
+pub const WRITER_GROUP_MAX: usize = 256;
+/// Durable entries the tail keeps for readers beyond those not yet durable.
+pub const TAIL_ENTRIES_MAX: usize = 4096;
+/// Encoded bytes of durable entries the tail keeps.
+pub const TAIL_BYTES_MAX: usize = 32 * 1024 * 1024;
 
 fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
     bincode::serialize(v).expect("bincode serialization of an in-memory value")
@@ -43,8 +71,180 @@ fn dec<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, DbError> {
     })
 }
 
+/// One entry of the tail.
+struct Cached {
+    entry: Entry<TypeConfig>,
+    /// Its encoded size.
+    bytes: usize,
+    /// Committed to disk by the writer.
+    durable: bool,
+}
+
+/// The newest entries of the log, contiguous by index.
+#[derive(Default)]
+struct Tail {
+    entries: VecDeque<Cached>,
+    /// Encoded bytes of the durable entries held.
+    durable_bytes: usize,
+    /// Durable entries held.
+    durable_count: usize,
+}
+
+impl Tail {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|c| c.entry.log_id.index)
+    }
+
+    fn last_log_id(&self) -> Option<LogId<NodeId>> {
+        self.entries.back().map(|c| c.entry.log_id)
+    }
+
+    fn position(&self, index: u64) -> Option<usize> {
+        let first = self.first_index()?;
+        let pos = usize::try_from(index.checked_sub(first)?).ok()?;
+        (pos < self.entries.len()).then_some(pos)
+    }
+
+    /// Drops the entries from `index` on.
+    fn truncate_from(&mut self, index: u64) {
+        let keep = match self.first_index() {
+            None => return,
+            Some(first) if index <= first => 0,
+            Some(first) => usize::try_from(index - first).unwrap_or(usize::MAX),
+        };
+        while self.entries.len() > keep {
+            if let Some(c) = self.entries.pop_back() {
+                self.forget(&c);
+            }
+        }
+    }
+
+    /// Drops the entries up to `index`, inclusive.
+    fn purge_upto(&mut self, index: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|c| c.entry.log_id.index <= index)
+        {
+            if let Some(c) = self.entries.pop_front() {
+                self.forget(&c);
+            }
+        }
+    }
+
+    fn forget(&mut self, c: &Cached) {
+        if c.durable {
+            self.durable_bytes -= c.bytes;
+            self.durable_count -= 1;
+        }
+    }
+
+    /// Adds entries that follow the held ones. An append at or below the last held
+    /// index replaces the entries from there; one that leaves a gap after held entries
+    /// would make a hole, which openraft never asks for.
+    fn push(&mut self, entries: Vec<(Entry<TypeConfig>, usize)>) -> Result<(), String> {
+        let Some(first_new) = entries.first().map(|(e, _)| e.log_id.index) else {
+            return Ok(());
+        };
+        if let Some(last) = self.last_log_id() {
+            if first_new <= last.index {
+                self.truncate_from(first_new);
+            } else if first_new != last.index + 1 && !self.entries.is_empty() {
+                return Err(format!(
+                    "append at index {first_new} after index {}: a hole in the log",
+                    last.index
+                ));
+            }
+        }
+        for (entry, bytes) in entries {
+            self.entries.push_back(Cached {
+                entry,
+                bytes,
+                durable: false,
+            });
+        }
+        Ok(())
+    }
+
+    /// Marks the entries the writer committed durable (those still held with the same
+    /// log id: a truncated and rewritten index is another entry), then lets the oldest
+    /// durable ones go beyond the limits.
+    fn mark_durable(&mut self, written: &[LogId<NodeId>]) {
+        for id in written {
+            if let Some(pos) = self.position(id.index) {
+                let c = &mut self.entries[pos];
+                if c.entry.log_id == *id && !c.durable {
+                    c.durable = true;
+                    self.durable_bytes += c.bytes;
+                    self.durable_count += 1;
+                }
+            }
+        }
+        while (self.durable_count > TAIL_ENTRIES_MAX || self.durable_bytes > TAIL_BYTES_MAX)
+            && self.entries.front().is_some_and(|c| c.durable)
+        {
+            if let Some(c) = self.entries.pop_front() {
+                self.forget(&c);
+            }
+        }
+    }
+}
+
+/// Encoded entries under their log ids.
+type Rows = Vec<(LogId<NodeId>, Vec<u8>)>;
+
+/// Work for the writer thread, done in queue order.
+enum Job {
+    Append {
+        rows: Rows,
+        callback: LogFlushed<TypeConfig>,
+    },
+    Vote {
+        bytes: Vec<u8>,
+        done: oneshot::Sender<Result<(), DbError>>,
+    },
+    Truncate {
+        from: u64,
+        done: oneshot::Sender<Result<(), DbError>>,
+    },
+    Purge {
+        upto: LogId<NodeId>,
+        done: oneshot::Sender<Result<(), DbError>>,
+    },
+}
+
+struct Shared {
+    db: Arc<Database>,
+    tail: Arc<Mutex<Tail>>,
+    /// `None` only while dropping, to stop the writer.
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer once it has done what was queued; joining
+        // it releases the database file before anyone may open it again.
+        self.jobs = None;
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+/// The redb-backed Raft log of one store. Cloning shares the database, the tail and
+/// the writer.
+#[derive(Clone)]
+pub struct LogStore {
+    shared: Arc<Shared>,
+}
+
+fn lock(tail: &Mutex<Tail>) -> MutexGuard<'_, Tail> {
+    tail.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl LogStore {
-    /// Opens (or creates) the log file at `path`.
+    /// Opens (or creates) the log file at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<LogStore, DbError> {
         let db = Database::builder()
             .set_cache_size(64 * 1024 * 1024)
@@ -55,7 +255,27 @@ impl LogStore {
             txn.open_table(LOG_META)?;
         }
         txn.commit()?;
-        Ok(LogStore { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let tail = Arc::new(Mutex::new(Tail::default()));
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE_MAX);
+        let writer = {
+            let (db, tail) = (db.clone(), tail.clone());
+            std::thread::Builder::new()
+                .name("raft-log-writer".into())
+                .spawn(move || run_writer(&db, &tail, rx))
+                .map_err(|e| DbError::Io {
+                    path: path.display().to_string(),
+                    source: e,
+                })?
+        };
+        Ok(LogStore {
+            shared: Arc::new(Shared {
+                db,
+                tail,
+                jobs: Some(tx),
+                writer: Some(writer),
+            }),
+        })
     }
 
     fn meta_get<T: serde::de::DeserializeOwned>(
@@ -68,25 +288,154 @@ impl LogStore {
         v.map(|v| dec(v.value())).transpose()
     }
 
-    fn meta_put<T: serde::Serialize>(
-        db: &Database,
-        key: &str,
-        value: &T,
-        durability: Durability,
-    ) -> Result<(), DbError> {
-        let mut txn = db.begin_write()?;
-        txn.set_durability(durability)?;
-        {
-            let mut t = txn.open_table(LOG_META)?;
-            t.insert(key, enc(value).as_slice())?;
+    /// Queues a job for the writer.
+    async fn queue(&self, job: Job) -> Result<(), &'static str> {
+        let jobs = self.shared.jobs.as_ref().ok_or("the log writer stopped")?;
+        jobs.send(job).await.map_err(|_| "the log writer stopped")
+    }
+
+    /// Queues a job that answers on `done`, and waits for its answer.
+    async fn queue_and_wait(
+        &self,
+        subject: ErrorSubject<NodeId>,
+        verb: ErrorVerb,
+        job: impl FnOnce(oneshot::Sender<Result<(), DbError>>) -> Job,
+    ) -> Result<(), StorageError<NodeId>> {
+        let (tx, rx) = oneshot::channel();
+        self.queue(job(tx))
+            .await
+            .map_err(|e| storage_err(subject.clone(), verb, e))?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(storage_err(subject, verb, e)),
+            Err(_) => Err(storage_err(subject, verb, "the log writer stopped")),
         }
-        txn.commit()?;
-        Ok(())
     }
 }
 
-fn owned_bounds<RB: RangeBounds<u64>>(r: &RB) -> (Bound<u64>, Bound<u64>) {
-    (r.start_bound().cloned(), r.end_bound().cloned())
+/// The writer thread: takes up to [`WRITER_GROUP_MAX`] queued jobs at a time and does
+/// them in order, each run of appends in one durable commit.
+fn run_writer(db: &Database, tail: &Mutex<Tail>, mut rx: mpsc::Receiver<Job>) {
+    let mut group = Vec::with_capacity(WRITER_GROUP_MAX);
+    while let Some(job) = rx.blocking_recv() {
+        group.push(job);
+        while group.len() < WRITER_GROUP_MAX {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut appends = Vec::new();
+        for job in group.drain(..) {
+            match job {
+                Job::Append { rows, callback } => appends.push((rows, callback)),
+                other => {
+                    commit_appends(db, tail, &mut appends);
+                    let (result, done) = match other {
+                        Job::Vote { bytes, done } => (write_vote(db, &bytes), done),
+                        Job::Truncate { from, done } => (truncate(db, from), done),
+                        Job::Purge { upto, done } => (purge(db, upto), done),
+                        Job::Append { .. } => unreachable!("appends are collected above"),
+                    };
+                    let _ = done.send(result);
+                }
+            }
+        }
+        commit_appends(db, tail, &mut appends);
+    }
+}
+
+/// Commits the queued appends in one durable transaction, then marks them durable in
+/// the tail and calls their callbacks; on failure every callback hears the error.
+fn commit_appends(
+    db: &Database,
+    tail: &Mutex<Tail>,
+    appends: &mut Vec<(Rows, LogFlushed<TypeConfig>)>,
+) {
+    if appends.is_empty() {
+        return;
+    }
+    let write = || -> Result<(), DbError> {
+        let txn = db.begin_write()?;
+        {
+            let mut t = txn.open_table(LOG)?;
+            for (rows, _) in appends.iter() {
+                for (id, b) in rows {
+                    t.insert(id.index, b.as_slice())?;
+                }
+            }
+        }
+        // Durability::Immediate (the default): commit returns once fsynced.
+        txn.commit()?;
+        Ok(())
+    };
+    match write() {
+        Ok(()) => {
+            let written: Vec<LogId<NodeId>> = appends
+                .iter()
+                .flat_map(|(rows, _)| rows.iter().map(|(id, _)| *id))
+                .collect();
+            lock(tail).mark_durable(&written);
+            // Only now are the entries durable, so only now may openraft count them.
+            for (_, callback) in appends.drain(..) {
+                callback.log_io_completed(Ok(()));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for (_, callback) in appends.drain(..) {
+                callback.log_io_completed(Err(std::io::Error::other(message.clone())));
+            }
+        }
+    }
+}
+
+fn write_vote(db: &Database, bytes: &[u8]) -> Result<(), DbError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    {
+        let mut t = txn.open_table(LOG_META)?;
+        t.insert(VOTE, bytes)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+fn truncate(db: &Database, from: u64) -> Result<(), DbError> {
+    let txn = db.begin_write()?;
+    {
+        let mut t = txn.open_table(LOG)?;
+        t.retain_in(from.., |_, _| false)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+fn purge(db: &Database, upto: LogId<NodeId>) -> Result<(), DbError> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(LOG_META)?;
+        meta.insert(LAST_PURGED, enc(&upto).as_slice())?;
+        let mut t = txn.open_table(LOG)?;
+        t.retain_in(..=upto.index, |_, _| false)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// `[start, end)` of a range of indexes; `end` is `None` when unbounded.
+fn half_open<RB: RangeBounds<u64>>(r: &RB) -> (u64, Option<u64>) {
+    let start = match r.start_bound() {
+        Bound::Included(s) => *s,
+        Bound::Excluded(s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match r.end_bound() {
+        Bound::Included(e) => Some(e.saturating_add(1)),
+        Bound::Excluded(e) => Some(*e),
+        Bound::Unbounded => None,
+    };
+    (start, end)
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -94,19 +443,48 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
-        let db = self.db.clone();
-        let bounds = owned_bounds(&range);
-        blocking(ErrorSubject::Logs, ErrorVerb::Read, move || {
+        let (start, end) = half_open(&range);
+        if end.is_some_and(|e| e <= start) {
+            return Ok(Vec::new());
+        }
+        // The tail's part first: every entry below the tail's first index is durable,
+        // so redb has it.
+        let (from_tail, below) = {
+            let tail = lock(&self.shared.tail);
+            match tail.first_index() {
+                Some(first) => {
+                    let part: Vec<Entry<TypeConfig>> = tail
+                        .entries
+                        .iter()
+                        .map(|c| &c.entry)
+                        .filter(|e| {
+                            e.log_id.index >= start && end.is_none_or(|end| e.log_id.index < end)
+                        })
+                        .cloned()
+                        .collect();
+                    (part, (start < first).then_some(first))
+                }
+                None => (Vec::new(), Some(end.unwrap_or(u64::MAX))),
+            }
+        };
+        let Some(db_end) = below else {
+            return Ok(from_tail);
+        };
+        let db_end = end.map_or(db_end, |e| e.min(db_end));
+        let db = self.shared.db.clone();
+        let mut out = blocking(ErrorSubject::Logs, ErrorVerb::Read, move || {
             let txn = db.begin_read()?;
             let t = txn.open_table(LOG)?;
             let mut out = Vec::new();
-            for row in t.range::<u64>(bounds)? {
+            for row in t.range::<u64>(start..db_end)? {
                 let (_, v) = row?;
                 out.push(dec::<Entry<TypeConfig>>(v.value())?);
             }
             Ok::<_, DbError>(out)
         })
-        .await
+        .await?;
+        out.extend(from_tail);
+        Ok(out)
     }
 }
 
@@ -114,14 +492,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
-        let db = self.db.clone();
+        let in_tail = lock(&self.shared.tail).last_log_id();
+        let db = self.shared.db.clone();
         blocking(ErrorSubject::Logs, ErrorVerb::Read, move || {
             let last_purged: Option<LogId<NodeId>> = Self::meta_get(&db, LAST_PURGED)?;
-            let txn = db.begin_read()?;
-            let t = txn.open_table(LOG)?;
-            let last = match t.last()? {
-                Some((_, v)) => Some(dec::<Entry<TypeConfig>>(v.value())?.log_id),
-                None => last_purged,
+            let last = match in_tail {
+                Some(id) => Some(id),
+                None => {
+                    let txn = db.begin_read()?;
+                    let t = txn.open_table(LOG)?;
+                    let last = t.last()?;
+                    last.map(|(_, v)| dec::<Entry<TypeConfig>>(v.value()).map(|e| e.log_id))
+                        .transpose()?
+                        .or(last_purged)
+                }
             };
             Ok::<_, DbError>(LogState {
                 last_purged_log_id: last_purged,
@@ -136,18 +520,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let db = self.db.clone();
-        let vote = *vote;
-        // The vote must be on disk before we return: a node that forgets its vote may
-        // vote twice in one term.
-        blocking(ErrorSubject::Vote, ErrorVerb::Write, move || {
-            Self::meta_put(&db, VOTE, &vote, Durability::Immediate)
+        let bytes = enc(vote);
+        self.queue_and_wait(ErrorSubject::Vote, ErrorVerb::Write, |done| Job::Vote {
+            bytes,
+            done,
         })
         .await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
-        let db = self.db.clone();
+        let db = self.shared.db.clone();
         blocking(ErrorSubject::Vote, ErrorVerb::Read, move || {
             Self::meta_get(&db, VOTE)
         })
@@ -163,64 +545,118 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let rows: Vec<(u64, Vec<u8>)> = entries
-            .into_iter()
-            .map(|e| (e.log_id.index, enc(&e)))
-            .collect();
-        let db = self.db.clone();
-        let res = blocking(ErrorSubject::Logs, ErrorVerb::Write, move || {
-            let txn = db.begin_write()?;
-            {
-                let mut t = txn.open_table(LOG)?;
-                for (i, b) in &rows {
-                    t.insert(*i, b.as_slice())?;
-                }
-            }
-            // Durability::Immediate (the default): commit returns once fsynced.
-            txn.commit()?;
-            Ok::<_, DbError>(())
-        })
-        .await;
-        match res {
-            Ok(()) => {
-                // Only now is the entry durable, so only now may openraft count it.
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(e)
-            }
+        let mut rows = Vec::new();
+        let mut cached = Vec::new();
+        for e in entries {
+            let bytes = enc(&e);
+            cached.push((e.clone(), bytes.len()));
+            rows.push((e.log_id, bytes));
         }
+        // Readable from here on, as openraft requires when `append` returns.
+        lock(&self.shared.tail)
+            .push(cached)
+            .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        self.queue(Job::Append { rows, callback })
+            .await
+            .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Write, e))
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let db = self.db.clone();
-        blocking(ErrorSubject::Logs, ErrorVerb::Delete, move || {
-            let txn = db.begin_write()?;
-            {
-                let mut t = txn.open_table(LOG)?;
-                t.retain_in(log_id.index.., |_, _| false)?;
+        lock(&self.shared.tail).truncate_from(log_id.index);
+        self.queue_and_wait(ErrorSubject::Logs, ErrorVerb::Delete, |done| {
+            Job::Truncate {
+                from: log_id.index,
+                done,
             }
-            txn.commit()?;
-            Ok::<_, DbError>(())
         })
         .await
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let db = self.db.clone();
-        blocking(ErrorSubject::Logs, ErrorVerb::Delete, move || {
-            let txn = db.begin_write()?;
-            {
-                let mut meta = txn.open_table(LOG_META)?;
-                meta.insert(LAST_PURGED, enc(&log_id).as_slice())?;
-                let mut t = txn.open_table(LOG)?;
-                t.retain_in(..=log_id.index, |_, _| false)?;
-            }
-            txn.commit()?;
-            Ok::<_, DbError>(())
+        lock(&self.shared.tail).purge_upto(log_id.index);
+        self.queue_and_wait(ErrorSubject::Logs, ErrorVerb::Delete, |done| Job::Purge {
+            upto: log_id,
+            done,
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+
+    fn entry(term: u64, index: u64) -> (Entry<TypeConfig>, usize) {
+        let e = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
+            payload: EntryPayload::Blank,
+        };
+        (e, 100)
+    }
+
+    fn indexes(t: &Tail) -> Vec<(u64, u64, bool)> {
+        t.entries
+            .iter()
+            .map(|c| {
+                (
+                    c.entry.log_id.leader_id.term,
+                    c.entry.log_id.index,
+                    c.durable,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_rewritten_index_is_not_marked_durable_by_the_old_write() {
+        let mut t = Tail::default();
+        t.push(vec![entry(1, 5), entry(1, 6)]).unwrap();
+        let old: Vec<LogId<NodeId>> = t.entries.iter().map(|c| c.entry.log_id).collect();
+        // A new leader's entry replaces index 6 before the old write lands.
+        t.truncate_from(6);
+        t.push(vec![entry(2, 6)]).unwrap();
+        t.mark_durable(&old);
+        assert_eq!(indexes(&t), [(1, 5, true), (2, 6, false)]);
+        assert_eq!((t.durable_count, t.durable_bytes), (1, 100));
+    }
+
+    #[test]
+    fn an_overlapping_append_replaces_and_a_gap_is_refused() {
+        let mut t = Tail::default();
+        t.push(vec![entry(1, 1), entry(1, 2), entry(1, 3)]).unwrap();
+        t.push(vec![entry(2, 2)]).unwrap();
+        assert_eq!(indexes(&t), [(1, 1, false), (2, 2, false)]);
+        let e = t.push(vec![entry(2, 4)]).unwrap_err();
+        assert!(e.contains("a hole"), "{e}");
+        // Nothing changed by the refused append.
+        assert_eq!(indexes(&t), [(1, 1, false), (2, 2, false)]);
+    }
+
+    #[test]
+    fn only_durable_entries_leave_the_tail_and_only_beyond_the_limit() {
+        let mut t = Tail::default();
+        let n = TAIL_ENTRIES_MAX as u64 + 10;
+        t.push((1..=n).map(|i| entry(1, i)).collect()).unwrap();
+        // Nothing durable yet: everything stays, however many.
+        t.mark_durable(&[]);
+        assert_eq!(t.entries.len() as u64, n);
+        let first_half: Vec<LogId<NodeId>> = t
+            .entries
+            .iter()
+            .take(TAIL_ENTRIES_MAX + 5)
+            .map(|c| c.entry.log_id)
+            .collect();
+        t.mark_durable(&first_half);
+        assert_eq!(t.durable_count, TAIL_ENTRIES_MAX);
+        assert_eq!(t.first_index(), Some(6));
+        assert_eq!(t.entries.len() as u64, n - 5);
+        t.purge_upto(100);
+        assert_eq!(t.first_index(), Some(101));
+        assert_eq!(t.durable_count, TAIL_ENTRIES_MAX + 5 - 100);
+        t.truncate_from(0);
+        assert!(t.entries.is_empty());
+        assert_eq!((t.durable_count, t.durable_bytes), (0, 0));
     }
 }
