@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 use super::{blocking, storage_err, NodeId, TypeConfig};
-use crate::command::BatchResult;
+use crate::command::{BatchResult, Command};
 use crate::storage::state::ApplyItem;
 use crate::storage::{StateDb, StorageError as DbError};
 
@@ -178,6 +178,37 @@ impl StateMachine {
     }
 }
 
+/// Events an apply may hold and still run on the state machine's task.
+pub const INLINE_APPLY_EVENTS_MAX: usize = 64;
+/// Payload bytes (data and metadata) an apply may hold and still run on the task.
+pub const INLINE_APPLY_BYTES_MAX: usize = 64 * 1024;
+
+/// Whether applying `items` is short work: appends only (a delete or a snapshot may
+/// touch a whole stream), within [`INLINE_APPLY_EVENTS_MAX`] and
+/// [`INLINE_APPLY_BYTES_MAX`].
+fn is_short(items: &[ApplyItem]) -> bool {
+    let (mut events, mut bytes) = (0usize, 0usize);
+    for item in items {
+        let ApplyItem::Batch(batch) = item else {
+            continue;
+        };
+        for command in &batch.commands {
+            let Command::Append { events: evs, .. } = command else {
+                return false;
+            };
+            events += evs.len();
+            bytes += evs
+                .iter()
+                .map(|e| e.data.len() + e.metadata.len())
+                .sum::<usize>();
+            if events > INLINE_APPLY_EVENTS_MAX || bytes > INLINE_APPLY_BYTES_MAX {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 fn file_name_for(id: &str) -> String {
     format!(
         "snap-{}.redb",
@@ -263,14 +294,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Ok(Vec::new());
         }
         let bytes = bincode::serialize(&record).map_err(snap_err)?;
-        let state = self.state.clone();
         let subject = ErrorSubject::Apply(record.last_applied.unwrap_or_default());
         // A failure here is a storage fault, not a request error: openraft stops the
         // node rather than acknowledge writes that are not applied.
-        let results = blocking(subject, ErrorVerb::Write, move || {
-            state.apply(items, &bytes)
-        })
-        .await?;
+        let results = if is_short(&items) && !self.state.flush_due() {
+            // A few small appends commit (not durably) in tens of microseconds: less
+            // than the two thread hand-offs of the blocking pool would add to every
+            // write's latency.
+            self.state
+                .apply(items, &bytes)
+                .map_err(|e| storage_err(subject, ErrorVerb::Write, e))?
+        } else {
+            let state = self.state.clone();
+            blocking(subject, ErrorVerb::Write, move || {
+                let results = state.apply(items, &bytes)?;
+                state.maybe_flush()?;
+                Ok::<_, DbError>(results)
+            })
+            .await?
+        };
         self.set_record(record);
         Ok(results.into_iter().map(Option::unwrap_or_default).collect())
     }
@@ -348,5 +390,56 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: cur.meta,
             snapshot: Box::new(SnapshotFile { file, path }),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reckon_gater::types::{ContentType, ExpectedVersion};
+
+    use super::*;
+    use crate::command::{ProposedEvent, WriteBatch};
+
+    fn append(events: usize, bytes_each: usize) -> Command {
+        let event = ProposedEvent {
+            event_id: uuid::Uuid::nil(),
+            event_type: "t".into(),
+            data: vec![b'x'; bytes_each],
+            metadata: Vec::new(),
+            content_type: ContentType::Json,
+            tags: Vec::new(),
+        };
+        Command::Append {
+            stream_id: "s".into(),
+            expected: ExpectedVersion::Any,
+            events: vec![event; events],
+        }
+    }
+
+    fn batch(commands: Vec<Command>) -> ApplyItem {
+        ApplyItem::Batch(WriteBatch {
+            timestamp_us: 0,
+            commands,
+        })
+    }
+
+    #[test]
+    fn only_a_few_small_appends_apply_on_the_task() {
+        assert!(is_short(&[ApplyItem::Empty]));
+        let singles =
+            |n: usize| -> Vec<ApplyItem> { (0..n).map(|_| batch(vec![append(1, 200)])).collect() };
+        assert!(is_short(&singles(64)));
+        // Counted across entries, not per entry.
+        assert!(!is_short(&singles(65)));
+        assert!(!is_short(&[batch(vec![append(65, 1)])]));
+        assert!(!is_short(&[batch(vec![append(
+            1,
+            INLINE_APPLY_BYTES_MAX + 1
+        )])]));
+        let delete = Command::Delete {
+            stream_id: "s".into(),
+            hard: true,
+        };
+        assert!(!is_short(&[batch(vec![append(1, 1), delete])]));
     }
 }

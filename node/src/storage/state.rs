@@ -219,16 +219,18 @@ impl StateDb {
             *h = head;
             moved
         });
-        self.maybe_flush()?;
         Ok(out)
     }
 
-    fn maybe_flush(&self) -> Result<(), StorageError> {
-        let due = {
-            let last = self.last_flush.lock().unwrap_or_else(|p| p.into_inner());
-            last.elapsed() >= FLUSH_INTERVAL
-        };
-        if due {
+    /// Whether [`FLUSH_INTERVAL`] has passed since applied state was last made durable.
+    pub fn flush_due(&self) -> bool {
+        let last = self.last_flush.lock().unwrap_or_else(|p| p.into_inner());
+        last.elapsed() >= FLUSH_INTERVAL
+    }
+
+    /// [`flush`](Self::flush) when it is [due](Self::flush_due).
+    pub fn maybe_flush(&self) -> Result<(), StorageError> {
+        if self.flush_due() {
             self.flush()?;
         }
         Ok(())
