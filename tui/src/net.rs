@@ -6,11 +6,17 @@
 //! answers it drops the client, says [`Event::Disconnected`], answers the command
 //! with an error, and dials again on the next command, so the console survives the
 //! gater going away and coming back.
+//!
+//! Each panel has a [`Lane`]: commands of one lane run one at a time, in order, and
+//! lanes run side by side, so a slow call (stats from a node far away, a leadership
+//! transfer) never holds up the other panels' refresh.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use reckon_gater::{Client, ClientError, Direction, ExpectedVersion, NewEvent, StreamPage};
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
 use crate::app::{ClusterData, Command, Event, ALL_STREAM};
 
@@ -18,6 +24,8 @@ use crate::app::{ClusterData, Command, Event, ALL_STREAM};
 pub const CHANNEL_CAPACITY: usize = 64;
 /// Deadline of each call to the gater.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Commands one lane holds waiting; more are answered with an error at once.
+pub const LANE_QUEUE_MAX: usize = 16;
 
 /// Starts the network task on the current tokio runtime.
 pub fn spawn(
@@ -28,13 +36,148 @@ pub fn spawn(
     tokio::spawn(run(gaters, commands, events))
 }
 
+/// Which commands wait for each other: one lane a panel, and one for actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Cluster status and health.
+    Cluster,
+    /// Node stats.
+    Stats,
+    /// Stream lists and searches.
+    Streams,
+    /// Pages of events.
+    Events,
+    /// Subscriptions.
+    Subscriptions,
+    /// Confirmed actions, in the order they were confirmed.
+    Actions,
+}
+
+impl Lane {
+    const ALL: [Lane; 6] = [
+        Lane::Cluster,
+        Lane::Stats,
+        Lane::Streams,
+        Lane::Events,
+        Lane::Subscriptions,
+        Lane::Actions,
+    ];
+
+    /// The lane of a command.
+    pub fn of(cmd: &Command) -> Lane {
+        match cmd {
+            Command::RefreshCluster => Lane::Cluster,
+            Command::RefreshStats => Lane::Stats,
+            Command::LoadStreams { .. } | Command::FindStreams { .. } => Lane::Streams,
+            Command::LoadEvents { .. } => Lane::Events,
+            Command::LoadSubscriptions { .. } => Lane::Subscriptions,
+            Command::DeleteStream { .. }
+            | Command::Unsubscribe { .. }
+            | Command::AppendTest { .. }
+            | Command::RemoveNode { .. }
+            | Command::TransferLeader { .. } => Lane::Actions,
+        }
+    }
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// The waiting commands of every lane and which lanes have one running.
+#[derive(Debug, Default)]
+pub struct Lanes {
+    waiting: [VecDeque<Command>; 6],
+    busy: [bool; 6],
+}
+
+impl Lanes {
+    /// Queues `cmd`; gives it back when its lane already holds [`LANE_QUEUE_MAX`].
+    pub fn push(&mut self, cmd: Command) -> Result<(), Command> {
+        let q = &mut self.waiting[Lane::of(&cmd).slot()];
+        if q.len() >= LANE_QUEUE_MAX {
+            return Err(cmd);
+        }
+        q.push_back(cmd);
+        Ok(())
+    }
+
+    /// The next command of every idle lane that has one, each lane now marked busy.
+    pub fn start(&mut self) -> Vec<Command> {
+        let mut out = Vec::new();
+        for lane in Lane::ALL {
+            let i = lane.slot();
+            if !self.busy[i] {
+                if let Some(cmd) = self.waiting[i].pop_front() {
+                    self.busy[i] = true;
+                    out.push(cmd);
+                }
+            }
+        }
+        out
+    }
+
+    /// Notes that the running command of `lane` finished.
+    pub fn done(&mut self, lane: Lane) {
+        self.busy[lane.slot()] = false;
+    }
+}
+
 async fn run(
     gaters: Vec<String>,
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
 ) {
     let mut client: Option<Client> = None;
-    while let Some(cmd) = commands.recv().await {
+    let mut lanes = Lanes::default();
+    let mut running: JoinSet<(Lane, Event, Option<ClientError>)> = JoinSet::new();
+    // The lane of each running task, to free it should the task panic.
+    let mut lanes_of: Vec<(tokio::task::Id, Lane)> = Vec::new();
+    let mut open = true;
+    while open || !running.is_empty() {
+        tokio::select! {
+            cmd = commands.recv(), if open => match cmd {
+                Some(cmd) => {
+                    if let Err(cmd) = lanes.push(cmd) {
+                        let busy = format!("{:?} commands queue up; try again", Lane::of(&cmd));
+                        if events.send(failed(cmd, busy)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                None => open = false,
+            },
+            Some(finished) = running.join_next_with_id(), if !running.is_empty() => {
+                let (lane, event, err) = match finished {
+                    Ok((id, answer)) => {
+                        lanes_of.retain(|(i, _)| *i != id);
+                        answer
+                    }
+                    Err(e) => {
+                        // A call that panicked: free its lane, or it stays busy for ever.
+                        if let Some(at) = lanes_of.iter().position(|(i, _)| *i == e.id()) {
+                            lanes.done(lanes_of.swap_remove(at).1);
+                        }
+                        continue;
+                    }
+                };
+                lanes.done(lane);
+                let link = match err {
+                    Some(e) if is_link_error(&e) => {
+                        client = None;
+                        Event::Disconnected(e.to_string())
+                    }
+                    _ => Event::Connected,
+                };
+                if events.send(link).await.is_err() || events.send(event).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let starting = lanes.start();
+        if starting.is_empty() {
+            continue;
+        }
         let c = match &client {
             Some(c) => c.clone(),
             None => match Client::connect(&gaters).await {
@@ -44,26 +187,30 @@ async fn run(
                     c
                 }
                 Err(e) => {
+                    // No gater: every command about to start hears it, and the next
+                    // command dials again.
                     let msg = e.to_string();
-                    if events.send(Event::Disconnected(msg.clone())).await.is_err()
-                        || events.send(failed(cmd, msg)).await.is_err()
-                    {
+                    if events.send(Event::Disconnected(msg.clone())).await.is_err() {
                         return;
+                    }
+                    for cmd in starting {
+                        lanes.done(Lane::of(&cmd));
+                        if events.send(failed(cmd, msg.clone())).await.is_err() {
+                            return;
+                        }
                     }
                     continue;
                 }
             },
         };
-        let (event, err) = execute(&c, cmd).await;
-        let link = match err {
-            Some(e) if is_link_error(&e) => {
-                client = None;
-                Event::Disconnected(e.to_string())
-            }
-            _ => Event::Connected,
-        };
-        if events.send(link).await.is_err() || events.send(event).await.is_err() {
-            return;
+        for cmd in starting {
+            let lane = Lane::of(&cmd);
+            let c = c.clone();
+            let task = running.spawn(async move {
+                let (event, err) = execute(&c, cmd).await;
+                (lane, event, err)
+            });
+            lanes_of.push((task.id(), lane));
         }
     }
 }
@@ -259,5 +406,69 @@ async fn execute(c: &Client, cmd: Command) -> (Event, Option<ClientError>) {
             let (result, e) = split(r);
             (Event::ActionDone { what, result }, e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(from: u64) -> Command {
+        Command::LoadEvents {
+            store: "default".into(),
+            stream: "s".into(),
+            from,
+            count: 10,
+        }
+    }
+
+    #[test]
+    fn a_busy_lane_holds_only_its_own_commands() {
+        let mut lanes = Lanes::default();
+        lanes.push(Command::RefreshStats).unwrap();
+        assert_eq!(lanes.start(), [Command::RefreshStats]);
+        // Stats still running: the cluster and a page of events start anyway.
+        lanes.push(Command::RefreshStats).unwrap();
+        lanes.push(Command::RefreshCluster).unwrap();
+        lanes.push(events(0)).unwrap();
+        lanes.push(events(10)).unwrap();
+        assert_eq!(lanes.start(), [Command::RefreshCluster, events(0)]);
+        assert_eq!(lanes.start(), []);
+        // Each lane goes on in order once its command is done.
+        lanes.done(Lane::Events);
+        assert_eq!(lanes.start(), [events(10)]);
+        lanes.done(Lane::Stats);
+        assert_eq!(lanes.start(), [Command::RefreshStats]);
+    }
+
+    #[test]
+    fn actions_run_one_at_a_time_in_the_order_confirmed() {
+        let mut lanes = Lanes::default();
+        let delete = Command::DeleteStream {
+            store: "default".into(),
+            stream: "s".into(),
+            hard: false,
+        };
+        let unsubscribe = Command::Unsubscribe {
+            store: "default".into(),
+            key: "k".into(),
+        };
+        lanes.push(delete.clone()).unwrap();
+        lanes.push(unsubscribe.clone()).unwrap();
+        assert_eq!(lanes.start(), [delete]);
+        assert_eq!(lanes.start(), []);
+        lanes.done(Lane::Actions);
+        assert_eq!(lanes.start(), [unsubscribe]);
+    }
+
+    #[test]
+    fn a_full_lane_gives_the_command_back() {
+        let mut lanes = Lanes::default();
+        for from in 0..LANE_QUEUE_MAX as u64 {
+            lanes.push(events(from)).unwrap();
+        }
+        assert_eq!(lanes.push(events(99)), Err(events(99)));
+        // Other lanes still take commands.
+        lanes.push(Command::RefreshCluster).unwrap();
     }
 }
