@@ -59,9 +59,18 @@ impl GaterProc {
 
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        crate::send_term(self.child.id());
         self.child.wait().expect("wait")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `within` for the exit; its status, or `None` while it still runs.
+    pub fn exit_within(&mut self, within: std::time::Duration) -> Option<std::process::ExitStatus> {
+        crate::exit_within(&mut self.child, within)
     }
 
     /// Kills it with SIGKILL.

@@ -63,6 +63,28 @@ pub struct NodeProc {
     stderr: Option<std::thread::JoinHandle<String>>,
 }
 
+/// Sends SIGTERM to process `pid` and returns at once.
+pub fn send_term(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+}
+
+/// Waits up to `within` for `child` to exit; its status, or `None` while it still
+/// runs.
+pub fn exit_within(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// `reckon-node --dev` on a free loopback port with `data_dir`, its embedded gater
 /// not yet placed.
 fn dev_base(data_dir: &Path) -> Command {
@@ -188,9 +210,14 @@ impl NodeProc {
 
     /// Sends SIGTERM and waits for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        send_term(self.child.id());
         self.child.wait().expect("wait")
+    }
+
+    /// Waits up to `within` for the process to exit; its status, or `None` while it
+    /// still runs.
+    pub fn exit_within(&mut self, within: Duration) -> Option<ExitStatus> {
+        exit_within(&mut self.child, within)
     }
 
     /// The process id.

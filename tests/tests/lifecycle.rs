@@ -226,3 +226,90 @@ async fn a_gater_with_clients_stops_on_sigterm_and_exits_0() {
     let after = client.store(STORE).get_version("s").await;
     assert!(after.is_err(), "the gater is gone: {after:?}");
 }
+
+/// How long the drain may wait for the request in flight: far longer than the test
+/// waits, so that only the second signal can end the process in time.
+const LONG_GRACE_MS: &str = "20000";
+/// How long the long-poll in flight waits for events that never come.
+const POLL_WAIT: Duration = Duration::from_secs(25);
+/// How long the first SIGTERM must leave the process draining.
+const STILL_DRAINING_AFTER: Duration = Duration::from_millis(1500);
+/// How soon the second SIGTERM must end it.
+const ENDED_WITHIN: Duration = Duration::from_secs(3);
+
+/// Subscribes to a stream nobody writes and long-polls it: a request in flight until
+/// its wait is over. Gives the poll's task once the poll has had time to start.
+async fn poll_in_flight(store: reckon_gater::StoreHandle) -> tokio::task::JoinHandle<()> {
+    let info = store
+        .subscribe(
+            reckon_gater::types::SubscriptionType::Stream,
+            "never-written",
+            "drain",
+            reckon_gater::subscription::SubscribeOptions::default(),
+        )
+        .await
+        .expect("subscribe");
+    let poll = tokio::spawn(async move {
+        let _ = store.poll(&info.key, "c1", None, 10, POLL_WAIT).await;
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!poll.is_finished(), "the poll answered before the stop");
+    poll
+}
+
+/// The first SIGTERM leaves the process draining the poll; the second ends it at
+/// once with exit status 1.
+fn second_signal_ends_it(
+    pid: u32,
+    mut exit_within: impl FnMut(Duration) -> Option<std::process::ExitStatus>,
+) {
+    reckon_tests::send_term(pid);
+    assert!(
+        exit_within(STILL_DRAINING_AFTER).is_none(),
+        "it exited while a request was in flight and its grace ran"
+    );
+    reckon_tests::send_term(pid);
+    let status = exit_within(ENDED_WITHIN).expect("a second SIGTERM ends it at once");
+    assert_eq!(status.code(), Some(1), "{status:?}");
+}
+
+/// A node draining a request that will not finish soon still runs after the first
+/// SIGTERM; a second SIGTERM ends it at once, with exit status 1 and a line saying
+/// why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_ends_a_draining_node_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd = reckon_tests::dev_command(dir.path());
+    cmd.env("RECKON_NODE_SHUTDOWN_GRACE_MS", LONG_GRACE_MS);
+    let mut node = reckon_tests::NodeProc::spawn_capturing_stderr(cmd, dir.path());
+    let client = wait_for_store(&reckon_tests::dev::gater_addr(&node), STORE).await;
+    let poll = poll_in_flight(client.store(STORE)).await;
+    tokio::task::block_in_place(|| {
+        let pid = node.pid();
+        second_signal_ends_it(pid, |within| node.exit_within(within));
+    });
+    let stderr = node.stderr_after_exit();
+    assert!(
+        stderr.contains("second signal: exiting at once"),
+        "stderr: {stderr}"
+    );
+    poll.abort();
+}
+
+/// The same for a gater draining a poll it forwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_ends_a_draining_gater_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut gater = GaterProc::start(
+        "127.0.0.1:0",
+        &[("RECKON_GATER_SHUTDOWN_GRACE_MS", LONG_GRACE_MS)],
+    );
+    let _node = start_node(dir.path(), NODE_ID, &[STORE], &gater.addr, &[]);
+    let client = wait_for_store(&gater.addr, STORE).await;
+    let poll = poll_in_flight(client.store(STORE)).await;
+    tokio::task::block_in_place(|| {
+        let pid = gater.pid();
+        second_signal_ends_it(pid, |within| gater.exit_within(within));
+    });
+    poll.abort();
+}
