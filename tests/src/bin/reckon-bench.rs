@@ -794,6 +794,18 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
     })
 }
 
+/// Resolves on SIGTERM; never when the handler cannot be installed (Ctrl-C still
+/// stops the bench then).
+async fn terminated() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            term.recv().await;
+        }
+        Err(_) => std::future::pending::<()>().await,
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let plan = match Plan::from_args(args) {
@@ -813,11 +825,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Ctrl-C drops the bench future: nodes are killed and the data directory removed.
+    // Ctrl-C or SIGTERM drops the bench future: nodes are killed and the data
+    // directory removed.
     let result = runtime.block_on(async {
         tokio::select! {
             r = run(plan) => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
+            _ = terminated() => Err(anyhow!("terminated")),
         }
     });
     runtime.shutdown_timeout(SHUTDOWN_GRACE);
