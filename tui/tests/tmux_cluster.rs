@@ -7,14 +7,14 @@
 //! Skips with a message when tmux, `reckon-node` or `reckon-gater` is missing
 //! (`cargo test --workspace` builds the binaries).
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 mod common;
 
-use common::{kill_tmux, quit_and_check_restored, require_bin, require_tmux, run_in_terminal};
+use common::{
+    kill_tmux, quit_and_check_restored, require_bin, require_tmux, run_in_terminal, spawn_gater,
+};
 
 /// Bound of every wait (cluster bootstrap and re-election included).
 const WAIT: Duration = Duration::from_secs(60);
@@ -98,35 +98,8 @@ fn console_follows_leader_failover_in_a_real_cluster() {
     };
 
     // The gater, and its address from its ready line.
-    let mut gater_cmd = Command::new(gater_bin);
-    gater_cmd.args(["--listen", "127.0.0.1:0"]);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("RECKON_GATER_") || k.starts_with("RECKON_NODE_") {
-            gater_cmd.env_remove(k);
-        }
-    }
-    let mut gater = gater_cmd
-        .env("RECKON_GATER_LEASE_MS", "1500")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn reckon-gater");
-    let stdout = gater.stdout.take().unwrap();
+    let (gater, gater_addr) = spawn_gater(&gater_bin, "127.0.0.1:0", "1500", WAIT);
     cleanup.gater = Some(gater);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let gater_addr = loop {
-        let line = rx.recv_timeout(WAIT).expect("reckon-gater ready line");
-        if let Some(rest) = line.split("reckon-gater ready: listening on ").nth(1) {
-            break rest.trim().to_string();
-        }
-    };
 
     // Three nodes, all voters, finding each other through static seeds.
     let addrs: Vec<String> = free_ports(NODES)

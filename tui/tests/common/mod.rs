@@ -3,8 +3,10 @@
 
 #![allow(dead_code)] // Each test file uses its own subset.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// A binary of another package: test executables live in target/<profile>/deps.
@@ -110,4 +112,48 @@ pub fn quit_and_check_restored(socket: &str, marker: &str, limit: Duration) {
         &["display-message", "-p", "-t", "tui", "#{alternate_on}"],
     );
     assert_eq!(alt.trim(), "0", "alternate screen still on");
+}
+
+/// Starts `reckon-gater` on `listen` (`127.0.0.1:0` for a free port) with a lease of
+/// `lease_ms`, none of the caller's `RECKON_*` settings, and waits up to `limit` for
+/// its ready line; gives the process and its address.
+pub fn spawn_gater(bin: &Path, listen: &str, lease_ms: &str, limit: Duration) -> (Child, String) {
+    let mut cmd = Command::new(bin);
+    cmd.args(["--listen", listen]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RECKON_GATER_") || k.starts_with("RECKON_NODE_") {
+            cmd.env_remove(k);
+        }
+    }
+    let mut gater = cmd
+        .env("RECKON_GATER_LEASE_MS", lease_ms)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn reckon-gater");
+    let stdout = gater.stdout.take().expect("gater stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + limit;
+    let addr = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match rx.recv_timeout(left) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = gater.kill();
+                let _ = gater.wait();
+                panic!("reckon-gater on {listen} printed no ready line");
+            }
+        };
+        if let Some(rest) = line.split("reckon-gater ready: listening on ").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    (gater, addr)
 }
