@@ -4,21 +4,21 @@
 //! latency from the node's histograms in the telemetry view; then `q` and the
 //! shell's screen is back (alternate screen off).
 //!
-//! Skips with a message when tmux, `reckon-node` or `reckon` is missing
+//! Fails with a message when tmux, `reckon-node` or `reckon` is missing
 //! (`cargo test --workspace` builds the binaries).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
+
+use reckon_tests::bin;
+use reckon_tests::dev::start_dev_with_gater;
 
 mod common;
 
-use common::{
-    kill_tmux, quit_and_check_restored, require_bin, require_tmux, run_in_terminal, tmux,
-};
+use common::{quit_and_check_restored, require_tmux, run_in_terminal, tmux, TmuxServer};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// Appends the telemetry check makes at most (about 50 ms apart).
@@ -61,59 +61,16 @@ fn append_p99(screen: &str) -> Option<String> {
     Some(cell.trim().to_string())
 }
 
-struct Cleanup {
-    node: Child,
-    socket: String,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        kill_tmux(&self.socket);
-        let _ = self.node.kill();
-        let _ = self.node.wait();
-    }
-}
-
 #[test]
 fn console_shows_appended_stream_and_restores_terminal() {
     require_tmux();
-    let (node_bin, cli_bin) = (require_bin("reckon-node"), require_bin("reckon"));
+    let cli_bin = bin("reckon");
     let tui_bin = env!("CARGO_BIN_EXE_reckon-tui");
     let data = tempfile::tempdir().unwrap();
-    let mut node = Command::new(node_bin)
-        .args([
-            "--dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--dev-gater-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = node.stdout.take().unwrap();
+    let (_node, gater) = start_dev_with_gater(data.path(), &[]);
     let socket = format!("reckon-test-{}", std::process::id());
-    let _cleanup = Cleanup {
-        node,
-        socket: socket.clone(),
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let gater = loop {
-        let line = rx.recv_timeout(WAIT).expect("node ready line");
-        if let Some(rest) = line.split("embedded gater listening on ").nth(1) {
-            break rest.trim().to_string();
-        }
-    };
+    // Stops the terminal on drop, panics included, before the node goes.
+    let _tmux = TmuxServer(socket.clone());
 
     run_in_terminal(
         &socket,

@@ -5,36 +5,23 @@
 //! again, and the console says connected and shows the leader and the stream again
 //! without being restarted. `q` gives the shell back with the alternate screen off.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
+
+use reckon_tests::bin;
+use reckon_tests::gater::{start_node, GaterProc};
 
 mod common;
 
-use common::{
-    kill_tmux, quit_and_check_restored, require_bin, require_tmux, run_in_terminal, spawn_gater,
-};
+use common::{quit_and_check_restored, require_tmux, run_in_terminal, TmuxServer};
 
 /// Bound of every wait.
 const WAIT: Duration = Duration::from_secs(60);
+/// The gater's lease, each time it starts.
+const LEASE_MS: (&str, &str) = ("RECKON_GATER_LEASE_MS", "3000");
 
 fn wait_for(socket: &str, what: &str, f: impl Fn(&str) -> bool) -> String {
     common::wait_for(socket, what, WAIT, |s| f(s).then_some(())).1
-}
-
-/// Everything started by the test; stopped on drop, panics included.
-struct Cleanup {
-    socket: String,
-    children: Vec<Child>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        kill_tmux(&self.socket);
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 fn connected_with_leader(s: &str) -> bool {
@@ -44,45 +31,14 @@ fn connected_with_leader(s: &str) -> bool {
 #[test]
 fn console_says_disconnected_then_recovers_when_the_gater_comes_back() {
     require_tmux();
-    let (node_bin, gater_bin, cli_bin) = (
-        require_bin("reckon-node"),
-        require_bin("reckon-gater"),
-        require_bin("reckon"),
-    );
     let tui_bin = env!("CARGO_BIN_EXE_reckon-tui");
     let data = tempfile::tempdir().unwrap();
+    let mut gater = GaterProc::start("127.0.0.1:0", &[LEASE_MS]);
+    let gater_addr = gater.addr.clone();
+    let _node = start_node(data.path(), 1, &["default"], &gater_addr, &[]);
     let socket = format!("reckon-restart-test-{}", std::process::id());
-    let mut cleanup = Cleanup {
-        socket: socket.clone(),
-        children: Vec::new(),
-    };
-
-    let (gater, gater_addr) = spawn_gater(&gater_bin, "127.0.0.1:0", "3000", WAIT);
-    cleanup.children.push(gater);
-    let mut node = Command::new(&node_bin);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("RECKON_NODE_") {
-            node.env_remove(k);
-        }
-    }
-    node.args([
-        "--node-id",
-        "1",
-        "--listen",
-        "127.0.0.1:0",
-        "--store",
-        "default",
-    ])
-    .arg("--data-dir")
-    .arg(data.path())
-    .arg("--gater")
-    .arg(&gater_addr)
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    cleanup
-        .children
-        .push(node.spawn().expect("spawn reckon-node"));
+    // Stops the terminal on drop, panics included.
+    let _tmux = TmuxServer(socket.clone());
 
     run_in_terminal(
         &socket,
@@ -91,7 +47,7 @@ fn console_says_disconnected_then_recovers_when_the_gater_comes_back() {
         &format!("{tui_bin} --gater {gater_addr} --refresh-ms 200"),
     );
     wait_for(&socket, "the leader, connected", connected_with_leader);
-    let appended = Command::new(&cli_bin)
+    let appended = Command::new(bin("reckon"))
         .args([
             "--gater",
             &gater_addr,
@@ -105,18 +61,15 @@ fn console_says_disconnected_then_recovers_when_the_gater_comes_back() {
     assert!(appended.status.success(), "{appended:?}");
 
     // The gater dies: the console keeps running and says so.
-    let mut gater = cleanup.children.remove(0);
-    gater.kill().expect("kill -9 the gater");
-    let _ = gater.wait();
+    gater.kill9();
     wait_for(&socket, "the disconnected status line", |s| {
         s.contains("DISCONNECTED, retrying")
     });
 
     // A new gater on the same address: the node registers again and the console
     // finds it on its own.
-    let (gater, again) = spawn_gater(&gater_bin, &gater_addr, "3000", WAIT);
-    assert_eq!(again, gater_addr);
-    cleanup.children.push(gater);
+    let again = GaterProc::start(&gater_addr, &[LEASE_MS]);
+    assert_eq!(again.addr, gater_addr);
     wait_for(
         &socket,
         "connected again, with the leader",

@@ -1,32 +1,10 @@
-//! What the terminal end-to-end tests share: finding binaries, driving tmux on a
-//! private socket, and bounded waits on the screen.
+//! What the terminal end-to-end tests share: driving tmux on a private socket, and
+//! bounded waits on the screen. Binaries and processes come from `reckon_tests`.
 
 #![allow(dead_code)] // Each test file uses its own subset.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// A binary of another package: test executables live in target/<profile>/deps.
-pub fn sibling_bin(name: &str) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let mut dir = exe.parent()?.to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let path = dir.join(name);
-    path.exists().then_some(path)
-}
-
-/// A sibling binary the test needs; fails the test (never skips it) when it is not
-/// built.
-pub fn require_bin(name: &str) -> PathBuf {
-    sibling_bin(name).unwrap_or_else(|| {
-        panic!("{name} is not built: run `cargo build --workspace --bins` (or `cargo test --workspace`)")
-    })
-}
 
 /// Fails the test when tmux cannot run (`.ci/run` installs it).
 pub fn require_tmux() {
@@ -59,6 +37,15 @@ pub fn kill_tmux(socket: &str) {
         .status();
     if !socket_path.trim().is_empty() {
         let _ = std::fs::remove_file(socket_path.trim());
+    }
+}
+
+/// The tmux server of a private socket, stopped on drop (panics included).
+pub struct TmuxServer(pub String);
+
+impl Drop for TmuxServer {
+    fn drop(&mut self) {
+        kill_tmux(&self.0);
     }
 }
 
@@ -112,48 +99,4 @@ pub fn quit_and_check_restored(socket: &str, marker: &str, limit: Duration) {
         &["display-message", "-p", "-t", "tui", "#{alternate_on}"],
     );
     assert_eq!(alt.trim(), "0", "alternate screen still on");
-}
-
-/// Starts `reckon-gater` on `listen` (`127.0.0.1:0` for a free port) with a lease of
-/// `lease_ms`, none of the caller's `RECKON_*` settings, and waits up to `limit` for
-/// its ready line; gives the process and its address.
-pub fn spawn_gater(bin: &Path, listen: &str, lease_ms: &str, limit: Duration) -> (Child, String) {
-    let mut cmd = Command::new(bin);
-    cmd.args(["--listen", listen]);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("RECKON_GATER_") || k.starts_with("RECKON_NODE_") {
-            cmd.env_remove(k);
-        }
-    }
-    let mut gater = cmd
-        .env("RECKON_GATER_LEASE_MS", lease_ms)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn reckon-gater");
-    let stdout = gater.stdout.take().expect("gater stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + limit;
-    let addr = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = match rx.recv_timeout(left) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = gater.kill();
-                let _ = gater.wait();
-                panic!("reckon-gater on {listen} printed no ready line");
-            }
-        };
-        if let Some(rest) = line.split("reckon-gater ready: listening on ").nth(1) {
-            break rest.trim().to_string();
-        }
-    };
-    (gater, addr)
 }
