@@ -105,6 +105,26 @@ impl Tail {
         (pos < self.entries.len()).then_some(pos)
     }
 
+    /// Copies of the held entries with indexes in `[start, end)` (`end` `None`: to
+    /// the last). The entries are contiguous, so the slice is found by arithmetic
+    /// rather than by walking the whole tail on every read.
+    fn range(&self, start: u64, end: Option<u64>) -> Vec<Entry<TypeConfig>> {
+        let Some(first) = self.first_index() else {
+            return Vec::new();
+        };
+        let len = self.entries.len();
+        let offset =
+            |index: u64| usize::try_from(index.saturating_sub(first)).map_or(len, |o| o.min(len));
+        let (from, to) = (offset(start), end.map_or(len, offset));
+        if from >= to {
+            return Vec::new();
+        }
+        self.entries
+            .range(from..to)
+            .map(|c| c.entry.clone())
+            .collect()
+    }
+
     /// Drops the entries from `index` on.
     fn truncate_from(&mut self, index: u64) {
         let keep = match self.first_index() {
@@ -452,18 +472,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let (from_tail, below) = {
             let tail = lock(&self.shared.tail);
             match tail.first_index() {
-                Some(first) => {
-                    let part: Vec<Entry<TypeConfig>> = tail
-                        .entries
-                        .iter()
-                        .map(|c| &c.entry)
-                        .filter(|e| {
-                            e.log_id.index >= start && end.is_none_or(|end| e.log_id.index < end)
-                        })
-                        .cloned()
-                        .collect();
-                    (part, (start < first).then_some(first))
-                }
+                Some(first) => (tail.range(start, end), (start < first).then_some(first)),
                 None => (Vec::new(), Some(end.unwrap_or(u64::MAX))),
             }
         };
@@ -620,6 +629,23 @@ mod tests {
         t.mark_durable(&old);
         assert_eq!(indexes(&t), [(1, 5, true), (2, 6, false)]);
         assert_eq!((t.durable_count, t.durable_bytes), (1, 100));
+    }
+
+    #[test]
+    fn a_range_of_the_tail_is_its_entries_in_those_bounds() {
+        let mut t = Tail::default();
+        assert!(t.range(0, None).is_empty());
+        t.push((5..=9).map(|i| entry(1, i)).collect()).unwrap();
+        let got = |start, end| -> Vec<u64> {
+            t.range(start, end).iter().map(|e| e.log_id.index).collect()
+        };
+        assert_eq!(got(0, None), [5, 6, 7, 8, 9]);
+        assert_eq!(got(6, Some(8)), [6, 7]);
+        assert_eq!(got(8, Some(100)), [8, 9]);
+        assert_eq!(got(0, Some(6)), [5]);
+        assert!(got(10, None).is_empty());
+        assert!(got(0, Some(5)).is_empty());
+        assert!(got(7, Some(7)).is_empty());
     }
 
     #[test]
