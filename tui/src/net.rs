@@ -130,8 +130,8 @@ async fn run(
 ) {
     let mut client: Option<Client> = None;
     let mut lanes = Lanes::default();
-    let mut running: JoinSet<(Lane, Event, Option<ClientError>)> = JoinSet::new();
-    // The lane of each running task, to free it should the task panic.
+    let mut running: JoinSet<(Event, Option<ClientError>)> = JoinSet::new();
+    // The lane of each running task.
     let mut lanes_of: Vec<(tokio::task::Id, Lane)> = Vec::new();
     let mut open = true;
     while open || !running.is_empty() {
@@ -148,20 +148,17 @@ async fn run(
                 None => open = false,
             },
             Some(finished) = running.join_next_with_id(), if !running.is_empty() => {
-                let (lane, event, err) = match finished {
-                    Ok((id, answer)) => {
-                        lanes_of.retain(|(i, _)| *i != id);
-                        answer
-                    }
-                    Err(e) => {
-                        // A call that panicked: free its lane, or it stays busy for ever.
-                        if let Some(at) = lanes_of.iter().position(|(i, _)| *i == e.id()) {
-                            lanes.done(lanes_of.swap_remove(at).1);
-                        }
-                        continue;
-                    }
+                // Its lane is free again, whether the call answered or panicked.
+                let id = match &finished {
+                    Ok((id, _)) => *id,
+                    Err(e) => e.id(),
                 };
-                lanes.done(lane);
+                if let Some(at) = lanes_of.iter().position(|(i, _)| *i == id) {
+                    lanes.done(lanes_of.swap_remove(at).1);
+                }
+                let Ok((_, (event, err))) = finished else {
+                    continue;
+                };
                 let link = match err {
                     Some(e) if is_link_error(&e) => {
                         client = None;
@@ -206,10 +203,7 @@ async fn run(
         for cmd in starting {
             let lane = Lane::of(&cmd);
             let c = c.clone();
-            let task = running.spawn(async move {
-                let (event, err) = execute(&c, cmd).await;
-                (lane, event, err)
-            });
+            let task = running.spawn(async move { execute(&c, cmd).await });
             lanes_of.push((task.id(), lane));
         }
     }
