@@ -110,6 +110,13 @@ pub struct ProposedEvent {
     pub tags: Vec<String>,
 }
 
+impl ProposedEvent {
+    /// Bytes of data and metadata.
+    pub fn payload_len(&self) -> usize {
+        self.data.len() + self.metadata.len()
+    }
+}
+
 /// What one command did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {

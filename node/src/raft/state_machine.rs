@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 use super::{blocking, storage_err, NodeId, TypeConfig};
-use crate::command::{BatchResult, Command};
+use crate::command::{BatchResult, Command, ProposedEvent};
 use crate::storage::state::ApplyItem;
 use crate::storage::{StateDb, StorageError as DbError};
 
@@ -197,10 +197,7 @@ fn is_short(items: &[ApplyItem]) -> bool {
                 return false;
             };
             events += evs.len();
-            bytes += evs
-                .iter()
-                .map(|e| e.data.len() + e.metadata.len())
-                .sum::<usize>();
+            bytes += evs.iter().map(ProposedEvent::payload_len).sum::<usize>();
             if events > INLINE_APPLY_EVENTS_MAX || bytes > INLINE_APPLY_BYTES_MAX {
                 return false;
             }
@@ -398,7 +395,7 @@ mod tests {
     use reckon_gater::types::{ContentType, ExpectedVersion};
 
     use super::*;
-    use crate::command::{ProposedEvent, WriteBatch};
+    use crate::command::WriteBatch;
 
     fn append(events: usize, bytes_each: usize) -> Command {
         let event = ProposedEvent {

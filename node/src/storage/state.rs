@@ -103,7 +103,7 @@ fn unflushed_bytes(items: &[ApplyItem]) -> usize {
             bytes += match command {
                 Command::Append { events, .. } => events
                     .iter()
-                    .map(|e| e.data.len() + e.metadata.len() + FLUSH_EVENT_ALLOWANCE)
+                    .map(|e| e.payload_len() + FLUSH_EVENT_ALLOWANCE)
                     .sum(),
                 Command::SaveSnapshot { data, metadata, .. } => {
                     data.len() + metadata.len() + FLUSH_EVENT_ALLOWANCE
