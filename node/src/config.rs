@@ -232,6 +232,20 @@ impl Default for WriteTuning {
     }
 }
 
+/// The `[faults]` table: faults injected on purpose, for tests that prove the node
+/// copes with a slow disk. Every value is 0 (no fault) unless set; never set them in
+/// production.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaultInjection {
+    /// Extra time each received chunk of a Raft snapshot takes to be stored, in
+    /// milliseconds: a slow disk on the receiving side.
+    pub snapshot_chunk_delay_ms: u64,
+    /// Extra time the installation of a received Raft snapshot takes before it
+    /// starts, in milliseconds: a large store on a slow disk.
+    pub snapshot_install_delay_ms: u64,
+}
+
 /// The `[otel]` table: OpenTelemetry export of the metrics (needs a build with the
 /// `otel` feature).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,6 +316,8 @@ pub struct NodeConfig {
     pub raft: RaftTuning,
     /// `[write]`: group-commit batcher limits.
     pub write: WriteTuning,
+    /// `[faults]`: faults injected on purpose by tests; none by default.
+    pub faults: FaultInjection,
 }
 
 impl Default for NodeConfig {
@@ -324,6 +340,7 @@ impl Default for NodeConfig {
             limits: Limits::default(),
             raft: RaftTuning::default(),
             write: WriteTuning::default(),
+            faults: FaultInjection::default(),
         }
     }
 }

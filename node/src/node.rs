@@ -213,5 +213,6 @@ fn store_options(config: &NodeConfig) -> StoreOptions {
     o.batch_bytes_max = config.write.batch_bytes_max;
     o.pipeline_max = config.write.pipeline_max;
     o.queue_max = config.write.queue_max;
+    o.faults = config.faults;
     o
 }

@@ -29,6 +29,7 @@ use reckon_gater::types::{
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::command::{Command, Outcome, ProposedEvent, WriteBatch};
+use crate::config::FaultInjection;
 use crate::domain::{self, Limits};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{deadline_ctx, Network, PeerPool};
@@ -70,6 +71,8 @@ pub struct StoreOptions {
     pub pipeline_max: usize,
     /// Most writes queued for the batcher.
     pub queue_max: usize,
+    /// Faults injected on purpose by tests.
+    pub faults: FaultInjection,
 }
 
 impl StoreOptions {
@@ -88,6 +91,7 @@ impl StoreOptions {
             batch_bytes_max: 8 * 1024 * 1024,
             pipeline_max: 2,
             queue_max: 65_536,
+            faults: FaultInjection::default(),
         }
     }
 }
@@ -160,6 +164,8 @@ pub struct Store {
     held_until: Arc<std::sync::Mutex<Option<Instant>>>,
     /// Attached consumers and matchers of subscriptions, on this node.
     pub(crate) subscriptions: crate::subscriptions::Attachments,
+    /// Faults injected on purpose by tests.
+    faults: FaultInjection,
 }
 
 fn now_us() -> u64 {
@@ -304,6 +310,7 @@ impl Store {
             moving: AtomicBool::new(false),
             held_until: Default::default(),
             subscriptions: Default::default(),
+            faults: opts.faults,
         }))
     }
 
@@ -315,6 +322,11 @@ impl Store {
     /// The openraft handle.
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// Faults injected on purpose by tests.
+    pub fn faults(&self) -> FaultInjection {
+        self.faults
     }
 
     /// The request limits.

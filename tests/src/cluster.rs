@@ -61,6 +61,11 @@ impl Cluster {
 
     /// (Re)starts node `i` on its address and data directory.
     pub fn start_node(&mut self, i: usize) {
+        self.start_node_with_env(i, &[]);
+    }
+
+    /// (Re)starts node `i` with extra environment (config keys, faults to inject).
+    pub fn start_node_with_env(&mut self, i: usize, env: &[(&str, &str)]) {
         let seeds = format!(
             "[{}]",
             self.addrs
@@ -86,19 +91,25 @@ impl Cluster {
         for s in &self.stores {
             cmd.arg("--store").arg(s);
         }
+        cmd.envs(env.iter().copied());
         self.nodes[i] = Some(NodeProc::spawn(cmd, &self.dirs[i]));
     }
 
     /// Adds a node that was not there at first start (it joins as a learner and is
     /// promoted); returns its index.
     pub fn add_node(&mut self) -> usize {
+        self.add_node_with_env(&[])
+    }
+
+    /// [`add_node`](Self::add_node) with extra environment for the new node.
+    pub fn add_node_with_env(&mut self, env: &[(&str, &str)]) -> usize {
         let port = free_ports(1)[0];
         let i = self.addrs.len();
         self.addrs.push(format!("127.0.0.1:{port}"));
         self.dirs
             .push(self._root.path().join(format!("node{}", i + 1)));
         self.nodes.push(None);
-        self.start_node(i);
+        self.start_node_with_env(i, env);
         i
     }
 

@@ -284,6 +284,26 @@ async fn reads_fail_over_when_a_worker_is_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_late_node_catches_up_from_a_snapshot_and_becomes_a_voter() {
+    late_node_catches_up(&[]).await;
+}
+
+/// A newcomer whose disk is slow: every snapshot chunk it receives takes longer to
+/// store than openraft's default deadline for a chunk (200 ms), and installing the
+/// snapshot takes seconds. Deadlines that do not fit the work restart the transfer
+/// for ever; the newcomer must still catch up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_node_on_a_slow_disk_still_catches_up_from_a_snapshot() {
+    late_node_catches_up(&[
+        ("RECKON_NODE_FAULTS__SNAPSHOT_CHUNK_DELAY_MS", "400"),
+        ("RECKON_NODE_FAULTS__SNAPSHOT_INSTALL_DELAY_MS", "3000"),
+    ])
+    .await;
+}
+
+/// Fills a 3-node cluster past its snapshot policy, adds a fourth node started with
+/// `newcomer_env`, and checks it holds the whole log, from an installed snapshot, and
+/// is promoted to voter.
+async fn late_node_catches_up(newcomer_env: &[(&str, &str)]) {
     let mut c = Cluster::start(3, &["default"]);
     let client = formed(&c).await;
     let s = client.store("default");
@@ -307,7 +327,7 @@ async fn a_late_node_catches_up_from_a_snapshot_and_becomes_a_voter() {
         .await
         .unwrap();
     }
-    let newcomer = c.add_node();
+    let newcomer = c.add_node_with_env(newcomer_env);
     wait_until(
         "the newcomer to hold the whole log",
         Duration::from_secs(90),

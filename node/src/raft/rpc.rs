@@ -149,6 +149,12 @@ impl RaftService for RaftServer {
         rpc: Vec<u8>,
     ) -> Result<Vec<u8>, String> {
         let req: InstallSnapshotRequest<TypeConfig> = decode(&rpc)?;
+        if let Some(s) = self.stores.get(&store) {
+            let delay = s.faults().snapshot_chunk_delay_ms;
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+            }
+        }
         let res = self.raft(&store)?.install_snapshot(req).await;
         encode(&res)
     }
