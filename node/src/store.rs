@@ -33,6 +33,7 @@ use crate::config::FaultInjection;
 use crate::domain::{self, Limits};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{deadline_ctx, Network, PeerPool};
+use crate::raft::snapshot_transfer::Inbox;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Raft};
 use crate::storage::state::Reader;
@@ -40,9 +41,6 @@ use crate::storage::{StateDb, StorageError};
 
 /// How long a single-node store may take to elect itself at start.
 pub const SINGLE_LEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Bytes of a snapshot sent in one message to a follower.
-pub const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
 
 /// Tuning of one store's Raft group and batcher.
 #[derive(Debug, Clone)]
@@ -164,8 +162,8 @@ pub struct Store {
     held_until: Arc<std::sync::Mutex<Option<Instant>>>,
     /// Attached consumers and matchers of subscriptions, on this node.
     pub(crate) subscriptions: crate::subscriptions::Attachments,
-    /// Faults injected on purpose by tests.
-    faults: FaultInjection,
+    /// Snapshots being received from a leader.
+    snapshot_inbox: Inbox,
 }
 
 fn now_us() -> u64 {
@@ -235,7 +233,11 @@ impl Store {
         })?;
         let log = LogStore::open(&dir.join("log.redb")).map_err(storage)?;
         let state = Arc::new(StateDb::open(&dir.join("state.redb")).map_err(storage)?);
-        let sm = StateMachine::open(state.clone(), &dir.join("snapshots")).map_err(storage)?;
+        let sm = StateMachine::open(state.clone(), &dir.join("snapshots"))
+            .map_err(storage)?
+            .with_install_delay(Duration::from_millis(
+                opts.faults.snapshot_install_delay_ms,
+            ));
         let config = Config {
             cluster_name: format!("reckon-{name}"),
             heartbeat_interval: opts.heartbeat_ms,
@@ -243,8 +245,6 @@ impl Store {
             election_timeout_max: opts.election_timeout_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_logs_since_last),
             max_in_snapshot_log_to_keep: opts.max_in_snapshot_log_to_keep,
-            // Snapshot chunks stay far below the transport's frame limit.
-            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
             ..Default::default()
         }
         .validate()
@@ -296,6 +296,11 @@ impl Store {
             metrics.clone(),
         ));
         emit!(t::STORE_STARTED, "store" => name, "node_id" => opts.node_id);
+        let snapshot_inbox = Inbox::new(
+            raft.clone(),
+            state.clone(),
+            Duration::from_millis(opts.faults.snapshot_chunk_delay_ms),
+        );
         Ok(Arc::new(Store {
             name: name.to_string(),
             raft,
@@ -310,7 +315,7 @@ impl Store {
             moving: AtomicBool::new(false),
             held_until: Default::default(),
             subscriptions: Default::default(),
-            faults: opts.faults,
+            snapshot_inbox,
         }))
     }
 
@@ -324,9 +329,9 @@ impl Store {
         &self.raft
     }
 
-    /// Faults injected on purpose by tests.
-    pub fn faults(&self) -> FaultInjection {
-        self.faults
+    /// The receiving side of snapshot transfers to this node.
+    pub fn snapshot_inbox(&self) -> &Inbox {
+        &self.snapshot_inbox
     }
 
     /// The request limits.

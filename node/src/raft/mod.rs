@@ -5,6 +5,9 @@
 //! - [`state_machine`]: applies committed entries to [`StateDb`](crate::storage::StateDb)
 //!   and builds or installs snapshots as redb files.
 //! - [`network`]: the transport between the members of a group.
+//! - [`snapshot_transfer`]: moving a snapshot to a follower far behind, with
+//!   deadlines that fit its size and an installation that may take as long as it
+//!   needs.
 //!
 //! The entry payload is a [`WriteBatch`](crate::command::WriteBatch), encoded with
 //! bincode; its response is the [`BatchResult`](crate::command::BatchResult) of each
@@ -17,6 +20,7 @@ use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
 pub mod log_store;
 pub mod network;
 pub mod rpc;
+pub mod snapshot_transfer;
 pub mod state_machine;
 
 /// Node ids are plain integers, unique in a cluster and never reused.

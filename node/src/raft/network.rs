@@ -3,21 +3,26 @@
 //!
 //! Connections are pooled per peer address and shared by every store of the node; a
 //! connection that fails is dropped and rebuilt on the next call. Every call carries
-//! a deadline from openraft's TTL for it.
+//! a deadline: openraft's TTL for votes and appends, one that fits the size of the
+//! data for snapshots ([`snapshot_transfer`]).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
+    ReplicationClosed, StreamingError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
+use openraft::raft::SnapshotResponse;
+use openraft::storage::Snapshot;
+use openraft::{BasicNode, OptionalSend, Vote};
 use reckon_gater::emit;
 use reckon_gater::telemetry as t;
 use reckon_gater::transport::{self, Service};
@@ -26,6 +31,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use super::rpc::RaftServiceClient;
+use super::snapshot_transfer::{self, CallError, Chunk, Offer, Status};
 use super::{NodeId, TypeConfig};
 
 /// Connections to peers, by address, shared by every store of a node.
@@ -178,7 +184,6 @@ struct Msg(String);
 enum Kind {
     Append,
     Vote,
-    Snapshot,
 }
 
 impl PeerConn {
@@ -210,7 +215,6 @@ impl PeerConn {
         let res = match kind {
             Kind::Append => client.append_entries(ctx, store, bytes).await,
             Kind::Vote => client.vote(ctx, store, bytes).await,
-            Kind::Snapshot => client.install_snapshot(ctx, store, bytes).await,
         };
         let payload = match res {
             Ok(Ok(p)) => p,
@@ -246,6 +250,64 @@ impl PeerConn {
     }
 }
 
+impl PeerConn {
+    /// One call of a snapshot transfer, with the reachability bookkeeping of every
+    /// other call.
+    async fn snapshot_call<F, Fut>(&self, deadline: Duration, f: F) -> Result<Status, CallError>
+    where
+        F: FnOnce(RaftServiceClient, tarpc::context::Context, String) -> Fut,
+        Fut: Future<Output = Result<Result<Status, String>, tarpc::client::RpcError>>,
+    {
+        let client = match self.pool.client(&self.addr).await {
+            Ok(c) => c,
+            Err(e) => {
+                let reason = e.to_string();
+                self.pool
+                    .note(&self.store, self.target, &self.addr, false, || reason.clone());
+                return Err(CallError::Unreachable(reason));
+            }
+        };
+        match f(client, deadline_ctx(deadline), self.store.clone()).await {
+            Ok(Ok(status)) => {
+                self.pool
+                    .note(&self.store, self.target, &self.addr, true, String::new);
+                Ok(status)
+            }
+            Ok(Err(remote)) => Err(CallError::Network(remote)),
+            Err(e) => {
+                self.pool.forget(&self.addr).await;
+                let reason = e.to_string();
+                self.pool
+                    .note(&self.store, self.target, &self.addr, false, || reason.clone());
+                Err(CallError::Network(format!("peer {}: {reason}", self.addr)))
+            }
+        }
+    }
+}
+
+impl snapshot_transfer::Peer for PeerConn {
+    async fn offer(&self, offer: Offer, deadline: Duration) -> Result<Status, CallError> {
+        self.snapshot_call(deadline, |c, ctx, store| async move {
+            c.snapshot_offer(ctx, store, offer).await
+        })
+        .await
+    }
+
+    async fn chunk(&self, chunk: Chunk, deadline: Duration) -> Result<Status, CallError> {
+        self.snapshot_call(deadline, |c, ctx, store| async move {
+            c.snapshot_chunk(ctx, store, chunk).await
+        })
+        .await
+    }
+
+    async fn install(&self, snapshot_id: String, deadline: Duration) -> Result<Status, CallError> {
+        self.snapshot_call(deadline, |c, ctx, store| async move {
+            c.snapshot_install(ctx, store, snapshot_id).await
+        })
+        .await
+    }
+}
+
 impl RaftNetwork<TypeConfig> for PeerConn {
     async fn append_entries(
         &mut self,
@@ -255,15 +317,28 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         self.call(Kind::Append, &rpc, option.hard_ttl()).await
     }
 
+    /// Never called: snapshots go whole through [`full_snapshot`](Self::full_snapshot).
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
-        option: RPCOption,
+        _rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call(Kind::Snapshot, &rpc, option.hard_ttl()).await
+        Err(RPCError::Network(NetworkError::new(&Msg(
+            "snapshots are sent whole, by full_snapshot".into(),
+        ))))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote<NodeId>,
+        snapshot: Snapshot<TypeConfig>,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        snapshot_transfer::send(&*self, self.target, vote, snapshot, cancel).await
     }
 
     async fn vote(

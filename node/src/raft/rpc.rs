@@ -9,12 +9,13 @@
 use std::collections::BTreeSet;
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::{BasicNode, ChangeMembers};
 use reckon_gater::types::StoreError;
 use serde::{Deserialize, Serialize};
 use tarpc::context::Context;
 
+use super::snapshot_transfer::{Chunk, Offer, Status};
 use super::{NodeId, TypeConfig};
 use crate::command::{BatchResult, WriteBatch};
 use crate::service::Stores;
@@ -39,8 +40,12 @@ pub trait RaftService {
     async fn append_entries(store: String, rpc: Vec<u8>) -> Result<Vec<u8>, String>;
     /// openraft vote for `store`.
     async fn vote(store: String, rpc: Vec<u8>) -> Result<Vec<u8>, String>;
-    /// One chunk of a snapshot for `store`.
-    async fn install_snapshot(store: String, rpc: Vec<u8>) -> Result<Vec<u8>, String>;
+    /// A leader offers a snapshot of `store` (see [`super::snapshot_transfer`]).
+    async fn snapshot_offer(store: String, offer: Offer) -> Result<Status, String>;
+    /// One chunk of the snapshot of `store` on offer.
+    async fn snapshot_chunk(store: String, chunk: Chunk) -> Result<Status, String>;
+    /// Starts installing a snapshot of `store` received whole, or tells how it goes.
+    async fn snapshot_install(store: String, snapshot_id: String) -> Result<Status, String>;
     /// A write batch a follower received, for the leader to propose.
     async fn forward(store: String, batch: WriteBatch) -> Result<BatchResult, StoreError>;
     /// Adds a node to `store`'s group: as a learner until it has caught up, then as a
@@ -79,6 +84,13 @@ impl RaftServer {
             .ok_or_else(|| StoreError::UnknownStore {
                 store: store.to_string(),
             })
+    }
+
+    fn inbox(&self, store: &str) -> Result<&super::snapshot_transfer::Inbox, String> {
+        self.stores
+            .get(store)
+            .map(|s| s.snapshot_inbox())
+            .ok_or_else(|| format!("node {} does not host store {store:?}", self.node_id))
     }
 
     fn raft(&self, store: &str) -> Result<&super::Raft, String> {
@@ -142,21 +154,31 @@ impl RaftService for RaftServer {
         encode(&res)
     }
 
-    async fn install_snapshot(
+    async fn snapshot_offer(
         self,
         _: Context,
         store: String,
-        rpc: Vec<u8>,
-    ) -> Result<Vec<u8>, String> {
-        let req: InstallSnapshotRequest<TypeConfig> = decode(&rpc)?;
-        if let Some(s) = self.stores.get(&store) {
-            let delay = s.faults().snapshot_chunk_delay_ms;
-            if delay > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
-            }
-        }
-        let res = self.raft(&store)?.install_snapshot(req).await;
-        encode(&res)
+        offer: Offer,
+    ) -> Result<Status, String> {
+        self.inbox(&store)?.offer(offer).await
+    }
+
+    async fn snapshot_chunk(
+        self,
+        _: Context,
+        store: String,
+        chunk: Chunk,
+    ) -> Result<Status, String> {
+        self.inbox(&store)?.chunk(chunk).await
+    }
+
+    async fn snapshot_install(
+        self,
+        _: Context,
+        store: String,
+        snapshot_id: String,
+    ) -> Result<Status, String> {
+        self.inbox(&store)?.install(snapshot_id).await
     }
 
     async fn forward(

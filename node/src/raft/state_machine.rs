@@ -44,6 +44,14 @@ pub struct SnapshotFile {
 }
 
 impl SnapshotFile {
+    /// Opens the snapshot file at `path` for reading.
+    pub async fn open(path: &Path) -> io::Result<SnapshotFile> {
+        Ok(SnapshotFile {
+            file: tokio::fs::File::open(path).await?,
+            path: path.to_path_buf(),
+        })
+    }
+
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -100,6 +108,9 @@ pub struct StateMachine {
     state: Arc<StateDb>,
     dir: PathBuf,
     record: Arc<Mutex<RaftRecord>>,
+    /// Extra time every installation takes before it starts (a fault injected by
+    /// tests: a large store on a slow disk).
+    install_delay: std::time::Duration,
 }
 
 fn snap_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
@@ -107,12 +118,20 @@ fn snap_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
 }
 
 impl StateMachine {
-    /// Wraps the state database; snapshots live in `snapshot_dir`.
+    /// Wraps the state database; snapshots live in `snapshot_dir`. Files of snapshots
+    /// that were being built or received when the node stopped are removed.
     pub fn open(state: Arc<StateDb>, snapshot_dir: &Path) -> Result<StateMachine, DbError> {
-        std::fs::create_dir_all(snapshot_dir).map_err(|e| DbError::Io {
+        let io = |e| DbError::Io {
             path: snapshot_dir.display().to_string(),
             source: e,
-        })?;
+        };
+        std::fs::create_dir_all(snapshot_dir).map_err(io)?;
+        for entry in std::fs::read_dir(snapshot_dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            if entry.file_name().to_string_lossy().ends_with(".tmp") {
+                std::fs::remove_file(entry.path()).map_err(io)?;
+            }
+        }
         let record = match state.raft_record()? {
             Some(b) => bincode::deserialize(&b).map_err(|e| DbError::Corrupt {
                 table: "meta",
@@ -124,7 +143,15 @@ impl StateMachine {
             state,
             dir: snapshot_dir.to_path_buf(),
             record: Arc::new(Mutex::new(record)),
+            install_delay: std::time::Duration::ZERO,
         })
+    }
+
+    /// The same state machine, each of whose installations first waits `delay`: a
+    /// fault injected by tests.
+    pub fn with_install_delay(mut self, delay: std::time::Duration) -> StateMachine {
+        self.install_delay = delay;
+        self
     }
 
     /// The state database.
@@ -354,6 +381,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             membership: meta.last_membership.clone(),
         };
         let record_bytes = bincode::serialize(&record).map_err(snap_err)?;
+        if !self.install_delay.is_zero() {
+            tokio::time::sleep(self.install_delay).await;
+        }
         blocking(ErrorSubject::Snapshot(None), ErrorVerb::Write, move || {
             state.import(&path)?;
             // The snapshot's own record is authoritative for what it holds; store the

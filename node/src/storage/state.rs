@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,22 @@ const SNAPSHOTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("sna
 const SUBSCRIPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscriptions");
 /// Bookkeeping: counters and the Raft layer's opaque records.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// Calls `$f!(table)` for every table of the state, in one fixed order.
+macro_rules! each_table {
+    ($f:ident) => {{
+        $f!(EVENTS);
+        $f!(STREAMS);
+        $f!(STREAM_INDEX);
+        $f!(TYPE_NAMES);
+        $f!(TYPE_INDEX);
+        $f!(TAG_NAMES);
+        $f!(TAG_INDEX);
+        $f!(SNAPSHOTS);
+        $f!(SUBSCRIPTIONS);
+        $f!(META);
+    }};
+}
 
 const META_COUNTERS: &str = "counters";
 const META_RAFT: &str = "raft";
@@ -162,6 +179,9 @@ pub struct StateDb {
     db: Database,
     path: PathBuf,
     unflushed: Mutex<Unflushed>,
+    /// Rows copied and rows to copy by the import under way (or the last one).
+    import_done: AtomicU64,
+    import_total: AtomicU64,
 }
 
 fn corrupt(table: &'static str, reason: impl ToString) -> StorageError {
@@ -191,16 +211,12 @@ impl StateDb {
             .create(path)?;
         let txn = db.begin_write()?;
         {
-            txn.open_table(EVENTS)?;
-            txn.open_table(STREAMS)?;
-            txn.open_table(STREAM_INDEX)?;
-            txn.open_table(TYPE_NAMES)?;
-            txn.open_table(TYPE_INDEX)?;
-            txn.open_table(TAG_NAMES)?;
-            txn.open_table(TAG_INDEX)?;
-            txn.open_table(SNAPSHOTS)?;
-            txn.open_table(SUBSCRIPTIONS)?;
-            txn.open_table(META)?;
+            macro_rules! create {
+                ($t:expr) => {
+                    txn.open_table($t)?
+                };
+            }
+            each_table!(create);
         }
         txn.commit()?;
         let head = {
@@ -220,6 +236,8 @@ impl StateDb {
                 since: Instant::now(),
                 bytes: 0,
             }),
+            import_done: AtomicU64::new(0),
+            import_total: AtomicU64::new(0),
         })
     }
 
@@ -325,7 +343,7 @@ impl StateDb {
         self.flush()?;
         let out = Database::create(dest)?;
         let dst = out.begin_write()?;
-        copy_all(&src, &dst)?;
+        copy_all(&src, &dst, None)?;
         dst.commit()?;
         let meta = src.open_table(META)?;
         Ok(meta.get(META_RAFT)?.map(|v| v.value().to_vec()))
@@ -336,25 +354,34 @@ impl StateDb {
     pub fn import(&self, src_path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
         let snap = Database::open(src_path)?;
         let src = snap.begin_read()?;
+        self.import_done.store(0, Ordering::Relaxed);
+        self.import_total.store(row_count(&src)?, Ordering::Relaxed);
         let dst = self.db.begin_write()?;
         {
-            clear(&dst, EVENTS)?;
-            clear(&dst, STREAMS)?;
-            clear(&dst, STREAM_INDEX)?;
-            clear(&dst, TYPE_NAMES)?;
-            clear(&dst, TYPE_INDEX)?;
-            clear(&dst, TAG_NAMES)?;
-            clear(&dst, TAG_INDEX)?;
-            clear(&dst, SNAPSHOTS)?;
-            clear(&dst, SUBSCRIPTIONS)?;
-            clear(&dst, META)?;
+            macro_rules! empty {
+                ($t:expr) => {
+                    clear(&dst, $t)?
+                };
+            }
+            each_table!(empty);
         }
-        copy_all(&src, &dst)?;
+        copy_all(&src, &dst, Some(&self.import_done))?;
         dst.commit()?;
         let head = self.read()?.stats()?.next_position;
         self.head.send_replace(head);
         let meta = src.open_table(META)?;
         Ok(meta.get(META_RAFT)?.map(|v| v.value().to_vec()))
+    }
+}
+
+impl StateDb {
+    /// Rows copied and rows to copy by the import under way, or by the last one: the
+    /// progress of installing a snapshot.
+    pub fn import_progress(&self) -> (u64, u64) {
+        (
+            self.import_done.load(Ordering::Relaxed),
+            self.import_total.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -367,32 +394,50 @@ fn clear<K: redb::Key + 'static, V: redb::Value + 'static>(
     Ok(())
 }
 
+/// Copies every row of one table, counting them into `copied` when given.
 fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     src: &ReadTransaction,
     dst: &WriteTransaction,
     def: TableDefinition<K, V>,
+    copied: Option<&AtomicU64>,
 ) -> Result<(), StorageError> {
     let from = src.open_table(def)?;
     let mut to = dst.open_table(def)?;
     for row in from.iter()? {
         let (k, v) = row?;
         to.insert(k.value(), v.value())?;
+        if let Some(c) = copied {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
     }
     Ok(())
 }
 
-fn copy_all(src: &ReadTransaction, dst: &WriteTransaction) -> Result<(), StorageError> {
-    copy_table(src, dst, EVENTS)?;
-    copy_table(src, dst, STREAMS)?;
-    copy_table(src, dst, STREAM_INDEX)?;
-    copy_table(src, dst, TYPE_NAMES)?;
-    copy_table(src, dst, TYPE_INDEX)?;
-    copy_table(src, dst, TAG_NAMES)?;
-    copy_table(src, dst, TAG_INDEX)?;
-    copy_table(src, dst, SNAPSHOTS)?;
-    copy_table(src, dst, SUBSCRIPTIONS)?;
-    copy_table(src, dst, META)?;
+fn copy_all(
+    src: &ReadTransaction,
+    dst: &WriteTransaction,
+    copied: Option<&AtomicU64>,
+) -> Result<(), StorageError> {
+    macro_rules! copy {
+        ($t:expr) => {
+            copy_table(src, dst, $t, copied)?
+        };
+    }
+    each_table!(copy);
     Ok(())
+}
+
+/// Rows in every table of the state `src` reads.
+fn row_count(src: &ReadTransaction) -> Result<u64, StorageError> {
+    use redb::ReadableTableMetadata;
+    let mut rows = 0;
+    macro_rules! count {
+        ($t:expr) => {
+            rows += src.open_table($t)?.len()?
+        };
+    }
+    each_table!(count);
+    Ok(rows)
 }
 
 /// The open tables of one write transaction, and the counters it advances.
