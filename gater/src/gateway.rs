@@ -415,8 +415,14 @@ impl Gater for Gateway {
         store: String,
         stream_id: String,
         expected: ExpectedVersion,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
+        // Every event gets its id before the first attempt, so that an attempt the
+        // gater retries elsewhere (after a timeout, a lost connection, a redirect) is
+        // recognised by the store as the same append, wherever it went through.
+        for e in &mut events {
+            e.event_id.get_or_insert_with(uuid::Uuid::now_v7);
+        }
         self.route(&ctx, &store, OpKind::Leader, |c, cx| {
             let store = store.clone();
             let stream_id = stream_id.clone();

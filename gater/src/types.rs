@@ -341,6 +341,14 @@ pub enum StoreError {
         /// What failed.
         message: String,
     },
+    /// An event id of the append is stored already, and the append is not a retry of
+    /// the one that stored it (a retry carries the same ids, in the same order, to
+    /// the same stream). Event ids are unique within a store; nothing was written.
+    #[error("DuplicateEventId: event id {event_id} is already stored in this store")]
+    DuplicateEventId {
+        /// The id found.
+        event_id: Uuid,
+    },
 }
 
 impl StoreError {
@@ -361,7 +369,7 @@ impl StoreError {
     }
 
     /// Every [`kind`](Self::kind), in a fixed order (metrics count errors by it).
-    pub const KINDS: [&'static str; 11] = [
+    pub const KINDS: [&'static str; 12] = [
         "WrongExpectedVersion",
         "StreamNotFound",
         "StreamDeleted",
@@ -373,6 +381,7 @@ impl StoreError {
         "UnknownStore",
         "Timeout",
         "Internal",
+        "DuplicateEventId",
     ];
 
     /// The position of this error's kind in [`KINDS`](Self::KINDS).
@@ -389,6 +398,7 @@ impl StoreError {
             StoreError::UnknownStore { .. } => 8,
             StoreError::Timeout { .. } => 9,
             StoreError::Internal { .. } => 10,
+            StoreError::DuplicateEventId { .. } => 11,
         }
     }
 

@@ -4,7 +4,7 @@
 //! call into it, never the other way. Everything here is a pure function of its
 //! arguments, tested directly.
 
-use reckon_gater::types::{ExpectedVersion, NewEvent, StoreError};
+use reckon_gater::types::{AppendResult, ExpectedVersion, NewEvent, StoreError};
 use serde::{Deserialize, Serialize};
 
 /// Size and count limits on what a client may write, with their defaults.
@@ -263,6 +263,65 @@ pub fn check_expected(
     }
 }
 
+/// Where an event id already stands in a store: event ids are unique within a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdPlace {
+    /// Its global position.
+    pub position: u64,
+    /// The number of its stream (stable across a delete and recreate).
+    pub stream_no: u64,
+    /// Its version in that stream.
+    pub version: u64,
+}
+
+/// What the event ids of an append say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdVerdict {
+    /// No id is stored yet: a new append.
+    New,
+    /// Every id stands already, as one run in this stream, in order: a retry of an
+    /// append that succeeded, answered with that append's result.
+    Retry(AppendResult),
+    /// The id at this index of the append is stored already, and the append is not a
+    /// retry: it must be refused, writing nothing.
+    Duplicate(usize),
+}
+
+/// Judges an append to the stream numbered `stream_no` (`None`: the stream was never
+/// written) from where each of its event ids already stands (`None`: not stored).
+///
+/// A retry is recognised wherever in the stream its ids stand, not only at its head:
+/// an append that waited in a queue or a paused process while later appends went
+/// through must not be written twice.
+pub fn judge_event_ids(stream_no: Option<u64>, places: &[Option<IdPlace>]) -> IdVerdict {
+    let Some(first_stored) = places.iter().position(Option::is_some) else {
+        return IdVerdict::New;
+    };
+    let Some(first) = places[0] else {
+        return IdVerdict::Duplicate(first_stored);
+    };
+    if stream_no != Some(first.stream_no) {
+        return IdVerdict::Duplicate(0);
+    }
+    for (i, place) in places.iter().enumerate() {
+        let step = i as u64;
+        let in_run = place.is_some_and(|p| {
+            p.stream_no == first.stream_no
+                && p.version == first.version + step
+                && p.position == first.position + step
+        });
+        if !in_run {
+            return IdVerdict::Duplicate(i);
+        }
+    }
+    let last = places.len() as u64 - 1;
+    IdVerdict::Retry(AppendResult {
+        version: first.version + last,
+        first_position: first.position,
+        last_position: first.position + last,
+    })
+}
+
 /// The versions a read of one stream covers: `from..from+count` forward, or
 /// `from` down to `max(0, from-count+1)` backward, clipped to what exists.
 /// Returns `(first, last)` inclusive in read order, or `None` when empty.
@@ -294,6 +353,81 @@ pub fn stream_read_range(
 mod tests {
     use super::*;
     use reckon_gater::types::ContentType;
+
+    fn at(position: u64, stream_no: u64, version: u64) -> Option<IdPlace> {
+        Some(IdPlace {
+            position,
+            stream_no,
+            version,
+        })
+    }
+
+    #[test]
+    fn event_ids_judge_an_append_new_a_retry_or_a_duplicate() {
+        let retry = |version, first_position, last_position| {
+            IdVerdict::Retry(AppendResult {
+                version,
+                first_position,
+                last_position,
+            })
+        };
+        type Case = (&'static str, Option<u64>, Vec<Option<IdPlace>>, IdVerdict);
+        let cases: Vec<Case> = vec![
+            ("nothing stored", Some(1), vec![None, None], IdVerdict::New),
+            ("new stream", None, vec![None], IdVerdict::New),
+            (
+                "retry at the head",
+                Some(1),
+                vec![at(10, 1, 4)],
+                retry(4, 10, 10),
+            ),
+            (
+                "retry far behind the head",
+                Some(1),
+                vec![at(20, 1, 2), at(21, 1, 3), at(22, 1, 4)],
+                retry(4, 20, 22),
+            ),
+            (
+                "id of another stream",
+                Some(1),
+                vec![at(10, 2, 0)],
+                IdVerdict::Duplicate(0),
+            ),
+            (
+                "stream never written",
+                None,
+                vec![at(10, 2, 0)],
+                IdVerdict::Duplicate(0),
+            ),
+            (
+                "only the last id stored",
+                Some(1),
+                vec![None, at(10, 1, 0)],
+                IdVerdict::Duplicate(1),
+            ),
+            (
+                "only the first id stored",
+                Some(1),
+                vec![at(10, 1, 0), None],
+                IdVerdict::Duplicate(1),
+            ),
+            (
+                "ids out of order",
+                Some(1),
+                vec![at(11, 1, 1), at(10, 1, 0)],
+                IdVerdict::Duplicate(1),
+            ),
+            (
+                "not one run: a gap in versions",
+                Some(1),
+                vec![at(10, 1, 0), at(12, 1, 2)],
+                IdVerdict::Duplicate(1),
+            ),
+        ];
+        for (what, stream_no, places, want) in cases {
+            assert_eq!(judge_event_ids(stream_no, &places), want, "{what}");
+        }
+    }
 
     fn ev(t: &str, bytes: usize) -> NewEvent {
         NewEvent {

@@ -90,7 +90,7 @@ async fn observe_read(
 impl Worker for WorkerService {
     async fn append(
         self,
-        _: Context,
+        ctx: Context,
         store: String,
         stream_id: String,
         expected: ExpectedVersion,
@@ -110,7 +110,9 @@ impl Worker for WorkerService {
         } else {
             None
         };
-        let r = store.append(stream_id, expected, events).await;
+        let r = store
+            .append(stream_id, expected, events, ctx.deadline)
+            .await;
         let took = started.elapsed();
         let m = store.metrics();
         let stream = stream.as_deref().unwrap_or_default();
@@ -224,18 +226,18 @@ impl Worker for WorkerService {
 
     async fn delete_stream(
         self,
-        _: Context,
+        ctx: Context,
         store: String,
         stream_id: String,
         hard: bool,
     ) -> Result<(), StoreError> {
         let store = self.store(&store)?;
-        tally(store, store.delete(stream_id, hard).await)
+        tally(store, store.delete(stream_id, hard, ctx.deadline).await)
     }
 
     async fn snapshot_save(
         self,
-        _: Context,
+        ctx: Context,
         store: String,
         stream_id: String,
         version: u64,
@@ -253,7 +255,7 @@ impl Worker for WorkerService {
         let r = tally(
             store,
             store
-                .save_snapshot(stream_id, version, data, metadata)
+                .save_snapshot(stream_id, version, data, metadata, ctx.deadline)
                 .await,
         );
         if r.is_ok() {
@@ -296,18 +298,23 @@ impl Worker for WorkerService {
 
     async fn snapshot_delete(
         self,
-        _: Context,
+        ctx: Context,
         store: String,
         stream_id: String,
         version: Option<u64>,
     ) -> Result<(), StoreError> {
         let store = self.store(&store)?;
-        tally(store, store.delete_snapshot(stream_id, version).await)
+        tally(
+            store,
+            store
+                .delete_snapshot(stream_id, version, ctx.deadline)
+                .await,
+        )
     }
 
     async fn subscribe(
         self,
-        _: Context,
+        ctx: Context,
         store: String,
         kind: SubscriptionType,
         selector: String,
@@ -315,12 +322,17 @@ impl Worker for WorkerService {
         options: SubscribeOptions,
     ) -> Result<SubscriptionInfo, StoreError> {
         let store = self.store(&store)?;
-        tally(store, store.subscribe(kind, selector, name, options).await)
+        tally(
+            store,
+            store
+                .subscribe(kind, selector, name, options, ctx.deadline)
+                .await,
+        )
     }
 
-    async fn unsubscribe(self, _: Context, store: String, key: String) -> Result<(), StoreError> {
+    async fn unsubscribe(self, ctx: Context, store: String, key: String) -> Result<(), StoreError> {
         let store = self.store(&store)?;
-        tally(store, store.unsubscribe(key).await)
+        tally(store, store.unsubscribe(key, ctx.deadline).await)
     }
 
     async fn get_subscription(
@@ -346,14 +358,17 @@ impl Worker for WorkerService {
 
     async fn ack(
         self,
-        _: Context,
+        ctx: Context,
         store: String,
         key: String,
         consumer: String,
         position: u64,
     ) -> Result<SubscriptionInfo, StoreError> {
         let store = self.store(&store)?;
-        tally(store, store.ack(key, consumer, position).await)
+        tally(
+            store,
+            store.ack(key, consumer, position, ctx.deadline).await,
+        )
     }
 
     async fn poll(

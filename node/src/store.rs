@@ -1,10 +1,18 @@
 //! One store: its Raft group, its group-commit batcher and its reads.
 //!
-//! Writes: every write becomes a [`Command`] queued to the batcher, which packs the
-//! commands that arrive together into one [`WriteBatch`] and proposes it with
-//! `client_write`: many client appends share one Raft entry and so one fsync. At most
-//! `pipeline_max` batches are in flight; while they are, new commands gather into the
-//! next batch. The queue is bounded (`queue_max`); when it is full a write waits.
+//! Writes: every write becomes a [`Command`] with its caller's deadline. On the leader
+//! it is queued to the batcher, which packs the commands that arrive together into one
+//! [`WriteBatch`] and proposes it with `client_write`: many client appends share one
+//! Raft entry and so one fsync. At most `pipeline_max` batches are in flight; while
+//! they are, new commands gather into the next batch. The queue is bounded
+//! (`queue_max`); when it is full a write waits, within its deadline. A write that
+//! reaches a follower is forwarded at once to the leader's batcher (one hop).
+//!
+//! No write outlives its caller: the batcher drops a write whose deadline has passed
+//! (or whose caller has gone) instead of proposing it, and only a leader proposes:
+//! when this node stops leading, the writes waiting in its batcher are answered
+//! `NotLeader` at once, never proposed or forwarded later. A retried append carries
+//! the same event ids, which the state machine recognises wherever they stand.
 //!
 //! Reads: linearizable reads first confirm leadership through openraft's read index
 //! (`ensure_linearizable`), then read a consistent redb view; stale reads skip the
@@ -132,7 +140,43 @@ pub const FIND_STREAMS_SCAN_MAX: usize = 10_000;
 struct Pending {
     command: Command,
     bytes: usize,
+    /// When the caller stops waiting: past it the write is not proposed.
+    deadline: Instant,
     reply: oneshot::Sender<Result<Outcome, StoreError>>,
+}
+
+impl Pending {
+    /// Whether the caller still waits for this write at `now`.
+    fn wanted(&self, now: Instant) -> bool {
+        now < self.deadline && !self.reply.is_closed()
+    }
+
+    fn answer(self, r: Result<Outcome, StoreError>) {
+        let _ = self.reply.send(r);
+    }
+
+    fn expire(self) {
+        self.answer(Err(StoreError::Timeout {
+            what: "the write waited past its caller's deadline and was not proposed".into(),
+        }));
+    }
+}
+
+/// Where this node sees the leadership of a group: `Ok` when it leads, the
+/// `NotLeader` answer to give otherwise.
+fn leadership(raft: &Raft, me: NodeId) -> Result<(), StoreError> {
+    let m = raft.metrics();
+    let m = m.borrow();
+    if m.current_leader == Some(me) {
+        return Ok(());
+    }
+    Err(StoreError::NotLeader {
+        leader: m.current_leader,
+        leader_addr: m
+            .current_leader
+            .and_then(|l| m.membership_config.membership().get_node(&l))
+            .map(|n| n.addr.clone()),
+    })
 }
 
 /// A running store on this node.
@@ -235,9 +279,7 @@ impl Store {
         let state = Arc::new(StateDb::open(&dir.join("state.redb")).map_err(storage)?);
         let sm = StateMachine::open(state.clone(), &dir.join("snapshots"))
             .map_err(storage)?
-            .with_install_delay(Duration::from_millis(
-                opts.faults.snapshot_install_delay_ms,
-            ));
+            .with_install_delay(Duration::from_millis(opts.faults.snapshot_install_delay_ms));
         let config = Config {
             cluster_name: format!("reckon-{name}"),
             heartbeat_interval: opts.heartbeat_ms,
@@ -284,8 +326,6 @@ impl Store {
             raft.clone(),
             rx,
             opts.clone(),
-            name.to_string(),
-            peers.clone(),
             read_barrier.clone(),
         ));
         let metrics = Arc::new(StoreMetrics::default());
@@ -598,27 +638,105 @@ impl Store {
             })
     }
 
-    /// Proposes one command through the batcher and waits for its result.
+    /// Executes one write on the leader and waits for its result: queued to this
+    /// node's batcher when it leads, forwarded to the leader it knows otherwise.
+    /// Nothing is proposed after `deadline`.
     pub(crate) async fn submit(
         &self,
         command: Command,
         bytes: usize,
+        deadline: Instant,
     ) -> Result<Outcome, StoreError> {
         self.check_not_moving()?;
+        match leadership(&self.raft, self.node_id) {
+            Ok(()) => self.enqueue(command, bytes, deadline).await,
+            Err(StoreError::NotLeader {
+                leader: Some(leader),
+                leader_addr: Some(addr),
+            }) => self.forward(leader, addr, command, bytes, deadline).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Executes a write forwarded by a follower: only the leader takes it (one hop).
+    pub(crate) async fn submit_forwarded(
+        &self,
+        command: Command,
+        bytes: usize,
+        deadline: Instant,
+    ) -> Result<Outcome, StoreError> {
+        self.check_not_moving()?;
+        leadership(&self.raft, self.node_id)?;
+        self.enqueue(command, bytes, deadline).await
+    }
+
+    async fn enqueue(
+        &self,
+        command: Command,
+        bytes: usize,
+        deadline: Instant,
+    ) -> Result<Outcome, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.queue
-            .send(Pending {
-                command,
-                bytes,
-                reply,
-            })
-            .await
-            .map_err(|_| StoreError::Unavailable {
-                reason: format!("store {} is shutting down", self.name),
-            })?;
+        let pending = Pending {
+            command,
+            bytes,
+            deadline,
+            reply,
+        };
+        let queued = tokio::time::timeout_at(deadline.into(), self.queue.send(pending)).await;
+        match queued {
+            Err(_) => {
+                return Err(StoreError::Timeout {
+                    what: format!(
+                        "store {} queue stayed full until the caller's deadline",
+                        self.name
+                    ),
+                })
+            }
+            Ok(Err(_)) => {
+                return Err(StoreError::Unavailable {
+                    reason: format!("store {} is shutting down", self.name),
+                })
+            }
+            Ok(Ok(())) => {}
+        }
         rx.await.map_err(|_| StoreError::Unavailable {
             reason: format!("store {} stopped before answering", self.name),
         })?
+    }
+
+    /// Sends a write to the leader's batcher, within the caller's deadline (and at
+    /// most [`FORWARD_TIMEOUT`]).
+    async fn forward(
+        &self,
+        leader: NodeId,
+        addr: String,
+        command: Command,
+        bytes: usize,
+        deadline: Instant,
+    ) -> Result<Outcome, StoreError> {
+        let client = self
+            .peers
+            .client(&addr)
+            .await
+            .map_err(|e| StoreError::NotLeader {
+                leader: Some(leader),
+                leader_addr: Some(format!("{addr} ({e})")),
+            })?;
+        let mut ctx = deadline_ctx(FORWARD_TIMEOUT);
+        ctx.deadline = ctx.deadline.min(deadline);
+        match client
+            .forward(ctx, self.name.clone(), command, bytes as u64)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.peers.forget(&addr).await;
+                Err(StoreError::Unavailable {
+                    reason: format!("forwarding to leader {leader} at {addr} failed: {e}"),
+                })
+            }
+        }
     }
 
     /// Appends events; see the worker service for the contract.
@@ -627,6 +745,7 @@ impl Store {
         stream_id: String,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
+        deadline: Instant,
     ) -> Result<AppendResult, StoreError> {
         domain::validate_append(&self.limits, &stream_id, &events)?;
         let bytes = events.iter().map(domain::event_size).sum();
@@ -646,7 +765,7 @@ impl Store {
             expected,
             events,
         };
-        match self.submit(cmd, bytes).await? {
+        match self.submit(cmd, bytes, deadline).await? {
             Outcome::Appended(r) => Ok(r),
             Outcome::Done | Outcome::Subscription(_) => Err(StoreError::Internal {
                 message: "append answered without a result".into(),
@@ -655,9 +774,15 @@ impl Store {
     }
 
     /// Deletes a stream (soft or hard).
-    pub async fn delete(&self, stream_id: String, hard: bool) -> Result<(), StoreError> {
+    pub async fn delete(
+        &self,
+        stream_id: String,
+        hard: bool,
+        deadline: Instant,
+    ) -> Result<(), StoreError> {
         domain::validate_writable_stream_id(&self.limits, &stream_id)?;
-        self.submit(Command::Delete { stream_id, hard }, 0).await?;
+        self.submit(Command::Delete { stream_id, hard }, 0, deadline)
+            .await?;
         Ok(())
     }
 
@@ -668,6 +793,7 @@ impl Store {
         version: u64,
         data: Vec<u8>,
         metadata: Vec<u8>,
+        deadline: Instant,
     ) -> Result<(), StoreError> {
         domain::validate_snapshot(&self.limits, &stream_id, &data, &metadata)?;
         let bytes = data.len() + metadata.len();
@@ -677,7 +803,7 @@ impl Store {
             data,
             metadata,
         };
-        self.submit(cmd, bytes).await?;
+        self.submit(cmd, bytes, deadline).await?;
         Ok(())
     }
 
@@ -686,9 +812,10 @@ impl Store {
         &self,
         stream_id: String,
         version: Option<u64>,
+        deadline: Instant,
     ) -> Result<(), StoreError> {
         domain::validate_stream_id(&self.limits, &stream_id)?;
-        self.submit(Command::DeleteSnapshot { stream_id, version }, 0)
+        self.submit(Command::DeleteSnapshot { stream_id, version }, 0, deadline)
             .await?;
         Ok(())
     }
@@ -958,18 +1085,40 @@ async fn run_batcher(
     raft: Raft,
     mut rx: mpsc::Receiver<Pending>,
     opts: StoreOptions,
-    store: String,
-    peers: PeerPool,
     read_barrier: Arc<std::sync::atomic::AtomicBool>,
 ) {
+    let me = opts.node_id;
     let in_flight = Arc::new(Semaphore::new(opts.pipeline_max.max(1)));
+    let mut metrics = raft.metrics();
     let mut last_ts = 0u64;
     loop {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
         let Some(first) = rx.recv().await else {
             return;
+        };
+        // Wait for room in the pipeline, unless this node stops leading first (then
+        // every write waiting here goes back to its caller) or the first write's
+        // caller gives up.
+        let first_deadline = first.deadline;
+        let permit = tokio::select! {
+            permit = in_flight.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = metrics.wait_for(|m| m.current_leader != Some(me)) => {
+                let not_leader = leadership(&raft, me).err();
+                let refuse = |p: Pending| p.answer(Err(not_leader.clone().unwrap_or(StoreError::Unavailable {
+                    reason: "leadership changed".into(),
+                })));
+                refuse(first);
+                while let Ok(p) = rx.try_recv() {
+                    refuse(p);
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(first_deadline.into()) => {
+                first.expire();
+                continue;
+            }
         };
         let mut bytes = first.bytes;
         let mut pending = vec![first];
@@ -982,11 +1131,26 @@ async fn run_batcher(
                 Err(_) => break,
             }
         }
+        let now = Instant::now();
+        let (wanted, expired): (Vec<Pending>, Vec<Pending>) =
+            pending.into_iter().partition(|p| p.wanted(now));
+        expired.into_iter().for_each(Pending::expire);
+        if wanted.is_empty() {
+            continue;
+        }
+        // Only a leader proposes: a write queued before this node lost the lead goes
+        // back to its caller, who retries with the leader.
+        if let Err(e) = leadership(&raft, me) {
+            for p in wanted {
+                p.answer(Err(e.clone()));
+            }
+            continue;
+        }
         // Timestamps never go backwards on one leader, even if the clock does.
         last_ts = now_us().max(last_ts);
-        let mut commands = Vec::with_capacity(pending.len());
-        let mut replies = Vec::with_capacity(pending.len());
-        for p in pending {
+        let mut commands = Vec::with_capacity(wanted.len());
+        let mut replies = Vec::with_capacity(wanted.len());
+        for p in wanted {
             commands.push(p.command);
             replies.push(p.reply);
         }
@@ -995,17 +1159,16 @@ async fn run_batcher(
             commands,
         };
         let raft = raft.clone();
-        let (store, peers, me) = (store.clone(), peers.clone(), opts.node_id);
         let read_barrier = read_barrier.clone();
         tokio::spawn(async move {
-            let res = propose(&raft, batch, &store, &peers, me).await;
+            let res = raft.client_write(batch).await;
             drop(permit);
             match res {
-                Ok(result) => {
+                Ok(written) => {
                     if raft.metrics().borrow().current_leader == Some(me) {
                         read_barrier.store(true, Ordering::Release);
                     }
-                    let mut results = result.results.into_iter();
+                    let mut results = written.data.results.into_iter();
                     for reply in replies {
                         let r = results.next().unwrap_or_else(|| {
                             Err(StoreError::Internal {
@@ -1016,6 +1179,7 @@ async fn run_batcher(
                     }
                 }
                 Err(err) => {
+                    let err = write_err(err);
                     for reply in replies {
                         let _ = reply.send(Err(err.clone()));
                     }
@@ -1025,50 +1189,5 @@ async fn run_batcher(
     }
 }
 
-/// How long a write forwarded to the leader may take.
+/// How long a write forwarded to the leader may take, at most.
 pub const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Proposes a batch here when this node leads, or forwards it to the leader it knows
-/// (one hop; the leader does not forward again).
-async fn propose(
-    raft: &Raft,
-    batch: WriteBatch,
-    store: &str,
-    peers: &PeerPool,
-    me: NodeId,
-) -> Result<crate::command::BatchResult, StoreError> {
-    let leader = {
-        let m = raft.metrics();
-        let m = m.borrow();
-        m.current_leader.filter(|l| *l != me).and_then(|l| {
-            m.membership_config
-                .membership()
-                .get_node(&l)
-                .map(|n| (l, n.addr.clone()))
-        })
-    };
-    let Some((leader, addr)) = leader else {
-        return raft
-            .client_write(batch)
-            .await
-            .map(|r| r.data)
-            .map_err(write_err);
-    };
-    let client = peers
-        .client(&addr)
-        .await
-        .map_err(|e| StoreError::NotLeader {
-            leader: Some(leader),
-            leader_addr: Some(format!("{addr} ({e})")),
-        })?;
-    let ctx = crate::raft::network::deadline_ctx(FORWARD_TIMEOUT);
-    match client.forward(ctx, store.to_string(), batch).await {
-        Ok(r) => r,
-        Err(e) => {
-            peers.forget(&addr).await;
-            Err(StoreError::Unavailable {
-                reason: format!("forwarding to leader {leader} at {addr} failed: {e}"),
-            })
-        }
-    }
-}

@@ -292,6 +292,7 @@ impl Store {
         selector: String,
         name: String,
         opts: SubscribeOptions,
+        deadline: Instant,
     ) -> Result<SubscriptionInfo, StoreError> {
         if name.is_empty() || name.len() > NAME_BYTES_MAX || name.chars().any(char::is_control) {
             return Err(StoreError::invalid(
@@ -330,7 +331,7 @@ impl Store {
             pool_size: opts.pool_size,
         };
         let bytes = 64;
-        match self.submit(cmd, bytes).await? {
+        match self.submit(cmd, bytes, deadline).await? {
             Outcome::Subscription(mut info) => {
                 self.subscriptions
                     .with(&key, |a| a.matcher = Some(Arc::new(m)));
@@ -345,8 +346,8 @@ impl Store {
     }
 
     /// Removes a subscription; `NotFound` for an unknown key.
-    pub async fn unsubscribe(&self, key: String) -> Result<(), StoreError> {
-        self.submit(Command::Unsubscribe { key: key.clone() }, 0)
+    pub async fn unsubscribe(&self, key: String, deadline: Instant) -> Result<(), StoreError> {
+        self.submit(Command::Unsubscribe { key: key.clone() }, 0, deadline)
             .await?;
         self.subscriptions.forget(&key);
         emit!(t::SUBSCRIPTION_DELETED, "store" => self.name(), "key" => &key);
@@ -386,6 +387,7 @@ impl Store {
         key: String,
         consumer: String,
         position: u64,
+        deadline: Instant,
     ) -> Result<SubscriptionInfo, StoreError> {
         let info = self
             .get_subscription(key.clone(), ReadConsistency::Stale)
@@ -429,6 +431,7 @@ impl Store {
                     position,
                 },
                 0,
+                deadline,
             )
             .await?
         {

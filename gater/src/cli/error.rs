@@ -123,7 +123,9 @@ pub fn store_exit(e: &StoreError) -> Exit {
         | StoreError::NoWorkers { .. }
         | StoreError::UnknownStore { .. }
         | StoreError::Timeout { .. } => Exit::Unavailable,
-        StoreError::StreamDeleted { .. } | StoreError::Internal { .. } => Exit::Other,
+        StoreError::StreamDeleted { .. }
+        | StoreError::DuplicateEventId { .. }
+        | StoreError::Internal { .. } => Exit::Other,
     }
 }
 

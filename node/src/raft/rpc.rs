@@ -17,7 +17,7 @@ use tarpc::context::Context;
 
 use super::snapshot_transfer::{Chunk, Offer, Status};
 use super::{NodeId, TypeConfig};
-use crate::command::{BatchResult, WriteBatch};
+use crate::command::{Command, Outcome};
 use crate::service::Stores;
 
 /// What a node says about itself to a peer.
@@ -46,8 +46,9 @@ pub trait RaftService {
     async fn snapshot_chunk(store: String, chunk: Chunk) -> Result<Status, String>;
     /// Starts installing a snapshot of `store` received whole, or tells how it goes.
     async fn snapshot_install(store: String, snapshot_id: String) -> Result<Status, String>;
-    /// A write batch a follower received, for the leader to propose.
-    async fn forward(store: String, batch: WriteBatch) -> Result<BatchResult, StoreError>;
+    /// A write a follower received, for the leader's batcher, within the caller's
+    /// deadline (the context's); `bytes` is its payload size for batching.
+    async fn forward(store: String, command: Command, bytes: u64) -> Result<Outcome, StoreError>;
     /// Adds a node to `store`'s group: as a learner until it has caught up, then as a
     /// voter. Only the leader accepts; others answer `NotLeader`.
     async fn join(store: String, node_id: NodeId, address: String) -> Result<(), StoreError>;
@@ -183,23 +184,15 @@ impl RaftService for RaftServer {
 
     async fn forward(
         self,
-        _: Context,
+        ctx: Context,
         store: String,
-        batch: WriteBatch,
-    ) -> Result<BatchResult, StoreError> {
-        let s = self
-            .stores
-            .get(&store)
-            .ok_or_else(|| StoreError::UnknownStore {
-                store: store.clone(),
-            })?;
-        s.check_not_moving()?;
+        command: Command,
+        bytes: u64,
+    ) -> Result<Outcome, StoreError> {
         // One hop only: a node that is not the leader either answers NotLeader.
-        s.raft()
-            .client_write(batch)
+        self.store(&store)?
+            .submit_forwarded(command, bytes as usize, ctx.deadline)
             .await
-            .map(|r| r.data)
-            .map_err(crate::store::write_err)
     }
 
     async fn join(

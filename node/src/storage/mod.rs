@@ -27,6 +27,14 @@ pub enum StorageError {
         /// What did not decode.
         reason: String,
     },
+    /// The file was written by a newer node, in a format this one cannot read.
+    #[error("state file format {found} is newer than this node reads ({supported}): run a newer reckon-node")]
+    Format {
+        /// The file's format.
+        found: u32,
+        /// The newest this node reads.
+        supported: u32,
+    },
     /// Filesystem work around the database failed.
     #[error("I/O on {path}: {source}")]
     Io {

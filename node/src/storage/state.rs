@@ -27,7 +27,9 @@ use uuid::Uuid;
 use super::keys::{index_value, low, pack, split_index_value, StreamMeta};
 use super::StorageError;
 use crate::command::{BatchResult, Command, Outcome, ProposedEvent, WriteBatch};
-use crate::domain::{check_expected, stream_read_range, StreamState};
+use crate::domain::{
+    check_expected, judge_event_ids, stream_read_range, IdPlace, IdVerdict, StreamState,
+};
 use reckon_gater::subscription::{StartFrom, SubscriptionInfo};
 
 /// position -> bincode [`EventRecord`].
@@ -36,6 +38,9 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const STREAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("streams");
 /// pack(stream_no, version) -> (position, event id).
 const STREAM_INDEX: TableDefinition<u128, [u8; 24]> = TableDefinition::new("stream_index");
+/// event id (as a big-endian u128, so that time-ordered ids append at the end) ->
+/// (position, stream number, version): where every event id of the store stands.
+const EVENT_IDS: TableDefinition<u128, [u8; 24]> = TableDefinition::new("event_ids");
 /// event type -> its number.
 const TYPE_NAMES: TableDefinition<&str, u64> = TableDefinition::new("type_names");
 /// pack(type_no, position).
@@ -58,6 +63,7 @@ macro_rules! each_table {
         $f!(EVENTS);
         $f!(STREAMS);
         $f!(STREAM_INDEX);
+        $f!(EVENT_IDS);
         $f!(TYPE_NAMES);
         $f!(TYPE_INDEX);
         $f!(TAG_NAMES);
@@ -70,6 +76,12 @@ macro_rules! each_table {
 
 const META_COUNTERS: &str = "counters";
 const META_RAFT: &str = "raft";
+/// The format of the state file, as a little-endian u32 (absent: format 1).
+const META_FORMAT: &str = "format";
+
+/// The format this node writes. 1: before the event id index; 2: with it. An older
+/// file is upgraded when opened (or installed from a snapshot), a newer one refused.
+pub const STATE_FORMAT: u32 = 2;
 
 /// Most payload bytes one read or delivery returns (at least one event is always
 /// returned): pages stay far below the transport's frame limit whatever the event
@@ -218,6 +230,7 @@ impl StateDb {
             }
             each_table!(create);
         }
+        upgrade(&txn)?;
         txn.commit()?;
         let head = {
             let r = db.begin_read()?;
@@ -366,6 +379,7 @@ impl StateDb {
             each_table!(empty);
         }
         copy_all(&src, &dst, Some(&self.import_done))?;
+        upgrade(&dst)?;
         dst.commit()?;
         let head = self.read()?.stats()?.next_position;
         self.head.send_replace(head);
@@ -401,7 +415,12 @@ fn copy_table<K: redb::Key + 'static, V: redb::Value + 'static>(
     def: TableDefinition<K, V>,
     copied: Option<&AtomicU64>,
 ) -> Result<(), StorageError> {
-    let from = src.open_table(def)?;
+    let from = match src.open_table(def) {
+        Ok(t) => t,
+        // A file of an older format lacks the tables added since: `upgrade` fills them.
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
     let mut to = dst.open_table(def)?;
     for row in from.iter()? {
         let (k, v) = row?;
@@ -429,15 +448,101 @@ fn copy_all(
 
 /// Rows in every table of the state `src` reads.
 fn row_count(src: &ReadTransaction) -> Result<u64, StorageError> {
-    use redb::ReadableTableMetadata;
     let mut rows = 0;
     macro_rules! count {
         ($t:expr) => {
-            rows += src.open_table($t)?.len()?
+            rows += table_rows(src, $t)?
         };
     }
     each_table!(count);
     Ok(rows)
+}
+
+fn table_rows<K: redb::Key + 'static, V: redb::Value + 'static>(
+    src: &ReadTransaction,
+    def: TableDefinition<K, V>,
+) -> Result<u64, StorageError> {
+    use redb::ReadableTableMetadata;
+    match src.open_table(def) {
+        Ok(t) => Ok(t.len()?),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Brings the state `txn` writes to [`STATE_FORMAT`]: from format 1, builds the event
+/// id index from the events. Refuses a format newer than this node knows.
+fn upgrade(txn: &WriteTransaction) -> Result<(), StorageError> {
+    let mut meta = txn.open_table(META)?;
+    let format = match meta.get(META_FORMAT)? {
+        Some(v) => {
+            let b: [u8; 4] = v
+                .value()
+                .try_into()
+                .map_err(|_| corrupt("meta", "the format is not 4 bytes"))?;
+            u32::from_le_bytes(b)
+        }
+        None => 1,
+    };
+    if format == STATE_FORMAT {
+        return Ok(());
+    }
+    if format > STATE_FORMAT {
+        return Err(StorageError::Format {
+            found: format,
+            supported: STATE_FORMAT,
+        });
+    }
+    let events = txn.open_table(EVENTS)?;
+    let streams = txn.open_table(STREAMS)?;
+    let mut ids = txn.open_table(EVENT_IDS)?;
+    let mut numbers: HashMap<String, u64> = HashMap::new();
+    let mut indexed = 0u64;
+    for row in events.iter()? {
+        let (k, v) = row?;
+        let e: EventRecord = decode("events", v.value())?;
+        let number = match numbers.get(&e.stream_id) {
+            Some(n) => *n,
+            None => {
+                let m = streams
+                    .get(e.stream_id.as_str())?
+                    .and_then(|m| StreamMeta::decode(m.value()))
+                    .ok_or_else(|| corrupt("streams", &e.stream_id))?;
+                numbers.insert(e.stream_id.clone(), m.number);
+                m.number
+            }
+        };
+        ids.insert(
+            e.event_id.as_u128(),
+            id_place_value(k.value(), number, e.version),
+        )?;
+        indexed += 1;
+    }
+    meta.insert(META_FORMAT, STATE_FORMAT.to_le_bytes().as_slice())?;
+    tracing::info!(target: "reckon_db", from = format, to = STATE_FORMAT, events = indexed, "state file upgraded");
+    Ok(())
+}
+
+/// An [`EVENT_IDS`] value.
+fn id_place_value(position: u64, stream_no: u64, version: u64) -> [u8; 24] {
+    let mut v = [0u8; 24];
+    v[..8].copy_from_slice(&position.to_be_bytes());
+    v[8..16].copy_from_slice(&stream_no.to_be_bytes());
+    v[16..].copy_from_slice(&version.to_be_bytes());
+    v
+}
+
+fn id_place(v: [u8; 24]) -> IdPlace {
+    let u = |r: std::ops::Range<usize>| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&v[r]);
+        u64::from_be_bytes(a)
+    };
+    IdPlace {
+        position: u(0..8),
+        stream_no: u(8..16),
+        version: u(16..24),
+    }
 }
 
 /// The open tables of one write transaction, and the counters it advances.
@@ -445,6 +550,7 @@ struct Writer<'t> {
     events: redb::Table<'t, u64, &'static [u8]>,
     streams: redb::Table<'t, &'static str, &'static [u8]>,
     stream_index: redb::Table<'t, u128, [u8; 24]>,
+    event_ids: redb::Table<'t, u128, [u8; 24]>,
     type_names: redb::Table<'t, &'static str, u64>,
     type_index: redb::Table<'t, u128, ()>,
     tag_names: redb::Table<'t, &'static str, u64>,
@@ -469,6 +575,7 @@ impl<'t> Writer<'t> {
             events: txn.open_table(EVENTS)?,
             streams: txn.open_table(STREAMS)?,
             stream_index: txn.open_table(STREAM_INDEX)?,
+            event_ids: txn.open_table(EVENT_IDS)?,
             type_names: txn.open_table(TYPE_NAMES)?,
             type_index: txn.open_table(TYPE_INDEX)?,
             tag_names: txn.open_table(TAG_NAMES)?,
@@ -652,9 +759,21 @@ impl<'t> Writer<'t> {
         timestamp_us: u64,
     ) -> Result<Result<AppendResult, StoreError>, StorageError> {
         let meta = self.stream_meta(stream_id)?;
-        if let Some(m) = meta {
-            if let Some(found) = self.find_retry(&m, &events)? {
-                return Ok(Ok(found));
+        let mut places = Vec::with_capacity(events.len());
+        for e in &events {
+            places.push(
+                self.event_ids
+                    .get(e.event_id.as_u128())?
+                    .map(|v| id_place(v.value())),
+            );
+        }
+        match judge_event_ids(meta.map(|m| m.number), &places) {
+            IdVerdict::New => {}
+            IdVerdict::Retry(original) => return Ok(Ok(original)),
+            IdVerdict::Duplicate(i) => {
+                return Ok(Err(StoreError::DuplicateEventId {
+                    event_id: events[i].event_id,
+                }))
             }
         }
         let state = match meta {
@@ -705,6 +824,19 @@ impl<'t> Writer<'t> {
             self.events.insert(position, bytes.as_slice())?;
             self.stream_index
                 .insert(pack(number, version), index_value(position, e.event_id))?;
+            let id = e.event_id.as_u128();
+            if self
+                .event_ids
+                .insert(id, id_place_value(position, number, version))?
+                .is_some()
+            {
+                // Validation refuses an id twice in one append; a second one here
+                // means the state diverges from the log: stop rather than go on.
+                return Err(corrupt(
+                    "event_ids",
+                    format!("event id {} stored twice by one append", e.event_id),
+                ));
+            }
             self.type_index.insert(pack(type_no, position), ())?;
             for t in tag_nos {
                 self.tag_index.insert(pack(t, position), ())?;
@@ -726,43 +858,6 @@ impl<'t> Writer<'t> {
             version: version - 1,
             first_position,
             last_position: position - 1,
-        }))
-    }
-
-    /// An append whose event ids all stand, in order, at the head of the stream is a
-    /// retry of one that succeeded: its original result is returned and nothing is
-    /// written. The last id is compared first, so the common case costs nothing.
-    fn find_retry(
-        &self,
-        meta: &StreamMeta,
-        events: &[ProposedEvent],
-    ) -> Result<Option<AppendResult>, StorageError> {
-        let Some(head) = meta.version else {
-            return Ok(None);
-        };
-        let Some(last) = events.last() else {
-            return Ok(None);
-        };
-        if last.event_id != meta.last_event_id || events.len() as u64 > head + 1 {
-            return Ok(None);
-        }
-        let first_version = head + 1 - events.len() as u64;
-        let mut positions = Vec::with_capacity(events.len());
-        for (i, e) in events.iter().enumerate() {
-            let key = pack(meta.number, first_version + i as u64);
-            let Some(v) = self.stream_index.get(key)? else {
-                return Ok(None);
-            };
-            let (pos, id) = split_index_value(v.value());
-            if id != e.event_id {
-                return Ok(None);
-            }
-            positions.push(pos);
-        }
-        Ok(Some(AppendResult {
-            version: head,
-            first_position: positions[0],
-            last_position: positions[positions.len() - 1],
         }))
     }
 
@@ -1267,6 +1362,127 @@ mod tests {
                     .collect(),
             }],
         })
+    }
+
+    /// Appends events with the given ids to `stream`, one command, and gives its result.
+    fn append_ids(db: &StateDb, stream: &str, ids: &[Uuid]) -> Result<AppendResult, StoreError> {
+        let events = ids
+            .iter()
+            .map(|id| ProposedEvent {
+                event_id: *id,
+                event_type: "t".into(),
+                data: b"{}".to_vec(),
+                metadata: Vec::new(),
+                content_type: ContentType::Json,
+                tags: Vec::new(),
+            })
+            .collect();
+        let item = ApplyItem::Batch(WriteBatch {
+            timestamp_us: 1,
+            commands: vec![Command::Append {
+                stream_id: stream.into(),
+                expected: ExpectedVersion::Any,
+                events,
+            }],
+        });
+        let mut out = db.apply(vec![item], b"r").unwrap();
+        let result = out.pop().unwrap().unwrap().results.pop().unwrap();
+        result.map(|o| match o {
+            Outcome::Appended(r) => r,
+            other => panic!("not an append result: {other:?}"),
+        })
+    }
+
+    fn ids(n: usize) -> Vec<Uuid> {
+        (0..n).map(|_| Uuid::now_v7()).collect()
+    }
+
+    fn events_held(db: &StateDb) -> u64 {
+        db.read().unwrap().stats().unwrap().events
+    }
+
+    #[test]
+    fn a_retry_is_answered_with_the_first_result_wherever_its_ids_stand() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(&dir.path().join("state.redb")).unwrap();
+        let first = ids(3);
+        let original = append_ids(&db, "s", &first).unwrap();
+        // Later appends move the head far past the first one.
+        for _ in 0..5 {
+            append_ids(&db, "s", &ids(2)).unwrap();
+        }
+        append_ids(&db, "other", &ids(1)).unwrap();
+        let held = events_held(&db);
+        assert_eq!(append_ids(&db, "s", &first), Ok(original));
+        assert_eq!(events_held(&db), held, "a retry writes nothing");
+    }
+
+    #[test]
+    fn an_id_stored_elsewhere_refuses_the_whole_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(&dir.path().join("state.redb")).unwrap();
+        let stored = ids(2);
+        append_ids(&db, "s", &stored).unwrap();
+        let held = events_held(&db);
+        let fresh = Uuid::now_v7();
+        let refused = |e| Err(StoreError::DuplicateEventId { event_id: e });
+        // In another stream.
+        assert_eq!(append_ids(&db, "t", &[stored[0]]), refused(stored[0]));
+        // Only some of the ids.
+        assert_eq!(
+            append_ids(&db, "s", &[fresh, stored[1]]),
+            refused(stored[1])
+        );
+        // Out of order: named where the run breaks.
+        assert_eq!(
+            append_ids(&db, "s", &[stored[1], stored[0]]),
+            refused(stored[0])
+        );
+        assert_eq!(events_held(&db), held, "a refused append writes nothing");
+        // The fresh id was not taken by the refused append.
+        assert_eq!(append_ids(&db, "s", &[fresh]).unwrap().version, 2);
+    }
+
+    #[test]
+    fn a_file_of_format_1_gets_its_event_id_index_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        let first = ids(3);
+        let original = {
+            let db = StateDb::open(&path).unwrap();
+            let r = append_ids(&db, "s", &first).unwrap();
+            append_ids(&db, "s", &ids(2)).unwrap();
+            // Take the file back to format 1: no index, no format mark.
+            let txn = db.db.begin_write().unwrap();
+            txn.delete_table(EVENT_IDS).unwrap();
+            txn.open_table(META).unwrap().remove(META_FORMAT).unwrap();
+            txn.commit().unwrap();
+            r
+        };
+        let db = StateDb::open(&path).unwrap();
+        assert_eq!(append_ids(&db, "s", &first), Ok(original));
+        assert_eq!(
+            append_ids(&db, "t", &[first[1]]),
+            Err(StoreError::DuplicateEventId { event_id: first[1] })
+        );
+    }
+
+    #[test]
+    fn a_file_of_a_newer_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        {
+            let db = StateDb::open(&path).unwrap();
+            let txn = db.db.begin_write().unwrap();
+            let newer = (STATE_FORMAT + 1).to_le_bytes();
+            txn.open_table(META)
+                .unwrap()
+                .insert(META_FORMAT, newer.as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let err = StateDb::open(&path).err().expect("refused");
+        assert!(matches!(err, StorageError::Format { .. }), "{err}");
     }
 
     #[test]
