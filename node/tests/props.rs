@@ -209,21 +209,51 @@ impl Model {
         timestamp_us: u64,
     ) -> Result<AppendResult, StoreError> {
         let next_position = self.log.len() as u64;
-        let s = self.streams.entry(stream_id.to_string()).or_default();
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-        s.last_attempt = Some(ids.clone());
-        // A retry: the ids stand, in order, at the head of the live incarnation.
-        let k = ids.len();
-        if k <= s.live.len() {
-            let head = &s.live[s.live.len() - k..];
-            if head.iter().map(|(id, _)| *id).eq(ids.iter().copied()) {
-                return Ok(AppendResult {
-                    version: s.live.len() as u64 - 1,
-                    first_position: head[0].1,
-                    last_position: head[k - 1].1,
+        self.stream(stream_id).last_attempt = Some(ids.clone());
+        // Event ids are unique in the store: the position of each id of the append,
+        // when it is stored already.
+        let positions: Vec<Option<u64>> = ids
+            .iter()
+            .map(|id| {
+                self.log
+                    .iter()
+                    .position(|e| e.event_id == *id)
+                    .map(|p| p as u64)
+            })
+            .collect();
+        if let Some(first_stored) = positions.iter().position(Option::is_some) {
+            // A retry: every id stands, as one run of this stream, in order (wherever
+            // in the stream, deleted or not); it gives the first answer.
+            let Some(p0) = positions[0] else {
+                return Err(StoreError::DuplicateEventId {
+                    event_id: ids[first_stored],
                 });
-            }
+            };
+            let first = &self.log[p0 as usize];
+            let broken = positions.iter().enumerate().position(|(i, p)| {
+                let step = i as u64;
+                !p.is_some_and(|p| {
+                    let e = &self.log[p as usize];
+                    e.stream == stream_id
+                        && first.stream == stream_id
+                        && e.version == first.version + step
+                        && p == p0 + step
+                })
+            });
+            return match broken {
+                None => {
+                    let last = ids.len() as u64 - 1;
+                    Ok(AppendResult {
+                        version: first.version + last,
+                        first_position: p0,
+                        last_position: p0 + last,
+                    })
+                }
+                Some(i) => Err(StoreError::DuplicateEventId { event_id: ids[i] }),
+            };
         }
+        let s = self.streams.entry(stream_id.to_string()).or_default();
         if s.tombstoned {
             return Err(StoreError::StreamDeleted {
                 stream_id: stream_id.to_string(),
@@ -709,8 +739,9 @@ proptest! {
     }
 }
 
-/// The same properties on one fixed history, with the values spelled out: delete,
-/// recreate with NoStream at 0, retry, reopen, hard delete.
+/// The same properties on one fixed history, with the values spelled out: retry,
+/// delete, retry of the deleted events, recreate with NoStream at 0, a reused id,
+/// reopen, hard delete.
 #[test]
 fn delete_then_no_stream_restarts_at_0_and_positions_are_not_reused() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -777,11 +808,21 @@ fn delete_then_no_stream_restarts_at_0_and_positions_are_not_reused() {
         .iter()
         .all(|e| e.stream_id == "s1"));
     drop(r);
-    // The old ids are no retry once the stream is deleted: NoStream starts again at 0,
-    // at a new position.
+    // A retry of the deleted events still gives the first answer: the append they
+    // came in did succeed, and ids are never written twice.
+    assert_eq!(
+        apply(&db, vec![append("s0", ExpectedVersion::NoStream, &a)]),
+        vec![appended(1, 0, 1)]
+    );
+    // NoStream starts again at 0, at a new position.
     assert_eq!(
         apply(&db, vec![append("s0", ExpectedVersion::NoStream, &c)]),
         vec![appended(0, 3, 3)]
+    );
+    // An id of another stream is refused, and nothing is written.
+    assert_eq!(
+        apply(&db, vec![append("s0", ExpectedVersion::Any, &b)]),
+        vec![Err(StoreError::DuplicateEventId { event_id: b[0] })]
     );
 
     db.flush().expect("flush");
