@@ -59,6 +59,12 @@ pub const WRITER_GROUP_MAX: usize = 256;
 pub const TAIL_ENTRIES_MAX: usize = 4096;
 /// Encoded bytes of durable entries the tail keeps.
 pub const TAIL_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// Encoded bytes of entries one AppendEntries message carries at most: the entries
+/// that follow go in the next message. An entry larger than this (one write of up to
+/// `write.batch_bytes_max`) travels alone. Far below the transport's 16 MiB frame,
+/// and small enough that a message is moved and fsynced by a follower well within
+/// the heartbeat interval, which openraft gives each message as its deadline.
+pub const REPLICATION_BYTES_MAX: usize = 2 * 1024 * 1024;
 
 fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
     bincode::serialize(v).expect("bincode serialization of an in-memory value")
@@ -103,6 +109,24 @@ impl Tail {
         let first = self.first_index()?;
         let pos = usize::try_from(index.checked_sub(first)?).ok()?;
         (pos < self.entries.len()).then_some(pos)
+    }
+
+    /// Copies of the held entries with indexes in `[start, end)`, in order, until
+    /// their encoded bytes reach `budget` (at least one entry when any is held);
+    /// with the bytes taken.
+    fn range_within(&self, start: u64, end: u64, budget: usize) -> (Vec<Entry<TypeConfig>>, usize) {
+        let (mut out, mut bytes) = (Vec::new(), 0usize);
+        let Some(first) = self.position(start.max(self.first_index().unwrap_or(start))) else {
+            return (out, bytes);
+        };
+        for c in self.entries.range(first..) {
+            if c.entry.log_id.index >= end || (!out.is_empty() && bytes + c.bytes > budget) {
+                break;
+            }
+            bytes += c.bytes;
+            out.push(c.entry.clone());
+        }
+        (out, bytes)
     }
 
     /// Copies of the held entries with indexes in `[start, end)` (`end` `None`: to
@@ -459,6 +483,16 @@ fn half_open<RB: RangeBounds<u64>>(r: &RB) -> (u64, Option<u64>) {
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
+    /// What openraft replicates in one AppendEntries message: bounded in bytes (see
+    /// [`REPLICATION_BYTES_MAX`]).
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        self.entries_within_budget(start, end).await
+    }
+
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
@@ -493,6 +527,57 @@ impl RaftLogReader<TypeConfig> for LogStore {
         })
         .await?;
         out.extend(from_tail);
+        Ok(out)
+    }
+}
+
+impl LogStore {
+    /// Entries `[start, end)` from the log, in order, until their encoded bytes reach
+    /// [`REPLICATION_BYTES_MAX`] (always at least one): what one AppendEntries
+    /// message carries.
+    pub async fn entries_within_budget(
+        &self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        if end <= start {
+            return Ok(Vec::new());
+        }
+        let budget = REPLICATION_BYTES_MAX;
+        // The tail's part is copied first: every entry below the tail's first index
+        // is durable, so redb has it, whatever the writer does meanwhile.
+        let (from_tail, tail_bytes, db_end) = {
+            let tail = lock(&self.shared.tail);
+            let (entries, bytes) = tail.range_within(start, end, budget);
+            let db_end = tail.first_index().map_or(end, |f| f.min(end));
+            (entries, bytes, db_end)
+        };
+        if start >= db_end {
+            return Ok(from_tail);
+        }
+        let db = self.shared.db.clone();
+        let (mut out, db_bytes) = blocking(ErrorSubject::Logs, ErrorVerb::Read, move || {
+            let txn = db.begin_read()?;
+            let t = txn.open_table(LOG)?;
+            let (mut out, mut bytes) = (Vec::new(), 0usize);
+            for row in t.range::<u64>(start..db_end)? {
+                let (_, v) = row?;
+                let len = v.value().len();
+                if !out.is_empty() && bytes + len > budget {
+                    break;
+                }
+                bytes += len;
+                out.push(dec::<Entry<TypeConfig>>(v.value())?);
+            }
+            Ok::<_, DbError>((out, bytes))
+        })
+        .await?;
+        // The tail's entries follow only when the redb part ended where the tail
+        // begins, and within what is left of the budget.
+        let contiguous = out.last().is_some_and(|e| e.log_id.index + 1 == db_end);
+        if contiguous && db_bytes + tail_bytes <= budget {
+            out.extend(from_tail);
+        }
         Ok(out)
     }
 }
@@ -646,6 +731,25 @@ mod tests {
         assert!(got(10, None).is_empty());
         assert!(got(0, Some(5)).is_empty());
         assert!(got(7, Some(7)).is_empty());
+    }
+
+    #[test]
+    fn a_budgeted_range_stops_at_its_bytes_but_takes_at_least_one_entry() {
+        let mut t = Tail::default();
+        // Entries of 100 bytes each, indexes 5..=9.
+        t.push((5..=9).map(|i| entry(1, i)).collect()).unwrap();
+        let got = |start, end, budget| -> (Vec<u64>, usize) {
+            let (es, bytes) = t.range_within(start, end, budget);
+            (es.iter().map(|e| e.log_id.index).collect(), bytes)
+        };
+        assert_eq!(got(5, 100, 250), (vec![5, 6], 200));
+        assert_eq!(got(7, 100, 1000), (vec![7, 8, 9], 300));
+        assert_eq!(got(6, 8, 1000), (vec![6, 7], 200));
+        // One entry goes even when it alone is over the budget.
+        assert_eq!(got(5, 100, 10), (vec![5], 100));
+        // From below the tail, the tail's part starts at its first entry.
+        assert_eq!(got(0, 100, 150), (vec![5], 100));
+        assert_eq!(got(10, 100, 1000), (vec![], 0));
     }
 
     #[test]
