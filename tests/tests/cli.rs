@@ -463,6 +463,16 @@ async fn idempotent_retry_with_the_same_event_id() {
     assert_eq!(env.reckon(&args).ok(), "2\n");
     assert_eq!(env.reckon(&args).ok(), "2\n");
     assert_eq!(env.read_versions(&["retry-2"]), [0, 1, 2]);
+
+    // The first id in another append is refused: exit 1, one line naming it, and
+    // nothing written.
+    let r = env.reckon(&["append", "other", "--type", "t", "--event-id", &id]);
+    assert_eq!(
+        r.fails(1),
+        format!("error: DuplicateEventId: event id {id} is already stored in this store")
+    );
+    let r = env.reckon(&["version", "other"]);
+    assert_eq!(r.ok(), "-1\n");
 }
 
 // ---------------------------------------------------------------- reads

@@ -415,17 +415,38 @@ async fn idempotent_retry_returns_the_first_result_and_stores_one_copy() {
     assert_eq!(f.db.read_stream_everything("s").await.unwrap().len(), 4);
     assert_eq!(f.db.read_all_everything().await.len(), 4);
 
-    // The first batch no longer stands at the head: it is not a retry any more, and
-    // its expectation is checked.
-    let err = f.db.append("s", NoStream, batch(&ids)).await.unwrap_err();
-    assert_eq!(
-        err,
-        StoreError::WrongExpectedVersion {
-            expected: NoStream,
-            current: Some(3)
-        }
-    );
+    // The first batch no longer stands at the head: it is still a retry, wherever it
+    // stands, and gets its first answer; nothing is written.
+    let again = f.db.append("s", NoStream, batch(&ids)).await.unwrap();
+    assert_eq!(again, first);
     assert_eq!(f.db.read_all_everything().await.len(), 4);
+}
+
+#[tokio::test]
+async fn a_reused_event_id_is_refused_and_nothing_is_written() {
+    let f = Fixture::start().await;
+    let a = Uuid::new_v4();
+    f.db.append("s", NoStream, vec![ev("placed", 0).with_id(a)])
+        .await
+        .unwrap();
+    f.db.append("s", Any, vec![ev("paid", 1)]).await.unwrap();
+    let refused = |e: StoreError| {
+        assert_eq!(e, StoreError::DuplicateEventId { event_id: a });
+    };
+    // In another stream.
+    refused(
+        f.db.append("t", Any, vec![ev("placed", 0).with_id(a)])
+            .await
+            .unwrap_err(),
+    );
+    // In the same stream, with a fresh id beside it: not a retry either.
+    refused(
+        f.db.append("s", Any, vec![ev("x", 2), ev("y", 3).with_id(a)])
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(f.db.read_all_everything().await.len(), 2, "nothing written");
+    assert_eq!(f.db.version("t").await.unwrap(), None);
 }
 
 #[tokio::test]
