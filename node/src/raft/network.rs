@@ -199,6 +199,7 @@ impl PeerConn {
         E: std::error::Error + DeserializeOwned,
     {
         let bytes = bincode::serialize(req)
+            .map(serde_bytes::ByteBuf::from)
             .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))?;
         let client = match self.pool.client(&self.addr).await {
             Ok(c) => c,

@@ -3,8 +3,8 @@
 //! multiplexed by store on the node's one port (see
 //! [`Service::Raft`](reckon_gater::transport::Service::Raft)).
 //!
-//! openraft's messages travel as bincode bytes so that openraft's types stay out of
-//! the wire contract crate.
+//! openraft's votes and appends travel as bincode bytes, as a byte string
+//! (`ByteBuf`): encoded in one copy, not element by element.
 
 use std::collections::BTreeSet;
 
@@ -13,6 +13,7 @@ use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::{BasicNode, ChangeMembers};
 use reckon_gater::types::StoreError;
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 use tarpc::context::Context;
 
 use super::snapshot_transfer::{Chunk, Offer, Status};
@@ -37,9 +38,9 @@ pub trait RaftService {
     /// Who are you, and which stores have you initialized?
     async fn hello() -> Hello;
     /// openraft append-entries for `store` (bincode request and result).
-    async fn append_entries(store: String, rpc: Vec<u8>) -> Result<Vec<u8>, String>;
+    async fn append_entries(store: String, rpc: ByteBuf) -> Result<ByteBuf, String>;
     /// openraft vote for `store`.
-    async fn vote(store: String, rpc: Vec<u8>) -> Result<Vec<u8>, String>;
+    async fn vote(store: String, rpc: ByteBuf) -> Result<ByteBuf, String>;
     /// A leader offers a snapshot of `store` (see [`super::snapshot_transfer`]).
     async fn snapshot_offer(store: String, offer: Offer) -> Result<Status, String>;
     /// One chunk of the snapshot of `store` on offer.
@@ -106,8 +107,10 @@ fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
     bincode::deserialize(b).map_err(|e| format!("undecodable raft message: {e}"))
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, String> {
-    bincode::serialize(v).map_err(|e| format!("unencodable raft message: {e}"))
+fn encode<T: Serialize>(v: &T) -> Result<ByteBuf, String> {
+    bincode::serialize(v)
+        .map(ByteBuf::from)
+        .map_err(|e| format!("unencodable raft message: {e}"))
 }
 
 /// Maps a membership-change failure to the wire error.
@@ -142,14 +145,14 @@ impl RaftService for RaftServer {
         self,
         _: Context,
         store: String,
-        rpc: Vec<u8>,
-    ) -> Result<Vec<u8>, String> {
+        rpc: ByteBuf,
+    ) -> Result<ByteBuf, String> {
         let req: AppendEntriesRequest<TypeConfig> = decode(&rpc)?;
         let res = self.raft(&store)?.append_entries(req).await;
         encode(&res)
     }
 
-    async fn vote(self, _: Context, store: String, rpc: Vec<u8>) -> Result<Vec<u8>, String> {
+    async fn vote(self, _: Context, store: String, rpc: ByteBuf) -> Result<ByteBuf, String> {
         let req: VoteRequest<NodeId> = decode(&rpc)?;
         let res = self.raft(&store)?.vote(req).await;
         encode(&res)
