@@ -39,8 +39,9 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::command::{Command, Outcome, ProposedEvent, WriteBatch};
 use crate::config::FaultInjection;
 use crate::domain::{self, Limits};
+use crate::raft::election::{self, ElectionGuard, PreVote};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{deadline_ctx, Network, PeerPool};
+use crate::raft::network::{deadline_ctx, Network, PeerPool, PeerVoters};
 use crate::raft::snapshot_transfer::Inbox;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Raft};
@@ -202,8 +203,10 @@ pub struct Store {
     /// Set while this node hands its leadership over: writes and linearizable reads
     /// are refused (retryably), so that nothing renews the followers' lease.
     moving: AtomicBool,
-    /// Until when this node's elections are held for another's transfer.
-    held_until: Arc<std::sync::Mutex<Option<Instant>>>,
+    /// Pre-votes: when this node last heard a leader, and holds on its elections.
+    election: Arc<ElectionGuard>,
+    /// The Raft log (shared with openraft), for this node's last log id.
+    log: LogStore,
     /// Attached consumers and matchers of subscriptions, on this node.
     pub(crate) subscriptions: crate::subscriptions::Attachments,
     /// Snapshots being received from a leader.
@@ -276,6 +279,7 @@ impl Store {
             })
         })?;
         let log = LogStore::open(&dir.join("log.redb")).map_err(storage)?;
+        let log_handle = log.clone();
         let state = Arc::new(StateDb::open(&dir.join("state.redb")).map_err(storage)?);
         let sm = StateMachine::open(state.clone(), &dir.join("snapshots"))
             .map_err(storage)?
@@ -286,6 +290,8 @@ impl Store {
             election_timeout_min: opts.election_timeout_min_ms,
             election_timeout_max: opts.election_timeout_max_ms,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(opts.snapshot_logs_since_last),
+            // Elections start only after a pre-vote (see raft::election).
+            enable_elect: false,
             max_in_snapshot_log_to_keep: opts.max_in_snapshot_log_to_keep,
             ..Default::default()
         }
@@ -328,6 +334,18 @@ impl Store {
             opts.clone(),
             read_barrier.clone(),
         ));
+        let election = Arc::new(ElectionGuard::new(
+            Duration::from_millis(opts.election_timeout_min_ms),
+            Duration::from_millis(opts.election_timeout_max_ms),
+        ));
+        tokio::spawn(election::run(
+            raft.clone(),
+            election.clone(),
+            log_handle.clone(),
+            PeerVoters::new(name, peers.clone()),
+            opts.node_id,
+            Duration::from_millis(opts.heartbeat_ms),
+        ));
         let metrics = Arc::new(StoreMetrics::default());
         tokio::spawn(watch_leadership(
             raft.clone(),
@@ -353,7 +371,8 @@ impl Store {
             peers,
             lease: Duration::from_millis(opts.election_timeout_max_ms),
             moving: AtomicBool::new(false),
-            held_until: Default::default(),
+            election,
+            log: log_handle,
             subscriptions: Default::default(),
             snapshot_inbox,
         }))
@@ -518,9 +537,8 @@ impl Store {
                 ),
             })
         });
-        let rc = self.raft.runtime_config();
-        rc.heartbeat(true);
-        rc.elect(true);
+        self.raft.runtime_config().heartbeat(true);
+        self.election.release();
         self.moving.store(false, Ordering::Release);
         match &result {
             Ok(()) => tracing::info!(store = %self.name, target, "leadership handed over"),
@@ -571,9 +589,8 @@ impl Store {
             .map_err(|e| StoreError::Unavailable {
                 reason: format!("node {target} did not catch up: {e}"),
             })?;
-        let rc = self.raft.runtime_config();
-        rc.heartbeat(false);
-        rc.elect(false);
+        self.raft.runtime_config().heartbeat(false);
+        self.election.hold_until(Instant::now() + TRANSFER_TIMEOUT);
         let hold = self.lease * 4;
         for (id, addr) in others {
             // A voter that cannot be told cannot campaign either, or is down.
@@ -611,20 +628,19 @@ impl Store {
 
     /// Holds this node's elections for `d` (another node is taking the leadership).
     pub fn hold_elections(&self, d: Duration) {
-        let d = d.min(HOLD_MAX);
-        let until = Instant::now() + d;
-        *self.held_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
-        self.raft.runtime_config().elect(false);
-        let (raft, held) = (self.raft.clone(), self.held_until.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(d).await;
-            let mut h = held.lock().unwrap_or_else(|p| p.into_inner());
-            // A later hold extends this one.
-            if h.is_some_and(|u| Instant::now() >= u) {
-                *h = None;
-                raft.runtime_config().elect(true);
-            }
-        });
+        self.election.hold_until(Instant::now() + d.min(HOLD_MAX));
+    }
+
+    /// The pre-vote state of this store on this node.
+    pub fn election(&self) -> &ElectionGuard {
+        &self.election
+    }
+
+    /// This node's last log id, and whether it leads: what it answers a pre-vote with.
+    pub async fn pre_vote(&self, req: &PreVote) -> bool {
+        let leading = self.role() == Role::Leader;
+        let mine = election::last_log_id(&self.log).await;
+        self.election.answer(req, leading, mine)
     }
 
     /// Starts an election on this node now (it is the target of a transfer).

@@ -5,6 +5,8 @@
 //! - [`state_machine`]: applies committed entries to [`StateDb`](crate::storage::StateDb)
 //!   and builds or installs snapshots as redb files.
 //! - [`network`]: the transport between the members of a group.
+//! - [`election`]: a pre-vote before every election, so that a node that was paused
+//!   or cut off does not depose a leader the others still follow.
 //! - [`snapshot_transfer`]: moving a snapshot to a follower far behind, with
 //!   deadlines that fit its size and an installation that may take as long as it
 //!   needs.
@@ -17,6 +19,7 @@ use std::fmt::Display;
 
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
 
+pub mod election;
 pub mod log_store;
 pub mod network;
 pub mod rpc;

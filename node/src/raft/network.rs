@@ -30,6 +30,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
+use super::election::{PreVote, Voters};
 use super::rpc::RaftServiceClient;
 use super::snapshot_transfer::{self, CallError, Chunk, Offer, Status};
 use super::{NodeId, TypeConfig};
@@ -129,6 +130,44 @@ impl PeerPool {
     /// Forgets a broken connection so the next call dials again.
     pub async fn forget(&self, addr: &str) {
         self.conns.lock().await.remove(addr);
+    }
+}
+
+/// Asks the voters of one store's group for pre-votes, over the node's shared pool.
+pub struct PeerVoters {
+    store: String,
+    pool: PeerPool,
+}
+
+impl PeerVoters {
+    /// The voters of `store`, reached through `pool`.
+    pub fn new(store: &str, pool: PeerPool) -> Self {
+        PeerVoters {
+            store: store.to_string(),
+            pool,
+        }
+    }
+}
+
+impl Voters for PeerVoters {
+    async fn ask(
+        &self,
+        _node: NodeId,
+        addr: &str,
+        req: PreVote,
+        deadline: Duration,
+    ) -> Option<bool> {
+        let client = self.pool.client(addr).await.ok()?;
+        match client
+            .pre_vote(deadline_ctx(deadline), self.store.clone(), req)
+            .await
+        {
+            Ok(granted) => Some(granted),
+            Err(_) => {
+                self.pool.forget(addr).await;
+                None
+            }
+        }
     }
 }
 

@@ -9,13 +9,14 @@
 use std::collections::BTreeSet;
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
 use openraft::{BasicNode, ChangeMembers};
 use reckon_gater::types::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use tarpc::context::Context;
 
+use super::election::PreVote;
 use super::snapshot_transfer::{Chunk, Offer, Status};
 use super::{NodeId, TypeConfig};
 use crate::command::{Command, Outcome};
@@ -39,6 +40,9 @@ pub trait RaftService {
     async fn hello() -> Hello;
     /// openraft append-entries for `store` (bincode request and result).
     async fn append_entries(store: String, rpc: ByteBuf) -> Result<ByteBuf, String>;
+    /// Would this node vote for the candidate in `store` (see [`super::election`])?
+    /// Changes nothing.
+    async fn pre_vote(store: String, req: PreVote) -> bool;
     /// openraft vote for `store`.
     async fn vote(store: String, rpc: ByteBuf) -> Result<ByteBuf, String>;
     /// A leader offers a snapshot of `store` (see [`super::snapshot_transfer`]).
@@ -148,8 +152,28 @@ impl RaftService for RaftServer {
         rpc: ByteBuf,
     ) -> Result<ByteBuf, String> {
         let req: AppendEntriesRequest<TypeConfig> = decode(&rpc)?;
-        let res = self.raft(&store)?.append_entries(req).await;
+        let s = self
+            .stores
+            .get(&store)
+            .ok_or_else(|| format!("node {} does not host store {store:?}", self.node_id))?;
+        let res = s.raft().append_entries(req).await;
+        if matches!(
+            res,
+            Ok(AppendEntriesResponse::Success
+                | AppendEntriesResponse::PartialSuccess(_)
+                | AppendEntriesResponse::Conflict)
+        ) {
+            // Accepted from the leader of this term: no election needed.
+            s.election().heard_leader();
+        }
         encode(&res)
+    }
+
+    async fn pre_vote(self, _: Context, store: String, req: PreVote) -> bool {
+        match self.stores.get(&store) {
+            Some(s) => s.pre_vote(&req).await,
+            None => false,
+        }
     }
 
     async fn vote(self, _: Context, store: String, rpc: ByteBuf) -> Result<ByteBuf, String> {
