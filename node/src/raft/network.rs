@@ -12,15 +12,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::error::{
-    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
-    ReplicationClosed, StreamingError, Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
+    StreamingError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::SnapshotResponse;
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::raft::SnapshotResponse;
 use openraft::storage::Snapshot;
 use openraft::{BasicNode, OptionalSend, Vote};
 use reckon_gater::emit;
@@ -263,7 +263,9 @@ impl PeerConn {
             Err(e) => {
                 let reason = e.to_string();
                 self.pool
-                    .note(&self.store, self.target, &self.addr, false, || reason.clone());
+                    .note(&self.store, self.target, &self.addr, false, || {
+                        reason.clone()
+                    });
                 return Err(CallError::Unreachable(reason));
             }
         };
@@ -278,7 +280,9 @@ impl PeerConn {
                 self.pool.forget(&self.addr).await;
                 let reason = e.to_string();
                 self.pool
-                    .note(&self.store, self.target, &self.addr, false, || reason.clone());
+                    .note(&self.store, self.target, &self.addr, false, || {
+                        reason.clone()
+                    });
                 Err(CallError::Network(format!("peer {}: {reason}", self.addr)))
             }
         }

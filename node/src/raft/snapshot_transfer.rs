@@ -65,8 +65,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// The deadline of a snapshot call that carries `bytes` of snapshot data.
 pub fn chunk_deadline(bytes: usize) -> Duration {
-    SNAPSHOT_RPC_BASE
-        + Duration::from_secs_f64(bytes as f64 / TRANSFER_FLOOR_BYTES_PER_SEC as f64)
+    SNAPSHOT_RPC_BASE + Duration::from_secs_f64(bytes as f64 / TRANSFER_FLOOR_BYTES_PER_SEC as f64)
 }
 
 /// The leader's opening of a transfer.
@@ -234,8 +233,8 @@ impl Inbox {
         else {
             return Ok(Status::Unknown);
         };
-        let fits = chunk.offset == cur.received
-            && cur.received + chunk.data.len() as u64 <= cur.size;
+        let fits =
+            chunk.offset == cur.received && cur.received + chunk.data.len() as u64 <= cur.size;
         let Some(file) = cur.file.as_mut().filter(|_| fits) else {
             return Ok(self.status_of(cur));
         };
@@ -369,8 +368,12 @@ pub enum CallError {
 type SendError = StreamingError<TypeConfig, Fatal<NodeId>>;
 
 fn read_err(meta: &SnapshotMeta<NodeId, BasicNode>, e: std::io::Error) -> SendError {
-    StorageError::from_io_error(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e)
-        .into()
+    StorageError::from_io_error(
+        ErrorSubject::Snapshot(Some(meta.signature())),
+        ErrorVerb::Read,
+        e,
+    )
+    .into()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -426,34 +429,34 @@ pub async fn send<P: Peer>(
     // The next call to make: an offer, then chunks, then install calls until done.
     let mut next = Next::Offer;
     loop {
-        let call: Pin<Box<dyn Future<Output = Result<Status, CallError>> + Send + '_>> =
-            match &next {
-                Next::Offer => Box::pin(peer.offer(
-                    Offer {
-                        vote,
-                        meta: meta.clone(),
-                        size,
-                    },
-                    SNAPSHOT_RPC_BASE,
-                )),
-                Next::Chunk(offset) => {
-                    let offset = *offset;
-                    let len = ((size - offset) as usize).min(SNAPSHOT_CHUNK_BYTES);
-                    file.seek(SeekFrom::Start(offset))
-                        .await
-                        .map_err(|e| read_err(&meta, e))?;
-                    file.read_exact(&mut buf[..len])
-                        .await
-                        .map_err(|e| read_err(&meta, e))?;
-                    let chunk = Chunk {
-                        snapshot_id: id.clone(),
-                        offset,
-                        data: serde_bytes::ByteBuf::from(buf[..len].to_vec()),
-                    };
-                    Box::pin(peer.chunk(chunk, chunk_deadline(len)))
-                }
-                Next::Install => Box::pin(peer.install(id.clone(), SNAPSHOT_RPC_BASE)),
-            };
+        let call: Pin<Box<dyn Future<Output = Result<Status, CallError>> + Send + '_>> = match &next
+        {
+            Next::Offer => Box::pin(peer.offer(
+                Offer {
+                    vote,
+                    meta: meta.clone(),
+                    size,
+                },
+                SNAPSHOT_RPC_BASE,
+            )),
+            Next::Chunk(offset) => {
+                let offset = *offset;
+                let len = ((size - offset) as usize).min(SNAPSHOT_CHUNK_BYTES);
+                file.seek(SeekFrom::Start(offset))
+                    .await
+                    .map_err(|e| read_err(&meta, e))?;
+                file.read_exact(&mut buf[..len])
+                    .await
+                    .map_err(|e| read_err(&meta, e))?;
+                let chunk = Chunk {
+                    snapshot_id: id.clone(),
+                    offset,
+                    data: serde_bytes::ByteBuf::from(buf[..len].to_vec()),
+                };
+                Box::pin(peer.chunk(chunk, chunk_deadline(len)))
+            }
+            Next::Install => Box::pin(peer.install(id.clone(), SNAPSHOT_RPC_BASE)),
+        };
         let answer = tokio::select! {
             closed = &mut cancel => return Err(closed.into()),
             answer = call => answer,
@@ -564,7 +567,11 @@ mod tests {
             self.call()?;
             assert_eq!(deadline, chunk_deadline(chunk.data.len()));
             let mut held = self.received.lock().unwrap();
-            assert_eq!(chunk.offset, held.len() as u64, "a chunk resumes where the follower stands");
+            assert_eq!(
+                chunk.offset,
+                held.len() as u64,
+                "a chunk resumes where the follower stands"
+            );
             held.extend_from_slice(&chunk.data);
             self.chunks_stored.fetch_add(1, Ordering::SeqCst);
             Ok(Status::Receiving {
@@ -621,9 +628,17 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(resp.vote, vote());
-        assert_eq!(*peer.received.lock().unwrap(), data, "every byte once, in order");
+        assert_eq!(
+            *peer.received.lock().unwrap(),
+            data,
+            "every byte once, in order"
+        );
         assert_eq!(peer.chunks_stored.load(Ordering::SeqCst), 3);
-        assert_eq!(peer.installing_polls.load(Ordering::SeqCst), 0, "waited until installed");
+        assert_eq!(
+            peer.installing_polls.load(Ordering::SeqCst),
+            0,
+            "waited until installed"
+        );
     }
 
     #[tokio::test(start_paused = true)]
