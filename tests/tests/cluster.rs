@@ -141,10 +141,11 @@ async fn killing_the_leader_loses_no_acknowledged_append() {
     // The leader dies with appends under way: once the writers have had some
     // acknowledged, however long that takes.
     const ACKED_BEFORE_KILL: u64 = 150;
+    let acked_now = || acked_so_far.load(std::sync::atomic::Ordering::Relaxed);
     wait_until(
         "appends acknowledged before the kill",
         wait::for_appends(ACKED_BEFORE_KILL),
-        || async { acked_so_far.load(std::sync::atomic::Ordering::Relaxed) >= ACKED_BEFORE_KILL },
+        || async { acked_now() >= ACKED_BEFORE_KILL },
     )
     .await;
     c.kill9((old_leader - 1) as usize);
