@@ -4,9 +4,10 @@
 //! A bound only tells a stuck test from a slow one, so it must hold on a machine and
 //! a disk several times slower than this one. Work that does not grow with the data
 //! (a start, an election, a registration, a heartbeat) is bounded by a fixed
-//! [`BASE`]; work that does (appends committed one after another, events replicated,
-//! delivered or carried in a snapshot) by [`for_work`]: the base plus an allowance
-//! per item far above what one item takes here.
+//! [`BASE`](crate::wait::BASE); work that does (appends committed one after
+//! another, events replicated, delivered or carried in a snapshot) by
+//! [`for_work`](crate::wait::for_work): the base plus an allowance per item far
+//! above what one item takes here.
 
 use std::time::{Duration, Instant};
 
