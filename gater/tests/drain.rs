@@ -3,6 +3,8 @@
 //! afterwards fail instead of hanging, new connections are refused, and the loop
 //! returns when nothing is owed.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reckon_gater::transport::{self, Service};
@@ -22,13 +24,41 @@ trait Probe {
     async fn hold(ms: u64) -> u64;
 }
 
+/// Counts the holding requests (`ms` > 0) it has started.
 #[derive(Clone)]
-struct Holder;
+struct Holder {
+    holding: Arc<AtomicUsize>,
+}
 
 impl Probe for Holder {
     async fn hold(self, _: Context, ms: u64) -> u64 {
+        if ms > 0 {
+            self.holding.fetch_add(1, Ordering::SeqCst);
+        }
         tokio::time::sleep(Duration::from_millis(ms)).await;
         ms
+    }
+}
+
+/// Waits until the server has read `n` holding requests (it runs them).
+async fn holding(counter: &AtomicUsize, n: usize) {
+    let deadline = Instant::now() + PROMPT;
+    while counter.load(Ordering::SeqCst) < n {
+        assert!(
+            Instant::now() < deadline,
+            "the server never read the request"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Waits until `addr` refuses connections: the server has begun its drain (it
+/// closes its listener and starts draining in one step).
+async fn refusing(addr: &str) {
+    let deadline = Instant::now() + PROMPT;
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(Instant::now() < deadline, "the listener never closed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -38,15 +68,20 @@ fn ctx() -> Context {
     c
 }
 
-async fn serve(listener: TcpListener, shutdown: oneshot::Receiver<()>) {
+async fn serve(listener: TcpListener, shutdown: oneshot::Receiver<()>, holding: Arc<AtomicUsize>) {
     transport::accept_loop(
         listener,
         async move {
             let _ = shutdown.await;
         },
-        |_, conn, _| async move {
-            let channel = BaseChannel::with_defaults(transport::wrap(conn));
-            transport::spawn_requests(channel.execute(Holder.serve())).await;
+        move |_, conn, _| {
+            let holder = Holder {
+                holding: holding.clone(),
+            };
+            async move {
+                let channel = BaseChannel::with_defaults(transport::wrap(conn));
+                transport::spawn_requests(channel.execute(holder.serve())).await;
+            }
         },
     )
     .await;
@@ -62,7 +97,8 @@ async fn a_drain_answers_what_was_read_and_refuses_the_rest() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = oneshot::channel();
-    let server = tokio::spawn(serve(listener, stopped));
+    let counter = Arc::new(AtomicUsize::new(0));
+    let server = tokio::spawn(serve(listener, stopped, counter.clone()));
 
     let busy = client(&addr).await;
     let idle = client(&addr).await;
@@ -72,11 +108,11 @@ async fn a_drain_answers_what_was_read_and_refuses_the_rest() {
         let busy = busy.clone();
         tokio::spawn(async move { busy.hold(ctx(), HOLD.as_millis() as u64).await })
     };
-    // Let the request reach the server and be read.
-    tokio::time::sleep(HOLD / 3).await;
+    // The request has reached the server and been read.
+    holding(&counter, 1).await;
     let drain_started = Instant::now();
     stop.send(()).unwrap();
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    refusing(&addr).await;
 
     // A request after the drain began gets an error, promptly, on either connection.
     let late = tokio::time::timeout(PROMPT, busy.hold(ctx(), 0)).await;
@@ -86,7 +122,7 @@ async fn a_drain_answers_what_was_read_and_refuses_the_rest() {
     );
     let late = tokio::time::timeout(PROMPT, idle.hold(ctx(), 0)).await;
     assert!(matches!(late, Ok(Err(_))), "{late:?}");
-    // No new connection.
+    // No new connection (still).
     let refused = tokio::time::timeout(PROMPT, tokio::net::TcpStream::connect(&addr)).await;
     assert!(
         matches!(refused, Ok(Err(_))),
@@ -109,16 +145,22 @@ async fn dropping_a_draining_server_cuts_its_requests_off() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (stop, stopped) = oneshot::channel();
-    let server = serve(listener, stopped);
+    let counter = Arc::new(AtomicUsize::new(0));
+    // Not spawned: the server runs while this test polls it, and dropping it is
+    // what the binaries do when their grace runs out.
+    let mut server = Box::pin(serve(listener, stopped, counter.clone()));
     let busy = client(&addr).await;
     let held = tokio::spawn(async move { busy.hold(ctx(), 60_000).await });
-    tokio::spawn(async move {
-        tokio::time::sleep(HOLD / 3).await;
-        let _ = stop.send(());
-    });
-    // A grace shorter than the held request: the server is dropped mid-drain.
-    let drained = tokio::time::timeout(HOLD, server).await;
+    tokio::select! {
+        _ = &mut server => panic!("the server stopped before it was told to"),
+        _ = holding(&counter, 1) => {}
+    }
+    stop.send(()).unwrap();
+    // A grace shorter than the held request: the server is dropped mid-drain. It
+    // cannot finish before the held request (60 s) ends, on any machine.
+    let drained = tokio::time::timeout(HOLD, &mut server).await;
     assert!(drained.is_err(), "the drain waits for the held request");
+    drop(server);
     let answer = tokio::time::timeout(PROMPT, held).await.unwrap().unwrap();
     assert!(
         answer.is_err(),

@@ -122,9 +122,16 @@ async fn metrics_reach_an_otlp_collector() {
     .unwrap()
     .unwrap();
 
-    let client = Client::connect(&[cluster.gater()]).await.unwrap();
+    // The first append may wait out the store's election: a deadline that fits it,
+    // so that the client does not give up on an append that is then applied (a
+    // retry of it would be refused, NoStream, and the counters below be off).
+    let patience = Duration::from_secs(30);
+    let client = Client::connect(&[cluster.gater()])
+        .await
+        .unwrap()
+        .with_timeout(patience);
     let store = client.store("default");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + patience;
     let e = |n: u64| NewEvent::json("placed", &json!({ "n": n }));
     while store
         .append("order-1", ExpectedVersion::NoStream, vec![e(0), e(1)])

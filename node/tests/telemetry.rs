@@ -87,7 +87,13 @@ async fn a_handler_sees_each_event_with_its_fields() {
         )
         .await;
     }
-    let client = Client::connect(&[cluster.gater()]).await.unwrap();
+    // Calls may wait out an election: a deadline that fits it, so that no append
+    // is given up by the client and then applied (the counters below count each
+    // acknowledged append once).
+    let client = Client::connect(&[cluster.gater()])
+        .await
+        .unwrap()
+        .with_timeout(PATIENCE);
     let store = client.store("default");
     // The group forms in the background: wait until it takes writes.
     let deadline = Instant::now() + PATIENCE;

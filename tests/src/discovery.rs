@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::{A, SRV};
-use hickory_proto::rr::{Name, RData, Record};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::gater::GaterProc;
@@ -85,9 +85,21 @@ pub struct DnsResponder {
     pub addr: SocketAddr,
     /// Queries answered so far, as `NAME TYPE`.
     pub queries: Arc<Mutex<Vec<String>>>,
+    /// The ids of the SRV queries it left unanswered ([`DnsResponder::fall_silent`]),
+    /// in order: a resolver sends its retries of one lookup under one id.
+    pub unanswered_srv_ids: Arc<Mutex<Vec<u16>>>,
     records: Arc<Mutex<Vec<Record>>>,
+    silence: Arc<Mutex<Silence>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Whether a [`DnsResponder`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Silence {
+    Answering,
+    FromNextSrv,
+    Silent,
 }
 
 impl DnsResponder {
@@ -100,18 +112,36 @@ impl DnsResponder {
         let addr = socket.local_addr().expect("addr");
         let stop = Arc::new(AtomicBool::new(false));
         let queries = Arc::new(Mutex::new(Vec::new()));
+        let unanswered_srv_ids = Arc::new(Mutex::new(Vec::new()));
         let records = Arc::new(Mutex::new(records));
+        let silence = Arc::new(Mutex::new(Silence::Answering));
         let thread = {
-            let (records, stop, queries) = (records.clone(), stop.clone(), queries.clone());
-            std::thread::spawn(move || serve_dns(socket, records, stop, queries))
+            let served = Served {
+                records: records.clone(),
+                silence: silence.clone(),
+                stop: stop.clone(),
+                queries: queries.clone(),
+                unanswered_srv_ids: unanswered_srv_ids.clone(),
+            };
+            std::thread::spawn(move || serve_dns(socket, served))
         };
         DnsResponder {
             addr,
             queries,
+            unanswered_srv_ids,
             records,
+            silence,
             stop,
             thread: Some(thread),
         }
+    }
+
+    /// Stops answering from the next SRV query on: what a resolver sees over UDP of
+    /// a server that went away (it gets no answer either way), while the queries
+    /// still show. Starting at an SRV query, which opens each k8s_dns round, the
+    /// outage never cuts a round between its SRV answer and its address lookups.
+    pub fn fall_silent(&self) {
+        *self.silence.lock().expect("silence") = Silence::FromNextSrv;
     }
 
     /// Answers from `records` from now on.
@@ -129,12 +159,23 @@ impl Drop for DnsResponder {
     }
 }
 
-fn serve_dns(
-    socket: UdpSocket,
+/// What [`serve_dns`] shares with its [`DnsResponder`].
+struct Served {
     records: Arc<Mutex<Vec<Record>>>,
+    silence: Arc<Mutex<Silence>>,
     stop: Arc<AtomicBool>,
     queries: Arc<Mutex<Vec<String>>>,
-) {
+    unanswered_srv_ids: Arc<Mutex<Vec<u16>>>,
+}
+
+fn serve_dns(socket: UdpSocket, served: Served) {
+    let Served {
+        records,
+        silence,
+        stop,
+        queries,
+        unanswered_srv_ids,
+    } = served;
     let mut buf = [0u8; 4096];
     while !stop.load(Ordering::Relaxed) {
         let Ok((n, from)) = socket.recv_from(&mut buf) else {
@@ -145,6 +186,25 @@ fn serve_dns(
         };
         if request.metadata.message_type != MessageType::Query {
             continue;
+        }
+        let srv = request
+            .queries
+            .first()
+            .is_some_and(|q| q.query_type() == RecordType::SRV);
+        {
+            let mut silence = silence.lock().expect("silence");
+            if *silence == Silence::FromNextSrv && srv {
+                *silence = Silence::Silent;
+            }
+            if *silence == Silence::Silent {
+                if srv {
+                    unanswered_srv_ids
+                        .lock()
+                        .expect("unanswered ids")
+                        .push(request.metadata.id);
+                }
+                continue;
+            }
         }
         let mut response = Message::response(request.metadata.id, request.metadata.op_code);
         response.metadata.authoritative = true;

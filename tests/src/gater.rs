@@ -3,7 +3,9 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use reckon_gater::router::RetryPolicy;
 
 use crate::{bin, NodeProc, READY_TIMEOUT};
 
@@ -111,4 +113,52 @@ pub fn start_node(
         cmd.env(k, v);
     }
     NodeProc::spawn(cmd, data_dir)
+}
+
+/// The least time a gater with the default retry policy (the standalone gater's
+/// unless configured, and the one `--dev` embeds) pauses between the retries of one
+/// call before it gives up on it: every backoff at its smallest jitter. A gater
+/// that answered well within this did not wait out its retries.
+pub fn default_retry_pauses_min() -> Duration {
+    let p = RetryPolicy::default();
+    (0..p.retries_max)
+        .map(|attempt| p.backoff(attempt, 0.0))
+        .sum()
+}
+
+/// Deadline of the call [`assert_no_workers_at_once`] makes: long, so that a slow
+/// machine cannot turn the answer into a timeout.
+pub const NO_WORKERS_CALL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Reads from `store`, which has no worker, through `client`, and checks that the
+/// answer is `NoWorkers` and came at once.
+///
+/// "At once" is told apart from its alternatives by a wide margin, not by this
+/// machine's speed: the gater either answers without waiting (an in-memory lookup:
+/// milliseconds here, and still far from the bound on a machine many times slower),
+/// or it waits out its retries (at least [`default_retry_pauses_min`], 5.6 s, of
+/// pauses alone) or the caller's deadline ([`NO_WORKERS_CALL_DEADLINE`]). The bound
+/// is half the shorter of the two waits.
+pub async fn assert_no_workers_at_once(client: &reckon_gater::Client, store: &str) {
+    let waited_out = default_retry_pauses_min().min(NO_WORKERS_CALL_DEADLINE);
+    let started = Instant::now();
+    let e = client
+        .clone()
+        .with_timeout(NO_WORKERS_CALL_DEADLINE)
+        .store(store)
+        .read("s", 0, 1)
+        .await
+        .expect_err("a store without workers cannot answer a read");
+    let took = started.elapsed();
+    assert_eq!(
+        e,
+        reckon_gater::ClientError::Store(reckon_gater::StoreError::NoWorkers {
+            store: store.into()
+        })
+    );
+    assert!(
+        took < waited_out / 2,
+        "NoWorkers took {took:?}: the gater waited (retries take {:?} at least)",
+        default_retry_pauses_min()
+    );
 }

@@ -1263,8 +1263,9 @@ fn health_exits_unavailable_without_a_worker() {
 #[tokio::test]
 async fn health_and_cluster() {
     let env = start().await;
-    // Health follows heartbeats: wait (bounded) for the leader to be reported.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Health follows heartbeats (every lease / 3, 1 s by default): wait (bounded)
+    // for the leader to be reported.
+    let deadline = Instant::now() + reckon_tests::wait::BASE;
     let health = loop {
         let r = env.reckon(&["--json", "health"]);
         if r.code == 0 {

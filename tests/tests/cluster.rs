@@ -9,7 +9,7 @@ use reckon_gater::types::{Direction, EventRecord, ReadConsistency};
 use reckon_gater::{Client, ExpectedVersion, NewEvent};
 use reckon_tests::cluster::{formed, leader_of, Cluster};
 use reckon_tests::ctx;
-use reckon_tests::wait::wait_until;
+use reckon_tests::wait::{self, wait_until};
 use serde_json::json;
 
 /// Every event a node holds locally, by position.
@@ -76,7 +76,7 @@ async fn three_nodes_form_and_hold_identical_logs() {
     for i in 0..3 {
         wait_until(
             "node to apply 1000 events",
-            Duration::from_secs(30),
+            wait::for_events(1000),
             || async { local_log(&c, i).await.len() == 1000 },
         )
         .await;
@@ -97,10 +97,13 @@ async fn killing_the_leader_loses_no_acknowledged_append() {
     let client = formed(&c).await;
     let old_leader = leader_of(&client, "default").await.expect("leader");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Appends acknowledged so far, by every writer.
+    let acked_so_far = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
     for w in 0..6 {
         let s = client.store("default");
         let stop = stop.clone();
+        let acked_so_far = acked_so_far.clone();
         tasks.push(tokio::spawn(async move {
             let mut acked: Acked = Vec::new();
             let stream = format!("writer-{w}");
@@ -118,6 +121,7 @@ async fn killing_the_leader_loses_no_acknowledged_append() {
                     {
                         Ok(r) => {
                             acked.push((stream.clone(), r.version, r.first_position, id));
+                            acked_so_far.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             break;
                         }
                         Err(e) => {
@@ -134,7 +138,16 @@ async fn killing_the_leader_loses_no_acknowledged_append() {
             acked
         }));
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The leader dies with appends under way: once the writers have had some
+    // acknowledged, however long that takes.
+    const ACKED_BEFORE_KILL: u64 = 150;
+    let acked_now = || acked_so_far.load(std::sync::atomic::Ordering::Relaxed);
+    wait_until(
+        "appends acknowledged before the kill",
+        wait::for_appends(ACKED_BEFORE_KILL),
+        || async { acked_now() >= ACKED_BEFORE_KILL },
+    )
+    .await;
     c.kill9((old_leader - 1) as usize);
     let killed = Instant::now();
     wait_until("a new leader", Duration::from_secs(30), || async {
@@ -144,14 +157,15 @@ async fn killing_the_leader_loses_no_acknowledged_append() {
     })
     .await;
     eprintln!("new leader after {:?}", killed.elapsed());
-    // Appends resume on the new leader.
-    let before: u64 = local_log(
-        &c,
-        (leader_of(&client, "default").await.unwrap() - 1) as usize,
+    // Appends resume on the new leader: its log grows while the writers run.
+    let leader_now = (leader_of(&client, "default").await.unwrap() - 1) as usize;
+    let before: u64 = local_log(&c, leader_now).await.len() as u64;
+    wait_until(
+        "appends to resume on the new leader",
+        wait::for_appends(1),
+        || async { local_log(&c, leader_now).await.len() as u64 > before },
     )
-    .await
-    .len() as u64;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut acked: Acked = Vec::new();
     for t in tasks {
@@ -166,14 +180,19 @@ async fn killing_the_leader_loses_no_acknowledged_append() {
     // Bring the old leader back; it must catch up.
     c.start_node((old_leader - 1) as usize);
     let total = local_log(&c, (new_leader - 1) as usize).await.len();
+    let restarted = Instant::now();
     for i in 0..3 {
         wait_until(
             "every node to hold the whole log",
-            Duration::from_secs(60),
+            wait::for_events(total as u64),
             || async { local_log(&c, i).await.len() == total },
         )
         .await;
     }
+    eprintln!(
+        "{total} events on every node {:?} after the restart",
+        restarted.elapsed()
+    );
     let logs: Vec<Vec<EventRecord>> = {
         let mut v = Vec::new();
         for i in 0..3 {
@@ -261,10 +280,13 @@ async fn reads_fail_over_when_a_worker_is_killed() {
     let victim = (1..=3u64).find(|n| *n != leader).unwrap();
     c.kill9((victim - 1) as usize);
     // Stale reads go round-robin over every registered worker, the dead one included
-    // until its lease runs out: each must still succeed within its deadline.
+    // until its lease runs out: each must still succeed within its deadline. A gater
+    // that waited on the dead worker instead of failing over would use up the whole
+    // deadline whatever its length, so the deadline only has to fit a read and a
+    // failover (milliseconds), on any machine.
     let stale = client
         .clone()
-        .with_timeout(Duration::from_secs(3))
+        .with_timeout(Duration::from_secs(30))
         .store("default")
         .stale();
     for _ in 0..12 {
@@ -284,7 +306,7 @@ async fn reads_fail_over_when_a_worker_is_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_late_node_catches_up_from_a_snapshot_and_becomes_a_voter() {
-    late_node_catches_up(&[]).await;
+    late_node_catches_up(&[], Duration::ZERO).await;
 }
 
 /// A newcomer whose disk is slow: every snapshot chunk it receives takes longer to
@@ -293,17 +315,24 @@ async fn a_late_node_catches_up_from_a_snapshot_and_becomes_a_voter() {
 /// for ever; the newcomer must still catch up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_late_node_on_a_slow_disk_still_catches_up_from_a_snapshot() {
-    late_node_catches_up(&[
-        ("RECKON_NODE_FAULTS__SNAPSHOT_CHUNK_DELAY_MS", "400"),
-        ("RECKON_NODE_FAULTS__SNAPSHOT_INSTALL_DELAY_MS", "3000"),
-    ])
+    late_node_catches_up(
+        &[
+            ("RECKON_NODE_FAULTS__SNAPSHOT_CHUNK_DELAY_MS", "400"),
+            ("RECKON_NODE_FAULTS__SNAPSHOT_INSTALL_DELAY_MS", "3000"),
+        ],
+        // The snapshot of this store is one chunk (well under 1 MiB), installed once.
+        Duration::from_millis(400 + 3000),
+    )
     .await;
 }
 
+/// Events the late node must end up with: 12 batches of 100, then 620 single events.
+const LATE_NODE_EVENTS: usize = 1820;
+
 /// Fills a 3-node cluster past its snapshot policy, adds a fourth node started with
 /// `newcomer_env`, and checks it holds the whole log, from an installed snapshot, and
-/// is promoted to voter.
-async fn late_node_catches_up(newcomer_env: &[(&str, &str)]) {
+/// is promoted to voter. `injected` is the delay `newcomer_env` adds to the catch-up.
+async fn late_node_catches_up(newcomer_env: &[(&str, &str)], injected: Duration) {
     let mut c = Cluster::start(3, &["default"]);
     let client = formed(&c).await;
     let s = client.store("default");
@@ -327,13 +356,20 @@ async fn late_node_catches_up(newcomer_env: &[(&str, &str)]) {
         .await
         .unwrap();
     }
+    let added = Instant::now();
     let newcomer = c.add_node_with_env(newcomer_env);
+    // The work grows with the store: a snapshot of it to send and install, and the
+    // log behind it to replay.
     wait_until(
         "the newcomer to hold the whole log",
-        Duration::from_secs(90),
-        || async { local_log(&c, newcomer).await.len() == 1820 },
+        wait::for_events(LATE_NODE_EVENTS as u64) + injected,
+        || async { local_log(&c, newcomer).await.len() == LATE_NODE_EVENTS },
     )
     .await;
+    eprintln!(
+        "the newcomer held {LATE_NODE_EVENTS} events {:?} after it was started",
+        added.elapsed()
+    );
     assert_eq!(
         digest(&local_log(&c, 0).await),
         digest(&local_log(&c, newcomer).await)
@@ -531,11 +567,14 @@ async fn leadership_moves_to_the_chosen_voter_under_writes() {
     let target = (1..=3u64).find(|n| *n != old).expect("a follower");
 
     // Writers keep appending to their own streams through the handover; each
-    // remembers what was acknowledged.
+    // remembers what was acknowledged, and counts it where the test can see it.
+    const WRITERS: usize = 4;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writers: Vec<_> = (0..4)
+    let progress: std::sync::Arc<Vec<std::sync::atomic::AtomicUsize>> =
+        std::sync::Arc::new((0..WRITERS).map(|_| Default::default()).collect());
+    let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
-            let (s, stop) = (s.clone(), stop.clone());
+            let (s, stop, progress) = (s.clone(), stop.clone(), progress.clone());
             tokio::spawn(async move {
                 let mut acked = Vec::new();
                 let mut failed = 0u32;
@@ -543,7 +582,10 @@ async fn leadership_moves_to_the_chosen_voter_under_writes() {
                     let stream = format!("w{w}");
                     let e = NewEvent::json("t", &json!({ "n": acked.len() }));
                     match s.append(&stream, ExpectedVersion::Any, vec![e]).await {
-                        Ok(r) => acked.push(r.version),
+                        Ok(r) => {
+                            acked.push(r.version);
+                            progress[w].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                         Err(_) => failed += 1,
                     }
                 }
@@ -551,7 +593,30 @@ async fn leadership_moves_to_the_chosen_voter_under_writes() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Until every writer has had an append acknowledged since `since`.
+    let all_acked_since = |since: Vec<usize>| {
+        let progress = progress.clone();
+        move || {
+            let done = progress
+                .iter()
+                .zip(&since)
+                .all(|(p, s)| p.load(std::sync::atomic::Ordering::Relaxed) > *s);
+            async move { done }
+        }
+    };
+    let counts = || -> Vec<usize> {
+        progress
+            .iter()
+            .map(|p| p.load(std::sync::atomic::Ordering::Relaxed))
+            .collect()
+    };
+    // The handover starts under writes: every writer has had appends through.
+    wait_until(
+        "every writer's first append",
+        wait::for_appends(WRITERS as u64),
+        all_acked_since(vec![0; WRITERS]),
+    )
+    .await;
     let started = Instant::now();
     s.transfer_leader(target).await.expect("transfer");
     let took = started.elapsed();
@@ -560,7 +625,13 @@ async fn leadership_moves_to_the_chosen_voter_under_writes() {
         leader_of(&client, "default").await == Some(target)
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // And the writers go on under the new leader: each gets another append through.
+    wait_until(
+        "an append by every writer under the new leader",
+        wait::for_appends(WRITERS as u64),
+        all_acked_since(counts()),
+    )
+    .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for (w, handle) in writers.into_iter().enumerate() {
         let (acked, failed) = handle.await.expect("writer");

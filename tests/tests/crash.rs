@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use reckon_gater::types::{AppendResult, EventRecord, ExpectedVersion, NewEvent, TagMatch};
-use reckon_tests::{ctx, NodeProc, StoreClient, DEV_GATER_ANY_PORT};
+use reckon_tests::{ctx, wait, NodeProc, StoreClient, DEV_GATER_ANY_PORT};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -24,8 +24,6 @@ const ROUNDS: usize = 3;
 const ACKS_BEFORE_KILL: [usize; ROUNDS] = [10, 60, 150];
 /// Most extra time before the kill, in milliseconds.
 const KILL_DELAY_MAX_MS: u64 = 250;
-/// How long a round may take to reach its kill point.
-const ROUND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most appends one writer makes in one round (a bound, never reached in practice).
 const APPENDS_PER_ROUND_MAX: usize = 100_000;
 
@@ -245,11 +243,14 @@ async fn crash_rounds(extra: &[&str]) {
                 ))
             })
             .collect();
-        let deadline = Instant::now() + ROUND_TIMEOUT;
+        // How long a round may take to reach its kill point: it grows with the
+        // appends it waits for.
+        let round_limit = wait::for_appends(acks_before_kill as u64);
+        let deadline = Instant::now() + round_limit;
         while acked.load(Ordering::SeqCst) < acks_before_kill {
             assert!(
                 Instant::now() < deadline,
-                "round {round}: only {} appends acknowledged in {ROUND_TIMEOUT:?}",
+                "round {round}: only {} appends acknowledged in {round_limit:?}",
                 acked.load(Ordering::SeqCst)
             );
             tokio::time::sleep(Duration::from_millis(2)).await;

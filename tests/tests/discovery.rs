@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use reckon_gater::Client;
 use reckon_node::config::{DiscoveryMethod, Mode, NodeConfig};
 use reckon_node::discovery::multicast::{self, Announcement, Key, DATAGRAM_BYTES_MAX};
-use reckon_node::discovery::{Discovery, MulticastStats};
+use reckon_node::discovery::{dns, Discovery, MulticastStats};
 use reckon_tests::discovery::{
     a_record, free_tcp_ports, free_udp_port, loopback_listener, loopback_sender, multicast_env,
     send_to_group, srv_record, DiscoveredCluster, DnsResponder, LoggedNode, SECRET,
@@ -82,6 +82,53 @@ fn signed(node_id: u64, advertise: &str, timestamp_us: u64, key: &Key) -> Vec<u8
     multicast::encode(&a, key).expect("encodes")
 }
 
+/// The node id of [`control`].
+const CONTROL_ID: u64 = 9;
+
+/// Announcements of [`control`] that make the window in which a passive node must
+/// stay silent.
+const CONTROL_ANNOUNCEMENTS: usize = 10;
+
+/// An active multicast discovery on `port` (node [`CONTROL_ID`], with the secret),
+/// announcing every 100 ms like the passive nodes under test would if they were
+/// active. A window in which something must not happen is counted in its
+/// announcements rather than in milliseconds: on a slower machine it lasts as much
+/// longer as the node under test would take to send.
+fn control(port: u16, stop: watch::Receiver<bool>) -> Discovery {
+    let mut cfg = config(DiscoveryMethod::Multicast, "127.0.0.1:7609");
+    cfg.node_id = CONTROL_ID;
+    cfg.discovery.port = port;
+    cfg.discovery.secret = Some(SECRET.into());
+    cfg.discovery.announce_ms = 100;
+    Discovery::start(&cfg, stop)
+}
+
+/// Everything `listener` hears, the control's announcements aside, until it has
+/// heard [`CONTROL_ANNOUNCEMENTS`] of them. Blocks the thread.
+fn heard_besides_the_control(listener: &std::net::UdpSocket) -> Vec<Vec<u8>> {
+    // Ten announcements 100 ms apart take a second here.
+    let deadline = Instant::now() + reckon_tests::wait::BASE;
+    let mut buf = [0u8; DATAGRAM_BYTES_MAX + 1];
+    let (mut control, mut others) = (0, Vec::new());
+    while control < CONTROL_ANNOUNCEMENTS {
+        assert!(
+            Instant::now() < deadline,
+            "the control announced only {control} times"
+        );
+        // A read that times out only sends us round the loop.
+        if let Ok((n, _)) = listener.recv_from(&mut buf) {
+            let from_control = multicast::decode(&buf[..n], &key(), multicast::now_us())
+                .is_ok_and(|a| a.node_id == CONTROL_ID);
+            if from_control {
+                control += 1;
+            } else {
+                others.push(buf[..n].to_vec());
+            }
+        }
+    }
+    others
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn multicast_three_nodes_form_a_cluster() {
     let port = free_udp_port();
@@ -116,10 +163,28 @@ async fn multicast_receiver_drops_and_counts_each_bad_datagram() {
         async move { d.peers().await == vec![good.to_string()] }
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Some of those may still wait in the socket. The receiver reads its datagrams
+    // in order: once a marker sent after them is counted (a datagram of a wrong
+    // version), they are all counted too.
+    let mut marker = signed(2, good, multicast::now_us(), &key);
+    marker[0] = multicast::VERSION + 1;
+    send_to_group(&sender, port, &marker);
+    wait_until("the marker to be counted", Duration::from_secs(10), || {
+        let s = stats();
+        async move { s.wrong_version == 1 }
+    })
+    .await;
     let before = stats();
     assert!(before.accepted >= 1, "{before:?}");
-    assert_eq!(before.dropped(), 0, "{before:?}");
+    assert_eq!(
+        before,
+        MulticastStats {
+            accepted: before.accepted,
+            wrong_version: 1,
+            ..MulticastStats::default()
+        },
+        "nothing but the marker dropped"
+    );
 
     // Every bad one claims to be node 3.
     let bad = "127.0.0.1:7603";
@@ -156,7 +221,8 @@ async fn multicast_receiver_drops_and_counts_each_bad_datagram() {
         wrong_secret: 2,
         stale: 2,
         malformed: 4,
-        wrong_version: 1,
+        // And the marker.
+        wrong_version: 1 + 1,
         table_full: 0,
     };
     wait_until(
@@ -215,16 +281,20 @@ async fn multicast_peers_expire_after_ttl() {
         async move { !d.peers().await.is_empty() }
     })
     .await;
-    // Silent for longer than ttl_ms: forgotten.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(discovery.peers().await.is_empty());
+    // Silent for longer than ttl_ms: forgotten (after 500 ms and the next expiry
+    // tick, 100 ms later; a node never forgotten would time this out).
+    wait_until("node 2 to be forgotten", Duration::from_secs(10), || {
+        let d = discovery.clone();
+        async move { d.peers().await.is_empty() }
+    })
+    .await;
     let _ = stop_tx.send(true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multicast_without_secret_neither_sends_nor_accepts() {
     let port = free_udp_port();
-    let listener = loopback_listener(port, Duration::from_millis(1500));
+    let listener = loopback_listener(port, Duration::from_millis(200));
     let mut cfg = config(DiscoveryMethod::Multicast, "127.0.0.1:7600");
     cfg.discovery.port = port;
     cfg.discovery.announce_ms = 100;
@@ -244,24 +314,21 @@ async fn multicast_without_secret_neither_sends_nor_accepts() {
             &signed(2, "127.0.0.1:7602", multicast::now_us(), &key()),
         );
     }
-    // The listener hears the test's own datagrams (it shares the port) and nothing
-    // else: the node never announces.
-    let mut buf = [0u8; DATAGRAM_BYTES_MAX + 1];
-    let deadline = Instant::now() + Duration::from_millis(1500);
-    let mut heard = 0;
-    while Instant::now() < deadline {
-        match listener.recv_from(&mut buf) {
-            Ok((n, _)) => {
-                let from_node_1 = multicast::decode(&buf[..n], &key(), multicast::now_us())
-                    .is_ok_and(|a| a.node_id == 1);
-                assert!(!from_node_1, "a passive node announced itself");
-                heard += 1;
-            }
-            Err(_) => break,
-        }
+    // An active node beside it, announcing as the passive one would: the window
+    // lasts while it announces CONTROL_ANNOUNCEMENTS times, and its signed
+    // announcements are not taken either.
+    let _control = control(port, stop_tx.subscribe());
+    // The listener hears the test's own datagrams (it shares the port) and the
+    // control's, and nothing else: the node never announces.
+    let heard = tokio::task::block_in_place(|| heard_besides_the_control(&listener));
+    for d in &heard {
+        let from_node_1 =
+            multicast::decode(d, &key(), multicast::now_us()).is_ok_and(|a| a.node_id == 1);
+        assert!(!from_node_1, "a passive node announced itself");
     }
     assert_eq!(
-        heard, 5,
+        heard.len(),
+        5,
         "the listener should hear exactly the test's datagrams"
     );
     assert!(discovery.peers().await.is_empty());
@@ -269,28 +336,35 @@ async fn multicast_without_secret_neither_sends_nor_accepts() {
     let _ = stop_tx.send(true);
 }
 
-#[test]
-fn multicast_without_secret_logs_one_clear_line() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multicast_without_secret_logs_one_clear_line() {
     let port = free_udp_port();
     let dir = tempfile::tempdir().expect("tempdir");
     let port_s = port.to_string();
-    let listener = loopback_listener(port, Duration::from_millis(1500));
-    let node = LoggedNode::start(
-        dir.path(),
-        &[
-            ("RECKON_NODE_MODE", "cluster"),
-            ("RECKON_NODE_BOOTSTRAP_EXPECT", "3"),
-            ("RECKON_NODE_DISCOVERY__METHOD", "multicast"),
-            ("RECKON_NODE_DISCOVERY__PORT", &port_s),
-            ("RECKON_NODE_DISCOVERY__ANNOUNCE_MS", "100"),
-        ],
-    );
-    // The node is up and would announce ten times a second if it were not passive.
-    let mut buf = [0u8; DATAGRAM_BYTES_MAX + 1];
+    let listener = loopback_listener(port, Duration::from_millis(200));
+    let node = tokio::task::block_in_place(|| {
+        LoggedNode::start(
+            dir.path(),
+            &[
+                ("RECKON_NODE_MODE", "cluster"),
+                ("RECKON_NODE_BOOTSTRAP_EXPECT", "3"),
+                ("RECKON_NODE_DISCOVERY__METHOD", "multicast"),
+                ("RECKON_NODE_DISCOVERY__PORT", &port_s),
+                ("RECKON_NODE_DISCOVERY__ANNOUNCE_MS", "100"),
+            ],
+        )
+    });
+    // The node is up and would announce ten times a second if it were not passive:
+    // nothing is heard but the control, while it announces ten times.
+    let (stop_tx, stop) = watch::channel(false);
+    let _control = control(port, stop);
+    let heard = tokio::task::block_in_place(|| heard_besides_the_control(&listener));
     assert!(
-        listener.recv_from(&mut buf).is_err(),
-        "a node without a secret sent a datagram"
+        heard.is_empty(),
+        "a node without a secret sent {} datagrams",
+        heard.len()
     );
+    let _ = stop_tx.send(true);
     let passive: Vec<String> = node
         .log()
         .into_iter()
@@ -391,10 +465,23 @@ async fn k8s_dns_a_records_pair_with_the_listen_port_and_follow_changes() {
     })
     .await;
 
-    // The DNS server goes away: the last answer is kept.
+    // The DNS server goes away (it answers nothing more): the last answer is kept
+    // over a round that failed, not merely over a window in which a round may still
+    // be waiting (a round takes seconds to fail: QUERY_TIMEOUT per attempt). A round
+    // is one SRV lookup, retried under one query id: once a second id reaches the
+    // server, the round before it has failed.
     let dns_addr: SocketAddr = dns.addr;
-    drop(dns);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    dns.fall_silent();
+    wait_until(
+        "a round to fail and the next to begin",
+        dns::ROUND_TIMEOUT + reckon_tests::wait::BASE,
+        || {
+            let mut ids = dns.unanswered_srv_ids.lock().expect("ids").clone();
+            ids.dedup();
+            async move { ids.len() >= 2 }
+        },
+    )
+    .await;
     assert_eq!(
         discovery.peers().await,
         vec!["127.0.0.9:7601".to_string()],

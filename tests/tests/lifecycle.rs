@@ -7,27 +7,34 @@
 //! idle node; this covers the same stop with requests in flight.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reckon_gater::{Client, ClientError, ExpectedVersion, NewEvent, StoreError};
 use reckon_tests::dev::wait_for_store;
 use reckon_tests::gater::{start_node, GaterProc};
-use reckon_tests::wait::wait_until;
+use reckon_tests::wait::{self, wait_until};
 use serde_json::json;
 use uuid::Uuid;
 
 /// Concurrent writers, each to its own stream.
 const WRITERS: usize = 6;
-/// How long the writers run before the node gets SIGTERM.
-const LOAD_BEFORE_STOP: Duration = Duration::from_millis(300);
+/// Appends the writers have had acknowledged, between them, before the node gets
+/// SIGTERM: it stops under load, however fast this machine writes.
+const ACKED_BEFORE_STOP: usize = 60;
 /// The gater's lease: far longer than the test, so that only deregistration can
-/// drop the worker in time.
-const LEASE_MS: &str = "30000";
-/// How soon after the node's exit the gater must have dropped it.
-const DROPPED_WITHIN: Duration = Duration::from_secs(1);
-/// Longest any one append may take to get an answer, Ok or not.
+/// drop the worker in time. The node heartbeats every lease / 3, at most every
+/// 10 s, so a lease that runs out does so at least 50 s after the node's last word.
+const LEASE_MS: &str = "60000";
+/// How soon after the node's exit the gater must have dropped it. Two outcomes to
+/// tell apart: dropped on deregistration, which the node does before it exits (so
+/// at once), or only when the lease runs out (at least 50 s later). 15 s is far
+/// above the first on any machine and well below the second.
+const DROPPED_WITHIN: Duration = Duration::from_secs(15);
+/// Longest any one append may take to get an answer, Ok or not: twice the client's
+/// own deadline (5 s by default), which answers every call by then whatever the
+/// node does; an append itself takes milliseconds.
 const APPEND_DEADLINE: Duration = Duration::from_secs(10);
 /// The node's id and store.
 const NODE_ID: u64 = 1;
@@ -44,8 +51,14 @@ struct Outcome {
     hung: usize,
 }
 
-/// Appends one event at a time to `stream` until `stop`, recording every outcome.
-async fn write_until(client: Client, stream: String, stop: Arc<AtomicBool>) -> Outcome {
+/// Appends one event at a time to `stream` until `stop`, recording every outcome and
+/// counting acknowledged appends in `acked_so_far`.
+async fn write_until(
+    client: Client,
+    stream: String,
+    stop: Arc<AtomicBool>,
+    acked_so_far: Arc<AtomicUsize>,
+) -> Outcome {
     let store = client.store(STORE);
     let mut out = Outcome::default();
     let mut n = 0u64;
@@ -67,6 +80,7 @@ async fn write_until(client: Client, stream: String, stop: Arc<AtomicBool>) -> O
                     "{stream}: version {} acked twice",
                     r.version
                 );
+                acked_so_far.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Err(e)) => {
                 *out.errors.entry(error_kind(&e)).or_default() += 1;
@@ -117,16 +131,23 @@ async fn sigterm_under_load_drains_and_loses_no_acknowledged_append() {
     let client = wait_for_store(&gater.addr, STORE).await;
 
     let stop = Arc::new(AtomicBool::new(false));
+    let acked_so_far = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..WRITERS)
         .map(|i| {
             tokio::spawn(write_until(
                 client.clone(),
                 format!("writer-{i}"),
                 stop.clone(),
+                acked_so_far.clone(),
             ))
         })
         .collect();
-    tokio::time::sleep(LOAD_BEFORE_STOP).await;
+    wait_until(
+        "the writers' appends before the stop",
+        wait::for_appends(ACKED_BEFORE_STOP as u64),
+        || async { acked_so_far.load(Ordering::Relaxed) >= ACKED_BEFORE_STOP },
+    )
+    .await;
 
     // `terminate` blocks until the exit; the writers keep going meanwhile.
     let (node, status, exited) = tokio::task::spawn_blocking(move || {
@@ -200,7 +221,15 @@ async fn sigterm_under_load_drains_and_loses_no_acknowledged_append() {
 #[tokio::test]
 async fn a_gater_with_clients_stops_on_sigterm_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let mut gater = GaterProc::start("127.0.0.1:0", &[("RECKON_GATER_LEASE_MS", LEASE_MS)]);
+    // A grace far longer than the stop should take: a drain that waited for the
+    // idle connection would only end when the grace runs out.
+    let mut gater = GaterProc::start(
+        "127.0.0.1:0",
+        &[
+            ("RECKON_GATER_LEASE_MS", LEASE_MS),
+            ("RECKON_GATER_SHUTDOWN_GRACE_MS", LONG_GRACE_MS),
+        ],
+    );
     let _node = start_node(dir.path(), NODE_ID, &[STORE], &gater.addr, &[]);
     let client = wait_for_store(&gater.addr, STORE).await;
     client
@@ -213,13 +242,16 @@ async fn a_gater_with_clients_stops_on_sigterm_and_exits_0() {
         .await
         .unwrap();
     // The client's connection stays open and idle: the drain must not wait for it.
+    // Two outcomes to tell apart: the gater exits at once (milliseconds), or its
+    // drain waits for the connection and it exits when the grace (20 s) runs out.
+    // Half the grace separates them on any machine.
     let started = Instant::now();
     let status = tokio::task::spawn_blocking(move || gater.terminate())
         .await
         .unwrap();
     assert!(status.success(), "SIGTERM exits 0: {status:?}");
     assert!(
-        started.elapsed() < APPEND_DEADLINE,
+        started.elapsed() < long_grace() / 2,
         "an idle connection does not hold the gater up: {:?}",
         started.elapsed()
     );
@@ -230,15 +262,25 @@ async fn a_gater_with_clients_stops_on_sigterm_and_exits_0() {
 /// How long the drain may wait for the request in flight: far longer than the test
 /// waits, so that only the second signal can end the process in time.
 const LONG_GRACE_MS: &str = "20000";
+/// [`LONG_GRACE_MS`] as a duration.
+fn long_grace() -> Duration {
+    Duration::from_millis(LONG_GRACE_MS.parse().expect("a number of milliseconds"))
+}
 /// How long the long-poll in flight waits for events that never come.
 const POLL_WAIT: Duration = Duration::from_secs(25);
-/// How long the first SIGTERM must leave the process draining.
+/// How long the first SIGTERM must leave the process draining. The process either
+/// drains (it runs until the grace or the poll is over, 20 s) or exits at once; a
+/// slower machine can only make it exit later, so this cannot fail for speed.
 const STILL_DRAINING_AFTER: Duration = Duration::from_millis(1500);
-/// How soon the second SIGTERM must end it.
-const ENDED_WITHIN: Duration = Duration::from_secs(3);
+/// How soon the second SIGTERM must end it. Two outcomes to tell apart: it exits at
+/// once (a signal handler and an exit: milliseconds), or it drains on until the
+/// grace runs out, 20 s after the first signal and so at least 18.5 s after the
+/// second. 6 s is a third of the second and far above the first on any machine.
+const ENDED_WITHIN: Duration = Duration::from_secs(6);
 
 /// Subscribes to a stream nobody writes and long-polls it: a request in flight until
-/// its wait is over. Gives the poll's task once the poll has had time to start.
+/// its wait is over. Gives the poll's task once the node has taken the poll (it
+/// counts the consumer as attached).
 async fn poll_in_flight(store: reckon_gater::StoreHandle) -> tokio::task::JoinHandle<()> {
     let info = store
         .subscribe(
@@ -249,10 +291,19 @@ async fn poll_in_flight(store: reckon_gater::StoreHandle) -> tokio::task::JoinHa
         )
         .await
         .expect("subscribe");
-    let poll = tokio::spawn(async move {
-        let _ = store.poll(&info.key, "c1", None, 10, POLL_WAIT).await;
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let poll = {
+        let (store, key) = (store.clone(), info.key.clone());
+        tokio::spawn(async move {
+            let _ = store.poll(&key, "c1", None, 10, POLL_WAIT).await;
+        })
+    };
+    wait_until("the node to take the poll", wait::BASE, || async {
+        store
+            .subscription(&info.key)
+            .await
+            .is_ok_and(|s| s.consumers == 1)
+    })
+    .await;
     assert!(!poll.is_finished(), "the poll answered before the stop");
     poll
 }

@@ -19,7 +19,8 @@ use reckon_gater::{
     Client, ClientError, ContentType, Direction, EventRecord, ExpectedVersion, NewEvent,
     StoreError, StoreHandle, Subscriber,
 };
-use reckon_tests::{dev, NodeProc};
+use reckon_node::subscriptions::CONSUMER_LEASE;
+use reckon_tests::{dev, wait, NodeProc};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -174,18 +175,18 @@ async fn drain(
 
 /// Receives through `sub` until at least `n` events have come.
 async fn receive(sub: &mut Subscriber, n: usize) -> Vec<EventRecord> {
+    receive_within(sub, n, DELIVERY_LIMIT).await
+}
+
+/// [`receive`], waiting up to `limit`.
+async fn receive_within(sub: &mut Subscriber, n: usize, limit: Duration) -> Vec<EventRecord> {
     let mut out = Vec::new();
-    let deadline = Instant::now() + DELIVERY_LIMIT;
+    let deadline = Instant::now() + limit;
     while out.len() < n {
         let left = deadline.saturating_duration_since(Instant::now());
         let batch = tokio::time::timeout(left, sub.next_batch())
             .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "only {} of {n} events arrived within {DELIVERY_LIMIT:?}",
-                    out.len()
-                )
-            })
+            .unwrap_or_else(|_| panic!("only {} of {n} events arrived within {limit:?}", out.len()))
             .unwrap_or_else(|e| panic!("next_batch: {e}"));
         out.extend(batch);
     }
@@ -672,9 +673,12 @@ async fn seam(stored: u64, writers: usize, live: u64, batch: u64) {
         .await
         .unwrap();
     let total = (stored + live) as usize;
+    // The reader waits while the writers append: its bound grows with their appends
+    // and with the events it receives.
+    let limit = wait::for_work(live.div_ceil(batch), total as u64);
     let mut sub = s.subscriber(&info.key, "seam-reader");
     let reader = tokio::spawn(async move {
-        let got = receive(&mut sub, total).await;
+        let got = receive_within(&mut sub, total, limit).await;
         // Anything beyond the total would be a repeat: look once more.
         let d = sub.position();
         (got, d, sub)
@@ -878,11 +882,12 @@ async fn unsubscribe_ends_a_waiting_poll_without_delivering() {
     let waiting = {
         let (s, key) = (s.clone(), key.clone());
         tokio::spawn(async move {
-            s.poll(&key, "c", Some(next), 10, Duration::from_secs(5))
+            s.poll(&key, "waiter", Some(next), 10, Duration::from_secs(5))
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The poll is waiting once the node counts its consumer, beside "c".
+    wait_consumers(s, &key, 2).await;
     s.unsubscribe(&key).await.unwrap();
     put(s, "w", "t", json!({"after": true})).await;
     match waiting.await.unwrap() {
@@ -953,6 +958,8 @@ struct Catch {
 /// acknowledging the last event of each batch, until told to stop.
 struct Pool {
     received: Arc<AtomicUsize>,
+    /// Polls each consumer has finished.
+    polls: Vec<Arc<AtomicUsize>>,
     stops: Vec<Arc<AtomicBool>>,
     tasks: Vec<Option<tokio::task::JoinHandle<Catch>>>,
 }
@@ -960,11 +967,14 @@ struct Pool {
 impl Pool {
     fn start(s: &StoreHandle, key: &str, n: usize) -> Pool {
         let received = Arc::new(AtomicUsize::new(0));
+        let mut polls = Vec::new();
         let mut stops = Vec::new();
         let mut tasks = Vec::new();
         for i in 0..n {
             let stop = Arc::new(AtomicBool::new(false));
             stops.push(stop.clone());
+            let polled = Arc::new(AtomicUsize::new(0));
+            polls.push(polled.clone());
             let (s, key, received) = (s.clone(), key.to_string(), received.clone());
             tasks.push(Some(tokio::spawn(async move {
                 let me = format!("consumer-{i}");
@@ -985,14 +995,36 @@ impl Pool {
                     }
                     received.fetch_add(d.events.len(), Ordering::Relaxed);
                     got.extend(d.events);
+                    polled.fetch_add(1, Ordering::Relaxed);
                 }
                 Catch { me, got, acked }
             })));
         }
         Pool {
             received,
+            polls,
             stops,
             tasks,
+        }
+    }
+
+    /// Waits until every running consumer has finished `n` more polls than it had:
+    /// the polls in flight now are over, and `n - 1` whole ones after them.
+    async fn wait_polls(&self, n: usize) {
+        let want: Vec<(usize, usize)> = (0..self.tasks.len())
+            .filter(|i| self.tasks[*i].is_some())
+            .map(|i| (i, self.polls[i].load(Ordering::Relaxed) + n))
+            .collect();
+        let deadline = Instant::now() + DELIVERY_LIMIT;
+        while !want
+            .iter()
+            .all(|(i, w)| self.polls[*i].load(Ordering::Relaxed) >= *w)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the consumers did not poll {n} more times within {DELIVERY_LIMIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -1014,10 +1046,10 @@ impl Pool {
         self.tasks[i].take().expect("running").await.unwrap()
     }
 
-    /// Lets the consumers poll a little longer (so that repeats would show), then
-    /// stops them all.
+    /// Lets the consumers poll a little longer (three more polls each, so that
+    /// repeats would show), then stops them all.
     async fn finish(mut self) -> Vec<Catch> {
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        self.wait_polls(3).await;
         let mut out = Vec::new();
         for i in 0..self.tasks.len() {
             if self.tasks[i].is_some() {
@@ -1172,7 +1204,7 @@ async fn pool_of_three_attached_first_delivers_each_event_once() {
     // Let the first polls (which began before all three were attached; they wait
     // 200 ms) run out, so that this test checks the steady state; the backlog test
     // below checks consumers that arrive together with the events.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    pool.wait_polls(1).await;
     let written = write_accounts(s, 30, 20).await;
     let all = pool.wait_received(written.len(), DELIVERY_LIMIT).await;
     let catches = pool.finish().await;
@@ -1231,14 +1263,14 @@ async fn pool_consumer_leaving_hands_its_streams_over_without_loss() {
     wait_consumers(s, &info.key, 3).await;
     let first = write_accounts(s, 30, 5).await;
     assert!(pool.wait_received(first.len(), DELIVERY_LIMIT).await);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    pool.wait_polls(1).await;
     let gone = pool.stop(2).await;
     assert!(!gone.got.is_empty(), "consumer-2 had no streams");
     let gone_streams: BTreeSet<String> = gone.got.iter().map(|e| e.stream_id.clone()).collect();
     let second = write_accounts(s, 30, 5).await;
     // Its lease (10 s) runs out; the other two take its streams.
     let all = pool
-        .wait_received(first.len() + second.len(), Duration::from_secs(30))
+        .wait_received(first.len() + second.len(), CONSUMER_LEASE + DELIVERY_LIMIT)
         .await;
     let mut catches = pool.finish().await;
     catches.push(gone);

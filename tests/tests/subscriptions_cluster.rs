@@ -13,7 +13,7 @@ use reckon_gater::subscription::{StartFrom, SubscribeOptions, SubscriptionInfo};
 use reckon_gater::types::SubscriptionType;
 use reckon_gater::{ClientError, Direction, EventRecord, ExpectedVersion, NewEvent};
 use reckon_tests::cluster::{formed, leader_of, Cluster};
-use reckon_tests::wait::wait_until;
+use reckon_tests::wait::{self, wait_until};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -156,8 +156,9 @@ async fn leader_killed_during_delivery_skips_nothing_and_keeps_order() {
     assert_eq!(acked.checkpoint(), Some(199));
     drop(early);
 
-    // Kill the leader while delivery is going on.
-    wait_until("300 events delivered", Duration::from_secs(60), || async {
+    // Kill the leader while delivery is going on. The writer appends one event at a
+    // time: the wait grows with the appends it takes to deliver 300.
+    wait_until("300 events delivered", wait::for_appends(300), || async {
         received.load(Ordering::Relaxed) >= 300
     })
     .await;
@@ -221,7 +222,14 @@ async fn leader_killed_during_delivery_skips_nothing_and_keeps_order() {
         assert_eq!(log[*p as usize].event_id, *id, "acknowledged append at {p}");
     }
     target.store(log.len() as u64, Ordering::Relaxed);
-    let finished = tokio::time::timeout(Duration::from_secs(90), reader).await;
+    // What is left to deliver grows with the log; a failover the subscriber rides
+    // out is in the base.
+    let to_the_end = Instant::now();
+    let finished = tokio::time::timeout(wait::for_events(log.len() as u64), reader).await;
+    eprintln!(
+        "the subscriber reached the end of the log {:?} after the writer finished",
+        to_the_end.elapsed()
+    );
     stop.store(true, Ordering::Relaxed);
     let outcome = finished.expect("the subscriber never reached the end of the log");
     outcome.unwrap().unwrap_or_else(|e| panic!("{e}"));
