@@ -107,8 +107,19 @@ impl Registry {
     pub fn register(&mut self, info: WorkerInfo, now: Instant) -> bool {
         let lease_until = now + self.lease;
         let store = self.stores.entry(info.store.clone()).or_default();
+        // Two workers may both say they lead: one cut off from its group still does
+        // after the others elected a new leader, in a higher term. The higher term
+        // is the leader.
+        let known_term = store
+            .leader
+            .filter(|l| *l != info.node_id)
+            .and_then(|l| store.workers.get(&l))
+            .filter(|w| w.info.role == Role::Leader)
+            .map(|w| w.info.term);
         if info.role == Role::Leader {
-            store.leader = Some(info.node_id);
+            if known_term.is_none_or(|t| info.term >= t) {
+                store.leader = Some(info.node_id);
+            }
         } else if store.leader == Some(info.node_id) {
             store.leader = info.leader;
         }
@@ -449,6 +460,24 @@ mod tests {
         seen.sort_unstable();
         seen.dedup();
         assert_eq!(seen, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn of_two_workers_that_say_they_lead_the_higher_term_leads() {
+        let now = Instant::now();
+        let mut r = reg3(now);
+        let in_term = |node, role, term| WorkerInfo {
+            term,
+            ..info("s", node, role)
+        };
+        // Node 3 won an election in term 2; node 2, cut off, still says it leads in 1.
+        r.register(in_term(3, Role::Leader, 2), now);
+        r.register(in_term(2, Role::Leader, 1), now);
+        assert_eq!(r.pick("s", OpKind::Leader, now, &[]).unwrap().node_id, 3);
+        // Once node 2 hears of term 2 it follows, and a later term moves the leader.
+        r.register(in_term(2, Role::Follower, 2), now);
+        r.register(in_term(1, Role::Leader, 3), now);
+        assert_eq!(r.pick("s", OpKind::Leader, now, &[]).unwrap().node_id, 1);
     }
 
     #[test]

@@ -165,11 +165,26 @@ impl Pending {
 
 /// Where this node sees the leadership of a group: `Ok` when it leads, the
 /// `NotLeader` answer to give otherwise.
-fn leadership(raft: &Raft, me: NodeId) -> Result<(), StoreError> {
+///
+/// A leader of several voters that has heard from no quorum for longer than `lease`
+/// answers `NotLeader` naming no leader: cut off from its group, it cannot commit, and
+/// the others may have elected a new leader it has not heard of. Its caller tries
+/// another node at once instead of waiting out its deadline here.
+fn leadership(raft: &Raft, me: NodeId, lease: Duration) -> Result<(), StoreError> {
     let m = raft.metrics();
     let m = m.borrow();
     if m.current_leader == Some(me) {
-        return Ok(());
+        let alone = m.membership_config.voter_ids().nth(1).is_none();
+        let confirmed = m
+            .millis_since_quorum_ack
+            .is_some_and(|ms| Duration::from_millis(ms) <= lease);
+        if alone || confirmed {
+            return Ok(());
+        }
+        return Err(StoreError::NotLeader {
+            leader: None,
+            leader_addr: None,
+        });
     }
     Err(StoreError::NotLeader {
         leader: m.current_leader,
@@ -664,7 +679,7 @@ impl Store {
         deadline: Instant,
     ) -> Result<Outcome, StoreError> {
         self.check_not_moving()?;
-        match leadership(&self.raft, self.node_id) {
+        match leadership(&self.raft, self.node_id, self.lease) {
             Ok(()) => self.enqueue(command, bytes, deadline).await,
             Err(StoreError::NotLeader {
                 leader: Some(leader),
@@ -682,7 +697,7 @@ impl Store {
         deadline: Instant,
     ) -> Result<Outcome, StoreError> {
         self.check_not_moving()?;
-        leadership(&self.raft, self.node_id)?;
+        leadership(&self.raft, self.node_id, self.lease)?;
         self.enqueue(command, bytes, deadline).await
     }
 
@@ -1104,6 +1119,7 @@ async fn run_batcher(
     read_barrier: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let me = opts.node_id;
+    let lease = Duration::from_millis(opts.election_timeout_max_ms);
     let in_flight = Arc::new(Semaphore::new(opts.pipeline_max.max(1)));
     let mut metrics = raft.metrics();
     let mut last_ts = 0u64;
@@ -1121,7 +1137,7 @@ async fn run_batcher(
                 Err(_) => return,
             },
             _ = metrics.wait_for(|m| m.current_leader != Some(me)) => {
-                let not_leader = leadership(&raft, me).err();
+                let not_leader = leadership(&raft, me, lease).err();
                 let refuse = |p: Pending| p.answer(Err(not_leader.clone().unwrap_or(StoreError::Unavailable {
                     reason: "leadership changed".into(),
                 })));
@@ -1156,7 +1172,7 @@ async fn run_batcher(
         }
         // Only a leader proposes: a write queued before this node lost the lead goes
         // back to its caller, who retries with the leader.
-        if let Err(e) = leadership(&raft, me) {
+        if let Err(e) = leadership(&raft, me, lease) {
             for p in wanted {
                 p.answer(Err(e.clone()));
             }
