@@ -148,9 +148,15 @@ async fn run(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<(
     // the connections still open.
     let mut serving = Box::pin(node.serve(listener, stopped()));
     // Serving ends only once told to, but a finished future must not be polled again.
+    let mut failed = None;
     let served = tokio::select! {
         _ = &mut serving => true,
         _ = shutdown_signal() => false,
+        (store, why) = node.fatal() => {
+            tracing::error!(store, reason = %why, "a store's Raft group stopped on a storage failure: exiting so that the node is restarted and catches up");
+            failed = Some(anyhow::anyhow!("store {store} stopped: {why}"));
+            false
+        }
     };
     tracing::info!(
         ?grace,
@@ -201,7 +207,10 @@ async fn run(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<(
         m.abort();
     }
     stop_otel(otel).await;
-    Ok(())
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 #[cfg(feature = "otel")]

@@ -192,6 +192,31 @@ impl Node {
         }
     }
 
+    /// Resolves when a store's Raft group has stopped on its own (a storage failure:
+    /// a full disk, an I/O error), with the store's name and why. After a failed
+    /// write the files must be opened again before they are trusted: the node should
+    /// exit and be restarted, when its group catches up from the others.
+    pub async fn fatal(&self) -> (String, String) {
+        if self.stores.is_empty() {
+            return std::future::pending().await;
+        }
+        let waits = self.stores.iter().map(|(name, store)| {
+            let mut rx = store.raft().metrics();
+            let name = name.clone();
+            Box::pin(async move {
+                let why = match rx.wait_for(|m| m.running_state.is_err()).await {
+                    Ok(m) => match &m.running_state {
+                        Err(f) => f.to_string(),
+                        Ok(()) => String::new(),
+                    },
+                    Err(_) => "its Raft group is gone".to_string(),
+                };
+                (name, why)
+            })
+        });
+        futures::future::select_all(waits).await.0
+    }
+
     /// Stops every store's Raft group and makes applied state durable.
     pub async fn shutdown(&self) {
         for store in self.stores.values() {
