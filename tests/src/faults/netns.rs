@@ -49,6 +49,10 @@ const PREFIX: &str = "rkf";
 /// fabric's name, so that a sweep can find the processes of a crashed run.
 const MARK_ENV: &str = "RKF_FABRIC";
 
+/// Set (to anything) to keep the nodes' and the gater's log files of a fabric that
+/// ends without a panic too; a panicking test always keeps them.
+pub const KEEP_LOGS_ENV: &str = "RECKON_FAULT_KEEP_LOGS";
+
 /// The nft table inside each node's namespace that holds its partition rules.
 const NFT_TABLE: &str = "reckon_fault";
 
@@ -943,7 +947,7 @@ impl Drop for Fabric {
             let _ = run(&["ip", "link", "del", b]);
         }
         let _ = std::fs::remove_dir_all(&self.work);
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os(KEEP_LOGS_ENV).is_some() {
             eprintln!(
                 "fabric {}: node and gater logs kept in {}",
                 self.name,
