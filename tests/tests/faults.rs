@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -30,7 +30,7 @@ use reckon_tests::faults::history::{
     outcome_of, store_error_is_definite, AckOutcome, Call, History, Outcome, Selection,
     SubscriptionLog,
 };
-use reckon_tests::faults::netns::{Fabric, FabricConfig, Fault};
+use reckon_tests::faults::netns::{self, Fabric, FabricConfig, Fault};
 use reckon_tests::faults::replicas;
 use serde_json::json;
 use tokio::task::block_in_place;
@@ -98,10 +98,10 @@ const SHOWN_PER_KIND: usize = 8;
 
 /// One fabric at a time in this test binary: three clusters at once on two cores
 /// would turn every fault into a timeout.
-static ONE_FABRIC: Mutex<()> = Mutex::new(());
+static ONE_FABRIC: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn one_fabric() -> MutexGuard<'static, ()> {
-    ONE_FABRIC.lock().unwrap_or_else(|e| e.into_inner())
+async fn one_fabric() -> tokio::sync::MutexGuard<'static, ()> {
+    ONE_FABRIC.lock().await
 }
 
 /// The seed from `RECKON_FAULT_SEED`, or a random one; printed so a run can be
@@ -568,7 +568,7 @@ fn verdict(test: &str, seed: u64, fabric: &Fabric, report: &Report, extra: &[Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cluster_under_faults_keeps_every_acknowledged_append_once() {
     const TEST: &str = "faults";
-    let _one = one_fabric();
+    let _one = one_fabric().await;
     let seed = seed(TEST);
     let secs = fault_secs();
     let started = Instant::now();
@@ -862,6 +862,12 @@ async fn append_to_every_stream(s: &StoreHandle, history: &History, process: &st
     }
 }
 
+/// Appends sent: each stream with its events.
+type SentAppends = Vec<(String, Vec<NewEvent>)>;
+
+/// Tasks still waiting for answers, each with the delay it was sent after.
+type Pending = Vec<(Duration, tokio::task::JoinHandle<()>)>;
+
 /// Sends [`REPLAY_WAVES`] waves of appends with fresh ids to the replay streams, half
 /// through `via_gater` and half straight to the `direct` worker; returns what was
 /// sent and the tasks still waiting for answers (each records its outcome).
@@ -871,10 +877,7 @@ fn send_waves(
     history: &Arc<History>,
     via_gater: &StoreHandle,
     direct: &reckon_gater::worker::WorkerClient,
-) -> (
-    Vec<(String, Vec<NewEvent>)>,
-    Vec<(Duration, tokio::task::JoinHandle<()>)>,
-) {
+) -> (SentAppends, Pending) {
     let mut sent = Vec::new();
     let mut tasks = Vec::new();
     let mut at = Duration::ZERO;
@@ -955,7 +958,7 @@ const REPLAY_ROUNDS: usize = 3;
 /// cut is healed; [`REPLAY_ROUNDS`] times. No event id may be stored twice, nothing
 /// acknowledged lost.
 async fn replay_leader_cut_off(test: &str, cut: Cut) {
-    let _one = one_fabric();
+    let _one = one_fabric().await;
     let seed = seed(test);
     let mut rng = StdRng::seed_from_u64(seed);
     let started = Instant::now();
@@ -1082,4 +1085,83 @@ async fn appends_retried_after_the_leader_is_partitioned_are_stored_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn appends_retried_after_the_leader_is_paused_are_stored_once() {
     replay_leader_cut_off("replay-pause", Cut::Pause).await;
+}
+
+/// A run that died without cleaning up (its pid is gone) leaves a namespace with a
+/// process in it, a bridge, a tmpfs mount and a directory: the sweep removes them
+/// all, and nothing of a live run.
+#[test]
+fn leftovers_of_a_crashed_run_are_swept() {
+    if let Err(e) = netns::preflight() {
+        panic!("{e}");
+    }
+    let sh = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // No process ever has a pid above pid_max.
+    let pid_max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .expect("pid_max")
+        .trim()
+        .parse()
+        .expect("a number");
+    let dead = netns::fabric_name(pid_max + 1, 0);
+    let ns = format!("{dead}n1");
+    let bridge = format!("{dead}br");
+    let dir = std::env::temp_dir().join(&dead);
+    let disk = dir.join("disk");
+    std::fs::create_dir_all(&disk).expect("dir");
+    sh(&["ip", "netns", "add", &ns]);
+    sh(&["ip", "link", "add", &bridge, "type", "bridge"]);
+    sh(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=1m",
+        "tmpfs",
+        disk.to_str().expect("utf-8"),
+    ]);
+    let mut orphan = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns, "sleep", "600"])
+        .env(netns::MARK_ENV, &dead)
+        .spawn()
+        .expect("spawn the orphan");
+    // A live run's namespace stays.
+    let alive = format!("{}n1", netns::fabric_name(std::process::id(), 9999));
+    sh(&["ip", "netns", "add", &alive]);
+
+    netns::sweep_leftovers();
+
+    let namespaces = sh(&["ip", "netns", "list"]);
+    let links = sh(&["ip", "-o", "link", "show"]);
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
+    let exited = reckon_tests::exit_within(&mut orphan, Duration::from_secs(10));
+    let _ = orphan.kill();
+    let _ = orphan.wait();
+    let kept = namespaces.contains(&alive);
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", &alive])
+        .status();
+    assert!(
+        !namespaces.contains(&ns),
+        "namespace {ns} left: {namespaces}"
+    );
+    assert!(!links.contains(&bridge), "bridge {bridge} left");
+    assert!(
+        !mounts.contains(&dir.display().to_string()),
+        "mount under {} left",
+        dir.display()
+    );
+    assert!(!dir.exists(), "{} left", dir.display());
+    assert!(exited.is_some(), "the orphan process still runs");
+    assert!(kept, "the sweep removed a live run's namespace {alive}");
 }

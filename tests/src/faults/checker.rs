@@ -687,9 +687,11 @@ fn check_appends(ops: &[Op], index: &Index<'_>, report: &mut Report) {
     }
 }
 
+/// The appends that won one (stream, expectation): one op per distinct id list.
+type Winners<'a> = Vec<(&'a [Uuid], &'a Op)>;
+
 fn check_exact_expectations(ops: &[Op], out: &mut Vec<Anomaly>) {
-    // (stream, expectation) -> distinct id lists that succeeded, with one op each.
-    let mut wins: BTreeMap<(&str, i64), Vec<(&[Uuid], &Op)>> = BTreeMap::new();
+    let mut wins: BTreeMap<(&str, i64), Winners<'_>> = BTreeMap::new();
     for op in ops {
         let Call::Append {
             stream,

@@ -47,7 +47,7 @@ const PREFIX: &str = "rkf";
 
 /// The environment variable that marks every process a fabric starts with the
 /// fabric's name, so that a sweep can find the processes of a crashed run.
-const MARK_ENV: &str = "RKF_FABRIC";
+pub const MARK_ENV: &str = "RKF_FABRIC";
 
 /// Set (to anything) to keep the nodes' and the gater's log files of a fabric that
 /// ends without a panic too; a panicking test always keeps them.
@@ -316,6 +316,16 @@ fn base36(mut n: u64) -> String {
     }
     out.reverse();
     String::from_utf8(out).expect("ascii")
+}
+
+/// The name of fabric number `n` of process `pid`: the prefix of its namespaces
+/// (`<name>n1`, ...), links (`<name>br`, `<name>h1`, ...) and directory.
+pub fn fabric_name(pid: u32, n: u32) -> String {
+    format!(
+        "{PREFIX}{}-{}",
+        base36(u64::from(pid)),
+        base36(u64::from(n))
+    )
 }
 
 /// The pid of the process that created `name`, if `name` is one of ours.
@@ -965,12 +975,12 @@ mod tests {
 
     #[test]
     fn names_carry_the_pid_and_fit_interface_names() {
-        let pid = 4_194_304u64; // the largest pid_max
-        let name = format!("{PREFIX}{}-{}", base36(pid), base36(1295));
+        let pid = 4_194_304u32; // the largest pid_max
+        let name = fabric_name(pid, 1295);
         for suffix in ["br", "n9", "h9", "p9"] {
             assert!(format!("{name}{suffix}").len() <= 15, "{name}{suffix}");
         }
-        assert_eq!(owner_pid(&format!("{name}h1")), Some(pid as u32));
+        assert_eq!(owner_pid(&format!("{name}h1")), Some(pid));
         assert_eq!(owner_pid("eth0"), None);
         assert_eq!(owner_pid("rkfzz-1br"), Some(1295));
         assert_eq!(owner_pid("rkfoo"), None, "no dash: not one of ours");
@@ -979,7 +989,7 @@ mod tests {
 
     #[test]
     fn our_own_names_are_never_stale() {
-        let me = format!("{PREFIX}{}-0n1", base36(u64::from(std::process::id())));
+        let me = format!("{}n1", fabric_name(std::process::id(), 0));
         assert!(!is_stale(&me));
         assert!(!is_stale("eth0"));
     }
