@@ -11,8 +11,12 @@
 //!
 //! `RECKON_FAULT_SEED` replays a schedule (printed at the start and in every
 //! failure); `RECKON_FAULT_SECS` sets how long the schedule runs (default
-//! [`DEFAULT_SECS`]). The tests need root, `ip` and `nft`, and fail saying so when
-//! they are missing. Timing is never a verdict: every wait is a bounded poll.
+//! [`DEFAULT_SECS`]); `RECKON_FAULT_KINDS` (`partition,isolate,split,pause,kill,
+//! disk-full,link-down`, any of them) narrows the faults down; and
+//! `RECKON_FAULT_KEEP_LOGS=1` keeps the nodes' logs of a run that passed (a failed
+//! run always keeps them and prints where). The tests need root, `ip` and `nft`,
+//! and fail saying so when they are missing. Timing is never a verdict: every wait
+//! is a bounded poll.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -486,6 +490,47 @@ const KINDS: [Kind; 7] = [
     Kind::LinkDown,
 ];
 
+impl Kind {
+    /// The name [`Fault::kind`] gives it, as `RECKON_FAULT_KINDS` takes it.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Partition => "partition",
+            Kind::Isolate => "isolate",
+            Kind::Split => "split",
+            Kind::Pause => "pause",
+            Kind::Kill => "kill",
+            Kind::DiskFull => "disk-full",
+            Kind::LinkDown => "link-down",
+        }
+    }
+}
+
+/// The kinds of fault to inject: those `RECKON_FAULT_KINDS` names (comma-separated,
+/// to narrow a failure down), every kind otherwise.
+fn fault_kinds() -> Vec<Kind> {
+    let Ok(list) = std::env::var("RECKON_FAULT_KINDS") else {
+        return KINDS.to_vec();
+    };
+    let kinds: Vec<Kind> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            KINDS
+                .into_iter()
+                .find(|kind| kind.name() == k)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "RECKON_FAULT_KINDS: {k:?} is not one of {:?}",
+                        KINDS.map(Kind::name)
+                    )
+                })
+        })
+        .collect();
+    assert!(!kinds.is_empty(), "RECKON_FAULT_KINDS names no kind");
+    kinds
+}
+
 /// One step of the schedule.
 #[derive(Debug, Clone)]
 struct Planned {
@@ -518,16 +563,16 @@ impl Planned {
     }
 }
 
-/// The schedule for `secs` seconds: rounds in which every kind comes once, in an
-/// order, on a target and for a time the seed chooses; at least [`MIN_PER_KIND`]
-/// rounds.
-fn plan(seed: u64, secs: u64) -> Vec<Planned> {
+/// The schedule for `secs` seconds: rounds in which each of `kinds` comes once, in
+/// an order, on a target and for a time the seed chooses; at least
+/// [`MIN_PER_KIND`] rounds.
+fn plan(seed: u64, secs: u64, kinds: &[Kind]) -> Vec<Planned> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mean_ms = (HOLD_MS.start + HOLD_MS.end + GAP_MS.start + GAP_MS.end) / 2;
-    let rounds = ((secs * 1000 / mean_ms) as usize / KINDS.len()).max(MIN_PER_KIND);
+    let rounds = ((secs * 1000 / mean_ms) as usize / kinds.len()).max(MIN_PER_KIND);
     let mut out = Vec::new();
     for _ in 0..rounds {
-        let mut kinds = KINDS.to_vec();
+        let mut kinds = kinds.to_vec();
         for i in (1..kinds.len()).rev() {
             kinds.swap(i, rng.gen_range(0..=i));
         }
@@ -650,7 +695,7 @@ async fn a_cluster_under_faults_keeps_every_acknowledged_append_once() {
     ));
 
     // The schedule.
-    let schedule = plan(seed, secs);
+    let schedule = plan(seed, secs, &fault_kinds());
     let mut injected: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut crashes: Vec<String> = Vec::new();
     let mut problems: Vec<String> = Vec::new();
