@@ -724,3 +724,6 @@ pub mod discovery;
 
 /// Bounded polling for conditions.
 pub mod wait;
+
+/// The fault suite's support: namespaces and nemeses, history, checker.
+pub mod faults;
