@@ -173,11 +173,18 @@ impl fmt::Debug for DiscoveryConfig {
     }
 }
 
+/// The slowest rate, network and a follower's disk together, at which a Raft entry
+/// is assumed to be moved and fsynced: `raft.heartbeat_ms` (the deadline of every
+/// AppendEntries message) must give the largest entry time at this rate.
+pub const REPLICATION_FLOOR_BYTES_PER_SEC: u64 = 32 * 1024 * 1024;
+
 /// The `[raft]` table: timing and log compaction of every store's Raft group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RaftTuning {
-    /// Interval between a leader's heartbeats to its followers, in milliseconds.
+    /// Interval between a leader's heartbeats to its followers, in milliseconds;
+    /// also the deadline openraft gives every AppendEntries message, so it must fit
+    /// the largest entry (see [`REPLICATION_FLOOR_BYTES_PER_SEC`]).
     pub heartbeat_ms: u64,
     /// Lower bound of the random election timeout, in milliseconds: a follower
     /// that hears from no leader for that long starts an election.
@@ -195,9 +202,9 @@ pub struct RaftTuning {
 impl Default for RaftTuning {
     fn default() -> Self {
         RaftTuning {
-            heartbeat_ms: 100,
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 600,
+            heartbeat_ms: 250,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
             snapshot_logs_since_last: 10_000,
             max_in_snapshot_log_to_keep: 1_000,
         }
@@ -225,7 +232,7 @@ impl Default for WriteTuning {
     fn default() -> Self {
         WriteTuning {
             batch_commands_max: 1024,
-            batch_bytes_max: 8 * 1024 * 1024,
+            batch_bytes_max: 4 * 1024 * 1024,
             pipeline_max: 2,
             queue_max: 65_536,
         }
@@ -585,6 +592,24 @@ impl NodeConfig {
         if raft.heartbeat_ms == 0 {
             return Err(invalid("raft.heartbeat_ms", "must be above 0 milliseconds"));
         }
+        // openraft gives every AppendEntries message the heartbeat interval as its
+        // deadline: the largest entry must be moved and fsynced by a follower within
+        // it, or it is sent again and again and never acknowledged.
+        let entry_max = self.write.batch_bytes_max.max(self.limits.batch_bytes_max) as u64;
+        let needed_ms = entry_max * 1000 / REPLICATION_FLOOR_BYTES_PER_SEC;
+        if raft.heartbeat_ms < needed_ms {
+            return Err(invalid(
+                "raft.heartbeat_ms",
+                format!(
+                    "{} ms is the deadline of every AppendEntries message, and the largest \
+                     Raft entry (write.batch_bytes_max or limits.batch_bytes_max, {entry_max} \
+                     bytes) needs at least {needed_ms} ms at {} MiB/s: raise \
+                     raft.heartbeat_ms or lower the batch limits",
+                    raft.heartbeat_ms,
+                    REPLICATION_FLOOR_BYTES_PER_SEC / (1024 * 1024)
+                ),
+            ));
+        }
         if raft.election_timeout_min_ms <= raft.heartbeat_ms {
             return Err(invalid(
                 "raft.election_timeout_min_ms",
@@ -858,7 +883,8 @@ mod tests {
             Ipv4Addr::new(239, 255, 0, 1)
         );
         assert_eq!(config.discovery.port, 45892);
-        assert_eq!(config.write.batch_bytes_max, 8 * 1024 * 1024);
+        assert_eq!(config.write.batch_bytes_max, 4 * 1024 * 1024);
+        assert_eq!(config.raft.heartbeat_ms, 250);
     }
 
     #[test]
@@ -940,7 +966,7 @@ mod tests {
             jail.set_env("RECKON_NODE_DISCOVERY__PORT", 5000);
             jail.set_env("RECKON_NODE_DISCOVERY__ANNOUNCE_MS", 250);
             jail.set_env("RECKON_NODE_DISCOVERY__DNS_SERVER", "127.0.0.1:5353");
-            jail.set_env("RECKON_NODE_RAFT__HEARTBEAT_MS", 50);
+            jail.set_env("RECKON_NODE_RAFT__HEARTBEAT_MS", 150);
             jail.set_env("RECKON_NODE_WRITE__PIPELINE_MAX", 4);
             jail.set_env("RECKON_NODE_LOG__DIR", "/var/log/reckon");
             jail.set_env("RECKON_NODE_LOG__LEVEL", "warn,reckon_db=debug");
@@ -956,7 +982,7 @@ mod tests {
                 config.discovery.dns_server,
                 Some(SocketAddr::from(([127, 0, 0, 1], 5353)))
             );
-            assert_eq!(config.raft.heartbeat_ms, 50);
+            assert_eq!(config.raft.heartbeat_ms, 150);
             assert_eq!(config.write.pipeline_max, 4);
             assert_eq!(config.log.dir, Some(PathBuf::from("/var/log/reckon")));
             assert_eq!(config.log.level, "warn,reckon_db=debug");
@@ -1231,6 +1257,11 @@ mod tests {
             ("log.level", |c| c.log.level = "info,reckon_db=loud".into()),
             ("log.retain_files", |c| c.log.retain_files = 0),
             ("raft.heartbeat_ms", |c| c.raft.heartbeat_ms = 0),
+            // 4 MiB entries need 125 ms at the floor rate.
+            ("raft.heartbeat_ms", |c| {
+                c.raft.heartbeat_ms = 100;
+                c.raft.election_timeout_min_ms = 300;
+            }),
             ("raft.election_timeout_min_ms", |c| {
                 c.raft.election_timeout_min_ms = c.raft.heartbeat_ms
             }),

@@ -41,7 +41,7 @@ use crate::config::FaultInjection;
 use crate::domain::{self, Limits};
 use crate::raft::election::{self, ElectionGuard, PreVote};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{deadline_ctx, Network, PeerPool, PeerVoters};
+use crate::raft::network::{deadline_ctx, Lane, Network, PeerPool, PeerVoters};
 use crate::raft::snapshot_transfer::Inbox;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Raft};
@@ -89,13 +89,13 @@ impl StoreOptions {
             node_id,
             advertise: advertise.into(),
             limits: Limits::default(),
-            heartbeat_ms: 100,
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 600,
+            heartbeat_ms: 250,
+            election_timeout_min_ms: 1000,
+            election_timeout_max_ms: 2000,
             snapshot_logs_since_last: 10_000,
             max_in_snapshot_log_to_keep: 1_000,
             batch_commands_max: 1024,
-            batch_bytes_max: 8 * 1024 * 1024,
+            batch_bytes_max: 4 * 1024 * 1024,
             pipeline_max: 2,
             queue_max: 65_536,
             faults: FaultInjection::default(),
@@ -746,14 +746,14 @@ impl Store {
         bytes: usize,
         deadline: Instant,
     ) -> Result<Outcome, StoreError> {
-        let client = self
-            .peers
-            .client(&addr)
-            .await
-            .map_err(|e| StoreError::NotLeader {
-                leader: Some(leader),
-                leader_addr: Some(format!("{addr} ({e})")),
-            })?;
+        let client =
+            self.peers
+                .client_on(&addr, Lane::Bulk)
+                .await
+                .map_err(|e| StoreError::NotLeader {
+                    leader: Some(leader),
+                    leader_addr: Some(format!("{addr} ({e})")),
+                })?;
         let mut ctx = deadline_ctx(FORWARD_TIMEOUT);
         ctx.deadline = ctx.deadline.min(deadline);
         match client
@@ -762,7 +762,7 @@ impl Store {
         {
             Ok(r) => r,
             Err(e) => {
-                self.peers.forget(&addr).await;
+                self.peers.forget_on(&addr, Lane::Bulk);
                 Err(StoreError::Unavailable {
                     reason: format!("forwarding to leader {leader} at {addr} failed: {e}"),
                 })

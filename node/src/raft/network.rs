@@ -28,17 +28,31 @@ use reckon_gater::telemetry as t;
 use reckon_gater::transport::{self, Service};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::Mutex;
 
 use super::election::{PreVote, Voters};
 use super::rpc::RaftServiceClient;
 use super::snapshot_transfer::{self, CallError, Chunk, Offer, Status};
 use super::{NodeId, TypeConfig};
 
-/// Connections to peers, by address, shared by every store of a node.
+/// Which of the connections to a peer a call travels on. Each lane is a TCP
+/// connection of its own, so that megabytes of entries or snapshot on one never
+/// delay the small messages that keep a group together (heartbeats, votes) on
+/// another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Votes, pre-votes, heartbeats (AppendEntries without entries), membership and
+    /// the rest of the small calls.
+    Control = 0,
+    /// AppendEntries with entries, and writes forwarded to the leader.
+    Bulk = 1,
+    /// Snapshot transfers.
+    Snapshot = 2,
+}
+
+/// Connections to peers, by address and [`Lane`], shared by every store of a node.
 #[derive(Clone, Default)]
 pub struct PeerPool {
-    conns: Arc<Mutex<HashMap<String, RaftServiceClient>>>,
+    conns: Arc<std::sync::Mutex<HashMap<String, [Option<RaftServiceClient>; 3]>>>,
     /// This node's id, for telemetry.
     local: NodeId,
     /// Whether each peer's group of a store (by store, then address) answered its last
@@ -110,11 +124,21 @@ impl PeerPool {
         }
     }
 
-    /// A client for `addr`, dialled if needed.
+    /// A client for `addr` on the control lane, dialled if needed.
     pub async fn client(&self, addr: &str) -> Result<RaftServiceClient, PeerError> {
-        let mut conns = self.conns.lock().await;
-        if let Some(c) = conns.get(addr) {
-            return Ok(c.clone());
+        self.client_on(addr, Lane::Control).await
+    }
+
+    /// A client for `addr` on `lane`, dialled if needed. The dial happens outside the
+    /// pool's lock: a peer that does not answer (its packets dropped, its process
+    /// paused) holds up only the calls to it.
+    pub async fn client_on(&self, addr: &str, lane: Lane) -> Result<RaftServiceClient, PeerError> {
+        if let Some(c) = self
+            .lanes()
+            .get(addr)
+            .and_then(|l| l[lane as usize].clone())
+        {
+            return Ok(c);
         }
         let t = transport::dial(addr, Service::Raft)
             .await
@@ -122,14 +146,27 @@ impl PeerPool {
                 addr: addr.to_string(),
                 source,
             })?;
-        let c = RaftServiceClient::new(tarpc::client::Config::default(), t).spawn();
-        conns.insert(addr.to_string(), c.clone());
-        Ok(c)
+        let dialled = RaftServiceClient::new(tarpc::client::Config::default(), t).spawn();
+        let mut conns = self.lanes();
+        // Another call may have dialled meanwhile: keep one connection per lane.
+        let slot = &mut conns.entry(addr.to_string()).or_default()[lane as usize];
+        Ok(slot.get_or_insert(dialled).clone())
     }
 
-    /// Forgets a broken connection so the next call dials again.
+    fn lanes(&self) -> std::sync::MutexGuard<'_, HashMap<String, [Option<RaftServiceClient>; 3]>> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets a broken control-lane connection so the next call dials again.
     pub async fn forget(&self, addr: &str) {
-        self.conns.lock().await.remove(addr);
+        self.forget_on(addr, Lane::Control);
+    }
+
+    /// Forgets a broken connection on `lane` so the next call on it dials again.
+    pub fn forget_on(&self, addr: &str, lane: Lane) {
+        if let Some(l) = self.lanes().get_mut(addr) {
+            l[lane as usize] = None;
+        }
     }
 }
 
@@ -229,6 +266,7 @@ impl PeerConn {
     async fn call<Req, Resp, E>(
         &self,
         kind: Kind,
+        lane: Lane,
         req: &Req,
         ttl: Duration,
     ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
@@ -240,7 +278,7 @@ impl PeerConn {
         let bytes = bincode::serialize(req)
             .map(serde_bytes::ByteBuf::from)
             .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))?;
-        let client = match self.pool.client(&self.addr).await {
+        let client = match self.pool.client_on(&self.addr, lane).await {
             Ok(c) => c,
             Err(e) => {
                 self.pool
@@ -260,7 +298,7 @@ impl PeerConn {
             Ok(Ok(p)) => p,
             Ok(Err(remote)) => return Err(RPCError::Network(NetworkError::new(&Msg(remote)))),
             Err(e) => {
-                self.pool.forget(&self.addr).await;
+                self.pool.forget_on(&self.addr, lane);
                 self.pool
                     .note(&self.store, self.target, &self.addr, false, || {
                         e.to_string()
@@ -298,7 +336,7 @@ impl PeerConn {
         F: FnOnce(RaftServiceClient, tarpc::context::Context, String) -> Fut,
         Fut: Future<Output = Result<Result<Status, String>, tarpc::client::RpcError>>,
     {
-        let client = match self.pool.client(&self.addr).await {
+        let client = match self.pool.client_on(&self.addr, Lane::Snapshot).await {
             Ok(c) => c,
             Err(e) => {
                 let reason = e.to_string();
@@ -317,7 +355,7 @@ impl PeerConn {
             }
             Ok(Err(remote)) => Err(CallError::Network(remote)),
             Err(e) => {
-                self.pool.forget(&self.addr).await;
+                self.pool.forget_on(&self.addr, Lane::Snapshot);
                 let reason = e.to_string();
                 self.pool
                     .note(&self.store, self.target, &self.addr, false, || {
@@ -358,7 +396,13 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Kind::Append, &rpc, option.hard_ttl()).await
+        // Heartbeats go on the control lane, never behind megabytes of entries.
+        let lane = if rpc.entries.is_empty() {
+            Lane::Control
+        } else {
+            Lane::Bulk
+        };
+        self.call(Kind::Append, lane, &rpc, option.hard_ttl()).await
     }
 
     /// Never called: snapshots go whole through [`full_snapshot`](Self::full_snapshot).
@@ -390,6 +434,7 @@ impl RaftNetwork<TypeConfig> for PeerConn {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        self.call(Kind::Vote, &rpc, option.hard_ttl()).await
+        self.call(Kind::Vote, Lane::Control, &rpc, option.hard_ttl())
+            .await
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::{BasicNode, ChangeMembers};
 use reckon_gater::types::StoreError;
 use serde::{Deserialize, Serialize};
@@ -156,16 +156,14 @@ impl RaftService for RaftServer {
             .stores
             .get(&store)
             .ok_or_else(|| format!("node {} does not host store {store:?}", self.node_id))?;
-        let res = s.raft().append_entries(req).await;
-        if matches!(
-            res,
-            Ok(AppendEntriesResponse::Success
-                | AppendEntriesResponse::PartialSuccess(_)
-                | AppendEntriesResponse::Conflict)
-        ) {
-            // Accepted from the leader of this term: no election needed.
+        // A leader of this term (or a later one) is talking: no election is needed,
+        // however long appending what it sent takes (the call may even be cut off by
+        // its deadline before it answers).
+        let mine = s.raft().metrics().borrow().vote;
+        if req.vote.is_committed() && req.vote >= mine {
             s.election().heard_leader();
         }
+        let res = s.raft().append_entries(req).await;
         encode(&res)
     }
 
