@@ -519,7 +519,9 @@ fn upgrade(txn: &WriteTransaction) -> Result<(), StorageError> {
         indexed += 1;
     }
     meta.insert(META_FORMAT, STATE_FORMAT.to_le_bytes().as_slice())?;
-    tracing::info!(target: "reckon_db", from = format, to = STATE_FORMAT, events = indexed, "state file upgraded");
+    if indexed > 0 {
+        tracing::info!(target: "reckon_db", from = format, to = STATE_FORMAT, events = indexed, "state file upgraded");
+    }
     Ok(())
 }
 
