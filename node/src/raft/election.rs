@@ -26,7 +26,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use openraft::storage::RaftLogStorage;
-use openraft::{LogId, ServerState};
+use openraft::{LogId, ServerState, Vote};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +73,14 @@ impl ElectionGuard {
     /// Notes that the leader was heard from now.
     pub fn heard_leader(&self) {
         *lock(&self.heard) = Instant::now();
+    }
+
+    /// Notes a message from a leader with `vote`, when this node's own vote is
+    /// `mine`: only a leader of this node's term or a later one counts.
+    pub fn heard_from(&self, vote: &Vote<NodeId>, mine: &Vote<NodeId>) {
+        if vote.is_committed() && vote >= mine {
+            self.heard_leader();
+        }
     }
 
     /// How long since a leader was last heard from, at `now`.
@@ -122,9 +130,10 @@ pub async fn last_log_id(log: &LogStore) -> Option<LogId<NodeId>> {
     log.get_log_state().await.ok().and_then(|s| s.last_log_id)
 }
 
-/// Asks a voter for its pre-vote: `None` when it could not be asked.
+/// The calls the pre-vote makes to the other voters.
 pub trait Voters {
-    /// Asks `node` at `addr`, within `deadline`.
+    /// Asks `node` at `addr` for its pre-vote, within `deadline`: `None` when it could
+    /// not be asked.
     fn ask(
         &self,
         node: NodeId,
@@ -132,6 +141,15 @@ pub trait Voters {
         req: PreVote,
         deadline: Duration,
     ) -> impl std::future::Future<Output = Option<bool>> + Send;
+
+    /// Tells `node` at `addr` that this node leads with `vote`, within `deadline`.
+    fn ping(
+        &self,
+        node: NodeId,
+        addr: &str,
+        vote: Vote<NodeId>,
+        deadline: Duration,
+    ) -> impl std::future::Future<Output = ()> + Send;
 }
 
 /// Runs the pre-votes of one store until its group shuts down; see the module docs.
@@ -154,6 +172,19 @@ pub async fn run<V: Voters>(
             ServerState::Shutdown => return,
             ServerState::Leader => {
                 guard.heard_leader();
+                // A ping of its own on the control lane, every tick: openraft sends
+                // heartbeats only while it has no entries to send a follower, and
+                // entries may take longer than an election timeout to arrive.
+                let membership = m.membership_config.membership();
+                let pings = membership
+                    .voter_ids()
+                    .filter(|v| *v != me)
+                    .filter_map(|v| membership.get_node(&v).map(|n| (v, n.addr.clone())))
+                    .map(|(v, addr)| {
+                        let voters = &voters;
+                        async move { voters.ping(v, &addr, m.vote, tick).await }
+                    });
+                let _ = tokio::time::timeout(tick, futures::future::join_all(pings)).await;
                 continue;
             }
             _ => {}
@@ -242,6 +273,22 @@ mod tests {
         assert!(g.answer(&req, false, log_id(1, 50)), "a higher term wins");
         assert!(!g.answer(&req, false, log_id(2, 11)), "a shorter log loses");
         assert!(!g.answer(&req, true, None), "a leader never grants");
+    }
+
+    #[test]
+    fn only_a_leader_of_this_term_or_a_later_one_is_heard() {
+        let g = ElectionGuard::new(Duration::from_millis(300), Duration::from_millis(600));
+        let long_ago = Instant::now() - Duration::from_secs(5);
+        let mine = Vote::new_committed(3, 1);
+        let heard = |vote: Vote<NodeId>| {
+            *lock(&g.heard) = long_ago;
+            g.heard_from(&vote, &mine);
+            *lock(&g.heard) > long_ago
+        };
+        assert!(heard(Vote::new_committed(3, 1)));
+        assert!(heard(Vote::new_committed(4, 2)));
+        assert!(!heard(Vote::new_committed(2, 2)), "a deposed leader");
+        assert!(!heard(Vote::new(4, 2)), "a candidate is no leader");
     }
 
     #[test]

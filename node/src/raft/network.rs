@@ -187,6 +187,19 @@ impl PeerVoters {
 }
 
 impl Voters for PeerVoters {
+    async fn ping(&self, _node: NodeId, addr: &str, vote: Vote<NodeId>, deadline: Duration) {
+        let Ok(client) = self.pool.client(addr).await else {
+            return;
+        };
+        if client
+            .leader_ping(deadline_ctx(deadline), self.store.clone(), vote)
+            .await
+            .is_err()
+        {
+            self.pool.forget(addr).await;
+        }
+    }
+
     async fn ask(
         &self,
         _node: NodeId,

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
-use openraft::{BasicNode, ChangeMembers};
+use openraft::{BasicNode, ChangeMembers, Vote};
 use reckon_gater::types::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -43,6 +43,8 @@ pub trait RaftService {
     /// Would this node vote for the candidate in `store` (see [`super::election`])?
     /// Changes nothing.
     async fn pre_vote(store: String, req: PreVote) -> bool;
+    /// The leader of `store`, with `vote`, is alive (see [`super::election`]).
+    async fn leader_ping(store: String, vote: Vote<NodeId>);
     /// openraft vote for `store`.
     async fn vote(store: String, rpc: ByteBuf) -> Result<ByteBuf, String>;
     /// A leader offers a snapshot of `store` (see [`super::snapshot_transfer`]).
@@ -160,11 +162,16 @@ impl RaftService for RaftServer {
         // however long appending what it sent takes (the call may even be cut off by
         // its deadline before it answers).
         let mine = s.raft().metrics().borrow().vote;
-        if req.vote.is_committed() && req.vote >= mine {
-            s.election().heard_leader();
-        }
+        s.election().heard_from(&req.vote, &mine);
         let res = s.raft().append_entries(req).await;
         encode(&res)
+    }
+
+    async fn leader_ping(self, _: Context, store: String, vote: Vote<NodeId>) {
+        if let Some(s) = self.stores.get(&store) {
+            let mine = s.raft().metrics().borrow().vote;
+            s.election().heard_from(&vote, &mine);
+        }
     }
 
     async fn pre_vote(self, _: Context, store: String, req: PreVote) -> bool {
