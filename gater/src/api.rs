@@ -1,19 +1,15 @@
-#![allow(clippy::too_many_arguments)]
 //! The gater's service: what clients call, and where nodes register their workers.
 //!
-//! Clients see every store operation of the [worker service](crate::worker) with the
-//! same contract, plus health and cluster status; the gater routes each call to a
-//! worker of the named store. Nodes call [`Gater::register`] once per store and then
+//! Clients send every store operation as a [`StoreRequest`], with the same contract as
+//! the [worker service](crate::worker), plus health and cluster status; the gater
+//! routes each request to a worker of the named store. Nodes call [`Gater::register`] once per store and then
 //! [`Gater::heartbeat`] within their lease; a worker whose lease runs out is dropped.
 
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::StoreStats;
-use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
-use crate::types::{
-    AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StoreError, StreamInfo, StreamPage, SubscriptionType, TagMatch,
-};
+use crate::request::{StoreRequest, StoreResponse};
+use crate::types::StoreError;
 
 /// A worker's role in its store's Raft group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -195,152 +191,7 @@ pub trait Gater {
     /// worker at once; a worker that does not answer within the deadline is left out.
     async fn stats() -> Vec<StoreStats>;
 
-    /// See [`Worker::append`](crate::worker::Worker::append).
-    async fn append(
-        store: String,
-        stream_id: String,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<AppendResult, StoreError>;
-    /// See [`Worker::read_stream`](crate::worker::Worker::read_stream).
-    async fn read_stream(
-        store: String,
-        stream_id: String,
-        from: u64,
-        count: u32,
-        direction: Direction,
-        consistency: ReadConsistency,
-    ) -> Result<Vec<EventRecord>, StoreError>;
-    /// See [`Worker::read_all`](crate::worker::Worker::read_all).
-    async fn read_all(
-        store: String,
-        from_position: u64,
-        count: u32,
-        direction: Direction,
-        consistency: ReadConsistency,
-    ) -> Result<Vec<EventRecord>, StoreError>;
-    /// See [`Worker::read_by_event_types`](crate::worker::Worker::read_by_event_types).
-    async fn read_by_event_types(
-        store: String,
-        types: Vec<String>,
-        from_position: u64,
-        count: u32,
-        consistency: ReadConsistency,
-    ) -> Result<Vec<EventRecord>, StoreError>;
-    /// See [`Worker::read_by_tags`](crate::worker::Worker::read_by_tags).
-    async fn read_by_tags(
-        store: String,
-        tags: Vec<String>,
-        matching: TagMatch,
-        from_position: u64,
-        count: u32,
-        consistency: ReadConsistency,
-    ) -> Result<Vec<EventRecord>, StoreError>;
-    /// See [`Worker::get_version`](crate::worker::Worker::get_version).
-    async fn get_version(
-        store: String,
-        stream_id: String,
-        consistency: ReadConsistency,
-    ) -> Result<Option<u64>, StoreError>;
-    /// See [`Worker::exists`](crate::worker::Worker::exists).
-    async fn exists(
-        store: String,
-        stream_id: String,
-        consistency: ReadConsistency,
-    ) -> Result<bool, StoreError>;
-    /// See [`Worker::list_streams`](crate::worker::Worker::list_streams).
-    async fn list_streams(
-        store: String,
-        after: Option<String>,
-        limit: u32,
-        consistency: ReadConsistency,
-    ) -> Result<Vec<StreamInfo>, StoreError>;
-    /// See [`Worker::find_streams`](crate::worker::Worker::find_streams).
-    async fn find_streams(
-        store: String,
-        contains: String,
-        after: Option<String>,
-        limit: u32,
-        consistency: ReadConsistency,
-    ) -> Result<StreamPage, StoreError>;
-    /// See [`Worker::delete_stream`](crate::worker::Worker::delete_stream).
-    async fn delete_stream(store: String, stream_id: String, hard: bool) -> Result<(), StoreError>;
-    /// See [`Worker::snapshot_save`](crate::worker::Worker::snapshot_save).
-    async fn snapshot_save(
-        store: String,
-        stream_id: String,
-        version: u64,
-        data: Vec<u8>,
-        metadata: Vec<u8>,
-    ) -> Result<(), StoreError>;
-    /// See [`Worker::snapshot_load`](crate::worker::Worker::snapshot_load).
-    async fn snapshot_load(
-        store: String,
-        stream_id: String,
-        version: Option<u64>,
-        consistency: ReadConsistency,
-    ) -> Result<SnapshotRecord, StoreError>;
-    /// See [`Worker::snapshot_list`](crate::worker::Worker::snapshot_list).
-    async fn snapshot_list(
-        store: String,
-        stream_id: String,
-        consistency: ReadConsistency,
-    ) -> Result<Vec<SnapshotRecord>, StoreError>;
-    /// See [`Worker::snapshot_delete`](crate::worker::Worker::snapshot_delete).
-    async fn snapshot_delete(
-        store: String,
-        stream_id: String,
-        version: Option<u64>,
-    ) -> Result<(), StoreError>;
-    /// See [`Worker::subscribe`](crate::worker::Worker::subscribe).
-    async fn subscribe(
-        store: String,
-        kind: SubscriptionType,
-        selector: String,
-        name: String,
-        options: SubscribeOptions,
-    ) -> Result<SubscriptionInfo, StoreError>;
-    /// See [`Worker::unsubscribe`](crate::worker::Worker::unsubscribe).
-    async fn unsubscribe(store: String, key: String) -> Result<(), StoreError>;
-    /// See [`Worker::get_subscription`](crate::worker::Worker::get_subscription).
-    async fn get_subscription(
-        store: String,
-        key: String,
-        consistency: ReadConsistency,
-    ) -> Result<SubscriptionInfo, StoreError>;
-    /// See [`Worker::list_subscriptions`](crate::worker::Worker::list_subscriptions).
-    async fn list_subscriptions(
-        store: String,
-        consistency: ReadConsistency,
-    ) -> Result<Vec<SubscriptionInfo>, StoreError>;
-    /// See [`Worker::ack`](crate::worker::Worker::ack).
-    async fn ack(
-        store: String,
-        key: String,
-        consumer: String,
-        position: u64,
-    ) -> Result<SubscriptionInfo, StoreError>;
-    /// See [`Worker::poll`](crate::worker::Worker::poll); routed to the leader, where a
-    /// pool's consumers meet.
-    async fn poll(
-        store: String,
-        key: String,
-        consumer: String,
-        from: Option<u64>,
-        max: u32,
-        wait_ms: u32,
-    ) -> Result<Delivery, StoreError>;
-    /// See [`Worker::remove_node`](crate::worker::Worker::remove_node); routed to the
-    /// store's leader.
-    async fn remove_node(store: String, node_id: u64) -> Result<(), StoreError>;
-    /// See [`Worker::transfer_leader`](crate::worker::Worker::transfer_leader);
-    /// routed to the store's leader.
-    async fn transfer_leader(store: String, node_id: u64) -> Result<(), StoreError>;
-    /// See [`Worker::snapshot_exists`](crate::worker::Worker::snapshot_exists).
-    async fn snapshot_exists(
-        store: String,
-        stream_id: String,
-        version: Option<u64>,
-        consistency: ReadConsistency,
-    ) -> Result<bool, StoreError>;
+    /// One operation on `store`, routed by [`StoreRequest::route`] to a worker of it;
+    /// see [`Worker::call`](crate::worker::Worker::call).
+    async fn call(store: String, request: StoreRequest) -> Result<StoreResponse, StoreError>;
 }

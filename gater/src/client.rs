@@ -29,11 +29,13 @@ use tokio::sync::Mutex;
 
 use crate::api::{GaterClient, HealthReport, StoreStatus};
 use crate::metrics::StoreStats;
+use crate::request::{StoreRequest, StoreResponse};
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
     SnapshotRecord, StoreError, StreamInfo, StreamPage, SubscriptionType, TagMatch,
 };
+use crate::worker::WorkerClient;
 
 /// The default per-call deadline.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,6 +56,15 @@ pub enum ClientError {
     /// The client was given no gater address.
     #[error("no gater address given")]
     NoGaters,
+    /// The answer was not the kind the request is answered with: a gater or node of
+    /// another version.
+    #[error("Protocol: expected {expected} in answer, got {got}")]
+    Protocol {
+        /// The response variant the request is answered with.
+        expected: &'static str,
+        /// The one that came.
+        got: &'static str,
+    },
 }
 
 impl ClientError {
@@ -121,7 +132,7 @@ impl Client {
     /// A handle on one store.
     pub fn store(&self, name: &str) -> StoreHandle {
         StoreHandle {
-            client: self.clone(),
+            via: Via::Gaters(self.clone()),
             store: name.to_string(),
             consistency: ReadConsistency::Linearizable,
         }
@@ -340,19 +351,107 @@ fn is_transient(e: &ClientError) -> bool {
     match e {
         ClientError::Store(s) => s.is_retryable(),
         ClientError::Transport(_) | ClientError::Timeout(_) => true,
-        ClientError::NoGaters => false,
+        ClientError::NoGaters | ClientError::Protocol { .. } => false,
     }
 }
 
-/// Operations on one store. Obtained from [`Client::store`].
+/// How a [`StoreHandle`] reaches its store.
+#[derive(Clone)]
+enum Via {
+    /// Through gaters, which route and fail over.
+    Gaters(Client),
+    /// Straight to one node's worker service, with this per-call deadline.
+    Worker(WorkerClient, Duration),
+}
+
+/// Operations on one store. Obtained from [`Client::store`] (through gaters), or
+/// [`StoreHandle::direct`] (straight to one node, for tools and tests).
 #[derive(Clone)]
 pub struct StoreHandle {
-    client: Client,
+    via: Via,
     store: String,
     consistency: ReadConsistency,
 }
 
+/// Takes the value out of the response variant a request is answered with.
+macro_rules! answer {
+    ($response:expr, $variant:ident) => {
+        match $response? {
+            StoreResponse::$variant(v) => Ok(v),
+            other => Err(ClientError::Protocol {
+                expected: stringify!($variant),
+                got: other.name(),
+            }),
+        }
+    };
+}
+
+/// The answer of a request that returns nothing.
+fn done(response: Result<StoreResponse, ClientError>) -> Result<(), ClientError> {
+    match response? {
+        StoreResponse::Done => Ok(()),
+        other => Err(ClientError::Protocol {
+            expected: "Done",
+            got: other.name(),
+        }),
+    }
+}
+
 impl StoreHandle {
+    /// A handle on `store` that talks straight to one node's worker service, with a
+    /// deadline of `timeout` per call: no routing, no failover (a follower forwards
+    /// writes to its leader; a linearizable read it cannot serve answers
+    /// `NotLeader`).
+    pub fn direct(worker: WorkerClient, store: &str, timeout: Duration) -> StoreHandle {
+        StoreHandle {
+            via: Via::Worker(worker, timeout),
+            store: store.to_string(),
+            consistency: ReadConsistency::Linearizable,
+        }
+    }
+
+    /// The store this handle addresses.
+    pub fn name(&self) -> &str {
+        &self.store
+    }
+
+    /// Sends one request and gives the store's answer: what every typed method here
+    /// does, for callers that build requests themselves.
+    pub async fn request(&self, request: StoreRequest) -> Result<StoreResponse, ClientError> {
+        self.request_within(request, Duration::ZERO).await
+    }
+
+    /// [`request`](Self::request), with `extra` time beyond the call's deadline (a
+    /// long-poll that may wait that long).
+    async fn request_within(
+        &self,
+        request: StoreRequest,
+        extra: Duration,
+    ) -> Result<StoreResponse, ClientError> {
+        match &self.via {
+            Via::Gaters(client) => {
+                let client = client.clone().with_timeout(client.timeout + extra);
+                let store = &self.store;
+                client
+                    .call(|g, ctx| {
+                        let (store, request) = (store.clone(), request.clone());
+                        async move { g.call(ctx, store, request).await }
+                    })
+                    .await
+            }
+            Via::Worker(worker, timeout) => {
+                let timeout = *timeout + extra;
+                let mut ctx = tarpc::context::current();
+                ctx.deadline = Instant::now() + timeout;
+                match worker.call(ctx, self.store.clone(), request).await {
+                    Ok(r) => r.map_err(ClientError::Store),
+                    Err(RpcError::DeadlineExceeded) => Err(ClientError::Timeout(timeout)),
+                    Err(e) => Err(ClientError::Transport(e.to_string())),
+                }
+            }
+        }
+    }
+
     /// The same handle reading whatever the serving node has applied (may lag).
     pub fn stale(mut self) -> StoreHandle {
         self.consistency = ReadConsistency::Stale;
@@ -381,13 +480,12 @@ impl StoreHandle {
         for e in &mut events {
             e.event_id.get_or_insert_with(uuid::Uuid::now_v7);
         }
-        let (store, stream) = (self.store.clone(), stream_id.to_string());
-        self.client
-            .call(|g, ctx| {
-                let (store, stream, events) = (store.clone(), stream.clone(), events.clone());
-                async move { g.append(ctx, store, stream, expected, events).await }
-            })
-            .await
+        let request = StoreRequest::Append {
+            stream_id: stream_id.to_string(),
+            expected,
+            events,
+        };
+        answer!(self.request(request).await, Appended)
     }
 
     /// Up to `count` events of a stream from version `from`, ascending.
@@ -427,16 +525,14 @@ impl StoreHandle {
         count: u32,
         direction: Direction,
     ) -> Result<Vec<EventRecord>, ClientError> {
-        let (store, stream, c) = (self.store.clone(), stream_id.to_string(), self.consistency);
-        self.client
-            .call(|g, ctx| {
-                let (store, stream) = (store.clone(), stream.clone());
-                async move {
-                    g.read_stream(ctx, store, stream, from, count, direction, c)
-                        .await
-                }
-            })
-            .await
+        let request = StoreRequest::ReadStream {
+            stream_id: stream_id.to_string(),
+            from,
+            count,
+            direction,
+            consistency: self.consistency,
+        };
+        answer!(self.request(request).await, Events)
     }
 
     /// Up to `count` events of the global log from `from_position` in `direction`.
@@ -458,16 +554,13 @@ impl StoreHandle {
         count: u32,
         direction: Direction,
     ) -> Result<Vec<EventRecord>, ClientError> {
-        let (store, c) = (self.store.clone(), self.consistency);
-        self.client
-            .call(|g, ctx| {
-                let store = store.clone();
-                async move {
-                    g.read_all(ctx, store, from_position, count, direction, c)
-                        .await
-                }
-            })
-            .await
+        let request = StoreRequest::ReadAll {
+            from_position,
+            count,
+            direction,
+            consistency: self.consistency,
+        };
+        answer!(self.request(request).await, Events)
     }
 
     /// Events whose type is one of `types` (all when empty), ascending by position.
@@ -484,17 +577,13 @@ impl StoreHandle {
         from_position: u64,
         count: u32,
     ) -> Result<Vec<EventRecord>, ClientError> {
-        let types: Vec<String> = types.iter().map(|t| t.to_string()).collect();
-        let (store, c) = (self.store.clone(), self.consistency);
-        self.client
-            .call(|g, ctx| {
-                let (store, types) = (store.clone(), types.clone());
-                async move {
-                    g.read_by_event_types(ctx, store, types, from_position, count, c)
-                        .await
-                }
-            })
-            .await
+        let request = StoreRequest::ReadByEventTypes {
+            types: types.iter().map(|t| t.to_string()).collect(),
+            from_position,
+            count,
+            consistency: self.consistency,
+        };
+        answer!(self.request(request).await, Events)
     }
 
     /// Events carrying any or all of `tags`, ascending by position.
@@ -513,17 +602,14 @@ impl StoreHandle {
         from_position: u64,
         count: u32,
     ) -> Result<Vec<EventRecord>, ClientError> {
-        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-        let (store, c) = (self.store.clone(), self.consistency);
-        self.client
-            .call(|g, ctx| {
-                let (store, tags) = (store.clone(), tags.clone());
-                async move {
-                    g.read_by_tags(ctx, store, tags, matching, from_position, count, c)
-                        .await
-                }
-            })
-            .await
+        let request = StoreRequest::ReadByTags {
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            matching,
+            from_position,
+            count,
+            consistency: self.consistency,
+        };
+        answer!(self.request(request).await, Events)
     }
 
     /// The stream's version; `None` when it does not exist.
@@ -537,13 +623,11 @@ impl StoreHandle {
     /// # Ok(()) }
     /// ```
     pub async fn get_version(&self, stream_id: &str) -> Result<Option<u64>, ClientError> {
-        let (store, stream, c) = (self.store.clone(), stream_id.to_string(), self.consistency);
-        self.client
-            .call(|g, ctx| {
-                let (store, stream) = (store.clone(), stream.clone());
-                async move { g.get_version(ctx, store, stream, c).await }
-            })
-            .await
+        let request = StoreRequest::GetVersion {
+            stream_id: stream_id.to_string(),
+            consistency: self.consistency,
+        };
+        answer!(self.request(request).await, Version)
     }
 
     /// Whether the stream exists.
@@ -556,13 +640,11 @@ impl StoreHandle {
     /// # Ok(()) }
     /// ```
     pub async fn exists(&self, stream_id: &str) -> Result<bool, ClientError> {
-        let (store, stream, c) = (self.store.clone(), stream_id.to_string(), self.consistency);
-        self.client
-            .call(|g, ctx| {
-                let (store, stream) = (store.clone(), stream.clone());
-                async move { g.exists(ctx, store, stream, c).await }
-            })
-            .await
+        let request = StoreRequest::Exists {
+            stream_id: stream_id.to_string(),
+            consistency: self.consistency,
+        };
+        answer!(self.request(request).await, Exists)
     }
 
     /// Up to `limit` streams in id order after `after`.
@@ -582,17 +664,12 @@ impl StoreHandle {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<StreamInfo>, ClientError> {
-        let (store, after, c) = (
-            self.store.clone(),
-            after.map(str::to_string),
-            self.consistency,
-        );
-        self.client
-            .call(|g, ctx| {
-                let (store, after) = (store.clone(), after.clone());
-                async move { g.list_streams(ctx, store, after, limit, c).await }
-            })
-            .await
+        let request = StoreRequest::ListStreams {
+            after: after.map(str::to_string),
+            limit,
+            consistency: self.consistency,
+        };
+        answer!(self.request(request).await, Streams)
     }
 
     /// Up to `limit` streams after `after` whose id contains `contains`. The node
@@ -620,18 +697,13 @@ impl StoreHandle {
         after: Option<&str>,
         limit: u32,
     ) -> Result<StreamPage, ClientError> {
-        let (store, contains, after, c) = (
-            self.store.clone(),
-            contains.to_string(),
-            after.map(str::to_string),
-            self.consistency,
-        );
-        self.client
-            .call(|g, ctx| {
-                let (store, contains, after) = (store.clone(), contains.clone(), after.clone());
-                async move { g.find_streams(ctx, store, contains, after, limit, c).await }
-            })
-            .await
+        let request = StoreRequest::FindStreams {
+            contains: contains.to_string(),
+            after: after.map(str::to_string),
+            limit,
+            consistency: self.consistency,
+        };
+        answer!(self.request(request).await, StreamPage)
     }
 
     /// Deletes a stream: soft (it can start again at version 0), or `hard` (its id
@@ -644,13 +716,11 @@ impl StoreHandle {
     /// # Ok(()) }
     /// ```
     pub async fn delete(&self, stream_id: &str, hard: bool) -> Result<(), ClientError> {
-        let (store, stream) = (self.store.clone(), stream_id.to_string());
-        self.client
-            .call(|g, ctx| {
-                let (store, stream) = (store.clone(), stream.clone());
-                async move { g.delete_stream(ctx, store, stream, hard).await }
-            })
-            .await
+        let request = StoreRequest::DeleteStream {
+            stream_id: stream_id.to_string(),
+            hard,
+        };
+        done(self.request(request).await)
     }
 
     /// Saves a snapshot at `version`, replacing one at the same version.
@@ -668,21 +738,13 @@ impl StoreHandle {
         data: Vec<u8>,
         metadata: Vec<u8>,
     ) -> Result<(), ClientError> {
-        let (store, stream) = (self.store.clone(), stream_id.to_string());
-        self.client
-            .call(|g, ctx| {
-                let (store, stream, data, metadata) = (
-                    store.clone(),
-                    stream.clone(),
-                    data.clone(),
-                    metadata.clone(),
-                );
-                async move {
-                    g.snapshot_save(ctx, store, stream, version, data, metadata)
-                        .await
-                }
-            })
-            .await
+        let request = StoreRequest::SnapshotSave {
+            stream_id: stream_id.to_string(),
+            version,
+            data,
+            metadata,
+        };
+        done(self.request(request).await)
     }
 
     /// The snapshot at `version`, or the highest when `None`.
@@ -699,13 +761,12 @@ impl StoreHandle {
         stream_id: &str,
         version: Option<u64>,
     ) -> Result<SnapshotRecord, ClientError> {
-        let (store, stream, c) = (self.store.clone(), stream_id.to_string(), self.consistency);
-        self.client
-            .call(|g, ctx| {
-                let (store, stream) = (store.clone(), stream.clone());
-                async move { g.snapshot_load(ctx, store, stream, version, c).await }
-            })
-            .await
+        let request = StoreRequest::SnapshotLoad {
+            stream_id: stream_id.to_string(),
+            version,
+            consistency: self.consistency,
+        };
+        answer!(self.request(request).await, Snapshot)
     }
 
     /// Every snapshot of a stream by ascending version.
@@ -721,13 +782,11 @@ impl StoreHandle {
         &self,
         stream_id: &str,
     ) -> Result<Vec<SnapshotRecord>, ClientError> {
-        let (store, stream, c) = (self.store.clone(), stream_id.to_string(), self.consistency);
-        self.client
-            .call(|g, ctx| {
-                let (store, stream) = (store.clone(), stream.clone());
-                async move { g.snapshot_list(ctx, store, stream, c).await }
-            })
-            .await
+        let request = StoreRequest::SnapshotList {
+            stream_id: stream_id.to_string(),
+            consistency: self.consistency,
+        };
+        answer!(self.request(request).await, Snapshots)
     }
 
     /// Deletes the snapshot at `version`, or all of the stream's when `None`.
@@ -743,13 +802,11 @@ impl StoreHandle {
         stream_id: &str,
         version: Option<u64>,
     ) -> Result<(), ClientError> {
-        let (store, stream) = (self.store.clone(), stream_id.to_string());
-        self.client
-            .call(|g, ctx| {
-                let (store, stream) = (store.clone(), stream.clone());
-                async move { g.snapshot_delete(ctx, store, stream, version).await }
-            })
-            .await
+        let request = StoreRequest::SnapshotDelete {
+            stream_id: stream_id.to_string(),
+            version,
+        };
+        done(self.request(request).await)
     }
 
     /// Creates a subscription (or finds the one with the same kind, selector and
@@ -774,13 +831,13 @@ impl StoreHandle {
         name: &str,
         options: SubscribeOptions,
     ) -> Result<SubscriptionInfo, ClientError> {
-        let (store, selector, name) = (self.store.clone(), selector.to_string(), name.to_string());
-        self.client
-            .call(|g, ctx| {
-                let (store, selector, name) = (store.clone(), selector.clone(), name.clone());
-                async move { g.subscribe(ctx, store, kind, selector, name, options).await }
-            })
-            .await
+        let request = StoreRequest::Subscribe {
+            kind,
+            selector: selector.to_string(),
+            name: name.to_string(),
+            options,
+        };
+        answer!(self.request(request).await, Subscription)
     }
 
     /// Removes a subscription; `NotFound` for an unknown key.
@@ -791,13 +848,10 @@ impl StoreHandle {
     /// # Ok(()) }
     /// ```
     pub async fn unsubscribe(&self, key: &str) -> Result<(), ClientError> {
-        let (store, key) = (self.store.clone(), key.to_string());
-        self.client
-            .call(|g, ctx| {
-                let (store, key) = (store.clone(), key.clone());
-                async move { g.unsubscribe(ctx, store, key).await }
-            })
-            .await
+        let request = StoreRequest::Unsubscribe {
+            key: key.to_string(),
+        };
+        done(self.request(request).await)
     }
 
     /// One subscription.
@@ -809,13 +863,11 @@ impl StoreHandle {
     /// # Ok(()) }
     /// ```
     pub async fn subscription(&self, key: &str) -> Result<SubscriptionInfo, ClientError> {
-        let (store, key, c) = (self.store.clone(), key.to_string(), self.consistency);
-        self.client
-            .call(|g, ctx| {
-                let (store, key) = (store.clone(), key.clone());
-                async move { g.get_subscription(ctx, store, key, c).await }
-            })
-            .await
+        let request = StoreRequest::GetSubscription {
+            key: key.to_string(),
+            consistency: self.consistency,
+        };
+        answer!(self.request(request).await, Subscription)
     }
 
     /// Every subscription of the store.
@@ -828,13 +880,10 @@ impl StoreHandle {
     /// # Ok(()) }
     /// ```
     pub async fn subscriptions(&self) -> Result<Vec<SubscriptionInfo>, ClientError> {
-        let (store, c) = (self.store.clone(), self.consistency);
-        self.client
-            .call(|g, ctx| {
-                let store = store.clone();
-                async move { g.list_subscriptions(ctx, store, c).await }
-            })
-            .await
+        let request = StoreRequest::ListSubscriptions {
+            consistency: self.consistency,
+        };
+        answer!(self.request(request).await, Subscriptions)
     }
 
     /// Acknowledges processing up to `position`; the checkpoint only moves forward.
@@ -850,13 +899,12 @@ impl StoreHandle {
         consumer: &str,
         position: u64,
     ) -> Result<SubscriptionInfo, ClientError> {
-        let (store, key, consumer) = (self.store.clone(), key.to_string(), consumer.to_string());
-        self.client
-            .call(|g, ctx| {
-                let (store, key, consumer) = (store.clone(), key.clone(), consumer.clone());
-                async move { g.ack(ctx, store, key, consumer, position).await }
-            })
-            .await
+        let request = StoreRequest::Ack {
+            key: key.to_string(),
+            consumer: consumer.to_string(),
+            position,
+        };
+        answer!(self.request(request).await, Subscription)
     }
 
     /// One long-poll: matching events from `from` (or the checkpoint when `None`),
@@ -879,16 +927,15 @@ impl StoreHandle {
         max: u32,
         wait: Duration,
     ) -> Result<Delivery, ClientError> {
-        let (store, key, consumer) = (self.store.clone(), key.to_string(), consumer.to_string());
-        let wait_ms = wait.as_millis().min(u128::from(u32::MAX)) as u32;
+        let request = StoreRequest::Poll {
+            key: key.to_string(),
+            consumer: consumer.to_string(),
+            from,
+            max,
+            wait_ms: wait.as_millis().min(u128::from(u32::MAX)) as u32,
+        };
         // The call may take the whole wait: give it room beyond that.
-        let client = self.client.clone().with_timeout(wait + self.client.timeout);
-        client
-            .call(|g, ctx| {
-                let (store, key, consumer) = (store.clone(), key.clone(), consumer.clone());
-                async move { g.poll(ctx, store, key, consumer, from, max, wait_ms).await }
-            })
-            .await
+        answer!(self.request_within(request, wait).await, Delivery)
     }
 
     /// A subscriber for the subscription `key`, as consumer `consumer` (consumers of
@@ -912,13 +959,7 @@ impl StoreHandle {
     /// # Ok(()) }
     /// ```
     pub async fn remove_node(&self, node_id: u64) -> Result<(), ClientError> {
-        let store = self.store.clone();
-        self.client
-            .call(|g, ctx| {
-                let store = store.clone();
-                async move { g.remove_node(ctx, store, node_id).await }
-            })
-            .await
+        done(self.request(StoreRequest::RemoveNode { node_id }).await)
     }
 
     /// Hands the leadership of this store's group to node `node_id` (a voter);
@@ -931,13 +972,7 @@ impl StoreHandle {
     /// # Ok(()) }
     /// ```
     pub async fn transfer_leader(&self, node_id: u64) -> Result<(), ClientError> {
-        let store = self.store.clone();
-        self.client
-            .call(|g, ctx| {
-                let store = store.clone();
-                async move { g.transfer_leader(ctx, store, node_id).await }
-            })
-            .await
+        done(self.request(StoreRequest::TransferLeader { node_id }).await)
     }
 
     /// Whether a snapshot exists at `version` (any when `None`).
@@ -954,12 +989,11 @@ impl StoreHandle {
         stream_id: &str,
         version: Option<u64>,
     ) -> Result<bool, ClientError> {
-        let (store, stream, c) = (self.store.clone(), stream_id.to_string(), self.consistency);
-        self.client
-            .call(|g, ctx| {
-                let (store, stream) = (store.clone(), stream.clone());
-                async move { g.snapshot_exists(ctx, store, stream, version, c).await }
-            })
-            .await
+        let request = StoreRequest::SnapshotExists {
+            stream_id: stream_id.to_string(),
+            version,
+            consistency: self.consistency,
+        };
+        answer!(self.request(request).await, Exists)
     }
 }

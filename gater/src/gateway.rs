@@ -1,4 +1,3 @@
-#![allow(clippy::too_many_arguments)]
 //! The gateway: the thin I/O shell around the [routing core](crate::router).
 //!
 //! It serves the [`Gater`] service, keeps one multiplexed connection per worker, and
@@ -19,14 +18,11 @@ use tokio::net::TcpListener;
 
 use crate::api::{Gater, HealthReport, Lease, Registration, RegistryError, StoreStatus};
 use crate::metrics::StoreStats;
-use crate::router::{classify, Decision, OpKind, Registry, RetryPolicy};
-use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
+use crate::request::{Route, StoreRequest, StoreResponse};
+use crate::router::{classify, Decision, Registry, RetryPolicy};
 use crate::telemetry;
 use crate::transport;
-use crate::types::{
-    AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StoreError, StreamInfo, StreamPage, SubscriptionType, TagMatch,
-};
+use crate::types::StoreError;
 use crate::worker::WorkerClient;
 
 /// Requests one client connection may have in flight; more are refused.
@@ -35,16 +31,6 @@ pub const MAX_REQUESTS_PER_CONNECTION: usize = 1024;
 pub const SUSPECT_FOR: Duration = Duration::from_secs(2);
 /// Time kept back from the caller's deadline so that an answer can still travel back.
 pub const DEADLINE_MARGIN: Duration = Duration::from_millis(20);
-
-/// Where a read goes: a linearizable read is confirmed by the leader's read index,
-/// so it goes to the leader (a follower would only redirect it); a stale read goes
-/// round-robin over healthy workers.
-fn read_kind(consistency: ReadConsistency) -> OpKind {
-    match consistency {
-        ReadConsistency::Linearizable => OpKind::Leader,
-        ReadConsistency::Stale => OpKind::Any,
-    }
-}
 
 /// The gateway's settings.
 #[derive(Debug, Clone)]
@@ -182,7 +168,7 @@ impl Gateway {
         &self,
         ctx: &Context,
         store: &str,
-        kind: OpKind,
+        kind: Route,
         call: F,
     ) -> Result<T, StoreError>
     where
@@ -409,385 +395,24 @@ impl Gater for Gateway {
         all
     }
 
-    async fn append(
+    async fn call(
         self,
         ctx: Context,
         store: String,
-        stream_id: String,
-        expected: ExpectedVersion,
-        mut events: Vec<NewEvent>,
-    ) -> Result<AppendResult, StoreError> {
-        // Every event gets its id before the first attempt, so that an attempt the
-        // gater retries elsewhere (after a timeout, a lost connection, a redirect) is
-        // recognised by the store as the same append, wherever it went through.
-        for e in &mut events {
-            e.event_id.get_or_insert_with(uuid::Uuid::now_v7);
+        mut request: StoreRequest,
+    ) -> Result<StoreResponse, StoreError> {
+        if let StoreRequest::Append { events, .. } = &mut request {
+            // Every event gets its id before the first attempt, so that an attempt
+            // the gater retries elsewhere (after a timeout, a lost connection, a
+            // redirect) is recognised by the store as the same append, wherever it
+            // went through.
+            for e in events {
+                e.event_id.get_or_insert_with(uuid::Uuid::now_v7);
+            }
         }
-        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
-            let store = store.clone();
-            let stream_id = stream_id.clone();
-            let events = events.clone();
-            async move { c.append(cx, store, stream_id, expected, events).await }
-        })
-        .await
-    }
-
-    async fn read_stream(
-        self,
-        ctx: Context,
-        store: String,
-        stream_id: String,
-        from: u64,
-        count: u32,
-        direction: Direction,
-        consistency: ReadConsistency,
-    ) -> Result<Vec<EventRecord>, StoreError> {
-        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
-            let store = store.clone();
-            let stream_id = stream_id.clone();
-            async move {
-                c.read_stream(cx, store, stream_id, from, count, direction, consistency)
-                    .await
-            }
-        })
-        .await
-    }
-
-    async fn read_all(
-        self,
-        ctx: Context,
-        store: String,
-        from_position: u64,
-        count: u32,
-        direction: Direction,
-        consistency: ReadConsistency,
-    ) -> Result<Vec<EventRecord>, StoreError> {
-        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
-            let store = store.clone();
-            async move {
-                c.read_all(cx, store, from_position, count, direction, consistency)
-                    .await
-            }
-        })
-        .await
-    }
-
-    async fn read_by_event_types(
-        self,
-        ctx: Context,
-        store: String,
-        types: Vec<String>,
-        from_position: u64,
-        count: u32,
-        consistency: ReadConsistency,
-    ) -> Result<Vec<EventRecord>, StoreError> {
-        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
-            let store = store.clone();
-            let types = types.clone();
-            async move {
-                c.read_by_event_types(cx, store, types, from_position, count, consistency)
-                    .await
-            }
-        })
-        .await
-    }
-
-    async fn read_by_tags(
-        self,
-        ctx: Context,
-        store: String,
-        tags: Vec<String>,
-        matching: TagMatch,
-        from_position: u64,
-        count: u32,
-        consistency: ReadConsistency,
-    ) -> Result<Vec<EventRecord>, StoreError> {
-        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
-            let store = store.clone();
-            let tags = tags.clone();
-            async move {
-                c.read_by_tags(cx, store, tags, matching, from_position, count, consistency)
-                    .await
-            }
-        })
-        .await
-    }
-
-    async fn get_version(
-        self,
-        ctx: Context,
-        store: String,
-        stream_id: String,
-        consistency: ReadConsistency,
-    ) -> Result<Option<u64>, StoreError> {
-        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
-            let store = store.clone();
-            let stream_id = stream_id.clone();
-            async move { c.get_version(cx, store, stream_id, consistency).await }
-        })
-        .await
-    }
-
-    async fn exists(
-        self,
-        ctx: Context,
-        store: String,
-        stream_id: String,
-        consistency: ReadConsistency,
-    ) -> Result<bool, StoreError> {
-        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
-            let store = store.clone();
-            let stream_id = stream_id.clone();
-            async move { c.exists(cx, store, stream_id, consistency).await }
-        })
-        .await
-    }
-
-    async fn list_streams(
-        self,
-        ctx: Context,
-        store: String,
-        after: Option<String>,
-        limit: u32,
-        consistency: ReadConsistency,
-    ) -> Result<Vec<StreamInfo>, StoreError> {
-        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
-            let store = store.clone();
-            let after = after.clone();
-            async move { c.list_streams(cx, store, after, limit, consistency).await }
-        })
-        .await
-    }
-
-    async fn delete_stream(
-        self,
-        ctx: Context,
-        store: String,
-        stream_id: String,
-        hard: bool,
-    ) -> Result<(), StoreError> {
-        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
-            let store = store.clone();
-            let stream_id = stream_id.clone();
-            async move { c.delete_stream(cx, store, stream_id, hard).await }
-        })
-        .await
-    }
-
-    async fn snapshot_save(
-        self,
-        ctx: Context,
-        store: String,
-        stream_id: String,
-        version: u64,
-        data: Vec<u8>,
-        metadata: Vec<u8>,
-    ) -> Result<(), StoreError> {
-        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
-            let store = store.clone();
-            let stream_id = stream_id.clone();
-            let data = data.clone();
-            let metadata = metadata.clone();
-            async move {
-                c.snapshot_save(cx, store, stream_id, version, data, metadata)
-                    .await
-            }
-        })
-        .await
-    }
-
-    async fn snapshot_load(
-        self,
-        ctx: Context,
-        store: String,
-        stream_id: String,
-        version: Option<u64>,
-        consistency: ReadConsistency,
-    ) -> Result<SnapshotRecord, StoreError> {
-        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
-            let store = store.clone();
-            let stream_id = stream_id.clone();
-            async move {
-                c.snapshot_load(cx, store, stream_id, version, consistency)
-                    .await
-            }
-        })
-        .await
-    }
-
-    async fn snapshot_list(
-        self,
-        ctx: Context,
-        store: String,
-        stream_id: String,
-        consistency: ReadConsistency,
-    ) -> Result<Vec<SnapshotRecord>, StoreError> {
-        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
-            let store = store.clone();
-            let stream_id = stream_id.clone();
-            async move { c.snapshot_list(cx, store, stream_id, consistency).await }
-        })
-        .await
-    }
-
-    async fn snapshot_delete(
-        self,
-        ctx: Context,
-        store: String,
-        stream_id: String,
-        version: Option<u64>,
-    ) -> Result<(), StoreError> {
-        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
-            let store = store.clone();
-            let stream_id = stream_id.clone();
-            async move { c.snapshot_delete(cx, store, stream_id, version).await }
-        })
-        .await
-    }
-
-    async fn subscribe(
-        self,
-        ctx: Context,
-        store: String,
-        kind: SubscriptionType,
-        selector: String,
-        name: String,
-        options: SubscribeOptions,
-    ) -> Result<SubscriptionInfo, StoreError> {
-        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
-            let (store, selector, name) = (store.clone(), selector.clone(), name.clone());
-            async move { c.subscribe(cx, store, kind, selector, name, options).await }
-        })
-        .await
-    }
-
-    async fn unsubscribe(self, ctx: Context, store: String, key: String) -> Result<(), StoreError> {
-        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
-            let (store, key) = (store.clone(), key.clone());
-            async move { c.unsubscribe(cx, store, key).await }
-        })
-        .await
-    }
-
-    async fn get_subscription(
-        self,
-        ctx: Context,
-        store: String,
-        key: String,
-        consistency: ReadConsistency,
-    ) -> Result<SubscriptionInfo, StoreError> {
-        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
-            let (store, key) = (store.clone(), key.clone());
-            async move { c.get_subscription(cx, store, key, consistency).await }
-        })
-        .await
-    }
-
-    async fn list_subscriptions(
-        self,
-        ctx: Context,
-        store: String,
-        consistency: ReadConsistency,
-    ) -> Result<Vec<SubscriptionInfo>, StoreError> {
-        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
-            let store = store.clone();
-            async move { c.list_subscriptions(cx, store, consistency).await }
-        })
-        .await
-    }
-
-    async fn ack(
-        self,
-        ctx: Context,
-        store: String,
-        key: String,
-        consumer: String,
-        position: u64,
-    ) -> Result<SubscriptionInfo, StoreError> {
-        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
-            let (store, key, consumer) = (store.clone(), key.clone(), consumer.clone());
-            async move { c.ack(cx, store, key, consumer, position).await }
-        })
-        .await
-    }
-
-    async fn poll(
-        self,
-        ctx: Context,
-        store: String,
-        key: String,
-        consumer: String,
-        from: Option<u64>,
-        max: u32,
-        wait_ms: u32,
-    ) -> Result<Delivery, StoreError> {
-        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
-            let (store, key, consumer) = (store.clone(), key.clone(), consumer.clone());
-            async move { c.poll(cx, store, key, consumer, from, max, wait_ms).await }
-        })
-        .await
-    }
-
-    async fn remove_node(
-        self,
-        ctx: Context,
-        store: String,
-        node_id: u64,
-    ) -> Result<(), StoreError> {
-        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
-            let store = store.clone();
-            async move { c.remove_node(cx, store, node_id).await }
-        })
-        .await
-    }
-
-    async fn transfer_leader(
-        self,
-        ctx: Context,
-        store: String,
-        node_id: u64,
-    ) -> Result<(), StoreError> {
-        self.route(&ctx, &store, OpKind::Leader, |c, cx| {
-            let store = store.clone();
-            async move { c.transfer_leader(cx, store, node_id).await }
-        })
-        .await
-    }
-
-    async fn find_streams(
-        self,
-        ctx: Context,
-        store: String,
-        contains: String,
-        after: Option<String>,
-        limit: u32,
-        consistency: ReadConsistency,
-    ) -> Result<StreamPage, StoreError> {
-        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
-            let (store, contains, after) = (store.clone(), contains.clone(), after.clone());
-            async move {
-                c.find_streams(cx, store, contains, after, limit, consistency)
-                    .await
-            }
-        })
-        .await
-    }
-
-    async fn snapshot_exists(
-        self,
-        ctx: Context,
-        store: String,
-        stream_id: String,
-        version: Option<u64>,
-        consistency: ReadConsistency,
-    ) -> Result<bool, StoreError> {
-        self.route(&ctx, &store, read_kind(consistency), |c, cx| {
-            let store = store.clone();
-            let stream_id = stream_id.clone();
-            async move {
-                c.snapshot_exists(cx, store, stream_id, version, consistency)
-                    .await
-            }
+        self.route(&ctx, &store, request.route(), |c, cx| {
+            let (store, request) = (store.clone(), request.clone());
+            async move { c.call(cx, store, request).await }
         })
         .await
     }

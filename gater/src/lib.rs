@@ -6,7 +6,10 @@
 //!
 //! - [`types`]: the serde types of the domain as they travel (events, expected
 //!   versions, results) and the wire error [`StoreError`].
+//! - [`request`]: every store operation as one [`StoreRequest`] and its
+//!   [`StoreResponse`]: what clients send gaters, and gaters send nodes.
 //! - [`worker`]: the tarpc service every node serves for each store it hosts.
+//! - [`api`]: the gater's service: store requests, registration, health, cluster.
 //! - [`transport`]: how a tarpc service is served and dialled over TCP, with a
 //!   bounded frame length and `TCP_NODELAY`.
 //! - [`aggregate`]: folding events into state with `$sum` and `$overwrite`.
@@ -27,6 +30,7 @@ pub mod config;
 pub mod gateway;
 pub mod logging;
 pub mod metrics;
+pub mod request;
 pub mod router;
 pub mod settings;
 pub mod subscription;
@@ -36,6 +40,7 @@ pub mod types;
 pub mod worker;
 
 pub use client::{Client, ClientError, StoreHandle, Subscriber};
+pub use request::{Route, StoreRequest, StoreResponse};
 pub use types::{
     AppendResult, ContentType, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
     SnapshotRecord, StoreError, StreamInfo, StreamPage, TagMatch,

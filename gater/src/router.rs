@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::api::{HealthReport, NodeStatus, Role, StoreHealth, StoreStatus, WorkerInfo};
+use crate::request::Route;
 use crate::types::StoreError;
 
 /// A worker's health as routing sees it.
@@ -52,15 +53,6 @@ struct StoreWorkers {
     leader: Option<u64>,
     /// Round-robin cursor for reads.
     next: usize,
-}
-
-/// Which workers may serve a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpKind {
-    /// Writes and linearizable reads: the leader when known.
-    Leader,
-    /// Stale reads: round-robin over healthy workers.
-    Any,
 }
 
 /// Where to send a call.
@@ -200,7 +192,7 @@ impl Registry {
     pub fn pick(
         &mut self,
         store: &str,
-        kind: OpKind,
+        kind: Route,
         now: Instant,
         tried: &[u64],
     ) -> Result<Target, StoreError> {
@@ -231,7 +223,7 @@ impl Registry {
             node_id: w.info.node_id,
             address: w.info.address.clone(),
         };
-        if kind == OpKind::Leader {
+        if kind == Route::Leader {
             if let Some(l) = s.leader {
                 if let Some(w) = pool.iter().find(|w| w.info.node_id == l) {
                     return Ok(target(w));
@@ -433,7 +425,7 @@ mod tests {
         let now = Instant::now();
         let mut r = reg3(now);
         assert_eq!(
-            r.pick("other", OpKind::Any, now, &[]),
+            r.pick("other", Route::AnyReplica, now, &[]),
             Err(StoreError::NoWorkers {
                 store: "other".into()
             })
@@ -441,7 +433,7 @@ mod tests {
         // Workers whose lease ran out count as none.
         let later = now + Duration::from_secs(4);
         assert!(matches!(
-            r.pick("s", OpKind::Any, later, &[]),
+            r.pick("s", Route::AnyReplica, later, &[]),
             Err(StoreError::NoWorkers { .. })
         ));
     }
@@ -451,10 +443,10 @@ mod tests {
         let now = Instant::now();
         let mut r = reg3(now);
         for _ in 0..5 {
-            assert_eq!(r.pick("s", OpKind::Leader, now, &[]).unwrap().node_id, 2);
+            assert_eq!(r.pick("s", Route::Leader, now, &[]).unwrap().node_id, 2);
         }
         let mut seen: Vec<u64> = (0..6)
-            .map(|_| r.pick("s", OpKind::Any, now, &[]).unwrap().node_id)
+            .map(|_| r.pick("s", Route::AnyReplica, now, &[]).unwrap().node_id)
             .collect();
         assert_eq!(&seen[..3], &seen[3..], "round robin repeats");
         seen.sort_unstable();
@@ -473,11 +465,11 @@ mod tests {
         // Node 3 won an election in term 2; node 2, cut off, still says it leads in 1.
         r.register(in_term(3, Role::Leader, 2), now);
         r.register(in_term(2, Role::Leader, 1), now);
-        assert_eq!(r.pick("s", OpKind::Leader, now, &[]).unwrap().node_id, 3);
+        assert_eq!(r.pick("s", Route::Leader, now, &[]).unwrap().node_id, 3);
         // Once node 2 hears of term 2 it follows, and a later term moves the leader.
         r.register(in_term(2, Role::Follower, 2), now);
         r.register(in_term(1, Role::Leader, 3), now);
-        assert_eq!(r.pick("s", OpKind::Leader, now, &[]).unwrap().node_id, 1);
+        assert_eq!(r.pick("s", Route::Leader, now, &[]).unwrap().node_id, 1);
     }
 
     #[test]
@@ -486,14 +478,14 @@ mod tests {
         let mut r = reg3(now);
         r.mark_suspect("s", 2, now);
         // The leader is suspect: writes go elsewhere (to be redirected).
-        let w = r.pick("s", OpKind::Leader, now, &[]).unwrap().node_id;
+        let w = r.pick("s", Route::Leader, now, &[]).unwrap().node_id;
         assert_ne!(w, 2);
         for _ in 0..6 {
-            assert_ne!(r.pick("s", OpKind::Any, now, &[]).unwrap().node_id, 2);
+            assert_ne!(r.pick("s", Route::AnyReplica, now, &[]).unwrap().node_id, 2);
         }
         let later = now + Duration::from_millis(1500);
         let ids: Vec<u64> = (0..3)
-            .map(|_| r.pick("s", OpKind::Any, later, &[]).unwrap().node_id)
+            .map(|_| r.pick("s", Route::AnyReplica, later, &[]).unwrap().node_id)
             .collect();
         assert!(ids.contains(&2), "{ids:?}");
     }
@@ -502,13 +494,16 @@ mod tests {
     fn failover_skips_tried_workers_then_gives_up() {
         let now = Instant::now();
         let mut r = reg3(now);
-        let a = r.pick("s", OpKind::Any, now, &[]).unwrap().node_id;
-        let b = r.pick("s", OpKind::Any, now, &[a]).unwrap().node_id;
+        let a = r.pick("s", Route::AnyReplica, now, &[]).unwrap().node_id;
+        let b = r.pick("s", Route::AnyReplica, now, &[a]).unwrap().node_id;
         assert_ne!(a, b);
-        let c = r.pick("s", OpKind::Any, now, &[a, b]).unwrap().node_id;
+        let c = r
+            .pick("s", Route::AnyReplica, now, &[a, b])
+            .unwrap()
+            .node_id;
         assert!(c != a && c != b);
         assert!(matches!(
-            r.pick("s", OpKind::Any, now, &[a, b, c]),
+            r.pick("s", Route::AnyReplica, now, &[a, b, c]),
             Err(StoreError::Unavailable { .. })
         ));
     }
@@ -520,7 +515,7 @@ mod tests {
         for n in 1..=3 {
             r.mark_suspect("s", n, now);
         }
-        assert!(r.pick("s", OpKind::Any, now, &[]).is_ok());
+        assert!(r.pick("s", Route::AnyReplica, now, &[]).is_ok());
     }
 
     #[test]
@@ -555,7 +550,7 @@ mod tests {
         assert!(!h.healthy());
         assert!(r.stores().is_empty());
         assert!(matches!(
-            r.pick("s", OpKind::Leader, now, &[]),
+            r.pick("s", Route::Leader, now, &[]),
             Err(StoreError::NoWorkers { .. })
         ));
     }
@@ -565,7 +560,7 @@ mod tests {
         let now = Instant::now();
         let mut r = reg3(now);
         r.note_leader("s", Some(3));
-        assert_eq!(r.pick("s", OpKind::Leader, now, &[]).unwrap().node_id, 3);
+        assert_eq!(r.pick("s", Route::Leader, now, &[]).unwrap().node_id, 3);
         assert_eq!(
             classify(&StoreError::NotLeader {
                 leader: Some(3),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use reckon_gater::api::{Gater, Registration, Role, WorkerInfo};
 use reckon_gater::gateway::{Gateway, GatewayOptions};
 use reckon_gater::telemetry::{self as t, Event, OwnedEvent, Value};
-use reckon_gater::{ExpectedVersion, NewEvent};
+use reckon_gater::{ExpectedVersion, NewEvent, StoreRequest};
 
 const STORE: &str = "gater-telemetry";
 
@@ -63,16 +63,14 @@ async fn registration_retries_and_giving_up_are_reported() {
 
     let mut ctx = tarpc::context::current();
     ctx.deadline = Instant::now() + Duration::from_secs(1);
-    let err = Gater::append(
-        gw.clone(),
-        ctx,
-        STORE.into(),
-        "s".into(),
-        ExpectedVersion::Any,
-        vec![NewEvent::json("e", &serde_json::json!({}))],
-    )
-    .await
-    .unwrap_err();
+    let append = StoreRequest::Append {
+        stream_id: "s".into(),
+        expected: ExpectedVersion::Any,
+        events: vec![NewEvent::json("e", &serde_json::json!({}))],
+    };
+    let err = Gater::call(gw.clone(), ctx, STORE.into(), append)
+        .await
+        .unwrap_err();
     Gater::deregister(gw.clone(), tarpc::context::current(), registration(&closed))
         .await
         .unwrap();

@@ -9,6 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use reckon_gater::request::{StoreRequest, StoreResponse};
 use reckon_gater::worker::WorkerClient;
 
 /// How long a process may take to say it is ready.
@@ -342,45 +343,43 @@ pub const CALL_TIMEOUT_SECS: u64 = 20;
 /// Page size the `*_everything` helpers read with.
 pub const PAGE: u32 = 1000;
 
-/// A worker client bound to one store, with the transport layer unwrapped: every
-/// method returns the store's answer and panics on an RPC (transport) failure, which
-/// no behaviour test expects. Each clone shares the one connection.
+/// A store on one node, reached straight through its worker service (a
+/// [`StoreHandle::direct`]), with the transport layer unwrapped: every method returns
+/// the store's answer and panics on an RPC (transport) failure, which no behaviour
+/// test expects. Reads are linearizable. Each clone shares the one connection.
 #[derive(Clone)]
 pub struct StoreClient {
-    /// The underlying connection.
-    pub client: WorkerClient,
-    /// The store every call addresses.
-    pub store: String,
+    /// The handle every call goes through.
+    pub handle: StoreHandle,
 }
 
-fn rpc<T>(what: &str, r: Result<T, tarpc::client::RpcError>) -> T {
+/// The store's answer of a call, panicking when there was none.
+fn answered<T>(what: &str, r: Result<T, ClientError>) -> Result<T, StoreError> {
     match r {
-        Ok(v) => v,
+        Ok(v) => Ok(v),
+        Err(ClientError::Store(e)) => Err(e),
         Err(e) => panic!("{what}: transport failure: {e}"),
     }
 }
 
 use reckon_gater::types::{
-    AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StoreError, StreamInfo, TagMatch,
+    AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, SnapshotRecord, StoreError,
+    StreamInfo, TagMatch,
 };
+use reckon_gater::{ClientError, StoreHandle};
 
 impl StoreClient {
     /// Binds `client` to `store`.
     pub fn new(client: WorkerClient, store: impl Into<String>) -> Self {
+        let store = store.into();
         StoreClient {
-            client,
-            store: store.into(),
+            handle: StoreHandle::direct(client, &store, Duration::from_secs(CALL_TIMEOUT_SECS)),
         }
     }
 
     /// Connects to `node` and binds the connection to `store`.
     pub async fn connect(node: &NodeProc, store: &str) -> Self {
         StoreClient::new(node.worker().await, store)
-    }
-
-    fn c(&self) -> tarpc::context::Context {
-        ctx(CALL_TIMEOUT_SECS)
     }
 
     /// Waits until the store answers a linearizable read (it has a leader), polling
@@ -393,33 +392,30 @@ impl StoreClient {
                 Err(e) if e.is_retryable() && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Err(e) => panic!("store {} does not serve: {e:?}", self.store),
+                Err(e) => panic!("store {} does not serve: {e:?}", self.handle.name()),
             }
         }
     }
 
-    /// `append`.
+    /// `append`. Events keep the ids they have (none: the node assigns one).
     pub async fn append(
         &self,
         stream: &str,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        rpc(
-            "append",
-            self.client
-                .append(
-                    self.c(),
-                    self.store.clone(),
-                    stream.into(),
-                    expected,
-                    events,
-                )
-                .await,
-        )
+        let request = StoreRequest::Append {
+            stream_id: stream.into(),
+            expected,
+            events,
+        };
+        match answered("append", self.handle.request(request).await)? {
+            StoreResponse::Appended(r) => Ok(r),
+            other => panic!("append answered {}", other.name()),
+        }
     }
 
-    /// `read_stream`, linearizable.
+    /// `read_stream`.
     pub async fn read(
         &self,
         stream: &str,
@@ -427,18 +423,10 @@ impl StoreClient {
         count: u32,
         direction: Direction,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        rpc(
+        answered(
             "read_stream",
-            self.client
-                .read_stream(
-                    self.c(),
-                    self.store.clone(),
-                    stream.into(),
-                    from,
-                    count,
-                    direction,
-                    ReadConsistency::Linearizable,
-                )
+            self.handle
+                .read_stream(stream, from, count, direction)
                 .await,
         )
     }
@@ -455,25 +443,16 @@ impl StoreClient {
         .await
     }
 
-    /// `read_all`, linearizable.
+    /// `read_all`.
     pub async fn read_all(
         &self,
         from: u64,
         count: u32,
         direction: Direction,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        rpc(
+        answered(
             "read_all",
-            self.client
-                .read_all(
-                    self.c(),
-                    self.store.clone(),
-                    from,
-                    count,
-                    direction,
-                    ReadConsistency::Linearizable,
-                )
-                .await,
+            self.handle.read_all(from, count, direction).await,
         )
     }
 
@@ -487,25 +466,16 @@ impl StoreClient {
         .expect("read_all")
     }
 
-    /// `read_by_event_types`, linearizable.
+    /// `read_by_event_types`.
     pub async fn read_by_types(
         &self,
         types: &[&str],
         from: u64,
         count: u32,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        rpc(
+        answered(
             "read_by_event_types",
-            self.client
-                .read_by_event_types(
-                    self.c(),
-                    self.store.clone(),
-                    types.iter().map(|t| t.to_string()).collect(),
-                    from,
-                    count,
-                    ReadConsistency::Linearizable,
-                )
-                .await,
+            self.handle.read_by_event_types(types, from, count).await,
         )
     }
 
@@ -519,7 +489,7 @@ impl StoreClient {
         .expect("read_by_event_types")
     }
 
-    /// `read_by_tags`, linearizable.
+    /// `read_by_tags`.
     pub async fn read_by_tags(
         &self,
         tags: &[&str],
@@ -527,19 +497,9 @@ impl StoreClient {
         from: u64,
         count: u32,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        rpc(
+        answered(
             "read_by_tags",
-            self.client
-                .read_by_tags(
-                    self.c(),
-                    self.store.clone(),
-                    tags.iter().map(|t| t.to_string()).collect(),
-                    matching,
-                    from,
-                    count,
-                    ReadConsistency::Linearizable,
-                )
-                .await,
+            self.handle.read_by_tags(tags, matching, from, count).await,
         )
     }
 
@@ -557,64 +517,28 @@ impl StoreClient {
         .expect("read_by_tags")
     }
 
-    /// `get_version`, linearizable.
+    /// `get_version`.
     pub async fn version(&self, stream: &str) -> Result<Option<u64>, StoreError> {
-        rpc(
-            "get_version",
-            self.client
-                .get_version(
-                    self.c(),
-                    self.store.clone(),
-                    stream.into(),
-                    ReadConsistency::Linearizable,
-                )
-                .await,
-        )
+        answered("get_version", self.handle.get_version(stream).await)
     }
 
-    /// `exists`, linearizable.
+    /// `exists`.
     pub async fn exists(&self, stream: &str) -> Result<bool, StoreError> {
-        rpc(
-            "exists",
-            self.client
-                .exists(
-                    self.c(),
-                    self.store.clone(),
-                    stream.into(),
-                    ReadConsistency::Linearizable,
-                )
-                .await,
-        )
+        answered("exists", self.handle.exists(stream).await)
     }
 
-    /// `list_streams`, linearizable.
+    /// `list_streams`.
     pub async fn list_streams(
         &self,
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<StreamInfo>, StoreError> {
-        rpc(
-            "list_streams",
-            self.client
-                .list_streams(
-                    self.c(),
-                    self.store.clone(),
-                    after.map(str::to_string),
-                    limit,
-                    ReadConsistency::Linearizable,
-                )
-                .await,
-        )
+        answered("list_streams", self.handle.list_streams(after, limit).await)
     }
 
     /// `delete_stream`.
     pub async fn delete(&self, stream: &str, hard: bool) -> Result<(), StoreError> {
-        rpc(
-            "delete_stream",
-            self.client
-                .delete_stream(self.c(), self.store.clone(), stream.into(), hard)
-                .await,
-        )
+        answered("delete_stream", self.handle.delete(stream, hard).await)
     }
 
     /// `snapshot_save`.
@@ -625,54 +549,29 @@ impl StoreClient {
         data: &[u8],
         metadata: &[u8],
     ) -> Result<(), StoreError> {
-        rpc(
+        answered(
             "snapshot_save",
-            self.client
-                .snapshot_save(
-                    self.c(),
-                    self.store.clone(),
-                    stream.into(),
-                    version,
-                    data.to_vec(),
-                    metadata.to_vec(),
-                )
+            self.handle
+                .save_snapshot(stream, version, data.to_vec(), metadata.to_vec())
                 .await,
         )
     }
 
-    /// `snapshot_load` (the highest when `version` is `None`), linearizable.
+    /// `snapshot_load` (the highest when `version` is `None`).
     pub async fn snapshot_load(
         &self,
         stream: &str,
         version: Option<u64>,
     ) -> Result<SnapshotRecord, StoreError> {
-        rpc(
+        answered(
             "snapshot_load",
-            self.client
-                .snapshot_load(
-                    self.c(),
-                    self.store.clone(),
-                    stream.into(),
-                    version,
-                    ReadConsistency::Linearizable,
-                )
-                .await,
+            self.handle.load_snapshot(stream, version).await,
         )
     }
 
-    /// `snapshot_list`, linearizable.
+    /// `snapshot_list`.
     pub async fn snapshot_list(&self, stream: &str) -> Result<Vec<SnapshotRecord>, StoreError> {
-        rpc(
-            "snapshot_list",
-            self.client
-                .snapshot_list(
-                    self.c(),
-                    self.store.clone(),
-                    stream.into(),
-                    ReadConsistency::Linearizable,
-                )
-                .await,
-        )
+        answered("snapshot_list", self.handle.list_snapshots(stream).await)
     }
 
     /// `snapshot_delete` (every snapshot of the stream when `version` is `None`).
@@ -681,31 +580,21 @@ impl StoreClient {
         stream: &str,
         version: Option<u64>,
     ) -> Result<(), StoreError> {
-        rpc(
+        answered(
             "snapshot_delete",
-            self.client
-                .snapshot_delete(self.c(), self.store.clone(), stream.into(), version)
-                .await,
+            self.handle.delete_snapshot(stream, version).await,
         )
     }
 
-    /// `snapshot_exists` (any when `version` is `None`), linearizable.
+    /// `snapshot_exists` (any when `version` is `None`).
     pub async fn snapshot_exists(
         &self,
         stream: &str,
         version: Option<u64>,
     ) -> Result<bool, StoreError> {
-        rpc(
+        answered(
             "snapshot_exists",
-            self.client
-                .snapshot_exists(
-                    self.c(),
-                    self.store.clone(),
-                    stream.into(),
-                    version,
-                    ReadConsistency::Linearizable,
-                )
-                .await,
+            self.handle.snapshot_exists(stream, version).await,
         )
     }
 }

@@ -5,29 +5,21 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use reckon_gater::types::{Direction, EventRecord, ReadConsistency};
-use reckon_gater::{Client, ExpectedVersion, NewEvent};
+use reckon_gater::types::{Direction, EventRecord};
+use reckon_gater::{Client, ExpectedVersion, NewEvent, StoreHandle};
 use reckon_tests::cluster::{formed, leader_of, Cluster};
-use reckon_tests::ctx;
 use reckon_tests::wait::{self, wait_until};
 use serde_json::json;
 
 /// Every event a node holds locally, by position.
 async fn local_log(c: &Cluster, i: usize) -> Vec<EventRecord> {
-    let w = c.node(i).worker().await;
+    let w =
+        StoreHandle::direct(c.node(i).worker().await, "default", Duration::from_secs(20)).stale();
     let mut out = Vec::new();
     loop {
         let page = w
-            .read_all(
-                ctx(20),
-                "default".into(),
-                out.len() as u64,
-                1000,
-                Direction::Forward,
-                ReadConsistency::Stale,
-            )
+            .read_all(out.len() as u64, 1000, Direction::Forward)
             .await
-            .unwrap()
             .unwrap();
         if page.is_empty() {
             return out;
@@ -528,17 +520,18 @@ async fn writes_reaching_a_follower_are_forwarded_and_stores_are_independent() {
     let leader = leader_of(&client, "a").await.unwrap();
     let follower = (1..=3u64).find(|n| *n != leader).unwrap();
     // Straight to a follower's worker service, bypassing the gater's routing.
-    let w = c.node((follower - 1) as usize).worker().await;
+    let w = StoreHandle::direct(
+        c.node((follower - 1) as usize).worker().await,
+        "a",
+        Duration::from_secs(20),
+    );
     let r = w
         .append(
-            ctx(20),
-            "a".into(),
-            "s".into(),
+            "s",
             ExpectedVersion::NoStream,
             vec![NewEvent::json("t", &json!({"via": "follower"}))],
         )
         .await
-        .unwrap()
         .expect("the follower forwards the write to the leader");
     assert_eq!((r.version, r.first_position), (0, 0));
     assert_eq!(client.store("a").get_version("s").await.unwrap(), Some(0));

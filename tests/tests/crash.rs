@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use reckon_gater::types::{AppendResult, EventRecord, ExpectedVersion, NewEvent, TagMatch};
-use reckon_tests::{ctx, wait, NodeProc, StoreClient, DEV_GATER_ANY_PORT};
+use reckon_gater::{ClientError, StoreHandle};
+use reckon_tests::{wait, NodeProc, StoreClient, DEV_GATER_ANY_PORT};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -60,16 +61,13 @@ async fn writer(
     acks: Arc<Mutex<Vec<Ack>>>,
     acked: Arc<AtomicUsize>,
 ) -> Result<(), String> {
-    let Ok(client) = reckon_gater::worker::connect(&addr).await else {
+    let Ok(worker) = reckon_gater::worker::connect(&addr).await else {
         return Ok(());
     };
-    let store = || "default".to_string();
-    let version = match client
-        .get_version(ctx(10), store(), stream.clone(), Default::default())
-        .await
-    {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return Err(format!("{stream}: get_version: {e:?}")),
+    let client = StoreHandle::direct(worker, "default", Duration::from_secs(10));
+    let version = match client.get_version(&stream).await {
+        Ok(v) => v,
+        Err(ClientError::Store(e)) => return Err(format!("{stream}: get_version: {e:?}")),
         Err(_) => return Ok(()),
     };
     let mut expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
@@ -81,11 +79,8 @@ async fn writer(
             .enumerate()
             .map(|(k, id)| event(next + k as u64, *id))
             .collect();
-        match client
-            .append(ctx(10), store(), stream.clone(), expected, events)
-            .await
-        {
-            Ok(Ok(result)) => {
+        match client.append(&stream, expected, events).await {
+            Ok(result) => {
                 let n = ids.len() as u64;
                 if result.version != next + n - 1
                     || result.last_position - result.first_position != n - 1
@@ -101,7 +96,7 @@ async fn writer(
                 expected = ExpectedVersion::Exact(result.version);
                 next = result.version + 1;
             }
-            Ok(Err(e)) => return Err(format!("{stream}: append refused: {e:?}")),
+            Err(ClientError::Store(e)) => return Err(format!("{stream}: append refused: {e:?}")),
             // The node is gone: this append may or may not have been applied.
             Err(_) => return Ok(()),
         }

@@ -921,7 +921,7 @@ fn send_waves(
     round: usize,
     history: &Arc<History>,
     via_gater: &StoreHandle,
-    direct: &reckon_gater::worker::WorkerClient,
+    direct: &StoreHandle,
 ) -> (SentAppends, Pending) {
     let mut sent = Vec::new();
     let mut tasks = Vec::new();
@@ -961,24 +961,14 @@ fn send_waves(
                 tokio::spawn(async move {
                     tokio::time::sleep(at).await;
                     let inv = history.invoke();
-                    let outcome = match w
-                        .append(
-                            reckon_tests::ctx(DIRECT_CALL_TIMEOUT.as_secs()),
-                            STORE.to_string(),
-                            stream.clone(),
-                            ExpectedVersion::Any,
-                            events,
-                        )
-                        .await
-                    {
-                        Ok(Ok(r)) => Outcome::Appended(r),
-                        Ok(Err(e)) if store_error_is_definite(&e) => Outcome::Failed {
-                            kind: e.kind().to_string(),
-                            message: e.to_string(),
-                        },
-                        Ok(Err(e)) => Outcome::Unknown {
-                            message: e.to_string(),
-                        },
+                    let outcome = match w.append(&stream, ExpectedVersion::Any, events).await {
+                        Ok(r) => Outcome::Appended(r),
+                        Err(ClientError::Store(e)) if store_error_is_definite(&e) => {
+                            Outcome::Failed {
+                                kind: e.kind().to_string(),
+                                message: e.to_string(),
+                            }
+                        }
                         Err(e) => Outcome::Unknown {
                             message: e.to_string(),
                         },
@@ -1027,9 +1017,13 @@ async fn replay_leader_cut_off(test: &str, cut: Cut) {
             history.elapsed().as_secs_f64(),
             old + 1
         );
-        let direct = reckon_gater::worker::connect(&fabric.addr(old))
-            .await
-            .expect("connect to the leader");
+        let direct = StoreHandle::direct(
+            reckon_gater::worker::connect(&fabric.addr(old))
+                .await
+                .expect("connect to the leader"),
+            STORE,
+            DIRECT_CALL_TIMEOUT,
+        );
         let others: Vec<usize> = (0..NODES).filter(|i| *i != old).collect();
         block_in_place(|| match cut {
             Cut::Partition => fabric.partition(old, &others),

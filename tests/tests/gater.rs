@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use reckon_gater::{Client, ExpectedVersion, NewEvent, StoreError};
+use reckon_gater::{Client, ClientError, ExpectedVersion, NewEvent, StoreError};
 use reckon_tests::discovery::LoggedNode;
 use reckon_tests::gater::{assert_no_workers_at_once, start_node, GaterProc};
 use reckon_tests::wait::{self, wait_until};
@@ -51,17 +51,14 @@ async fn requests_are_routed_by_store() {
         }
     }
     // Node 4 holds d and e and nothing else.
-    let w = n4.worker().await;
-    let r = w
-        .get_version(
-            reckon_tests::ctx(5),
-            "a".into(),
-            "s".into(),
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r, Err(StoreError::UnknownStore { store: "a".into() }));
+    let w = reckon_gater::StoreHandle::direct(n4.worker().await, "a", Duration::from_secs(5));
+    let r = w.get_version("s").await;
+    assert_eq!(
+        r,
+        Err(ClientError::Store(StoreError::UnknownStore {
+            store: "a".into()
+        }))
+    );
     let h = client.health().await.unwrap();
     assert_eq!(h.stores.len(), 5);
     assert!(h.healthy(), "{h:?}");

@@ -103,6 +103,7 @@ impl CliError {
             CliError::BadBatchLine { .. } | CliError::BatchTooLarge { .. } => Exit::Usage,
             CliError::ReadInput { .. } => Exit::Usage,
             CliError::Protocol(_) | CliError::Output(_) => Exit::Other,
+            CliError::Client(ClientError::Protocol { .. }) => Exit::Other,
         }
     }
 

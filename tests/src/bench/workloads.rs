@@ -10,10 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context};
-use reckon_gater::types::{
-    AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-};
-use reckon_gater::worker::WorkerClient;
+use reckon_gater::types::{AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent};
 use reckon_gater::{Client, ClientError, StoreHandle};
 use reckon_tests::NodeProc;
 
@@ -188,10 +185,6 @@ async fn dev_gater_addr(node: &NodeProc) -> anyhow::Result<String> {
     }
 }
 
-fn ctx() -> tarpc::context::Context {
-    reckon_tests::ctx(REQUEST_DEADLINE_SECS)
-}
-
 /// Where a client connects.
 #[derive(Debug, Clone)]
 pub enum Endpoint {
@@ -201,16 +194,16 @@ pub enum Endpoint {
     Gater(String),
 }
 
-/// One client connection: to a node's worker service, or a client-library [`Client`]
-/// holding one connection to a gater. Both ask for the same things and get the same
-/// answers; the gater path adds the client library (event ids made by the client,
-/// deadline, failover) and the gater's hop.
+/// One client connection: straight to a node's worker service, or a client-library
+/// [`Client`] holding one connection to a gater; either way a [`StoreHandle`], so
+/// both ask for the same things and get the same answers (event ids made by the
+/// client library, the bench's deadline). The gater path adds the gater's hop and
+/// its failover.
 #[derive(Clone)]
-pub enum Conn {
-    /// Straight to a node.
-    Worker(WorkerClient),
-    /// Through a gater.
-    Gater(StoreHandle),
+pub struct Conn {
+    store: StoreHandle,
+    /// `" through the gater"` or nothing, for error messages.
+    via: &'static str,
 }
 
 /// A store error or not, and whether a retry may change it.
@@ -226,12 +219,20 @@ impl Conn {
     /// Opens a new connection to `endpoint`.
     pub async fn connect(endpoint: &Endpoint) -> anyhow::Result<Conn> {
         match endpoint {
-            Endpoint::Worker(addr) => Ok(Conn::Worker(
-                reckon_gater::worker::connect(addr)
+            Endpoint::Worker(addr) => {
+                let worker = reckon_gater::worker::connect(addr)
                     .await
-                    .with_context(|| format!("connecting to reckon-node at {addr}"))?,
-            )),
-            Endpoint::Gater(addr) => Ok(Conn::Gater(gater_store(addr).await?)),
+                    .with_context(|| format!("connecting to reckon-node at {addr}"))?;
+                let deadline = Duration::from_secs(REQUEST_DEADLINE_SECS);
+                Ok(Conn {
+                    store: StoreHandle::direct(worker, STORE, deadline),
+                    via: "",
+                })
+            }
+            Endpoint::Gater(addr) => Ok(Conn {
+                store: gater_store(addr).await?,
+                via: " through the gater",
+            }),
         }
     }
 
@@ -241,70 +242,27 @@ impl Conn {
         stream: &str,
         events: Vec<NewEvent>,
     ) -> anyhow::Result<AppendResult> {
-        match self {
-            Conn::Worker(c) => c
-                .append(
-                    ctx(),
-                    STORE.into(),
-                    stream.to_string(),
-                    ExpectedVersion::Any,
-                    events,
-                )
-                .await
-                .map_err(|e| anyhow!("append to {stream}: rpc: {e}"))?
-                .map_err(|e| anyhow!("append to {stream}: {e}")),
-            Conn::Gater(s) => s
-                .append(stream, ExpectedVersion::Any, events)
-                .await
-                .map_err(|e| anyhow!("append to {stream} through the gater: {e}")),
-        }
+        self.store
+            .append(stream, ExpectedVersion::Any, events)
+            .await
+            .map_err(|e| anyhow!("append to {stream}{}: {e}", self.via))
     }
 
     /// A linearizable page of the global log forward from `from`.
     pub async fn read_all(&self, from: u64, count: u32) -> anyhow::Result<Vec<EventRecord>> {
-        match self {
-            Conn::Worker(c) => c
-                .read_all(
-                    ctx(),
-                    STORE.into(),
-                    from,
-                    count,
-                    Direction::Forward,
-                    ReadConsistency::Linearizable,
-                )
-                .await
-                .map_err(|e| anyhow!("read_all from {from}: rpc: {e}"))?
-                .map_err(|e| anyhow!("read_all from {from}: {e}")),
-            Conn::Gater(s) => s
-                .read_all(from, count, Direction::Forward)
-                .await
-                .map_err(|e| anyhow!("read_all from {from} through the gater: {e}")),
-        }
+        self.store
+            .read_all(from, count, Direction::Forward)
+            .await
+            .map_err(|e| anyhow!("read_all from {from}{}: {e}", self.via))
     }
 
     /// A linearizable read that needs an elected leader: `Ok(Err(why))` when a retry
     /// may succeed.
     async fn probe(&self) -> anyhow::Result<Result<(), String>> {
-        match self {
-            Conn::Worker(c) => match c
-                .get_version(
-                    ctx(),
-                    STORE.into(),
-                    "bench-probe".into(),
-                    ReadConsistency::Linearizable,
-                )
-                .await
-            {
-                Ok(Ok(_)) => Ok(Ok(())),
-                Ok(Err(e)) if e.is_retryable() => Ok(Err(e.to_string())),
-                Ok(Err(e)) => bail!("refused a read while starting: {e}"),
-                Err(e) => Ok(Err(format!("rpc: {e}"))),
-            },
-            Conn::Gater(s) => match s.get_version("bench-probe").await {
-                Ok(_) => Ok(Ok(())),
-                Err(e) if retryable(&e) => Ok(Err(e.to_string())),
-                Err(e) => bail!("refused a read while starting: {e}"),
-            },
+        match self.store.get_version("bench-probe").await {
+            Ok(_) => Ok(Ok(())),
+            Err(e) if retryable(&e) => Ok(Err(e.to_string())),
+            Err(e) => bail!("refused a read while starting: {e}"),
         }
     }
 }

@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use reckon_gater::types::{Direction, EventRecord, ReadConsistency};
-use reckon_gater::{Client, ClientError};
+use reckon_gater::types::{Direction, EventRecord};
+use reckon_gater::{Client, ClientError, StoreHandle};
 
 use super::checker::{digest, Replica};
 
@@ -26,20 +26,13 @@ pub async fn local_log(addr: &str, store: &str) -> Result<Vec<EventRecord>, Stri
         .await
         .map_err(|_| format!("connecting to {addr} took over {PAGE_TIMEOUT:?}"))?
         .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    let local = StoreHandle::direct(worker, store, PAGE_TIMEOUT).stale();
     let mut out: Vec<EventRecord> = Vec::new();
     for _ in 0..PAGES_MAX {
         let from = out.last().map_or(0, |e| e.position + 1);
-        let page = worker
-            .read_all(
-                crate::ctx(PAGE_TIMEOUT.as_secs()),
-                store.to_string(),
-                from,
-                PAGE,
-                Direction::Forward,
-                ReadConsistency::Stale,
-            )
+        let page = local
+            .read_all(from, PAGE, Direction::Forward)
             .await
-            .map_err(|e| format!("reading {addr} from {from}: {e}"))?
             .map_err(|e| format!("reading {addr} from {from}: {e}"))?;
         if page.is_empty() {
             return Ok(out);
