@@ -9,32 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::StoreStats;
 use crate::request::{StoreRequest, StoreResponse};
-use crate::types::StoreError;
-
-/// A worker's role in its store's Raft group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Role {
-    /// Accepts writes.
-    Leader,
-    /// Replicates; forwards or refuses writes.
-    Follower,
-    /// Replicates without a vote.
-    Learner,
-    /// Campaigning, or not yet part of a group.
-    Candidate,
-}
-
-impl Role {
-    /// Lower-case name, as the CLI prints it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Leader => "leader",
-            Role::Follower => "follower",
-            Role::Learner => "learner",
-            Role::Candidate => "candidate",
-        }
-    }
-}
+use crate::types::{Role, StoreError};
 
 /// What a node tells a gater about one of its workers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -73,7 +73,7 @@ pub fn verify(reg: &Registration, secret: Option<&str>, now_us: u64) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Role;
+    use crate::types::Role;
 
     fn w() -> WorkerInfo {
         WorkerInfo {

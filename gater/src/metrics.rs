@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::Role;
-use crate::types::StoreError;
+use crate::types::{Role, StoreError};
 
 /// Buckets per power of two.
 const SUB_BUCKETS: usize = 4;

@@ -8,8 +8,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::api::{HealthReport, NodeStatus, Role, StoreHealth, StoreStatus, WorkerInfo};
+use crate::api::{HealthReport, NodeStatus, StoreHealth, StoreStatus, WorkerInfo};
 use crate::request::Route;
+use crate::types::Role;
 use crate::types::StoreError;
 
 /// A worker's health as routing sees it.

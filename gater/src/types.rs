@@ -262,6 +262,31 @@ pub struct SnapshotRecord {
     pub timestamp_us: u64,
 }
 
+/// A worker's role in its store's Raft group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Accepts writes.
+    Leader,
+    /// Replicates; forwards or refuses writes.
+    Follower,
+    /// Replicates without a vote.
+    Learner,
+    /// Campaigning, or not yet part of a group.
+    Candidate,
+}
+
+impl Role {
+    /// Lower-case name, as the CLI prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Learner => "learner",
+            Role::Candidate => "candidate",
+        }
+    }
+}
+
 /// The errors a store operation can give, as they travel on the wire.
 ///
 /// [`is_retryable`](Self::is_retryable) says whether trying again elsewhere or later can

@@ -8,9 +8,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reckon_gater::api::{Gater, Registration, Role, WorkerInfo};
+use reckon_gater::api::{Gater, Registration, WorkerInfo};
 use reckon_gater::gateway::{Gateway, GatewayOptions};
 use reckon_gater::telemetry::{self as t, Event, OwnedEvent, Value};
+use reckon_gater::types::Role;
 use reckon_gater::{ExpectedVersion, NewEvent, StoreRequest};
 
 const STORE: &str = "gater-telemetry";

@@ -184,7 +184,7 @@ impl Collector for Scrape {
             "leader",
             "1 when this node leads the store's group.",
             Gauge,
-            |s| u64::from(s.role == Some(reckon_gater::api::Role::Leader)),
+            |s| u64::from(s.role == Some(reckon_gater::types::Role::Leader)),
         )?;
         {
             let mut m = e.encode_descriptor("errors", "Failed requests by kind.", None, Counter)?;
@@ -370,7 +370,7 @@ mod tests {
         let mut s = StoreStats {
             store: "default".into(),
             node_id: 2,
-            role: Some(reckon_gater::api::Role::Leader),
+            role: Some(reckon_gater::types::Role::Leader),
             appends: 7,
             events: 9,
             append_latency: h.snapshot(),

@@ -8,8 +8,9 @@
 
 use std::time::Duration;
 
-use reckon_gater::api::{GaterClient, Role, WorkerInfo};
+use reckon_gater::api::{GaterClient, WorkerInfo};
 use reckon_gater::auth;
+use reckon_gater::types::Role;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 

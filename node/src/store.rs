@@ -26,10 +26,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
-use reckon_gater::api::Role;
 use reckon_gater::emit;
 use reckon_gater::metrics::{StoreMetrics, StoreStats};
 use reckon_gater::telemetry as t;
+use reckon_gater::types::Role;
 use reckon_gater::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
     SnapshotRecord, StoreError, StreamInfo, StreamPage, TagMatch,

@@ -280,7 +280,7 @@ async fn a_handler_sees_each_event_with_its_fields() {
         assert_eq!(stats.iter().map(|s| s.appended_events).sum::<u64>(), 3);
         let leaders = stats
             .iter()
-            .filter(|s| s.role == Some(reckon_gater::api::Role::Leader))
+            .filter(|s| s.role == Some(reckon_gater::types::Role::Leader))
             .count();
         if leaders == 1 && stats.iter().all(|s| s.events == 3) {
             break;

@@ -376,7 +376,8 @@ async fn late_node_catches_up(newcomer_env: &[(&str, &str)], injected: Duration)
                         n.node_id == (newcomer + 1) as u64
                             && matches!(
                                 n.role,
-                                reckon_gater::api::Role::Follower | reckon_gater::api::Role::Leader
+                                reckon_gater::types::Role::Follower
+                                    | reckon_gater::types::Role::Leader
                             )
                     })
                 })
@@ -460,7 +461,7 @@ async fn removing_a_dead_node_keeps_a_quorum_possible() {
                     && s.nodes.iter().all(|n| {
                         matches!(
                             n.role,
-                            reckon_gater::api::Role::Follower | reckon_gater::api::Role::Leader
+                            reckon_gater::types::Role::Follower | reckon_gater::types::Role::Leader
                         ) && n.leader_changes >= 1
                     })
             })

@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use reckon_gater::api::Role;
 use reckon_gater::subscription::{StartFrom, SubscribeOptions};
+use reckon_gater::types::Role;
 use reckon_gater::types::{Direction, ExpectedVersion, NewEvent, StoreError, SubscriptionType};
 use reckon_gater::{Client, ClientError, StoreHandle};
 use reckon_tests::faults::checker::{self, Report};

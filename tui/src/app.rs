@@ -9,9 +9,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use reckon_gater::api::{HealthReport, Role, StoreStatus};
+use reckon_gater::api::{HealthReport, StoreStatus};
 use reckon_gater::metrics::{HistogramSnapshot, StoreStats};
 use reckon_gater::subscription::SubscriptionInfo;
+use reckon_gater::types::Role;
 use reckon_gater::{EventRecord, StreamPage};
 
 /// Milliseconds since the Unix epoch: the console's clock, injected into `update`.

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use reckon_gater::api::{HealthReport, NodeStatus, Role, StoreHealth, StoreStatus};
+use reckon_gater::api::{HealthReport, NodeStatus, StoreHealth, StoreStatus};
 use reckon_gater::metrics::{Histogram, HistogramSnapshot, StoreStats};
 use reckon_gater::subscription::{StartFrom, SubscriptionInfo};
+use reckon_gater::types::Role;
 use reckon_gater::types::SubscriptionType;
 use reckon_gater::{ContentType, EventRecord, StreamInfo, StreamPage};
 

@@ -1,7 +1,7 @@
 //! `update` alone: keys, paging, filter and confirmations, with no terminal and no
 //! network.
 
-use reckon_gater::api::Role;
+use reckon_gater::types::Role;
 use reckon_gater::StreamPage;
 
 use crate::app::{

@@ -666,7 +666,7 @@ fn render_node_telemetry(
                     Cell::from(n.leader_changes.to_string()),
                     Cell::from(note),
                 ]);
-                if n.role == Some(reckon_gater::api::Role::Leader) {
+                if n.role == Some(reckon_gater::types::Role::Leader) {
                     row.style(BOLD)
                 } else {
                     row

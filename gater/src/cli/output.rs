@@ -557,7 +557,8 @@ pub fn cluster(s: &StoreStatus, json: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{NodeStatus, Role, StoreHealth};
+    use crate::api::{NodeStatus, StoreHealth};
+    use crate::types::Role;
 
     fn record(data: &[u8], content_type: ContentType, metadata: &[u8]) -> EventRecord {
         EventRecord {
