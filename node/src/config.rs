@@ -218,13 +218,15 @@ impl Default for RaftTuning {
 pub struct WriteTuning {
     /// Most write commands merged into one batch, in commands.
     pub batch_commands_max: usize,
-    /// Most bytes of write commands merged into one batch, in bytes; a single
-    /// command larger than this still goes, alone.
+    /// Most bytes of write commands merged into one batch, which is one Raft entry,
+    /// in bytes; a single command larger than this (one append of up to
+    /// `limits.batch_bytes_max`, a different limit: the events of one append) still
+    /// goes, alone. The node calls it the entry limit (`entry_bytes_max`).
     pub batch_bytes_max: usize,
     /// Most batches proposed and not yet applied at once, per store, in batches.
     pub pipeline_max: usize,
-    /// Most write commands waiting for a batch, per store, in commands; past
-    /// it new writes are refused as unavailable instead of queued.
+    /// Most write commands waiting for a batch, per store, in commands; past it
+    /// a new write waits for room, within its caller's deadline (then `Timeout`).
     pub queue_max: usize,
 }
 

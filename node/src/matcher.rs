@@ -88,8 +88,8 @@ use crate::domain::{self, Limits};
 /// The `stream` selector that selects every event in the store.
 pub const ALL_STREAMS: &str = "$all";
 
-/// Longest selector of any type, in bytes.
-pub const SELECTOR_BYTES_MAX: usize = 64 * 1024;
+/// Longest selector of any type, in bytes: the one limit on selectors, checked here.
+pub const SELECTOR_BYTES_MAX: usize = 4096;
 
 /// Longest `event_pattern` glob, in bytes. Stream ids are at most 256 bytes, so a
 /// longer pattern could only be a mistake, and the bound keeps a match cheap.
@@ -1229,7 +1229,7 @@ mod tests {
             (EventPayload, r#""a""#, "is a string, not a JSON object"),
             (EventPayload, "null", "is null, not a JSON object"),
             (EventPayload, "{}", "has no conditions"),
-            (EventPayload, &huge, "the limit is 65536"),
+            (EventPayload, &huge, "the limit is 4096"),
             // event_payload: bad paths.
             (EventPayload, r#"{"": 1}"#, "empty key"),
             (EventPayload, r#"{"a..b": 1}"#, "empty key"),

@@ -235,7 +235,7 @@ fn store_options(config: &NodeConfig) -> StoreOptions {
     o.snapshot_logs_since_last = config.raft.snapshot_logs_since_last;
     o.max_in_snapshot_log_to_keep = config.raft.max_in_snapshot_log_to_keep;
     o.batch_commands_max = config.write.batch_commands_max;
-    o.batch_bytes_max = config.write.batch_bytes_max;
+    o.entry_bytes_max = config.write.batch_bytes_max;
     o.pipeline_max = config.write.pipeline_max;
     o.queue_max = config.write.queue_max;
     o.faults = config.faults;

@@ -73,7 +73,7 @@ pub struct StoreOptions {
     /// Most commands in one Raft entry.
     pub batch_commands_max: usize,
     /// Most payload bytes in one Raft entry (a single larger command goes alone).
-    pub batch_bytes_max: usize,
+    pub entry_bytes_max: usize,
     /// Most batches proposed and not yet applied.
     pub pipeline_max: usize,
     /// Most writes queued for the batcher.
@@ -95,7 +95,7 @@ impl StoreOptions {
             snapshot_logs_since_last: 10_000,
             max_in_snapshot_log_to_keep: 1_000,
             batch_commands_max: 1024,
-            batch_bytes_max: 4 * 1024 * 1024,
+            entry_bytes_max: 4 * 1024 * 1024,
             pipeline_max: 2,
             queue_max: 65_536,
             faults: FaultInjection::default(),
@@ -1154,7 +1154,7 @@ async fn run_batcher(
         };
         let mut bytes = first.bytes;
         let mut pending = vec![first];
-        while pending.len() < opts.batch_commands_max && bytes < opts.batch_bytes_max {
+        while pending.len() < opts.batch_commands_max && bytes < opts.entry_bytes_max {
             match rx.try_recv() {
                 Ok(p) => {
                     bytes += p.bytes;

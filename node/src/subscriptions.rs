@@ -50,8 +50,6 @@ pub const CONSUMER_LEASE: Duration = Duration::from_secs(10);
 pub const POOL_SIZE_MAX: u32 = 64;
 /// Longest subscription name, in bytes.
 pub const NAME_BYTES_MAX: usize = 256;
-/// Longest selector, in bytes.
-pub const SELECTOR_BYTES_MAX: usize = 4096;
 /// How long a new pool waits for all its consumers before it starts dispatching.
 pub const POOL_GATHER: Duration = Duration::from_secs(1);
 /// Most events waiting in one pooled consumer's queue.
@@ -302,15 +300,6 @@ impl Store {
                 ),
             ));
         }
-        if selector.len() > SELECTOR_BYTES_MAX {
-            return Err(StoreError::invalid(
-                "selector",
-                format!(
-                    "the selector is {} bytes; the limit is {SELECTOR_BYTES_MAX}",
-                    selector.len()
-                ),
-            ));
-        }
         if opts.pool_size == 0 || opts.pool_size > POOL_SIZE_MAX {
             return Err(StoreError::invalid(
                 "pool_size",
@@ -320,8 +309,11 @@ impl Store {
                 ),
             ));
         }
+        // The selector's length and form are checked here, once.
         let m = Matcher::parse(kind, &selector)?;
         let key = key_of(kind, &selector, &name);
+        // What the command counts for in its batch: its strings.
+        let bytes = key.len() + selector.len() + name.len();
         let cmd = Command::Subscribe {
             key: key.clone(),
             kind,
@@ -330,7 +322,6 @@ impl Store {
             start_from: opts.start_from,
             pool_size: opts.pool_size,
         };
-        let bytes = 64;
         match self.submit(cmd, bytes, deadline).await? {
             Outcome::Subscription(mut info) => {
                 self.subscriptions
