@@ -324,10 +324,10 @@ impl Store {
         let key = key_of(kind, &selector, &name);
         let cmd = Command::Subscribe {
             key: key.clone(),
-            kind,
+            kind: kind.into(),
             selector,
             name,
-            start_from: opts.start_from,
+            start_from: opts.start_from.into(),
             pool_size: opts.pool_size,
         };
         let bytes = 64;

@@ -115,7 +115,7 @@ fn event(
         event_type: event_type.into(),
         data: data.to_vec(),
         metadata: metadata.to_vec(),
-        content_type,
+        content_type: content_type.into(),
         tags: tags.iter().map(|t| t.to_string()).collect(),
     }
 }
@@ -159,7 +159,7 @@ fn proposed(n: u8) -> ProposedEvent {
 fn append(stream_id: &str, expected: ExpectedVersion, events: &[u8]) -> Command {
     Command::Append {
         stream_id: stream_id.into(),
-        expected,
+        expected: expected.into(),
         events: events.iter().map(|n| proposed(*n)).collect(),
     }
 }
@@ -208,10 +208,10 @@ fn subscribe(i: usize) -> Command {
     let (kind, selector, name, start_from, pool_size) = subscription_specs()[i];
     Command::Subscribe {
         key: sub_key(i),
-        kind,
+        kind: kind.into(),
         selector: selector.into(),
         name: name.into(),
-        start_from,
+        start_from: start_from.into(),
         pool_size,
     }
 }
@@ -354,7 +354,7 @@ fn record(n: u8, stream_id: &str, version: u64, position: u64, timestamp_us: u64
         event_type: e.event_type,
         data: e.data,
         metadata: e.metadata,
-        content_type: e.content_type,
+        content_type: e.content_type.into(),
         tags: e.tags,
         timestamp_us,
     }

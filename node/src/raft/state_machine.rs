@@ -422,10 +422,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
 #[cfg(test)]
 mod tests {
-    use reckon_gater::types::{ContentType, ExpectedVersion};
-
     use super::*;
-    use crate::command::WriteBatch;
+    use crate::command::{ContentType, ExpectedVersion, WriteBatch};
 
     fn append(events: usize, bytes_each: usize) -> Command {
         let event = ProposedEvent {
