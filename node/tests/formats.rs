@@ -11,7 +11,9 @@
 //! changes. Every variant of every persisted enum occurs in them.
 //!
 //! [`sample_decodes`] opens a copy of each sample with today's code and checks every
-//! record against the values it was written from.
+//! record against the values it was written from. [`current_sample_is_todays_bytes`]
+//! decodes every record of the sample of today's formats and encodes it again: the
+//! same bytes, so today's code writes what the sample holds.
 //!
 //! # A new sample
 //!
@@ -23,7 +25,8 @@
 //! ```
 //!
 //! writes `tests/samples/format-3/` from the same [`entries`] with the code of the
-//! day (it refuses to overwrite a sample), then add it to [`SAMPLES`].
+//! day (it refuses to overwrite a sample); then add it to [`SAMPLES`] and make it
+//! [`CURRENT`].
 
 #![allow(clippy::unwrap_used)]
 
@@ -42,16 +45,29 @@ use reckon_gater::types::{
     StreamInfo, SubscriptionType, TagMatch,
 };
 use reckon_node::command::{Command, Outcome, ProposedEvent, WriteBatch};
+use reckon_node::raft::format::{
+    decode_entry, encode_entry, StoredCurrentSnapshot, StoredLogId, StoredRaftRecord, StoredVote,
+    LOG, LOG_FORMAT, LOG_META,
+};
 use reckon_node::raft::log_store::LogStore;
 use reckon_node::raft::state_machine::{SnapshotFile, StateMachine};
 use reckon_node::raft::TypeConfig;
+use reckon_node::storage::format::{
+    Counters, Record, StoredEvent, StoredSnapshot, StoredSubscription, EVENTS, META, META_COUNTERS,
+    META_RAFT, SNAPSHOTS, STATE_FORMAT, STREAMS, SUBSCRIPTIONS,
+};
+use reckon_node::storage::keys::StreamMeta;
 use reckon_node::storage::state::ApplyItem;
 use reckon_node::storage::StateDb;
 use reckon_node::subscriptions::key_of;
+use redb::{ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 
 /// The samples every build must read.
 const SAMPLES: &[&str] = &["format-2"];
+/// The sample written in the formats this node writes: state format 2, log format 1
+/// (its log file predates the log's format mark, which is format 1).
+const CURRENT: &str = "format-2";
 
 /// The entry after which the sample's snapshot was taken.
 const SNAPSHOT_AT: u64 = 6;
@@ -513,6 +529,82 @@ async fn check_sample(name: &str) {
     .await;
     check_snapshot(&mut sm).await;
     check_event_id_index(&state);
+    drop((log, state, sm));
+    // Opening marked both files with today's formats.
+    let format = |file: &str, table: redb::TableDefinition<&str, &[u8]>| {
+        let db = redb::Database::open(dir.path().join(file)).unwrap();
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(table).unwrap();
+        let v = t.get("format").unwrap().expect("a format mark");
+        u32::from_le_bytes(v.value().try_into().unwrap())
+    };
+    assert_eq!(format("state.redb", META), STATE_FORMAT);
+    assert_eq!(format("log.redb", LOG_META), LOG_FORMAT);
+}
+
+/// Decodes every row of a table with `T` and checks that encoding it again gives
+/// the stored bytes; returns how many rows there were.
+fn same_bytes<K: redb::Key + 'static>(
+    txn: &redb::ReadTransaction,
+    table: redb::TableDefinition<K, &[u8]>,
+    again: impl Fn(&[u8]) -> Vec<u8>,
+) -> usize {
+    let t = txn.open_table(table).unwrap();
+    let mut rows = 0;
+    for row in t.iter().unwrap() {
+        let (_, v) = row.unwrap();
+        assert_eq!(again(v.value()), v.value(), "a row of {table}");
+        rows += 1;
+    }
+    rows
+}
+
+fn again<T: Record>(b: &[u8]) -> Vec<u8> {
+    T::decode(b).unwrap().encode()
+}
+
+/// Every record of a state file (or a snapshot, its copy) re-encodes to its bytes.
+fn state_file_is_todays_bytes(path: &Path) {
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_read().unwrap();
+    assert!(same_bytes(&txn, EVENTS, again::<StoredEvent>) > 0);
+    assert!(same_bytes(&txn, SUBSCRIPTIONS, again::<StoredSubscription>) > 0);
+    assert!(same_bytes(&txn, SNAPSHOTS, again::<StoredSnapshot>) > 0);
+    assert!(
+        same_bytes(&txn, STREAMS, |b| StreamMeta::decode(b)
+            .unwrap()
+            .encode()
+            .to_vec())
+            > 0
+    );
+    let meta = txn.open_table(META).unwrap();
+    for (key, again) in [
+        (META_COUNTERS, again::<Counters> as fn(&[u8]) -> Vec<u8>),
+        (META_RAFT, again::<StoredRaftRecord>),
+    ] {
+        let v = meta.get(key).unwrap().expect("a meta record");
+        assert_eq!(again(v.value()), v.value(), "meta {key:?}");
+    }
+}
+
+#[test]
+fn current_sample_is_todays_bytes() {
+    let dir = copy_sample(CURRENT);
+    state_file_is_todays_bytes(&dir.path().join("state.redb"));
+    let snapshots = dir.path().join("snapshots");
+    let current = std::fs::read(snapshots.join("current")).unwrap();
+    assert_eq!(again::<StoredCurrentSnapshot>(&current), current);
+    let file = StoredCurrentSnapshot::decode(&current).unwrap().file;
+    state_file_is_todays_bytes(&snapshots.join(file));
+    let db = redb::Database::open(dir.path().join("log.redb")).unwrap();
+    let txn = db.begin_read().unwrap();
+    let entries = same_bytes(&txn, LOG, |b| encode_entry(&decode_entry(b).unwrap()));
+    assert_eq!(entries as u64, 10 - PURGED_UPTO);
+    let meta = txn.open_table(LOG_META).unwrap();
+    let vote = meta.get("vote").unwrap().expect("a vote");
+    assert_eq!(again::<StoredVote>(vote.value()), vote.value());
+    let purged = meta.get("last_purged").unwrap().expect("a purge");
+    assert_eq!(again::<StoredLogId>(purged.value()), purged.value());
 }
 
 async fn check_log(log: &mut LogStore) {
@@ -525,11 +617,18 @@ async fn check_log(log: &mut LogStore) {
         .into_iter()
         .filter(|e| e.log_id.index > PURGED_UPTO)
         .collect();
-    // Entries have no `PartialEq`; their parts do.
-    let parts = |es: Vec<Entry<TypeConfig>>| -> Vec<_> {
-        es.into_iter().map(|e| (e.log_id, e.payload)).collect()
-    };
-    assert_eq!(parts(held), parts(want));
+    assert_eq!(held.len(), want.len());
+    // Entries have no `PartialEq`, and their payloads' `Debug` hides the batch.
+    for (got, want) in held.into_iter().zip(want) {
+        assert_eq!(got.log_id, want.log_id);
+        let index = want.log_id.index;
+        match (got.payload, want.payload) {
+            (EntryPayload::Normal(got), EntryPayload::Normal(want)) => {
+                assert_eq!(got, want, "entry {index}")
+            }
+            (got, want) => assert_eq!(got, want, "entry {index}"),
+        }
+    }
 }
 
 /// The state file's records: `whole` for the state after every entry, else the

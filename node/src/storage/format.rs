@@ -30,7 +30,7 @@
 //! ([`ContentType`], [`SubscriptionType`], [`StartFrom`] from [`crate::command`]).
 //! bincode encodes fields and variants by position: never reorder, remove or retype
 //! one. A new enum variant goes at the end; any other change (a new field, table or
-//! key layout) bumps [`STATE_FORMAT`], adds the step to [`upgrade`] that brings the
+//! key layout) bumps [`STATE_FORMAT`], adds the step to `upgrade` that brings the
 //! files of the previous format up, and ships a new sample of the files under
 //! `node/tests/samples/` beside the old ones, whose test keeps passing.
 //!

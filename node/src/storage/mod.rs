@@ -6,7 +6,7 @@
 //! write transaction. It knows the domain (through [`crate::domain`]) and redb, but
 //! nothing of openraft: the Raft layer hands it opaque bytes for its log id and
 //! membership, stored in the same transaction as the data they describe.
-//! [`format`] is the file's layout, version and upgrade path.
+//! [`format`](mod@format) is the file's layout, version and upgrade path.
 
 pub mod format;
 pub mod keys;
