@@ -21,7 +21,9 @@
 //! [`LOG_FORMAT`] versions the log file, and is checked when it is opened
 //! ([`upgrade`]). The record in the state file and the `current` file of the snapshot
 //! directory (which names a copy of the state file) are versioned with the state file:
-//! a change to them is a new [`STATE_FORMAT`](crate::storage::format::STATE_FORMAT).
+//! a change to them is a new [`STATE_FORMAT`](crate::storage::format::STATE_FORMAT),
+//! whose upgrade of these records belongs to this layer (the storage layer holds
+//! them as opaque bytes) and runs where the state machine opens.
 //!
 //! # Changing the format
 //!
@@ -62,6 +64,8 @@ pub const META_LAST_PURGED: &str = "last_purged";
 pub const META_FORMAT: &str = "format";
 
 /// A log id: the term and node of the leader that proposed the entry, and its index.
+///
+/// A persisted format: see [changing the format](self#changing-the-format).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredLogId {
     /// The leader's term.
@@ -93,6 +97,8 @@ impl From<StoredLogId> for LogId<NodeId> {
 }
 
 /// A vote: the term, the node voted for, and whether a quorum granted it.
+///
+/// A persisted format: see [changing the format](self#changing-the-format).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredVote {
     /// The term.
@@ -127,6 +133,8 @@ impl From<StoredVote> for Vote<NodeId> {
 }
 
 /// A member's address.
+///
+/// A persisted format: see [changing the format](self#changing-the-format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredNode {
     /// Where its Raft service listens.
@@ -135,6 +143,8 @@ pub struct StoredNode {
 
 /// A group's membership: its voter sets (two during a joint change) and every
 /// member's address (a member in no voter set is a learner).
+///
+/// A persisted format: see [changing the format](self#changing-the-format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredMembership {
     /// The voter sets.
@@ -172,6 +182,8 @@ impl From<StoredMembership> for openraft::Membership<NodeId, BasicNode> {
 }
 
 /// A membership with the log id of the entry that set it (`None` before any).
+///
+/// A persisted format: see [changing the format](self#changing-the-format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredMembershipAt {
     /// The entry that set it.
@@ -196,6 +208,8 @@ impl From<StoredMembershipAt> for openraft::StoredMembership<NodeId, BasicNode> 
 }
 
 /// A log entry as the [`LOG`] table stores it.
+///
+/// A persisted format: see [changing the format](self#changing-the-format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredEntry {
     /// Its log id.
@@ -205,6 +219,8 @@ pub struct StoredEntry {
 }
 
 /// What an entry carries.
+///
+/// A persisted format: see [changing the format](self#changing-the-format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StoredPayload {
     /// Nothing: a new leader's first entry.
@@ -268,6 +284,8 @@ pub fn decode_entry(b: &[u8]) -> Result<Entry<TypeConfig>, StorageError> {
 
 /// What the Raft layer keeps in the state file beside the data, in the same
 /// transaction: the last log id applied and the membership applied.
+///
+/// A persisted format: see [changing the format](self#changing-the-format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredRaftRecord {
     /// The last log id applied.
@@ -281,6 +299,8 @@ impl Record for StoredRaftRecord {
 }
 
 /// What a snapshot holds: up to which entry, and the membership at that point.
+///
+/// A persisted format: see [changing the format](self#changing-the-format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredSnapshotMeta {
     /// The last entry the snapshot reflects.
@@ -313,6 +333,8 @@ impl From<StoredSnapshotMeta> for SnapshotMeta<NodeId, BasicNode> {
 
 /// The `snapshots/current` file: the current snapshot's meta, and the name of its
 /// file in the same directory.
+///
+/// A persisted format: see [changing the format](self#changing-the-format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredCurrentSnapshot {
     /// The snapshot's meta.

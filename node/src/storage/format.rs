@@ -125,6 +125,8 @@ pub trait Record: Serialize + DeserializeOwned {
 
 /// An event as the [`EVENTS`] table stores it; read back as the contract's
 /// [`EventRecord`], field for field.
+///
+/// A persisted format: see [changing the format](self#changing-the-format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredEvent {
     /// The stream the event belongs to.
@@ -173,6 +175,8 @@ impl From<StoredEvent> for EventRecord {
 }
 
 /// A subscription as the [`SUBSCRIPTIONS`] table stores it.
+///
+/// A persisted format: see [changing the format](self#changing-the-format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredSubscription {
     /// Its key.
@@ -227,6 +231,8 @@ impl StoredSubscription {
 
 /// A stream snapshot as the [`SNAPSHOTS`] table stores it (the stream and version
 /// are its key).
+///
+/// A persisted format: see [changing the format](self#changing-the-format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredSnapshot {
     /// The state.
@@ -245,6 +251,8 @@ impl Record for StoredSnapshot {
 
 /// The store's monotonic counters, under [`META_COUNTERS`], kept in the same
 /// transaction as the data.
+///
+/// A persisted format: see [changing the format](self#changing-the-format).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
     /// The next global position to assign.
