@@ -5,7 +5,8 @@
 //! - [`domain`]: what a valid append is and how expected versions are checked; no
 //!   openraft, redb or tarpc.
 //! - [`matcher`]: which events a subscription selects; pure, like `domain`.
-//! - [`command`]: the writes the state machine applies, as they travel in Raft entries.
+//! - [`command`]: the writes the state machine applies, as they travel in Raft entries
+//!   (a persisted format: the log stores them).
 //! - [`storage`]: the state machine's redb database.
 //! - [`raft`]: openraft adapters: the redb log store, the state machine, the network.
 //! - [`store`]: one store's Raft group with its group-commit batcher and reads.

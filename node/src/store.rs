@@ -787,13 +787,13 @@ impl Store {
                 event_type: e.event_type,
                 data: e.data,
                 metadata: e.metadata,
-                content_type: e.content_type,
+                content_type: e.content_type.into(),
                 tags: e.tags,
             })
             .collect();
         let cmd = Command::Append {
             stream_id,
-            expected,
+            expected: expected.into(),
             events,
         };
         match self.submit(cmd, bytes, deadline).await? {

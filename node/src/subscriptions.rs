@@ -316,10 +316,10 @@ impl Store {
         let bytes = key.len() + selector.len() + name.len();
         let cmd = Command::Subscribe {
             key: key.clone(),
-            kind,
+            kind: kind.into(),
             selector,
             name,
-            start_from: opts.start_from,
+            start_from: opts.start_from.into(),
             pool_size: opts.pool_size,
         };
         match self.submit(cmd, bytes, deadline).await? {

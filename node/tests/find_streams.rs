@@ -3,8 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use reckon_gater::types::{ContentType, ExpectedVersion, StreamInfo};
-use reckon_node::command::{Command, ProposedEvent, WriteBatch};
+use reckon_gater::types::StreamInfo;
+use reckon_node::command::{Command, ContentType, ExpectedVersion, ProposedEvent, WriteBatch};
 use reckon_node::storage::state::ApplyItem;
 use reckon_node::storage::StateDb;
 

@@ -329,7 +329,7 @@ fn proposed(id: Uuid, n: usize, type_a: bool, tagged: bool) -> ProposedEvent {
         event_type: if type_a { "A" } else { "B" }.to_string(),
         data: format!("{{\"n\":{n}}}").into_bytes(),
         metadata: Vec::new(),
-        content_type: ContentType::Json,
+        content_type: ContentType::Json.into(),
         tags: if tagged {
             vec![TAG.to_string()]
         } else {
@@ -399,7 +399,7 @@ fn resolve(model: &mut Model, op: &WriteOp) -> Command {
             }
             Command::Append {
                 stream_id: stream_id.to_string(),
-                expected,
+                expected: expected.into(),
                 events: chosen
                     .iter()
                     .enumerate()
@@ -418,7 +418,7 @@ fn model_apply(model: &mut Model, cmd: &Command, timestamp_us: u64) -> Result<Ou
             expected,
             events,
         } => model
-            .append(stream_id, *expected, events, timestamp_us)
+            .append(stream_id, (*expected).into(), events, timestamp_us)
             .map(Outcome::Appended),
         Command::Delete { stream_id, hard } => {
             model.delete(stream_id, *hard);
@@ -755,9 +755,9 @@ fn delete_then_no_stream_restarts_at_0_and_positions_are_not_reused() {
         let mut out = db.apply(vec![ApplyItem::Batch(b)], b"r").expect("apply");
         out.pop().flatten().expect("one batch result").results
     };
-    let append = |stream: &str, expected, ids: &[Uuid]| Command::Append {
+    let append = |stream: &str, expected: ExpectedVersion, ids: &[Uuid]| Command::Append {
         stream_id: stream.to_string(),
-        expected,
+        expected: expected.into(),
         events: ids.iter().map(|id| proposed(*id, 0, true, true)).collect(),
     };
     let appended = |version, first_position, last_position| {

@@ -7,13 +7,15 @@
 //!  callback ◀─────────────────── entries marked durable ◀──────┘
 //! ```
 //!
-//! Every entry is bincode-encoded under its index. [`append`](RaftLogStorage::append)
-//! puts the entries in an in-memory tail, where readers see them at once, queues them
-//! for the writer thread and returns: openraft goes on (replicating to followers,
-//! applying what is committed) while the disk works. The writer commits everything
-//! queued since its last commit in one transaction with `Durability::Immediate` and only
-//! then calls openraft's flush callbacks: an entry openraft counts towards a quorum is on
-//! disk. Appends that arrive during an fsync share the next one.
+//! Every entry is stored under its index, in the format [`super::format`] lays out
+//! (versioned by its `LOG_FORMAT`, checked when the file is opened).
+//! [`append`](RaftLogStorage::append) puts the entries in an in-memory tail, where
+//! readers see them at once, queues them for the writer thread and returns: openraft
+//! goes on (replicating to followers, applying what is committed) while the disk
+//! works. The writer commits everything queued since its last commit in one
+//! transaction with `Durability::Immediate` and only then calls openraft's flush
+//! callbacks: an entry openraft counts towards a quorum is on disk. Appends that
+//! arrive during an fsync share the next one.
 //!
 //! The vote, truncation and purge go through the same queue, so they reach the disk in
 //! the order openraft asked for them, and each returns once its transaction committed
@@ -39,16 +41,16 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{
     Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, Vote,
 };
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
+use super::format::{
+    self, decode_entry, encode_entry, StoredLogId, StoredVote, LOG, LOG_META, META_LAST_PURGED,
+    META_VOTE,
+};
 use super::{blocking, storage_err, NodeId, TypeConfig};
+use crate::storage::format::Record;
 use crate::storage::StorageError as DbError;
-
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-const LOG_META: TableDefinition<&str, &[u8]> = TableDefinition::new("log_meta");
-const VOTE: &str = "vote";
-const LAST_PURGED: &str = "last_purged";
 
 /// Jobs queued for the writer thread before `append` and the others wait for room.
 pub const WRITER_QUEUE_MAX: usize = 1024;
@@ -65,17 +67,6 @@ pub const TAIL_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// and small enough that a message is moved and fsynced by a follower well within
 /// the heartbeat interval, which openraft gives each message as its deadline.
 pub const REPLICATION_BYTES_MAX: usize = 2 * 1024 * 1024;
-
-fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    bincode::serialize(v).expect("bincode serialization of an in-memory value")
-}
-
-fn dec<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, DbError> {
-    bincode::deserialize(b).map_err(|e| DbError::Corrupt {
-        table: "log",
-        reason: e.to_string(),
-    })
-}
 
 /// One entry of the tail.
 struct Cached {
@@ -289,6 +280,7 @@ fn lock(tail: &Mutex<Tail>) -> MutexGuard<'_, Tail> {
 
 impl LogStore {
     /// Opens (or creates) the log file at `path` and starts its writer thread.
+    /// [`DbError::Format`] when the file was written by a newer node.
     pub fn open(path: &Path) -> Result<LogStore, DbError> {
         let db = Database::builder()
             .set_cache_size(64 * 1024 * 1024)
@@ -298,6 +290,7 @@ impl LogStore {
             txn.open_table(LOG)?;
             txn.open_table(LOG_META)?;
         }
+        format::upgrade(&txn)?;
         txn.commit()?;
         let db = Arc::new(db);
         let tail = Arc::new(Mutex::new(Tail::default()));
@@ -322,14 +315,11 @@ impl LogStore {
         })
     }
 
-    fn meta_get<T: serde::de::DeserializeOwned>(
-        db: &Database,
-        key: &str,
-    ) -> Result<Option<T>, DbError> {
+    fn meta_get<T: Record>(db: &Database, key: &str) -> Result<Option<T>, DbError> {
         let txn = db.begin_read()?;
         let t = txn.open_table(LOG_META)?;
         let v = t.get(key)?;
-        v.map(|v| dec(v.value())).transpose()
+        v.map(|v| T::decode(v.value())).transpose()
     }
 
     /// Queues a job for the writer.
@@ -439,7 +429,7 @@ fn write_vote(db: &Database, bytes: &[u8]) -> Result<(), DbError> {
     txn.set_durability(Durability::Immediate)?;
     {
         let mut t = txn.open_table(LOG_META)?;
-        t.insert(VOTE, bytes)?;
+        t.insert(META_VOTE, bytes)?;
     }
     txn.commit()?;
     Ok(())
@@ -459,7 +449,8 @@ fn purge(db: &Database, upto: LogId<NodeId>) -> Result<(), DbError> {
     let txn = db.begin_write()?;
     {
         let mut meta = txn.open_table(LOG_META)?;
-        meta.insert(LAST_PURGED, enc(&upto).as_slice())?;
+        let upto_bytes = StoredLogId::from(upto).encode();
+        meta.insert(META_LAST_PURGED, upto_bytes.as_slice())?;
         let mut t = txn.open_table(LOG)?;
         t.retain_in(..=upto.index, |_, _| false)?;
     }
@@ -521,7 +512,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             let mut out = Vec::new();
             for row in t.range::<u64>(start..db_end)? {
                 let (_, v) = row?;
-                out.push(dec::<Entry<TypeConfig>>(v.value())?);
+                out.push(decode_entry(v.value())?);
             }
             Ok::<_, DbError>(out)
         })
@@ -567,7 +558,7 @@ impl LogStore {
                     break;
                 }
                 bytes += len;
-                out.push(dec::<Entry<TypeConfig>>(v.value())?);
+                out.push(decode_entry(v.value())?);
             }
             Ok::<_, DbError>((out, bytes))
         })
@@ -589,14 +580,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let in_tail = lock(&self.shared.tail).last_log_id();
         let db = self.shared.db.clone();
         blocking(ErrorSubject::Logs, ErrorVerb::Read, move || {
-            let last_purged: Option<LogId<NodeId>> = Self::meta_get(&db, LAST_PURGED)?;
+            let last_purged: Option<LogId<NodeId>> =
+                Self::meta_get::<StoredLogId>(&db, META_LAST_PURGED)?.map(LogId::from);
             let last = match in_tail {
                 Some(id) => Some(id),
                 None => {
                     let txn = db.begin_read()?;
                     let t = txn.open_table(LOG)?;
                     let last = t.last()?;
-                    last.map(|(_, v)| dec::<Entry<TypeConfig>>(v.value()).map(|e| e.log_id))
+                    last.map(|(_, v)| decode_entry(v.value()).map(|e| e.log_id))
                         .transpose()?
                         .or(last_purged)
                 }
@@ -614,7 +606,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let bytes = enc(vote);
+        let bytes = StoredVote::from(vote).encode();
         self.queue_and_wait(ErrorSubject::Vote, ErrorVerb::Write, |done| Job::Vote {
             bytes,
             done,
@@ -625,7 +617,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
         let db = self.shared.db.clone();
         blocking(ErrorSubject::Vote, ErrorVerb::Read, move || {
-            Self::meta_get(&db, VOTE)
+            Ok::<_, DbError>(Self::meta_get::<StoredVote>(&db, META_VOTE)?.map(Vote::from))
         })
         .await
     }
@@ -642,7 +634,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut rows = Vec::new();
         let mut cached = Vec::new();
         for e in entries {
-            let bytes = enc(&e);
+            let bytes = encode_entry(&e);
             cached.push((e.clone(), bytes.len()));
             rows.push((e.log_id, bytes));
         }

@@ -1,5 +1,7 @@
 //! The openraft adapters: one Raft group per store.
 //!
+//! - [`format`](mod@format): how the log file and the Raft layer's records are laid out on disk,
+//!   with the log file's format version.
 //! - [`log_store`]: the Raft log and vote in redb, fsynced before openraft is told an
 //!   entry is durable.
 //! - [`state_machine`]: applies committed entries to [`StateDb`](crate::storage::StateDb)
@@ -11,8 +13,8 @@
 //!   deadlines that fit its size and an installation that may take as long as it
 //!   needs.
 //!
-//! The entry payload is a [`WriteBatch`](crate::command::WriteBatch), encoded with
-//! bincode; its response is the [`BatchResult`](crate::command::BatchResult) of each
+//! The entry payload is a [`WriteBatch`](crate::command::WriteBatch), stored as
+//! [`format`](mod@format) says; its response is the [`BatchResult`](crate::command::BatchResult) of each
 //! command.
 
 use std::fmt::Display;
@@ -20,6 +22,7 @@ use std::fmt::Display;
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
 
 pub mod election;
+pub mod format;
 pub mod log_store;
 pub mod network;
 pub mod rpc;

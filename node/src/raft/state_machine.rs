@@ -6,7 +6,8 @@
 //! A snapshot is a consistent copy of the state file taken from one read transaction
 //! (so writes go on while it is built), written to `snapshots/<id>.redb`. Installing
 //! one replaces the whole state in one transaction. The current snapshot is named by
-//! `snapshots/current`, replaced atomically by rename.
+//! `snapshots/current`, replaced atomically by rename. What is stored beside the data
+//! and in `current` is laid out by [`super::format`].
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,21 +20,43 @@ use openraft::{
     BasicNode, Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend,
     RaftSnapshotBuilder, StorageError, StoredMembership,
 };
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
+use super::format::{StoredCurrentSnapshot, StoredRaftRecord};
 use super::{blocking, storage_err, NodeId, TypeConfig};
 use crate::command::{BatchResult, Command, ProposedEvent};
+use crate::storage::format::Record;
 use crate::storage::state::ApplyItem;
 use crate::storage::{StateDb, StorageError as DbError};
 
-/// What the Raft layer keeps in the state file beside the data.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// What the Raft layer keeps in the state file beside the data (stored as a
+/// [`StoredRaftRecord`]).
+#[derive(Debug, Clone, Default)]
 pub struct RaftRecord {
     /// The last log id applied.
     pub last_applied: Option<LogId<NodeId>>,
     /// The last membership applied.
     pub membership: StoredMembership<NodeId, BasicNode>,
+}
+
+impl RaftRecord {
+    /// The record's bytes in the state file.
+    pub fn encode(&self) -> Vec<u8> {
+        StoredRaftRecord {
+            last_applied: self.last_applied.map(Into::into),
+            membership: (&self.membership).into(),
+        }
+        .encode()
+    }
+
+    /// Decodes the record stored in the state file.
+    pub fn decode(b: &[u8]) -> Result<RaftRecord, DbError> {
+        let stored = StoredRaftRecord::decode(b)?;
+        Ok(RaftRecord {
+            last_applied: stored.last_applied.map(Into::into),
+            membership: stored.membership.into(),
+        })
+    }
 }
 
 /// A snapshot file being written or read, with its path.
@@ -96,7 +119,8 @@ impl AsyncSeek for SnapshotFile {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What `snapshots/current` says (stored as a [`StoredCurrentSnapshot`]).
+#[derive(Debug, Clone)]
 struct CurrentSnapshot {
     meta: SnapshotMeta<NodeId, BasicNode>,
     file: String,
@@ -133,10 +157,7 @@ impl StateMachine {
             }
         }
         let record = match state.raft_record()? {
-            Some(b) => bincode::deserialize(&b).map_err(|e| DbError::Corrupt {
-                table: "meta",
-                reason: e.to_string(),
-            })?,
+            Some(b) => RaftRecord::decode(&b)?,
             None => RaftRecord::default(),
         };
         Ok(StateMachine {
@@ -172,9 +193,14 @@ impl StateMachine {
 
     fn read_current(dir: &Path) -> Result<Option<CurrentSnapshot>, io::Error> {
         match std::fs::read(dir.join("current")) {
-            Ok(b) => bincode::deserialize(&b)
-                .map(Some)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+            Ok(b) => {
+                let stored = StoredCurrentSnapshot::decode(&b)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                Ok(Some(CurrentSnapshot {
+                    meta: stored.meta.into(),
+                    file: stored.file,
+                }))
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -184,7 +210,11 @@ impl StateMachine {
     /// removes the files of older ones.
     fn write_current(dir: &Path, cur: &CurrentSnapshot) -> Result<(), io::Error> {
         let tmp = dir.join("current.tmp");
-        let bytes = bincode::serialize(cur).map_err(io::Error::other)?;
+        let bytes = StoredCurrentSnapshot {
+            meta: (&cur.meta).into(),
+            file: cur.file.clone(),
+        }
+        .encode();
         {
             use std::io::Write;
             let mut f = std::fs::File::create(&tmp)?;
@@ -251,8 +281,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             state.export(&tmp2)
         })
         .await?;
-        let record: RaftRecord = match record_bytes {
-            Some(b) => bincode::deserialize(&b).map_err(snap_err)?,
+        let record = match record_bytes {
+            Some(b) => RaftRecord::decode(&b).map_err(snap_err)?,
             None => RaftRecord::default(),
         };
         let snapshot_id = match record.last_applied {
@@ -317,7 +347,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let bytes = bincode::serialize(&record).map_err(snap_err)?;
+        let bytes = record.encode();
         let subject = ErrorSubject::Apply(record.last_applied.unwrap_or_default());
         // A failure here is a storage fault, not a request error: openraft stops the
         // node rather than acknowledge writes that are not applied.
@@ -380,7 +410,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
-        let record_bytes = bincode::serialize(&record).map_err(snap_err)?;
+        let record_bytes = record.encode();
         if !self.install_delay.is_zero() {
             tokio::time::sleep(self.install_delay).await;
         }
@@ -422,10 +452,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
 #[cfg(test)]
 mod tests {
-    use reckon_gater::types::{ContentType, ExpectedVersion};
-
     use super::*;
-    use crate::command::WriteBatch;
+    use crate::command::{ContentType, ExpectedVersion, WriteBatch};
 
     fn append(events: usize, bytes_each: usize) -> Command {
         let event = ProposedEvent {

@@ -4,6 +4,9 @@
 //! - stream index key: `stream_no << 64 | version` as one u128;
 //! - type and tag index keys: `name_no << 64 | position` as one u128;
 //! - stream metadata: a fixed 33-byte record.
+//!
+//! These layouts are part of the state file's format (see [`super::format`]): never
+//! change one without a new format version and its upgrade.
 
 use uuid::Uuid;
 

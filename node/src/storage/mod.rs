@@ -6,7 +6,9 @@
 //! write transaction. It knows the domain (through [`crate::domain`]) and redb, but
 //! nothing of openraft: the Raft layer hands it opaque bytes for its log id and
 //! membership, stored in the same transaction as the data they describe.
+//! [`format`](mod@format) is the file's layout, version and upgrade path.
 
+pub mod format;
 pub mod keys;
 pub mod state;
 
@@ -28,8 +30,10 @@ pub enum StorageError {
         reason: String,
     },
     /// The file was written by a newer node, in a format this one cannot read.
-    #[error("state file format {found} is newer than this node reads ({supported}): run a newer reckon-node")]
+    #[error("{file} format {found} is newer than this node reads ({supported}): run a newer reckon-node")]
     Format {
+        /// Which file: "state file", "Raft log file".
+        file: &'static str,
         /// The file's format.
         found: u32,
         /// The newest this node reads.
@@ -43,6 +47,14 @@ pub enum StorageError {
         /// The error.
         source: std::io::Error,
     },
+}
+
+/// A [`StorageError::Corrupt`] for a record of `table`.
+pub(crate) fn corrupt(table: &'static str, reason: impl ToString) -> StorageError {
+    StorageError::Corrupt {
+        table,
+        reason: reason.to_string(),
+    }
 }
 
 macro_rules! from_redb {

@@ -24,64 +24,20 @@ use redb::{
 };
 use uuid::Uuid;
 
-use super::keys::{index_value, low, pack, split_index_value, StreamMeta};
-use super::StorageError;
-use crate::command::{BatchResult, Command, Outcome, ProposedEvent, WriteBatch};
-use crate::domain::{
-    check_expected, judge_event_ids, stream_read_range, IdPlace, IdVerdict, StreamState,
+use super::format::{
+    each_table, id_place, id_place_value, upgrade, Counters, Record, StoredEvent, StoredSnapshot,
+    StoredSubscription, EVENTS, EVENT_IDS, META, META_COUNTERS, META_RAFT, SNAPSHOTS, STREAMS,
+    STREAM_INDEX, SUBSCRIPTIONS, TAG_INDEX, TAG_NAMES, TYPE_INDEX, TYPE_NAMES,
 };
-use reckon_gater::subscription::{StartFrom, SubscriptionInfo};
+use super::keys::{index_value, low, pack, split_index_value, StreamMeta};
+use super::{corrupt, StorageError};
+use crate::command::{
+    BatchResult, Command, ExpectedVersion, Outcome, ProposedEvent, StartFrom, WriteBatch,
+};
+use crate::domain::{check_expected, judge_event_ids, stream_read_range, IdVerdict, StreamState};
+use reckon_gater::subscription::SubscriptionInfo;
 
-/// position -> bincode [`EventRecord`].
-const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
-/// stream id -> [`StreamMeta`].
-const STREAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("streams");
-/// pack(stream_no, version) -> (position, event id).
-const STREAM_INDEX: TableDefinition<u128, [u8; 24]> = TableDefinition::new("stream_index");
-/// event id (as a big-endian u128, so that time-ordered ids append at the end) ->
-/// (position, stream number, version): where every event id of the store stands.
-const EVENT_IDS: TableDefinition<u128, [u8; 24]> = TableDefinition::new("event_ids");
-/// event type -> its number.
-const TYPE_NAMES: TableDefinition<&str, u64> = TableDefinition::new("type_names");
-/// pack(type_no, position).
-const TYPE_INDEX: TableDefinition<u128, ()> = TableDefinition::new("type_index");
-/// tag -> its number.
-const TAG_NAMES: TableDefinition<&str, u64> = TableDefinition::new("tag_names");
-/// pack(tag_no, position).
-const TAG_INDEX: TableDefinition<u128, ()> = TableDefinition::new("tag_index");
-/// (stream id, version) -> bincode [`StoredSnapshot`].
-const SNAPSHOTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("snapshots");
-/// subscription key -> bincode [`SubscriptionInfo`] (its `head` and `consumers` are
-/// filled in when read).
-const SUBSCRIPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscriptions");
-/// Bookkeeping: counters and the Raft layer's opaque records.
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-
-/// Calls `$f!(table)` for every table of the state, in one fixed order.
-macro_rules! each_table {
-    ($f:ident) => {{
-        $f!(EVENTS);
-        $f!(STREAMS);
-        $f!(STREAM_INDEX);
-        $f!(EVENT_IDS);
-        $f!(TYPE_NAMES);
-        $f!(TYPE_INDEX);
-        $f!(TAG_NAMES);
-        $f!(TAG_INDEX);
-        $f!(SNAPSHOTS);
-        $f!(SUBSCRIPTIONS);
-        $f!(META);
-    }};
-}
-
-const META_COUNTERS: &str = "counters";
-const META_RAFT: &str = "raft";
-/// The format of the state file, as a little-endian u32 (absent: format 1).
-const META_FORMAT: &str = "format";
-
-/// The format this node writes. 1: before the event id index; 2: with it. An older
-/// file is upgraded when opened (or installed from a snapshot), a newer one refused.
-pub const STATE_FORMAT: u32 = 2;
+pub use super::format::STATE_FORMAT;
 
 /// Most payload bytes one read or delivery returns (at least one event is always
 /// returned): pages stay far below the transport's frame limit whatever the event
@@ -144,26 +100,6 @@ fn unflushed_bytes(items: &[ApplyItem]) -> usize {
     bytes
 }
 
-/// The store's monotonic counters, kept in the same transaction as the data.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize, serde::Deserialize)]
-struct Counters {
-    /// The next global position to assign.
-    next_position: u64,
-    /// The next stream number.
-    next_stream_no: u64,
-    /// The next type or tag number.
-    next_name_no: u64,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct StoredSnapshot {
-    #[serde(with = "serde_bytes")]
-    data: Vec<u8>,
-    #[serde(with = "serde_bytes")]
-    metadata: Vec<u8>,
-    timestamp_us: u64,
-}
-
 /// One item of a run of applied Raft entries, as the state machine sees it.
 #[derive(Debug)]
 pub enum ApplyItem {
@@ -196,25 +132,6 @@ pub struct StateDb {
     import_total: AtomicU64,
 }
 
-fn corrupt(table: &'static str, reason: impl ToString) -> StorageError {
-    StorageError::Corrupt {
-        table,
-        reason: reason.to_string(),
-    }
-}
-
-fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    // Serializing plain in-memory structs into a Vec cannot fail.
-    bincode::serialize(v).expect("bincode serialization of an in-memory value")
-}
-
-fn decode<T: serde::de::DeserializeOwned>(
-    table: &'static str,
-    b: &[u8],
-) -> Result<T, StorageError> {
-    bincode::deserialize(b).map_err(|e| corrupt(table, e))
-}
-
 impl StateDb {
     /// Opens (or creates) the state file at `path`.
     pub fn open(path: &Path) -> Result<StateDb, StorageError> {
@@ -235,8 +152,8 @@ impl StateDb {
         let head = {
             let r = db.begin_read()?;
             let meta = r.open_table(META)?;
-            let c: Counters = match meta.get(META_COUNTERS)? {
-                Some(v) => decode("meta", v.value())?,
+            let c = match meta.get(META_COUNTERS)? {
+                Some(v) => Counters::decode(v.value())?,
                 None => Counters::default(),
             };
             c.next_position
@@ -470,83 +387,6 @@ fn table_rows<K: redb::Key + 'static, V: redb::Value + 'static>(
     }
 }
 
-/// Brings the state `txn` writes to [`STATE_FORMAT`]: from format 1, builds the event
-/// id index from the events. Refuses a format newer than this node knows.
-fn upgrade(txn: &WriteTransaction) -> Result<(), StorageError> {
-    let mut meta = txn.open_table(META)?;
-    let format = match meta.get(META_FORMAT)? {
-        Some(v) => {
-            let b: [u8; 4] = v
-                .value()
-                .try_into()
-                .map_err(|_| corrupt("meta", "the format is not 4 bytes"))?;
-            u32::from_le_bytes(b)
-        }
-        None => 1,
-    };
-    if format == STATE_FORMAT {
-        return Ok(());
-    }
-    if format > STATE_FORMAT {
-        return Err(StorageError::Format {
-            found: format,
-            supported: STATE_FORMAT,
-        });
-    }
-    let events = txn.open_table(EVENTS)?;
-    let streams = txn.open_table(STREAMS)?;
-    let mut ids = txn.open_table(EVENT_IDS)?;
-    let mut numbers: HashMap<String, u64> = HashMap::new();
-    let mut indexed = 0u64;
-    for row in events.iter()? {
-        let (k, v) = row?;
-        let e: EventRecord = decode("events", v.value())?;
-        let number = match numbers.get(&e.stream_id) {
-            Some(n) => *n,
-            None => {
-                let m = streams
-                    .get(e.stream_id.as_str())?
-                    .and_then(|m| StreamMeta::decode(m.value()))
-                    .ok_or_else(|| corrupt("streams", &e.stream_id))?;
-                numbers.insert(e.stream_id.clone(), m.number);
-                m.number
-            }
-        };
-        ids.insert(
-            e.event_id.as_u128(),
-            id_place_value(k.value(), number, e.version),
-        )?;
-        indexed += 1;
-    }
-    meta.insert(META_FORMAT, STATE_FORMAT.to_le_bytes().as_slice())?;
-    if indexed > 0 {
-        tracing::info!(target: "reckon_db", from = format, to = STATE_FORMAT, events = indexed, "state file upgraded");
-    }
-    Ok(())
-}
-
-/// An [`EVENT_IDS`] value.
-fn id_place_value(position: u64, stream_no: u64, version: u64) -> [u8; 24] {
-    let mut v = [0u8; 24];
-    v[..8].copy_from_slice(&position.to_be_bytes());
-    v[8..16].copy_from_slice(&stream_no.to_be_bytes());
-    v[16..].copy_from_slice(&version.to_be_bytes());
-    v
-}
-
-fn id_place(v: [u8; 24]) -> IdPlace {
-    let u = |r: std::ops::Range<usize>| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&v[r]);
-        u64::from_be_bytes(a)
-    };
-    IdPlace {
-        position: u(0..8),
-        stream_no: u(8..16),
-        version: u(16..24),
-    }
-}
-
 /// The open tables of one write transaction, and the counters it advances.
 struct Writer<'t> {
     events: redb::Table<'t, u64, &'static [u8]>,
@@ -570,7 +410,7 @@ impl<'t> Writer<'t> {
     fn new(txn: &'t WriteTransaction) -> Result<Self, StorageError> {
         let meta = txn.open_table(META)?;
         let counters = match meta.get(META_COUNTERS)? {
-            Some(v) => decode("meta", v.value())?,
+            Some(v) => Counters::decode(v.value())?,
             None => Counters::default(),
         };
         Ok(Writer {
@@ -592,7 +432,7 @@ impl<'t> Writer<'t> {
     }
 
     fn finish(mut self) -> Result<(), StorageError> {
-        let c = encode(&self.counters);
+        let c = self.counters.encode();
         self.meta.insert(META_COUNTERS, c.as_slice())?;
         Ok(())
     }
@@ -618,11 +458,12 @@ impl<'t> Writer<'t> {
                     data,
                     metadata,
                 } => {
-                    let s = encode(&StoredSnapshot {
+                    let s = StoredSnapshot {
                         data,
                         metadata,
                         timestamp_us: batch.timestamp_us,
-                    });
+                    }
+                    .encode();
                     self.snapshots
                         .insert((stream_id.as_str(), version), s.as_slice())?;
                     Ok(Outcome::Done)
@@ -636,18 +477,18 @@ impl<'t> Writer<'t> {
                     pool_size,
                 } => {
                     let existing = match self.subscriptions.get(key.as_str())? {
-                        Some(v) => Some(decode::<SubscriptionInfo>("subscriptions", v.value())?),
+                        Some(v) => Some(StoredSubscription::decode(v.value())?),
                         None => None,
                     };
-                    let info = match existing {
-                        Some(info) => info,
+                    let stored = match existing {
+                        Some(stored) => stored,
                         None => {
                             let cursor = match start_from {
                                 StartFrom::Beginning => 0,
                                 StartFrom::End => self.counters.next_position,
                                 StartFrom::Position(p) => p,
                             };
-                            let info = SubscriptionInfo {
+                            let stored = StoredSubscription {
                                 key: key.clone(),
                                 kind,
                                 selector,
@@ -656,16 +497,17 @@ impl<'t> Writer<'t> {
                                 pool_size,
                                 cursor,
                                 created_us: batch.timestamp_us,
-                                head: 0,
-                                consumers: 0,
-                                delivered: 0,
+                                unused_head: 0,
+                                unused_consumers: 0,
+                                unused_delivered: 0,
                             };
                             self.subscriptions
-                                .insert(key.as_str(), encode(&info).as_slice())?;
-                            info
+                                .insert(key.as_str(), stored.encode().as_slice())?;
+                            stored
                         }
                     };
-                    Ok(Outcome::Subscription(info))
+                    // The head is filled in by whoever answers the client.
+                    Ok(Outcome::Subscription(stored.info(0)))
                 }
                 Command::Unsubscribe { key } => {
                     if self.subscriptions.remove(key.as_str())?.is_some() {
@@ -678,22 +520,22 @@ impl<'t> Writer<'t> {
                 }
                 Command::Ack { key, position } => {
                     let found = match self.subscriptions.get(key.as_str())? {
-                        Some(v) => Some(decode::<SubscriptionInfo>("subscriptions", v.value())?),
+                        Some(v) => Some(StoredSubscription::decode(v.value())?),
                         None => None,
                     };
                     match found {
                         None => Err(StoreError::NotFound {
                             what: format!("subscription {key:?}"),
                         }),
-                        Some(mut info) => {
+                        Some(mut stored) => {
                             // Checkpoints only move forward: an older ack is ignored.
                             let cursor = position.saturating_add(1);
-                            if cursor > info.cursor {
-                                info.cursor = cursor;
+                            if cursor > stored.cursor {
+                                stored.cursor = cursor;
                                 self.subscriptions
-                                    .insert(key.as_str(), encode(&info).as_slice())?;
+                                    .insert(key.as_str(), stored.encode().as_slice())?;
                             }
-                            Ok(Outcome::Subscription(info))
+                            Ok(Outcome::Subscription(stored.info(0)))
                         }
                     }
                 }
@@ -756,7 +598,7 @@ impl<'t> Writer<'t> {
     fn append(
         &mut self,
         stream_id: &str,
-        expected: reckon_gater::types::ExpectedVersion,
+        expected: ExpectedVersion,
         events: Vec<ProposedEvent>,
         timestamp_us: u64,
     ) -> Result<Result<AppendResult, StoreError>, StorageError> {
@@ -785,7 +627,7 @@ impl<'t> Writer<'t> {
             }) => StreamState::At(v),
             _ => StreamState::Absent,
         };
-        if let Err(e) = check_expected(stream_id, expected, state) {
+        if let Err(e) = check_expected(stream_id, expected.into(), state) {
             return Ok(Err(e));
         }
         let number = match meta {
@@ -810,7 +652,7 @@ impl<'t> Writer<'t> {
             for t in &e.tags {
                 tag_nos.push(self.name_no(true, t)?);
             }
-            let record = EventRecord {
+            let record = StoredEvent {
                 stream_id: stream_id.to_string(),
                 version,
                 position,
@@ -822,7 +664,7 @@ impl<'t> Writer<'t> {
                 tags: e.tags,
                 timestamp_us,
             };
-            let bytes = encode(&record);
+            let bytes = record.encode();
             self.events.insert(position, bytes.as_slice())?;
             self.stream_index
                 .insert(pack(number, version), index_value(position, e.event_id))?;
@@ -891,8 +733,8 @@ impl<'t> Writer<'t> {
             }
             self.stream_index.retain_in(lo..=hi, |_, _| false)?;
             for pos in positions {
-                let record: EventRecord = match self.events.get(pos)? {
-                    Some(v) => decode("events", v.value())?,
+                let record = match self.events.get(pos)? {
+                    Some(v) => StoredEvent::decode(v.value())?,
                     None => return Err(corrupt("events", format!("position {pos} missing"))),
                 };
                 if let Some(n) = self.type_names.get(record.event_type.as_str())? {
@@ -947,7 +789,7 @@ impl Reader {
         position: u64,
     ) -> Result<EventRecord, StorageError> {
         match events.get(position)? {
-            Some(v) => decode("events", v.value()),
+            Some(v) => Ok(StoredEvent::decode(v.value())?.into()),
             None => Err(corrupt("events", format!("position {position} missing"))),
         }
     }
@@ -1025,7 +867,7 @@ impl Reader {
             Direction::Forward => {
                 for row in events.range(from..)?.take(n) {
                     let (_, v) = row?;
-                    if !push(decode("events", v.value())?) {
+                    if !push(StoredEvent::decode(v.value())?.into()) {
                         break;
                     }
                 }
@@ -1033,7 +875,7 @@ impl Reader {
             Direction::Backward => {
                 for row in events.range(..=from)?.rev().take(n) {
                     let (_, v) = row?;
-                    if !push(decode("events", v.value())?) {
+                    if !push(StoredEvent::decode(v.value())?.into()) {
                         break;
                     }
                 }
@@ -1231,7 +1073,7 @@ impl Reader {
         let mut out = Vec::new();
         for row in t.range((stream_id, lo)..=(stream_id, hi))? {
             let (k, v) = row?;
-            let s: StoredSnapshot = decode("snapshots", v.value())?;
+            let s = StoredSnapshot::decode(v.value())?;
             out.push(SnapshotRecord {
                 stream_id: stream_id.to_string(),
                 version: k.value().1,
@@ -1250,7 +1092,7 @@ impl Reader {
         match last {
             Some(row) => {
                 let (k, v) = row?;
-                let s: StoredSnapshot = decode("snapshots", v.value())?;
+                let s = StoredSnapshot::decode(v.value())?;
                 Ok(Some(SnapshotRecord {
                     stream_id: stream_id.to_string(),
                     version: k.value().1,
@@ -1269,9 +1111,8 @@ impl Reader {
         let found = t.get(key)?;
         match found {
             Some(v) => {
-                let mut info: SubscriptionInfo = decode("subscriptions", v.value())?;
-                info.head = self.stats()?.next_position;
-                Ok(Some(info))
+                let stored = StoredSubscription::decode(v.value())?;
+                Ok(Some(stored.info(self.stats()?.next_position)))
             }
             None => Ok(None),
         }
@@ -1284,9 +1125,7 @@ impl Reader {
         let mut out = Vec::new();
         for row in t.iter()? {
             let (_, v) = row?;
-            let mut info: SubscriptionInfo = decode("subscriptions", v.value())?;
-            info.head = head;
-            out.push(info);
+            out.push(StoredSubscription::decode(v.value())?.info(head));
         }
         Ok(out)
     }
@@ -1307,7 +1146,7 @@ impl Reader {
         let mut bytes = 0usize;
         for row in events.range(from..)?.take(scan_max) {
             let (k, v) = row?;
-            let e: EventRecord = decode("events", v.value())?;
+            let e: EventRecord = StoredEvent::decode(v.value())?.into();
             next = k.value() + 1;
             if keep(&e) {
                 bytes += record_bytes(&e);
@@ -1324,8 +1163,8 @@ impl Reader {
     pub fn stats(&self) -> Result<StateStats, StorageError> {
         let events = self.txn.open_table(EVENTS)?;
         let meta = self.txn.open_table(META)?;
-        let counters: Counters = match meta.get(META_COUNTERS)? {
-            Some(v) => decode("meta", v.value())?,
+        let counters = match meta.get(META_COUNTERS)? {
+            Some(v) => Counters::decode(v.value())?,
             None => Counters::default(),
         };
         use redb::ReadableTableMetadata;
@@ -1338,9 +1177,9 @@ impl Reader {
 
 #[cfg(test)]
 mod tests {
-    use reckon_gater::types::{ContentType, ExpectedVersion};
-
+    use super::super::format::META_FORMAT;
     use super::*;
+    use crate::command::ContentType;
 
     fn append(stream: &str, events: usize, bytes_each: usize) -> ApplyItem {
         let event = ProposedEvent {
