@@ -1,7 +1,7 @@
 //! Forming and joining store groups in cluster mode, without split brain.
 //!
 //! For every store whose group this node has not initialized, a task asks the peers
-//! that discovery finds who they are ([`hello`](crate::raft::rpc::RaftService::hello)):
+//! that discovery finds who they are ([`hello`](crate::raft::peer::RaftService::hello)):
 //!
 //! - if a peer already has the store's group, this node joins it: the leader adds it
 //!   as a learner, waits until it has caught up, then makes it a voter;
@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::discovery::Discovery;
 use crate::raft::network::{deadline_ctx, PeerPool};
-use crate::raft::rpc::Hello;
+use crate::raft::peer::Hello;
 use crate::raft::NodeId;
 use crate::store::Store;
 

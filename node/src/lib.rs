@@ -30,6 +30,7 @@ pub mod node;
 pub mod notify;
 #[cfg(feature = "otel")]
 pub mod otel;
+pub mod peer_service;
 pub mod prometheus;
 pub mod raft;
 pub mod registrar;

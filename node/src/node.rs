@@ -21,8 +21,9 @@ use tokio::net::TcpListener;
 use crate::cluster::{self, Me};
 use crate::config::{Mode, NodeConfig};
 use crate::discovery::Discovery;
+use crate::peer_service::RaftServer;
 use crate::raft::network::PeerPool;
-use crate::raft::rpc::{RaftServer, RaftService};
+use crate::raft::peer::RaftService;
 use crate::service::{Stores, WorkerService};
 use crate::store::{Store, StoreOptions, StoreStartError};
 

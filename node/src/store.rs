@@ -253,6 +253,19 @@ pub fn write_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> S
     }
 }
 
+/// Maps a failed membership change to the wire error.
+pub fn membership_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> StoreError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => StoreError::NotLeader {
+            leader: f.leader_id,
+            leader_addr: f.leader_node.map(|n| n.addr),
+        },
+        other => StoreError::Unavailable {
+            reason: other.to_string(),
+        },
+    }
+}
+
 fn read_err(e: RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode>>) -> StoreError {
     match e {
         RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => StoreError::NotLeader {
@@ -865,12 +878,12 @@ impl Store {
             self.raft
                 .change_membership(openraft::ChangeMembers::RemoveVoters(ids.clone()), false)
                 .await
-                .map_err(crate::raft::rpc::membership_err)?;
+                .map_err(membership_err)?;
         }
         self.raft
             .change_membership(openraft::ChangeMembers::RemoveNodes(ids), false)
             .await
-            .map_err(crate::raft::rpc::membership_err)?;
+            .map_err(membership_err)?;
         tracing::info!(target: "reckon_db", store = %self.name, node_id, "node removed from the group");
         Ok(())
     }

@@ -6,7 +6,9 @@
 //!   entry is durable.
 //! - [`state_machine`]: applies committed entries to [`StateDb`](crate::storage::StateDb)
 //!   and builds or installs snapshots as redb files.
-//! - [`network`]: the transport between the members of a group.
+//! - [`peer`]: the node-to-node contract (the tarpc trait and what it carries); its
+//!   server lives above, with the stores it serves.
+//! - [`network`]: the transport between the members of a group, a client of [`peer`].
 //! - [`election`]: a pre-vote before every election, so that a node that was paused
 //!   or cut off does not depose a leader the others still follow.
 //! - [`snapshot_transfer`]: moving a snapshot to a follower far behind, with
@@ -25,7 +27,7 @@ pub mod election;
 pub mod format;
 pub mod log_store;
 pub mod network;
-pub mod rpc;
+pub mod peer;
 pub mod snapshot_transfer;
 pub mod state_machine;
 

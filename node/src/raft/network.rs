@@ -1,5 +1,5 @@
 //! The transport between the members of a store's Raft group: the node-to-node
-//! [`RaftService`](super::rpc::RaftService) over tarpc.
+//! [`RaftService`](super::peer::RaftService) over tarpc.
 //!
 //! Connections are pooled per peer address and shared by every store of the node; a
 //! connection that fails is dropped and rebuilt on the next call. Every call carries
@@ -30,7 +30,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::election::{PreVote, Voters};
-use super::rpc::RaftServiceClient;
+use super::peer::RaftServiceClient;
 use super::snapshot_transfer::{self, CallError, Chunk, Offer, Status};
 use super::{NodeId, TypeConfig};
 

@@ -1,72 +1,29 @@
-//! The node-to-node service: Raft messages between the members of each store's group,
-//! forwarded writes, joining, and the hello that discovery uses. Internal to the node;
-//! multiplexed by store on the node's one port (see
-//! [`Service::Raft`](reckon_gater::transport::Service::Raft)).
+//! The node-to-node service's server: answers [`RaftService`] calls from the other
+//! members of each store's group by handing them to the store they name.
 //!
-//! openraft's votes and appends travel as bincode bytes, as a byte string
-//! (`ByteBuf`): encoded in one copy, not element by element.
+//! The contract (the trait and its types) lives in the raft layer,
+//! [`raft::peer`](crate::raft::peer); this server sits above it, beside the worker
+//! [`service`](crate::service), because it needs the node's [`Stores`].
+//!
+//! openraft's votes and appends arrive as bincode bytes and are decoded here.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::{BasicNode, ChangeMembers, Vote};
 use reckon_gater::types::StoreError;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_bytes::ByteBuf;
 use tarpc::context::Context;
 
-use super::election::PreVote;
-use super::snapshot_transfer::{Chunk, Offer, Status};
-use super::{NodeId, TypeConfig};
 use crate::command::{Command, Outcome};
+use crate::raft::election::PreVote;
+use crate::raft::peer::{Hello, RaftService};
+use crate::raft::snapshot_transfer::{Chunk, Inbox, Offer, Status};
+use crate::raft::{NodeId, Raft, TypeConfig};
 use crate::service::Stores;
-
-/// What a node says about itself to a peer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hello {
-    /// The node's id.
-    pub node_id: NodeId,
-    /// The address peers dial.
-    pub advertise: String,
-    /// Each store it hosts and whether that store's group is initialized on it.
-    pub stores: Vec<(String, bool)>,
-}
-
-/// The node-to-node service.
-#[tarpc::service]
-pub trait RaftService {
-    /// Who are you, and which stores have you initialized?
-    async fn hello() -> Hello;
-    /// openraft append-entries for `store` (bincode request and result).
-    async fn append_entries(store: String, rpc: ByteBuf) -> Result<ByteBuf, String>;
-    /// Would this node vote for the candidate in `store` (see [`super::election`])?
-    /// Changes nothing.
-    async fn pre_vote(store: String, req: PreVote) -> bool;
-    /// The leader of `store`, with `vote`, is alive (see [`super::election`]).
-    async fn leader_ping(store: String, vote: Vote<NodeId>);
-    /// openraft vote for `store`.
-    async fn vote(store: String, rpc: ByteBuf) -> Result<ByteBuf, String>;
-    /// A leader offers a snapshot of `store` (see [`super::snapshot_transfer`]).
-    async fn snapshot_offer(store: String, offer: Offer) -> Result<Status, String>;
-    /// One chunk of the snapshot of `store` on offer.
-    async fn snapshot_chunk(store: String, chunk: Chunk) -> Result<Status, String>;
-    /// Starts installing a snapshot of `store` received whole, or tells how it goes.
-    async fn snapshot_install(store: String, snapshot_id: String) -> Result<Status, String>;
-    /// A write a follower received, for the leader's batcher, within the caller's
-    /// deadline (the context's); `bytes` is its payload size for batching.
-    async fn forward(store: String, command: Command, bytes: u64) -> Result<Outcome, StoreError>;
-    /// Adds a node to `store`'s group: as a learner until it has caught up, then as a
-    /// voter. Only the leader accepts; others answer `NotLeader`.
-    async fn join(store: String, node_id: NodeId, address: String) -> Result<(), StoreError>;
-    /// Removes a node from `store`'s group. Only the leader accepts.
-    async fn remove(store: String, node_id: NodeId) -> Result<(), StoreError>;
-    /// Holds this node's elections for `store` for `ms` milliseconds: another node
-    /// is taking the leadership over.
-    async fn hold_elections(store: String, ms: u64) -> Result<(), StoreError>;
-    /// Starts an election for `store` on this node now: it is a transfer's target.
-    async fn campaign(store: String) -> Result<(), StoreError>;
-}
+use crate::store::{membership_err, Store};
 
 /// The node-to-node service handler.
 #[derive(Clone)]
@@ -86,7 +43,7 @@ impl RaftServer {
         }
     }
 
-    fn store(&self, store: &str) -> Result<&std::sync::Arc<crate::store::Store>, StoreError> {
+    fn store(&self, store: &str) -> Result<&Arc<Store>, StoreError> {
         self.stores
             .get(store)
             .ok_or_else(|| StoreError::UnknownStore {
@@ -94,14 +51,14 @@ impl RaftServer {
             })
     }
 
-    fn inbox(&self, store: &str) -> Result<&super::snapshot_transfer::Inbox, String> {
+    fn inbox(&self, store: &str) -> Result<&Inbox, String> {
         self.stores
             .get(store)
             .map(|s| s.snapshot_inbox())
             .ok_or_else(|| format!("node {} does not host store {store:?}", self.node_id))
     }
 
-    fn raft(&self, store: &str) -> Result<&super::Raft, String> {
+    fn raft(&self, store: &str) -> Result<&Raft, String> {
         self.stores
             .get(store)
             .map(|s| s.raft())
@@ -117,19 +74,6 @@ fn encode<T: Serialize>(v: &T) -> Result<ByteBuf, String> {
     bincode::serialize(v)
         .map(ByteBuf::from)
         .map_err(|e| format!("unencodable raft message: {e}"))
-}
-
-/// Maps a membership-change failure to the wire error.
-pub fn membership_err(e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>) -> StoreError {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => StoreError::NotLeader {
-            leader: f.leader_id,
-            leader_addr: f.leader_node.map(|n| n.addr),
-        },
-        other => StoreError::Unavailable {
-            reason: other.to_string(),
-        },
-    }
 }
 
 impl RaftService for RaftServer {
