@@ -24,8 +24,8 @@ use crate::discovery::Discovery;
 use crate::peer_service::RaftServer;
 use crate::raft::network::PeerPool;
 use crate::raft::peer::RaftService;
-use crate::service::{Stores, WorkerService};
-use crate::store::{Store, StoreOptions, StoreStartError};
+use crate::service::WorkerService;
+use crate::store::{Store, StoreOptions, StoreStartError, Stores};
 
 /// Requests one connection may have in flight; more are refused with an error.
 pub const MAX_REQUESTS_PER_CONNECTION: usize = 1024;

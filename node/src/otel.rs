@@ -21,7 +21,7 @@ use reckon_gater::metrics::StoreMetrics;
 use reckon_gater::telemetry::{self as t, Event};
 use reckon_gater::types::StoreError;
 
-use crate::service::Stores;
+use crate::store::Stores;
 
 /// The telemetry handler id the exporter attaches under.
 pub const HANDLER_ID: &str = "reckon_db.otel";

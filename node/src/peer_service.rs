@@ -22,8 +22,7 @@ use crate::raft::election::PreVote;
 use crate::raft::peer::{Hello, RaftService};
 use crate::raft::snapshot_transfer::{Chunk, Inbox, Offer, Status};
 use crate::raft::{NodeId, Raft, TypeConfig};
-use crate::service::Stores;
-use crate::store::{membership_err, Store};
+use crate::store::{membership_err, Store, Stores};
 
 /// The node-to-node service handler.
 #[derive(Clone)]

@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::service::Stores;
+use crate::store::Stores;
 
 /// Largest request head read (request line and headers).
 pub const REQUEST_HEAD_MAX: usize = 8 * 1024;

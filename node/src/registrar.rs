@@ -14,8 +14,7 @@ use reckon_gater::types::Role;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::service::Stores;
-use crate::store::Store;
+use crate::store::{Store, Stores};
 
 /// The longest pause between attempts to reach a gater.
 pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(2);

@@ -5,7 +5,6 @@
 //! [`serve`] answers it in one `match`, calling into [`Store`], which validates and
 //! executes.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use std::future::Future;
@@ -20,10 +19,7 @@ use reckon_gater::types::{AppendResult, EventRecord, ExpectedVersion, NewEvent, 
 use reckon_gater::worker::Worker;
 use tarpc::context::Context;
 
-use crate::store::Store;
-
-/// The stores this node hosts, by name.
-pub type Stores = Arc<HashMap<String, Arc<Store>>>;
+use crate::store::{Store, Stores};
 
 /// The worker service handler.
 #[derive(Clone)]

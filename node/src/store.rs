@@ -18,6 +18,7 @@
 //! (`ensure_linearizable`), then read a consistent redb view; stale reads skip the
 //! confirmation. Blocking redb work runs on the blocking pool.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -194,6 +195,15 @@ fn leadership(raft: &Raft, me: NodeId, lease: Duration) -> Result<(), StoreError
             .map(|n| n.addr.clone()),
     })
 }
+
+/// The stores this node hosts, by name.
+///
+/// It lives with the store rather than in [`node`](crate::node), which builds it:
+/// the servers ([`service`](crate::service), [`peer_service`](crate::peer_service))
+/// and the reporters ([`registrar`](crate::registrar), [`prometheus`](crate::prometheus))
+/// take it, and `node` imports them, so a `Stores` defined in `node` would make each
+/// of them and `node` import each other.
+pub type Stores = Arc<HashMap<String, Arc<Store>>>;
 
 /// A running store on this node.
 pub struct Store {
