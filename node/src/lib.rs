@@ -37,4 +37,3 @@ pub mod registrar;
 pub mod service;
 pub mod storage;
 pub mod store;
-pub mod subscriptions;

@@ -7,11 +7,10 @@
 //!
 //! openraft's votes and appends arrive as bincode bytes and are decoded here.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
-use openraft::{BasicNode, ChangeMembers, Vote};
+use openraft::Vote;
 use reckon_gater::types::StoreError;
 use serde::Serialize;
 use serde_bytes::ByteBuf;
@@ -22,7 +21,7 @@ use crate::raft::election::PreVote;
 use crate::raft::peer::{Hello, RaftService};
 use crate::raft::snapshot_transfer::{Chunk, Inbox, Offer, Status};
 use crate::raft::{NodeId, Raft, TypeConfig};
-use crate::store::{membership_err, Store, Stores};
+use crate::store::{Store, Stores};
 
 /// The node-to-node service handler.
 #[derive(Clone)]
@@ -177,38 +176,7 @@ impl RaftService for RaftServer {
         node_id: NodeId,
         address: String,
     ) -> Result<(), StoreError> {
-        let s = self
-            .stores
-            .get(&store)
-            .ok_or_else(|| StoreError::UnknownStore {
-                store: store.clone(),
-            })?;
-        let raft = s.raft();
-        let m = raft.metrics().borrow().clone();
-        if m.membership_config
-            .membership()
-            .get_node(&node_id)
-            .is_some()
-            && m.membership_config.voter_ids().any(|v| v == node_id)
-        {
-            return Ok(());
-        }
-        raft.add_learner(
-            node_id,
-            BasicNode {
-                addr: address.clone(),
-            },
-            true,
-        )
-        .await
-        .map_err(membership_err)?;
-        let mut ids = BTreeSet::new();
-        ids.insert(node_id);
-        raft.change_membership(ChangeMembers::AddVoterIds(ids), false)
-            .await
-            .map_err(membership_err)?;
-        tracing::info!(target: "reckon_db", store, node_id, address, "voter added to the store group");
-        Ok(())
+        self.store(&store)?.add_voter(node_id, address).await
     }
 
     async fn hold_elections(self, _: Context, store: String, ms: u64) -> Result<(), StoreError> {
@@ -222,12 +190,6 @@ impl RaftService for RaftServer {
     }
 
     async fn remove(self, _: Context, store: String, node_id: NodeId) -> Result<(), StoreError> {
-        self.stores
-            .get(&store)
-            .ok_or_else(|| StoreError::UnknownStore {
-                store: store.clone(),
-            })?
-            .remove_node(node_id)
-            .await
+        self.store(&store)?.remove_node(node_id).await
     }
 }

@@ -59,7 +59,7 @@ use reckon_node::storage::format::{
 use reckon_node::storage::keys::StreamMeta;
 use reckon_node::storage::state::ApplyItem;
 use reckon_node::storage::StateDb;
-use reckon_node::subscriptions::key_of;
+use reckon_node::store::subscriptions::key_of;
 use redb::{ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 

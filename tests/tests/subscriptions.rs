@@ -19,7 +19,7 @@ use reckon_gater::{
     Client, ClientError, ContentType, Direction, EventRecord, ExpectedVersion, NewEvent,
     StoreError, StoreHandle, Subscriber,
 };
-use reckon_node::subscriptions::CONSUMER_LEASE;
+use reckon_node::store::subscriptions::CONSUMER_LEASE;
 use reckon_tests::{dev, wait, NodeProc};
 use serde_json::{json, Value};
 use tempfile::TempDir;

@@ -33,10 +33,10 @@ use reckon_gater::telemetry as t;
 use reckon_gater::types::{EventRecord, ReadConsistency, StoreError, SubscriptionType};
 use sha2::{Digest, Sha256};
 
+use super::Store;
 use crate::command::{Command, Outcome};
 use crate::matcher::Matcher;
 use crate::storage::state::{record_bytes, READ_BYTES_MAX};
-use crate::store::Store;
 
 /// Most events one poll delivers.
 pub const DELIVERY_MAX: u32 = 1000;
