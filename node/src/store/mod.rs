@@ -6,7 +6,6 @@
 //!
 //! ```text
 //!      worker service, peer service (node-to-node), registrar, metrics
-//!                                 │
 //!                                 ▼
 //!   store/mod.rs            the Store: options, opening, accessors, stats
 //!   ├── write.rs            validate a write, route it: the batcher on the leader,
@@ -15,9 +14,11 @@
 //!   ├── read.rs             linearizable or stale reads of a redb view
 //!   ├── leadership.rs       transfer, election holds, pre-vote answers,
 //!   │                       membership changes, leadership telemetry
-//!   ├── subscriptions.rs    records through Raft, delivery by long-poll
+//!   ├── subscriptions/
+//!   │   ├── mod.rs          records through Raft, acknowledgements, attachments
+//!   │   ├── delivery.rs     delivery by long-poll
+//!   │   └── pool.rs         which pooled consumer gets which stream (pure)
 //!   └── errors.rs           openraft's errors as the wire's StoreError
-//!                                 │
 //!                                 ▼
 //!            raft (openraft: log, state machine, network), storage (redb)
 //! ```
