@@ -58,3 +58,42 @@ pub(super) fn read_err(e: RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mapping_names_the_leader_the_same_way() {
+        let cases = [
+            (
+                "leader and address known",
+                ForwardToLeader::new(2, BasicNode::new("10.0.0.2:7000")),
+                StoreError::NotLeader {
+                    leader: Some(2),
+                    leader_addr: Some("10.0.0.2:7000".into()),
+                },
+            ),
+            (
+                "no leader known",
+                ForwardToLeader::empty(),
+                StoreError::NotLeader {
+                    leader: None,
+                    leader_addr: None,
+                },
+            ),
+        ];
+        for (name, f, want) in cases {
+            let write = write_err(RaftError::APIError(ClientWriteError::ForwardToLeader(
+                f.clone(),
+            )));
+            let membership = membership_err(RaftError::APIError(
+                ClientWriteError::ForwardToLeader(f.clone()),
+            ));
+            let read = read_err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)));
+            assert_eq!(write, want, "{name}: write");
+            assert_eq!(membership, want, "{name}: membership");
+            assert_eq!(read, want, "{name}: read");
+        }
+    }
+}
