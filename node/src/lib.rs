@@ -1,23 +1,30 @@
 //! reckon-node: the node that holds reckon-db's data.
 //!
-//! The layers, each ignorant of the ones above it:
+//! The modules, from the bottom up; each uses only modules listed before it, so no
+//! two import each other:
 //!
 //! - [`domain`]: what a valid append is and how expected versions are checked; no
 //!   openraft, redb or tarpc.
 //! - [`matcher`]: which events a subscription selects; pure, like `domain`.
 //! - [`command`]: the writes the state machine applies, as they travel in Raft entries
 //!   (a persisted format: the log stores them).
-//! - [`storage`]: the state machine's redb database.
-//! - [`raft`]: openraft adapters: the redb log store, the state machine, the network.
-//! - [`store`]: one store's Raft group with its group-commit batcher and reads.
-//! - [`subscriptions`]: subscriptions: records through Raft, delivery by long-poll.
-//! - [`service`]: the tarpc worker service over the node's stores.
-//! - [`node`]: start-up: lock the data directory, open every store, serve.
-//! - [`cluster`]: forming and joining store groups in cluster mode.
-//! - [`discovery`]: finding peers (static seeds, multicast, DNS).
-//! - [`notify`]: readiness and watchdog notifications to systemd.
-//! - [`registrar`]: registering the node's workers with the gaters.
 //! - [`config`]: the node's configuration, layered with figment.
+//! - [`storage`]: the state machine's redb database.
+//! - [`raft`]: openraft adapters: the redb log store, the state machine, the network,
+//!   and the node-to-node contract the network speaks.
+//! - [`store`]: one store's Raft group: its group-commit batcher, reads, leadership
+//!   transfer, and subscriptions (records through Raft, delivery by long-poll).
+//! - [`service`]: the tarpc worker service over the node's stores.
+//! - [`peer_service`]: the server of the node-to-node service over the node's stores.
+//! - [`registrar`]: registering the node's workers with the gaters.
+//! - [`prometheus`]: the metrics endpoint, in Prometheus text.
+//! - `otel` (cargo feature `otel`): the metrics exported over OTLP to a collector.
+//! - [`discovery`]: finding peers (static seeds, multicast, DNS).
+//! - [`cluster`]: forming and joining store groups in cluster mode.
+//! - [`notify`]: readiness and watchdog notifications to systemd.
+//! - [`node`]: start-up: lock the data directory, open every store, serve.
+//! - [`embedded`]: a gater and a cluster of nodes in one process, for the demo and
+//!   tests.
 
 pub mod cluster;
 pub mod command;

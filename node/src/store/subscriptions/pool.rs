@@ -2,9 +2,9 @@
 //! event, and how far the pool's checkpoint may move.
 //!
 //! A pure core: plain functions of the pool's state, what a consumer does and an
-//! injected `now`; no I/O, no tokio. The shell in
-//! [`subscriptions`](super::subscriptions) keeps each pool behind a lock, scans the
-//! log when [`Pool::scan_from`] says so and hands what matches to
+//! injected `now`; no I/O, no tokio. Its shell is the long-poll delivery of
+//! [`subscriptions`](super) (`delivery.rs`): it keeps each pool behind a lock, scans
+//! the log when [`Pool::scan_from`] says so and hands what matches to
 //! [`Pool::dispatch`].
 //!
 //! The rules:
