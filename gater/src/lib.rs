@@ -18,6 +18,8 @@
 //!   `stats` serves them.
 //! - [`logging`]: the `[log]` config table and the `tracing` set-up the node and
 //!   the gater share.
+//! - [`startup`]: the rest of what the two binaries share: the runtime, the stop
+//!   signals, the exit status.
 //!
 //! The crate imports neither openraft nor redb: those are internals of the node.
 
@@ -33,6 +35,7 @@ pub mod metrics;
 pub mod request;
 pub mod router;
 pub mod settings;
+pub mod startup;
 pub mod subscription;
 pub mod telemetry;
 pub mod transport;

@@ -12,7 +12,9 @@
 //! - [`store`]: one store's Raft group with its group-commit batcher and reads.
 //! - [`subscriptions`]: subscriptions: records through Raft, delivery by long-poll.
 //! - [`service`]: the tarpc worker service over the node's stores.
-//! - [`node`]: start-up: lock the data directory, open every store, serve.
+//! - [`node`]: lock the data directory, open every store, serve them.
+//! - [`run`]: a node's whole life as one call (what the binary, the embedded cluster
+//!   and tests start): embedded gater, registrar, metrics, watchdog, drain order.
 //! - [`cluster`]: forming and joining store groups in cluster mode.
 //! - [`discovery`]: finding peers (static seeds, multicast, DNS).
 //! - [`notify`]: readiness and watchdog notifications to systemd.
@@ -33,6 +35,7 @@ pub mod otel;
 pub mod prometheus;
 pub mod raft;
 pub mod registrar;
+pub mod run;
 pub mod service;
 pub mod storage;
 pub mod store;
