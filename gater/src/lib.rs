@@ -10,6 +10,8 @@
 //!   [`StoreResponse`]: what clients send gaters, and gaters send nodes.
 //! - [`worker`]: the tarpc service every node serves for each store it hosts.
 //! - [`api`]: the gater's service: store requests, registration, health, cluster.
+//! - [`pool`]: connections by address, dialled outside the pool's lock: the one pool
+//!   of the gateway, the client library and the node's Raft network.
 //! - [`transport`]: how a tarpc service is served and dialled over TCP, with a
 //!   bounded frame length and `TCP_NODELAY`.
 //! - [`aggregate`]: folding events into state with `$sum` and `$overwrite`.
@@ -32,6 +34,7 @@ pub mod config;
 pub mod gateway;
 pub mod logging;
 pub mod metrics;
+pub mod pool;
 pub mod request;
 pub mod router;
 pub mod settings;
