@@ -22,6 +22,17 @@
 //!   the gater share.
 //! - [`startup`]: the rest of what the two binaries share: the runtime, the stop
 //!   signals, the exit status.
+//! - [`subscription`]: subscriptions as they travel: options, records, deliveries.
+//! - [`auth`]: signing and checking worker registrations with the cluster secret.
+//! - [`settings`]: what every binary's configuration shares (key-naming errors).
+//!
+//! And what runs on top of the contract:
+//!
+//! - [`client`]: the client library ([`Client`], [`StoreHandle`], [`Subscriber`]).
+//! - [`router`]: the gater's registry and routing decisions, a pure core.
+//! - [`gateway`]: the gater's service, the I/O shell around the router.
+//! - [`config`]: the gater's configuration.
+//! - [`cli`]: the `reckon` command line.
 //!
 //! The crate imports neither openraft nor redb: those are internals of the node.
 
