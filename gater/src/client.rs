@@ -25,10 +25,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tarpc::client::RpcError;
-use tokio::sync::Mutex;
 
 use crate::api::{GaterClient, HealthReport, StoreStatus};
 use crate::metrics::StoreStats;
+use crate::pool::Pool;
 use crate::request::{StoreRequest, StoreResponse};
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
@@ -77,15 +77,13 @@ impl ClientError {
     }
 }
 
-struct Conn {
-    addr: String,
-    client: Option<GaterClient>,
-}
-
 /// A connection to a cluster through one or more gaters. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
-    conns: Arc<Vec<Mutex<Conn>>>,
+    /// The gaters' addresses, in the order given.
+    addrs: Arc<Vec<String>>,
+    /// Their connections.
+    pool: Pool<GaterClient>,
     current: Arc<std::sync::atomic::AtomicUsize>,
     timeout: Duration,
 }
@@ -104,17 +102,9 @@ impl Client {
         if addrs.is_empty() {
             return Err(ClientError::NoGaters);
         }
-        let conns = addrs
-            .iter()
-            .map(|a| {
-                Mutex::new(Conn {
-                    addr: a.as_ref().to_string(),
-                    client: None,
-                })
-            })
-            .collect();
         let c = Client {
-            conns: Arc::new(conns),
+            addrs: Arc::new(addrs.iter().map(|a| a.as_ref().to_string()).collect()),
+            pool: Pool::default(),
             current: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             timeout: DEFAULT_TIMEOUT,
         };
@@ -139,20 +129,15 @@ impl Client {
     }
 
     async fn gater(&self, i: usize) -> Result<GaterClient, String> {
-        let mut conn = self.conns[i].lock().await;
-        if let Some(c) = &conn.client {
-            return Ok(c.clone());
+        let addr = &self.addrs[i];
+        let dial = || async {
+            let t = crate::transport::dial(addr, crate::transport::Service::Gater).await?;
+            Ok::<_, std::io::Error>(GaterClient::new(tarpc::client::Config::default(), t).spawn())
+        };
+        match self.pool.get_or_dial(addr, dial).await {
+            Ok((c, _)) => Ok(c),
+            Err(e) => Err(format!("{addr}: {e}")),
         }
-        let t = crate::transport::dial(&conn.addr, crate::transport::Service::Gater)
-            .await
-            .map_err(|e| format!("{}: {e}", conn.addr))?;
-        let c = GaterClient::new(tarpc::client::Config::default(), t).spawn();
-        conn.client = Some(c.clone());
-        Ok(c)
-    }
-
-    async fn forget(&self, i: usize) {
-        self.conns[i].lock().await.client = None;
     }
 
     /// Runs one call with the deadline, moving to the next gater on a transport fault.
@@ -162,7 +147,7 @@ impl Client {
         Fut: std::future::Future<Output = Result<Result<T, StoreError>, RpcError>>,
     {
         let deadline = Instant::now() + self.timeout;
-        let n = self.conns.len();
+        let n = self.addrs.len();
         let start = self.current.load(std::sync::atomic::Ordering::Relaxed);
         let mut faults = Vec::new();
         for k in 0..n {
@@ -187,8 +172,8 @@ impl Client {
                 }
                 Err(RpcError::DeadlineExceeded) => return Err(ClientError::Timeout(self.timeout)),
                 Err(e) => {
-                    self.forget(i).await;
-                    faults.push(format!("{}: {e}", self.conns[i].lock().await.addr));
+                    self.pool.forget(&self.addrs[i]);
+                    faults.push(format!("{}: {e}", self.addrs[i]));
                 }
             }
         }

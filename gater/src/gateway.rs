@@ -6,7 +6,6 @@
 //! to the next; `NotLeader` redirects; passing errors back off with jitter; all inside
 //! the caller's deadline.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::api::{Gater, HealthReport, Lease, Registration, RegistryError, StoreStatus};
 use crate::metrics::StoreStats;
+use crate::pool::Pool;
 use crate::request::{Route, StoreRequest, StoreResponse};
 use crate::router::{classify, Decision, Registry, RetryPolicy};
 use crate::telemetry;
@@ -55,7 +55,7 @@ impl Default for GatewayOptions {
 
 struct Inner {
     registry: Mutex<Registry>,
-    pool: tokio::sync::Mutex<HashMap<String, WorkerClient>>,
+    pool: Pool<WorkerClient>,
     opts: GatewayOptions,
 }
 
@@ -71,7 +71,7 @@ impl Gateway {
         Gateway {
             inner: Arc::new(Inner {
                 registry: Mutex::new(Registry::new(opts.lease, SUSPECT_FOR)),
-                pool: tokio::sync::Mutex::new(HashMap::new()),
+                pool: Pool::default(),
                 opts,
             }),
         }
@@ -142,25 +142,20 @@ impl Gateway {
         let live = self.worker_addresses();
         self.inner
             .pool
-            .lock()
-            .await
-            .retain(|addr, _| live.contains(addr));
+            .retain(|addr| live.iter().any(|l| l == addr));
     }
 
     /// A client for `addr` and whether it came from the pool (it may be stale: the
     /// worker may have restarted since it was dialled).
     async fn client(&self, addr: &str) -> Result<(WorkerClient, bool), std::io::Error> {
-        let mut pool = self.inner.pool.lock().await;
-        if let Some(c) = pool.get(addr) {
-            return Ok((c.clone(), true));
-        }
-        let c = crate::worker::connect(addr).await?;
-        pool.insert(addr.to_string(), c.clone());
-        Ok((c, false))
+        self.inner
+            .pool
+            .get_or_dial(addr, || crate::worker::connect(addr))
+            .await
     }
 
-    async fn drop_client(&self, addr: &str) {
-        self.inner.pool.lock().await.remove(addr);
+    fn drop_client(&self, addr: &str) {
+        self.inner.pool.forget(addr);
     }
 
     /// Routes one call to a worker of `store`, following the rules of the module docs.
@@ -250,7 +245,7 @@ impl Gateway {
                 },
                 Err(rpc) => {
                     crate::emit!(telemetry::GATER_REQUEST_RETRY, "store" => store, "node_id" => target.node_id, "attempt" => attempt, "error" => rpc.to_string());
-                    self.drop_client(&target.address).await;
+                    self.drop_client(&target.address);
                     let dead_conn = !matches!(rpc, RpcError::DeadlineExceeded);
                     if pooled && dead_conn && !redialled.contains(&target.node_id) {
                         // A pooled connection can outlive the worker process behind it:
@@ -374,7 +369,7 @@ impl Gater for Gateway {
                         Ok(s) => Some(s),
                         Err(e) => {
                             tracing::debug!(%addr, error = %e, "stats: worker did not answer");
-                            me.drop_client(&addr).await;
+                            me.drop_client(&addr);
                             None
                         }
                     }

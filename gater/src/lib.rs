@@ -10,6 +10,8 @@
 //!   [`StoreResponse`]: what clients send gaters, and gaters send nodes.
 //! - [`worker`]: the tarpc service every node serves for each store it hosts.
 //! - [`api`]: the gater's service: store requests, registration, health, cluster.
+//! - [`pool`]: connections by address, dialled outside the pool's lock: the one pool
+//!   of the gateway, the client library and the node's Raft network.
 //! - [`transport`]: how a tarpc service is served and dialled over TCP, with a
 //!   bounded frame length and `TCP_NODELAY`.
 //! - [`aggregate`]: folding events into state with `$sum` and `$overwrite`.
@@ -18,6 +20,19 @@
 //!   `stats` serves them.
 //! - [`logging`]: the `[log]` config table and the `tracing` set-up the node and
 //!   the gater share.
+//! - [`startup`]: the rest of what the two binaries share: the runtime, the stop
+//!   signals, the exit status.
+//! - [`subscription`]: subscriptions as they travel: options, records, deliveries.
+//! - [`auth`]: signing and checking worker registrations with the cluster secret.
+//! - [`settings`]: what every binary's configuration shares (key-naming errors).
+//!
+//! And what runs on top of the contract:
+//!
+//! - [`client`]: the client library ([`Client`], [`StoreHandle`], [`Subscriber`]).
+//! - [`router`]: the gater's registry and routing decisions, a pure core.
+//! - [`gateway`]: the gater's service, the I/O shell around the router.
+//! - [`config`]: the gater's configuration.
+//! - [`cli`]: the `reckon` command line.
 //!
 //! The crate imports neither openraft nor redb: those are internals of the node.
 
@@ -30,9 +45,11 @@ pub mod config;
 pub mod gateway;
 pub mod logging;
 pub mod metrics;
+pub mod pool;
 pub mod request;
 pub mod router;
 pub mod settings;
+pub mod startup;
 pub mod subscription;
 pub mod telemetry;
 pub mod transport;

@@ -13,7 +13,7 @@
 //! then [`NodeConfig::validate`] checks what serde cannot: ranges, store names,
 //! the keys a discovery method needs. Every error names the key it is about, as
 //! it is spelled in the file. The keys are part of the outside interface
-//! (`shared/interfaces.md`, `config/node.toml`): add to them, never rename one.
+//! (the README and `config/node.toml` document them): add to them, never rename one.
 //!
 //! This module reads the config file and the environment and nothing else; it
 //! starts nothing and knows nothing of openraft, redb or tarpc.

@@ -1,32 +1,29 @@
 //! A gater and a cluster of nodes inside one process, on free loopback ports: for
 //! `reckon-tui --demo` and for tests of what an embedding program sees (telemetry).
 //!
-//! Everything is real: each node has its own redb files under the given directory,
-//! its own openraft groups and its own listener, and they talk over loopback TCP
-//! exactly as separate processes do. A node can be stopped on its own (its listener
-//! closes, it deregisters, its groups shut down), which the others see as a crash.
+//! Everything is real: each node is [`run`] as the binary runs it, with its own redb
+//! files under the given directory, its own openraft groups and its own listener,
+//! and they talk over loopback TCP exactly as separate processes do. A node can be
+//! stopped on its own, as SIGTERM stops the binary (it deregisters, drains within its
+//! grace, shuts its groups down), which the others see as a node leaving.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use reckon_gater::gateway::{Gateway, GatewayOptions};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::{Mode, NodeConfig};
 use crate::node::Node;
-use crate::registrar::{Identity, Registrar};
+use crate::run::{run, RunOptions};
 
-/// How long a stopping node's requests already taken may run before they are cut.
-pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// One node of an [`EmbeddedCluster`].
+/// One node of an [`EmbeddedCluster`]: [`run`] on a task of its own.
 struct Member {
     node: Arc<Node>,
     stop: watch::Sender<bool>,
-    registrar: Registrar,
-    serving: JoinHandle<()>,
+    running: JoinHandle<anyhow::Result<()>>,
 }
 
 /// A gater and `n` nodes in this process; dropping it stops them all.
@@ -80,28 +77,27 @@ impl EmbeddedCluster {
             };
             config.discovery.seeds = addrs.clone();
             tune(&mut config);
-            let node = Arc::new(Node::start(config).await?);
-            let identity = Identity {
-                node_id: node.config().node_id,
-                advertise: node.config().advertise_addr(),
-                secret: node.config().discovery.secret.clone(),
-            };
             let (stop, rx) = watch::channel(false);
-            node.start_cluster(rx.clone());
-            let registrar = Registrar::start(
-                node.stores().clone(),
-                identity,
-                std::slice::from_ref(&gater),
-            );
-            let serving = {
-                let node = node.clone();
-                tokio::spawn(async move { node.serve(listener, stopped(rx)).await })
+            let (started, node) = oneshot::channel();
+            let options = RunOptions {
+                started: Some(started),
+                ..RunOptions::default()
+            };
+            let running = tokio::spawn(run(config, listener, options, stopped(rx)));
+            // The node once its stores are open; the error of a node that ends before.
+            let node = match node.await {
+                Ok(node) => node,
+                Err(_) => {
+                    let ended = running.await?;
+                    return Err(ended.err().unwrap_or_else(|| {
+                        anyhow::anyhow!("node {} stopped before its stores opened", i + 1)
+                    }));
+                }
             };
             members.push(Some(Member {
                 node,
                 stop,
-                registrar,
-                serving,
+                running,
             }));
         }
         Ok(EmbeddedCluster {
@@ -122,8 +118,9 @@ impl EmbeddedCluster {
         self.members.get(i)?.as_ref().map(|m| &m.node)
     }
 
-    /// Stops one node: it stops accepting, deregisters from the gater and shuts its
-    /// groups down. `false` when there is no such running node.
+    /// Stops one node as the binary stops on SIGTERM: it deregisters from the gater,
+    /// stops accepting, gives requests already taken its grace, and shuts its groups
+    /// down. `false` when there is no such running node.
     pub async fn stop_node(&mut self, node_id: u64) -> bool {
         let Some(slot) = node_id
             .checked_sub(1)
@@ -136,16 +133,9 @@ impl EmbeddedCluster {
             return false;
         };
         let _ = m.stop.send(true);
-        m.registrar.stop().await;
-        // Requests already taken get a grace, as in the binary; then they are cut.
-        let mut serving = m.serving;
-        if tokio::time::timeout(STOP_GRACE, &mut serving)
-            .await
-            .is_err()
-        {
-            serving.abort();
+        if let Ok(Err(e)) = m.running.await {
+            tracing::warn!(node_id, error = %e, "embedded node stopped on an error");
         }
-        m.node.shutdown().await;
         true
     }
 

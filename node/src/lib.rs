@@ -22,7 +22,9 @@
 //! - [`discovery`]: finding peers (static seeds, multicast, DNS).
 //! - [`cluster`]: forming and joining store groups in cluster mode.
 //! - [`notify`]: readiness and watchdog notifications to systemd.
-//! - [`node`]: start-up: lock the data directory, open every store, serve.
+//! - [`node`]: lock the data directory, open every store, serve them.
+//! - [`run`]: a node's whole life as one call (what the binary, the embedded cluster
+//!   and tests start): embedded gater, registrar, metrics, watchdog, drain order.
 //! - [`embedded`]: a gater and a cluster of nodes in one process, for the demo and
 //!   tests.
 
@@ -41,6 +43,7 @@ pub mod peer_service;
 pub mod prometheus;
 pub mod raft;
 pub mod registrar;
+pub mod run;
 pub mod service;
 pub mod storage;
 pub mod store;

@@ -2,21 +2,23 @@
 //! gauges and latency histograms on this node, labelled `store` and `node`.
 //!
 //! Each scrape takes a fresh [`StoreStats`] of every store and encodes it with
-//! `prometheus-client` (OpenMetrics text). The HTTP side is the least a scraper
-//! needs: `GET /metrics` over HTTP/1.x, one request per connection, with the request
-//! head, the time to read it and the number of connections all bounded.
+//! `prometheus-client` (OpenMetrics text). hyper serves it over HTTP/1: `GET /metrics`,
+//! one request per connection, with the request head, the time to read it and the
+//! number of connections all bounded.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::StatusCode;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use reckon_gater::metrics::StoreStats;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::store::Stores;
@@ -233,9 +235,17 @@ pub async fn render(stores: &Stores) -> String {
     out
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` resolves.
+/// Serves `GET /metrics` on `listener` until `shutdown` resolves: HTTP/1 by hyper,
+/// one request per connection, at most [`CONNECTIONS_MAX`] connections at once
+/// (more wait for a slot), a request head of at most [`REQUEST_HEAD_MAX`] bytes (431
+/// past it) read within [`REQUEST_READ_TIMEOUT`].
 pub async fn serve(listener: TcpListener, stores: Stores, shutdown: impl Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.keep_alive(false)
+        .max_buf_size(REQUEST_HEAD_MAX)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(REQUEST_READ_TIMEOUT);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -254,8 +264,15 @@ pub async fn serve(listener: TcpListener, stores: Stores, shutdown: impl Future<
             return;
         };
         let stores = stores.clone();
+        let connection = http.serve_connection(
+            hyper_util::rt::TokioIo::new(stream),
+            hyper::service::service_fn(move |req| {
+                let stores = stores.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(&req, &stores).await) }
+            }),
+        );
         tokio::spawn(async move {
-            if let Err(e) = answer(stream, &stores).await {
+            if let Err(e) = connection.await {
                 tracing::debug!(%peer, error = %e, "metrics: request failed");
             }
             drop(permit);
@@ -263,63 +280,37 @@ pub async fn serve(listener: TcpListener, stores: Stores, shutdown: impl Future<
     }
 }
 
-/// Reads one request head and answers it.
-async fn answer(mut stream: TcpStream, stores: &Stores) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let read = async {
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            if head.len() >= REQUEST_HEAD_MAX {
-                return Err(std::io::Error::from(std::io::ErrorKind::FileTooLarge));
-            }
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        Ok(())
-    };
-    let (status, content_type, body) = match tokio::time::timeout(REQUEST_READ_TIMEOUT, read).await
-    {
-        Err(_) => return Ok(()),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::FileTooLarge => (
-            "431 Request Header Fields Too Large",
+/// The answer to one request: the metrics for `GET /metrics`, 404 for another path,
+/// 405 for another method.
+async fn answer<B>(req: &hyper::Request<B>, stores: &Stores) -> hyper::Response<Full<Bytes>> {
+    let (status, content_type, body) = match (req.method(), req.uri().path()) {
+        (&hyper::Method::GET, "/metrics") => (StatusCode::OK, CONTENT_TYPE, render(stores).await),
+        (&hyper::Method::GET, _) => (
+            StatusCode::NOT_FOUND,
             "text/plain",
-            format!("request head over {REQUEST_HEAD_MAX} bytes\n"),
+            "only /metrics is served here\n".to_string(),
         ),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(())) => {
-            let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
-            let line = String::from_utf8_lossy(line);
-            let mut parts = line.split(' ');
-            match (parts.next(), parts.next()) {
-                (Some("GET"), Some("/metrics")) => ("200 OK", CONTENT_TYPE, render(stores).await),
-                (Some("GET"), Some(_)) => (
-                    "404 Not Found",
-                    "text/plain",
-                    "only /metrics is served here\n".to_string(),
-                ),
-                _ => (
-                    "405 Method Not Allowed",
-                    "text/plain",
-                    "only GET /metrics is served here\n".to_string(),
-                ),
-            }
-        }
+        _ => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "only GET /metrics is served here\n".to_string(),
+        ),
     };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
     );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    response
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use reckon_gater::metrics::Histogram;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     /// Sends `request` to a listener serving no stores; the status line answered.
     async fn status_of(request: Vec<u8>) -> String {

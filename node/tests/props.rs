@@ -2,7 +2,7 @@
 //! no network): random runs of appends, soft and hard deletes, reads and reopenings,
 //! checked after every step against a plain in-memory model of the store.
 //!
-//! The model is the specification in `shared/design.md` §2-§3, written as simply as
+//! The model is the store's specification (streams, appends, deletes), written as simply as
 //! possible: per stream the ids and positions of its live incarnation and a tombstone
 //! flag, and one global log. Inputs are valid (the node validates requests before they
 //! reach the state machine), so every difference is a bug in the state machine.

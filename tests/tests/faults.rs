@@ -1,4 +1,4 @@
-//! The fault suite (issue 11): a 3-node cluster, each node in its own network
+//! The fault suite: a 3-node cluster, each node in its own network
 //! namespace, a gater outside, a workload of real clients, and a seeded random
 //! schedule of faults (partitions, isolation, a majority/minority split, SIGSTOP,
 //! kill -9 and restart, a full disk, a link down). Every operation is recorded, and

@@ -1,4 +1,4 @@
-//! The Snapshots table of `shared/acceptance.md`, row by row, against a real
+//! The acceptance scenarios of snapshots, row by row, against a real
 //! `reckon-node --dev` process over TCP, and the aggregate row with
 //! `reckon_gater::aggregate` over a snapshot and events read back from the node.
 

@@ -1,4 +1,4 @@
-//! The Streams table of `shared/acceptance.md`, row by row, against a real
+//! The acceptance scenarios of streams, row by row, against a real
 //! `reckon-node --dev` process over TCP.
 //!
 //! Versions are 0-based; the seed's integers are -1 NoStream, -2 Any and

@@ -1,5 +1,5 @@
-//! The Subscriptions table of `shared/acceptance.md`, row by row, and what issue 5
-//! asks to be shown, against a real `reckon-node --dev` process and its embedded
+//! The acceptance scenarios of subscriptions, row by row, and the catch-up, pool and
+//! redelivery behaviours, against a real `reckon-node --dev` process and its embedded
 //! gater, through the client library (`reckon_gater::Client`).
 //!
 //! Every test starts its own node on its own data directory, so positions start at 0
@@ -702,7 +702,7 @@ async fn catch_up_then_live_has_no_gap_at_the_seam() {
     seam(1000, 1, 1000, 1).await;
 }
 
-/// Issue 5: 10,000 stored, a subscriber starts from the beginning while 10 writers
+/// 10,000 stored, a subscriber starts from the beginning while 10 writers
 /// append another 10,000; it receives all 20,000 exactly once in position order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_seam_at_scale_ten_thousand_plus_ten_writers() {
@@ -1244,8 +1244,8 @@ async fn pool_of_three_started_together_over_a_backlog_delivers_each_event_once(
 }
 
 /// pool_size 3, a consumer leaves: its streams go to the other two, and nothing
-/// appended after it left is lost (issue 5, "a consumer leaving hands its streams to
-/// the others"). Waits out the node's 10 s consumer lease.
+/// appended after it left is lost: a consumer leaving hands its streams to the
+/// others. Waits out the node's 10 s consumer lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pool_consumer_leaving_hands_its_streams_over_without_loss() {
     let d = Dev::start().await;
@@ -1302,8 +1302,8 @@ async fn pool_consumer_leaving_hands_its_streams_over_without_loss() {
 
 /// pool_size 2: a pooled consumer that restarts (a new `Subscriber` under the same
 /// consumer name, without a position) before acknowledging gets its unacknowledged
-/// events again, as a non-pooled subscriber would (issue 5: at-least-once across
-/// re-attachments, redelivery starts after the last ack).
+/// events again, as a non-pooled subscriber would (at-least-once across
+/// re-attachments: redelivery starts after the last ack).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pooled_consumer_restarting_before_its_ack_gets_its_events_again() {
     let d = Dev::start().await;

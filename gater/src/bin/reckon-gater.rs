@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use reckon_gater::config::{GaterConfig, GaterFlags};
 use reckon_gater::gateway::Gateway;
-use reckon_gater::logging;
+use reckon_gater::startup;
 
 /// reckon-gater: the reckon-db gateway.
 ///
@@ -39,42 +39,15 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(startup::EXIT_USAGE);
         }
     };
     if args.print_config {
         print!("{}", config.masked_toml());
         return ExitCode::SUCCESS;
     }
-    // Dropped last, after the runtime, so that every line reaches the file.
-    let _log = match logging::init(&config.log, LOG_FILE_PREFIX) {
-        Ok(guard) => guard,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    reckon_gater::telemetry::attach_default_handler();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(run(config));
-    drop(runtime);
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "reckon-gater stopped on an error");
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let log = config.log.clone();
+    startup::run_binary("reckon-gater", &log, LOG_FILE_PREFIX, || run(config))
 }
 
 /// Log files are `reckon-gater.<date>.log`.
@@ -95,38 +68,18 @@ async fn run(config: GaterConfig) -> anyhow::Result<()> {
     let mut serving = std::pin::pin!(gateway.serve(listener, stopped));
     tokio::select! {
         _ = &mut serving => return Ok(()),
-        _ = shutdown_signal() => {}
+        _ = startup::stop_signal() => {}
     }
-    // No new connection or request from here; those already taken get the grace.
+    // No new connection or request from here; those already taken get the grace (a
+    // second signal ends the process at once).
     tracing::info!(?grace, "shutting down: draining requests");
     let _ = stop_tx.send(true);
-    tokio::select! {
-        drained = tokio::time::timeout(grace, &mut serving) => {
-            if drained.is_err() {
-                tracing::warn!(?grace, "shutdown grace over: cutting off requests still running");
-            }
-        }
-        _ = shutdown_signal() => {
-            eprintln!("second signal: exiting at once");
-            std::process::exit(1);
-        }
+    if tokio::time::timeout(grace, &mut serving).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            "shutdown grace over: cutting off requests still running"
+        );
     }
     tracing::info!("reckon-gater stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; stop with SIGINT");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

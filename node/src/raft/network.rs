@@ -24,6 +24,7 @@ use openraft::raft::{
 use openraft::storage::Snapshot;
 use openraft::{BasicNode, OptionalSend, Vote};
 use reckon_gater::emit;
+use reckon_gater::pool::Pool;
 use reckon_gater::telemetry as t;
 use reckon_gater::transport::{self, Service};
 use serde::de::DeserializeOwned;
@@ -49,10 +50,10 @@ pub enum Lane {
     Snapshot = 2,
 }
 
-/// Connections to peers, by address and [`Lane`], shared by every store of a node.
+/// Connections to peers, by [`Lane`] and address, shared by every store of a node.
 #[derive(Clone, Default)]
 pub struct PeerPool {
-    conns: Arc<std::sync::Mutex<HashMap<String, [Option<RaftServiceClient>; 3]>>>,
+    lanes: [Pool<RaftServiceClient>; 3],
     /// This node's id, for telemetry.
     local: NodeId,
     /// Whether each peer's group of a store (by store, then address) answered its last
@@ -129,32 +130,24 @@ impl PeerPool {
         self.client_on(addr, Lane::Control).await
     }
 
-    /// A client for `addr` on `lane`, dialled if needed. The dial happens outside the
-    /// pool's lock: a peer that does not answer (its packets dropped, its process
-    /// paused) holds up only the calls to it.
+    /// A client for `addr` on `lane`, dialled if needed, outside the pool's lock: a
+    /// peer that does not answer (its packets dropped, its process paused) holds up
+    /// only the calls to it.
     pub async fn client_on(&self, addr: &str, lane: Lane) -> Result<RaftServiceClient, PeerError> {
-        if let Some(c) = self
-            .lanes()
-            .get(addr)
-            .and_then(|l| l[lane as usize].clone())
-        {
-            return Ok(c);
-        }
-        let t = transport::dial(addr, Service::Raft)
+        let dial = || async {
+            let t = transport::dial(addr, Service::Raft).await?;
+            Ok::<_, std::io::Error>(
+                RaftServiceClient::new(tarpc::client::Config::default(), t).spawn(),
+            )
+        };
+        self.lanes[lane as usize]
+            .get_or_dial(addr, dial)
             .await
+            .map(|(c, _)| c)
             .map_err(|source| PeerError::Unreachable {
                 addr: addr.to_string(),
                 source,
-            })?;
-        let dialled = RaftServiceClient::new(tarpc::client::Config::default(), t).spawn();
-        let mut conns = self.lanes();
-        // Another call may have dialled meanwhile: keep one connection per lane.
-        let slot = &mut conns.entry(addr.to_string()).or_default()[lane as usize];
-        Ok(slot.get_or_insert(dialled).clone())
-    }
-
-    fn lanes(&self) -> std::sync::MutexGuard<'_, HashMap<String, [Option<RaftServiceClient>; 3]>> {
-        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+            })
     }
 
     /// Forgets a broken control-lane connection so the next call dials again.
@@ -164,9 +157,7 @@ impl PeerPool {
 
     /// Forgets a broken connection on `lane` so the next call on it dials again.
     pub fn forget_on(&self, addr: &str, lane: Lane) {
-        if let Some(l) = self.lanes().get_mut(addr) {
-            l[lane as usize] = None;
-        }
+        self.lanes[lane as usize].forget(addr);
     }
 }
 

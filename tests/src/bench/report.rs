@@ -134,7 +134,7 @@ impl Target {
     }
 }
 
-/// Issue 3's budget for the gater on single-event appends: at least this share of the
+/// The budget for the gater's hop on single-event appends: at least this share of the
 /// node's events/s ...
 const GATER_RATE_SHARE_MIN: f64 = 0.85;
 /// ... and at most this much added to p50, µs.
@@ -157,7 +157,7 @@ impl GaterCost<'_> {
             .then(|| g.value_at_quantile(0.5) as i64 - n.value_at_quantile(0.5) as i64)
     }
 
-    /// Whether issue 3's budget applies (single-event appends) and is kept.
+    /// Whether the gater's budget applies (single-event appends) and is kept.
     fn within_budget(&self) -> Option<bool> {
         matches!(self.node.id.as_str(), "W1" | "W2").then(|| {
             self.share().is_some_and(|r| r >= GATER_RATE_SHARE_MIN)
@@ -262,14 +262,14 @@ impl Report {
             let _ = writeln!(out);
             let _ = writeln!(
                 out,
-                "The gater's cost, from the rows above (issue 3: on single-event appends at \
+                "The gater's cost, from the rows above (its budget: on single-event appends at \
                  least {GATER_RATE_SHARE_MIN}× the node's events/s and at most \
                  {GATER_P50_ADDED_MAX_US} µs more p50):"
             );
             let _ = writeln!(out);
             let _ = writeln!(
                 out,
-                "| workload | node events/s | gater events/s | gater ÷ node | node p50 | gater p50 | p50 added | issue 3 budget |"
+                "| workload | node events/s | gater events/s | gater ÷ node | node p50 | gater p50 | p50 added | within budget |"
             );
             let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|---|");
             for c in &costs {

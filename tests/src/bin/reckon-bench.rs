@@ -1,4 +1,4 @@
-//! `reckon-bench`: the benchmarks of `shared/benchmarks.md` against real
+//! `reckon-bench`: the benchmark workloads (W1-W4, S1, S2; see the README) against real
 //! `reckon-node` processes, straight and through the gater, next to the disk's own
 //! ceiling measured with raw redb.
 //!
@@ -133,7 +133,7 @@ enum ViaArg {
 #[command(
     name = "reckon-bench",
     version,
-    about = "Benchmarks reckon-db (W1-W4, S1, S2 of shared/benchmarks.md), straight to a node, \
+    about = "Benchmarks reckon-db (W1-W4, S1, S2), straight to a node, \
         through the gater and on a 3-node cluster, against raw redb on the same disk.",
     long_about = "Benchmarks reckon-db against raw redb on the same disk.\n\n\
         Every event has exactly 200 bytes of JSON data and type `bench`; each writer \

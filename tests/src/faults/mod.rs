@@ -1,4 +1,4 @@
-//! Support for the fault suite (issue 11): nodes in network namespaces with faults
+//! Support for the fault suite: nodes in network namespaces with faults
 //! to inject ([`netns`](crate::faults::netns)), a recorded history of what clients
 //! saw ([`history`](crate::faults::history)), the checker that judges it against
 //! the final state of every replica ([`checker`](crate::faults::checker)), and
