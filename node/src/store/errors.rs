@@ -1,13 +1,15 @@
 //! openraft's errors as the wire's [`StoreError`]: one mapping per kind of call (a
 //! write, a leadership check, a membership change), all answering openraft's
 //! `ForwardToLeader` through [`not_leader`], so that a client is told where the
-//! leader is the same way whatever it asked.
+//! leader is the same way whatever it asked. Also [`StoreStartError`]: why a store
+//! could not be opened.
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
 use openraft::BasicNode;
 use reckon_gater::types::StoreError;
 
 use crate::raft::NodeId;
+use crate::storage::StorageError;
 
 /// openraft's "not the leader, ask this one" as `NotLeader`, naming the leader and
 /// its address when this node knows them.
@@ -57,6 +59,28 @@ pub(super) fn read_err(e: RaftError<NodeId, CheckIsLeaderError<NodeId, BasicNode
             reason: format!("raft stopped: {f}"),
         },
     }
+}
+
+/// Why a store could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreStartError {
+    /// Its files could not be opened.
+    #[error("store {store}: {source}")]
+    Storage {
+        /// The store.
+        store: String,
+        /// The failure.
+        source: StorageError,
+    },
+    /// openraft refused the configuration or failed to start.
+    #[error("store {store}: raft: {reason}")]
+    Raft {
+        /// The store.
+        store: String,
+        /// What openraft said.
+        reason: String,
+    },
 }
 
 #[cfg(test)]

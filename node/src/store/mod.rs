@@ -18,7 +18,8 @@
 //!   │   ├── mod.rs          records through Raft, acknowledgements, attachments
 //!   │   ├── delivery.rs     delivery by long-poll
 //!   │   └── pool.rs         which pooled consumer gets which stream (pure)
-//!   └── errors.rs           openraft's errors as the wire's StoreError
+//!   └── errors.rs           openraft's errors as the wire's StoreError, and why
+//!                           a store could not start
 //!                                 ▼
 //!            raft (openraft: log, state machine, network), storage (redb)
 //! ```
@@ -57,6 +58,7 @@ mod read;
 pub mod subscriptions;
 mod write;
 
+pub use errors::StoreStartError;
 pub use leadership::{HOLD_MAX, TRANSFER_CATCH_UP, TRANSFER_TIMEOUT};
 pub use read::FIND_STREAMS_SCAN_MAX;
 pub use write::FORWARD_TIMEOUT;
@@ -114,28 +116,6 @@ impl StoreOptions {
             faults: FaultInjection::default(),
         }
     }
-}
-
-/// Why a store could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreStartError {
-    /// Its files could not be opened.
-    #[error("store {store}: {source}")]
-    Storage {
-        /// The store.
-        store: String,
-        /// The failure.
-        source: StorageError,
-    },
-    /// openraft refused the configuration or failed to start.
-    #[error("store {store}: raft: {reason}")]
-    Raft {
-        /// The store.
-        store: String,
-        /// What openraft said.
-        reason: String,
-    },
 }
 
 /// The stores this node hosts, by name.
