@@ -253,6 +253,9 @@ pub struct FaultInjection {
     /// Extra time the installation of a received Raft snapshot takes before it
     /// starts, in milliseconds: a large store on a slow disk.
     pub snapshot_install_delay_ms: u64,
+    /// Extra time each batch of committed Raft entries takes to be applied to the
+    /// state file, in milliseconds: a replica whose state lags its log.
+    pub apply_delay_ms: u64,
 }
 
 /// The `[otel]` table: OpenTelemetry export of the metrics (needs a build with the

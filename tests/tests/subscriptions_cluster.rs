@@ -296,3 +296,141 @@ async fn leader_killed_during_delivery_skips_nothing_and_keeps_order() {
     );
     assert_eq!(max_seen, Some(log.len() as u64 - 1));
 }
+
+/// Appends `n` single events to `stream` in one append; the positions they took.
+async fn append_n(s: &reckon_gater::StoreHandle, stream: &str, n: usize) -> Vec<u64> {
+    let events: Vec<NewEvent> = (0..n)
+        .map(|i| NewEvent::json("t", &json!({ "i": i })))
+        .collect();
+    let r = retrying("append", || {
+        s.append(stream, ExpectedVersion::Any, events.clone())
+    })
+    .await;
+    (r.first_position..r.first_position + n as u64).collect()
+}
+
+/// Polls as `consumer` until at least one event comes; what came.
+async fn poll_some(
+    s: &reckon_gater::StoreHandle,
+    key: &str,
+    consumer: &str,
+    from: Option<u64>,
+) -> Vec<u64> {
+    let d = retrying("poll", || {
+        s.poll(key, consumer, from, 1000, Duration::from_secs(5))
+    })
+    .await;
+    assert!(
+        !d.events.is_empty(),
+        "{consumer}: a poll from {from:?} delivered nothing"
+    );
+    d.events.iter().map(|e| e.position).collect()
+}
+
+/// Moves the leadership of `default` to `target` and waits until the gater sees it.
+async fn lead(client: &reckon_gater::Client, target: u64) {
+    let s = client.store("default");
+    retrying("transfer", || s.transfer_leader(target)).await;
+    wait_until("the target leads", Duration::from_secs(30), || async {
+        leader_of(client, "default").await == Some(target)
+    })
+    .await;
+}
+
+/// A consumer re-attaching (polling without a position) on a leader that has the
+/// last acknowledgement in its log but has not applied it yet: delivery starts after
+/// that acknowledgement, never before it. The new leader's state machine is made to
+/// lag its log on purpose (every application of committed entries waits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_leader_resumes_after_an_acknowledgement_it_has_not_applied_yet() {
+    const APPLY_DELAY: Duration = Duration::from_secs(8);
+    let mut c = Cluster::start(3, &["default"]);
+    // A request may wait for a few delayed applications on the lagging node.
+    let client = formed(&c).await.with_timeout(wait::BASE + APPLY_DELAY * 6);
+    let s = client.store("default");
+    let info = retrying("subscribe", || {
+        s.subscribe(SubscriptionType::Stream, "$all", "lagging", beginning())
+    })
+    .await;
+    let first = append_n(&s, "before", 10).await;
+    assert_eq!(poll_some(&s, &info.key, "c", None).await, first);
+    retrying("ack", || s.ack(&info.key, "c", *first.last().unwrap())).await;
+
+    // A follower restarts with a state machine that lags its log.
+    let leader = leader_of(&client, "default").await.expect("a leader");
+    let target = (1..=3u64).find(|n| *n != leader).expect("a follower");
+    c.kill9(target as usize - 1);
+    c.start_node_with_env(
+        target as usize - 1,
+        &[(
+            "RECKON_NODE_FAULTS__APPLY_DELAY_MS",
+            &APPLY_DELAY.as_millis().to_string(),
+        )],
+    );
+    // Events and an acknowledgement it receives in its log but applies late.
+    let second = append_n(&s, "between", 10).await;
+    assert_eq!(poll_some(&s, &info.key, "c", None).await, second);
+    let acked = *second.last().unwrap();
+    retrying("ack", || s.ack(&info.key, "c", acked)).await;
+    lead(&client, target).await;
+
+    // Re-attach before anything else reaches the new leader (an append would wait
+    // for its state to catch up), and wait long enough for its state to catch up
+    // meanwhile: nothing acknowledged may come back.
+    let again = retrying("poll", || {
+        s.poll(&info.key, "c", None, 1000, APPLY_DELAY * 2)
+    })
+    .await;
+    let early: Vec<u64> = again
+        .events
+        .iter()
+        .map(|e| e.position)
+        .filter(|p| *p <= acked)
+        .collect();
+    assert!(
+        early.is_empty(),
+        "re-attached on the new leader, positions {early:?} came again although {acked} was acknowledged"
+    );
+    let third = append_n(&s, "after", 5).await;
+    assert_eq!(poll_some(&s, &info.key, "c", None).await, third);
+}
+
+/// A pooled subscription served by a node that led before, lost the leadership while
+/// another leader moved the checkpoint, and leads again: its pool starts from the
+/// checkpoint, not from where this node's old pool had got to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pool_resumes_from_the_checkpoint_when_leadership_comes_back() {
+    let c = Cluster::start(3, &["default"]);
+    let client = formed(&c).await.with_timeout(Duration::from_secs(30));
+    let s = client.store("default");
+    let options = SubscribeOptions {
+        start_from: StartFrom::Beginning,
+        pool_size: 2,
+    };
+    let info = retrying("subscribe", || {
+        s.subscribe(SubscriptionType::Stream, "$all", "pooled", options)
+    })
+    .await;
+    let a = leader_of(&client, "default").await.expect("a leader");
+    let b = (1..=3u64).find(|n| *n != a).expect("a follower");
+
+    let first = append_n(&s, "on-a", 10).await;
+    assert_eq!(poll_some(&s, &info.key, "p", None).await, first);
+    retrying("ack", || s.ack(&info.key, "p", *first.last().unwrap())).await;
+
+    lead(&client, b).await;
+    let second = append_n(&s, "on-b", 10).await;
+    assert_eq!(poll_some(&s, &info.key, "p", None).await, second);
+    let acked = *second.last().unwrap();
+    retrying("ack", || s.ack(&info.key, "p", acked)).await;
+
+    lead(&client, a).await;
+    let third = append_n(&s, "on-a-again", 3).await;
+    let resumed = poll_some(&s, &info.key, "p", None).await;
+    assert!(
+        resumed[0] > acked,
+        "back on node {a}, the pool delivered position {} although {acked} was acknowledged",
+        resumed[0]
+    );
+    assert_eq!(resumed, third);
+}

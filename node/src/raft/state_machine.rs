@@ -135,6 +135,9 @@ pub struct StateMachine {
     /// Extra time every installation takes before it starts (a fault injected by
     /// tests: a large store on a slow disk).
     install_delay: std::time::Duration,
+    /// Extra time every call to apply committed entries takes (a fault injected by
+    /// tests: a replica whose state lags its log).
+    apply_delay: std::time::Duration,
 }
 
 fn snap_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
@@ -165,6 +168,7 @@ impl StateMachine {
             dir: snapshot_dir.to_path_buf(),
             record: Arc::new(Mutex::new(record)),
             install_delay: std::time::Duration::ZERO,
+            apply_delay: std::time::Duration::ZERO,
         })
     }
 
@@ -172,6 +176,13 @@ impl StateMachine {
     /// fault injected by tests.
     pub fn with_install_delay(mut self, delay: std::time::Duration) -> StateMachine {
         self.install_delay = delay;
+        self
+    }
+
+    /// The same state machine, each of whose applications of committed entries first
+    /// waits `delay`: a fault injected by tests.
+    pub fn with_apply_delay(mut self, delay: std::time::Duration) -> StateMachine {
+        self.apply_delay = delay;
         self
     }
 
@@ -331,6 +342,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        if !self.apply_delay.is_zero() {
+            tokio::time::sleep(self.apply_delay).await;
+        }
         let mut record = self.record();
         let mut items = Vec::new();
         for e in entries {

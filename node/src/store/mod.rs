@@ -198,7 +198,8 @@ impl Store {
         let state = Arc::new(StateDb::open(&dir.join("state.redb")).map_err(storage)?);
         let sm = StateMachine::open(state.clone(), &dir.join("snapshots"))
             .map_err(storage)?
-            .with_install_delay(Duration::from_millis(opts.faults.snapshot_install_delay_ms));
+            .with_install_delay(Duration::from_millis(opts.faults.snapshot_install_delay_ms))
+            .with_apply_delay(Duration::from_millis(opts.faults.apply_delay_ms));
         let config = Config {
             cluster_name: format!("reckon-{name}"),
             heartbeat_interval: opts.heartbeat_ms,

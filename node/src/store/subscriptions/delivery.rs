@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reckon_gater::emit;
-use reckon_gater::subscription::{Delivery, SubscriptionInfo};
+use reckon_gater::subscription::Delivery;
 use reckon_gater::telemetry as t;
 use reckon_gater::types::{ReadConsistency, StoreError};
 
@@ -51,9 +51,26 @@ impl Store {
         max: u32,
         wait: Duration,
     ) -> Result<Delivery, StoreError> {
-        let info = self
+        let mut info = self
             .get_subscription(key.clone(), ReadConsistency::Stale)
             .await?;
+        // Delivery that starts from the checkpoint (a consumer attaching, or a pool
+        // this node has not served yet) needs the checkpoint every acknowledgement
+        // before it moved: a leader just elected may not have applied them all yet.
+        let term = self.raft().metrics().borrow().current_term;
+        let new_pool = info.pool_size > 1
+            && self.subscriptions.with(&key, |a| {
+                if a.pool_term != term {
+                    a.pool = None;
+                }
+                a.pool.is_none()
+            });
+        let from_checkpoint = from.is_none() || new_pool;
+        if from_checkpoint {
+            info = self
+                .get_subscription(key.clone(), ReadConsistency::Linearizable)
+                .await?;
+        }
         let now = Instant::now();
         let deadline = now + wait.min(POLL_WAIT_MAX);
         let max = max.clamp(1, DELIVERY_MAX) as usize;
@@ -67,8 +84,25 @@ impl Store {
             }
         };
         if info.pool_size > 1 {
+            let pool = self.subscriptions.with(&key, |a| {
+                a.pool
+                    .get_or_insert_with(|| {
+                        a.pool_term = term;
+                        Arc::new(tokio::sync::Mutex::new(Pool::new(
+                            info.cursor,
+                            info.pool_size as usize,
+                            now,
+                        )))
+                    })
+                    .clone()
+            });
+            if from.is_none() {
+                // A consumer attaching afresh (no position) lost what it had in
+                // flight: deliver that again, in order, before anything new.
+                pool.lock().await.reattach(&consumer);
+            }
             return self
-                .poll_pool(&info, consumer, from.is_none(), matcher, max, deadline)
+                .poll_pool(&key, pool, consumer, matcher, max, deadline)
                 .await;
         }
         self.subscriptions.with(&key, |a| {
@@ -133,30 +167,13 @@ impl Store {
     /// A pooled consumer's poll: queued events first, else scan on for the pool.
     async fn poll_pool(
         &self,
-        info: &SubscriptionInfo,
+        key: &str,
+        pool: Arc<tokio::sync::Mutex<Pool>>,
         consumer: String,
-        attaching: bool,
         matcher: Arc<Matcher>,
         max: usize,
         deadline: Instant,
     ) -> Result<Delivery, StoreError> {
-        let key = info.key.as_str();
-        let pool = self.subscriptions.with(key, |a| {
-            a.pool
-                .get_or_insert_with(|| {
-                    Arc::new(tokio::sync::Mutex::new(Pool::new(
-                        info.cursor,
-                        info.pool_size as usize,
-                        Instant::now(),
-                    )))
-                })
-                .clone()
-        });
-        if attaching {
-            // A consumer attaching afresh (no position) lost what it had in flight:
-            // deliver that again, in order, before anything new.
-            pool.lock().await.reattach(&consumer);
-        }
         let mut head_rx = self.state().watch_head();
         loop {
             let now = Instant::now();

@@ -52,6 +52,10 @@ struct Attached {
     matcher: Option<Arc<Matcher>>,
     consumers: BTreeMap<String, Consumer>,
     pool: Option<Arc<tokio::sync::Mutex<Pool>>>,
+    /// The Raft term in which `pool` was built from the checkpoint: a pool kept
+    /// from an earlier term of this node's leadership missed what other leaders
+    /// acknowledged meanwhile, and is built afresh.
+    pool_term: u64,
     delivered: u64,
     last_slow_report: Option<Instant>,
 }
