@@ -7,17 +7,7 @@ use std::process::Command;
 use crate::gater::GaterProc;
 use crate::{bin, NodeProc};
 
-/// Free loopback ports, found by binding port 0 and letting go (the OS does not hand
-/// the same port out again at once).
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
-}
+pub use crate::ports::free_ports;
 
 /// A cluster under test: its nodes (by index, node id = index + 1) and gater.
 pub struct Cluster {

@@ -252,9 +252,9 @@ pub fn a_record(owner: &str, ip: Ipv4Addr) -> Record {
     Record::from_rdata(dns_name(owner), 5, RData::A(A(ip)))
 }
 
-/// Free loopback TCP ports, as [`crate::cluster::free_ports`].
+/// Free loopback TCP ports, as [`crate::ports::free_ports`].
 pub fn free_tcp_ports(n: usize) -> Vec<u16> {
-    crate::cluster::free_ports(n)
+    crate::ports::free_ports(n)
 }
 
 /// Nodes in cluster mode that find each other through discovery, and a gater they

@@ -614,5 +614,8 @@ pub mod discovery;
 /// Bounded polling for conditions.
 pub mod wait;
 
+/// Loopback ports for the servers a test starts.
+pub mod ports;
+
 /// The fault suite's support: namespaces and nemeses, history, checker.
 pub mod faults;

@@ -34,19 +34,6 @@ pub struct BenchCluster {
     dir: PathBuf,
 }
 
-/// Free loopback ports, found by binding port 0 and letting go (the OS does not hand
-/// the same port out again at once).
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("finding free loopback ports")?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
-}
-
 /// Log filter for the cluster's processes unless `RUST_LOG` is set: the nodes' own
 /// filter, and errors only from openraft, whose warnings about stale votes while the
 /// nodes first elect a leader are expected.
@@ -98,7 +85,7 @@ impl BenchCluster {
         self.gater_addr = gater.addr.clone();
         self.gater = Some(gater);
 
-        let addrs: Vec<String> = free_ports(CLUSTER_NODES)?
+        let addrs: Vec<String> = reckon_tests::ports::free_ports(CLUSTER_NODES)
             .into_iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
