@@ -341,35 +341,49 @@ fn is_stale(name: &str) -> bool {
     })
 }
 
-/// Removes what crashed runs of this suite left behind: processes, mounts,
-/// namespaces, links and directories whose creating process no longer exists.
-pub fn sweep_leftovers() {
-    // Processes first (they may hold mounts and namespaces), found by their mark.
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(env) = std::fs::read(entry.path().join("environ")) else {
-                continue;
-            };
-            let marked = env.split(|b| *b == 0).find_map(|kv| {
+/// Most passes of [`sweep_leftovers`] over the processes.
+const SWEEP_PASSES_MAX: usize = 5;
+
+/// Every process carrying the fabric mark, with the fabric it names.
+fn marked_processes() -> Vec<(u32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let env = std::fs::read(entry.path().join("environ")).ok()?;
+            let fabric = env.split(|b| *b == 0).find_map(|kv| {
                 std::str::from_utf8(kv)
                     .ok()?
                     .strip_prefix(MARK_ENV)?
                     .strip_prefix('=')
                     .map(str::to_string)
-            });
-            if let Some(fabric) = marked {
-                if is_stale(&fabric) {
-                    let _ = run(&["kill", "-KILL", &pid.to_string()]);
-                }
-            }
+            })?;
+            Some((pid, fabric))
+        })
+        .collect()
+}
+
+/// Removes what crashed runs of this suite left behind: processes, mounts,
+/// namespaces, links and directories whose creating process no longer exists.
+pub fn sweep_leftovers() {
+    // Processes first (they may hold mounts and namespaces), found by their mark.
+    // A pass repeats until it finds none: a process may be starting or exiting while
+    // /proc is listed.
+    for _ in 0..SWEEP_PASSES_MAX {
+        let stale: Vec<u32> = marked_processes()
+            .into_iter()
+            .filter(|(_, fabric)| is_stale(fabric))
+            .map(|(pid, _)| pid)
+            .collect();
+        if stale.is_empty() {
+            break;
         }
+        for pid in stale {
+            let _ = run(&["kill", "-KILL", &pid.to_string()]);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     if let Ok(mounts) = std::fs::read_to_string("/proc/mounts") {
         for line in mounts.lines() {
