@@ -470,7 +470,8 @@ fn key(e: &EventRecord) -> (String, u64, u64, Uuid) {
 }
 
 fn expected_range(head: u64, from: u64, count: u32, backward: bool) -> Vec<u64> {
-    // The read rule of design.md §3, written out.
+    // The read rule, written out: forward from `from` or backward from `min(from, head)`,
+    // at most `count` positions.
     let count = u64::from(count);
     if backward {
         let start = from.min(head);

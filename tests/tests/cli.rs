@@ -1,6 +1,6 @@
 //! The `reckon` CLI, black box: the real binary against a `--dev` node with its
-//! embedded gater. Covers the Streams table of acceptance.md, the `--json` shapes and
-//! exit codes of interfaces.md, snapshots, health and cluster, and bad input.
+//! embedded gater. Covers the stream commands, the `--json` shapes and exit codes
+//! scripts rely on, snapshots, health and cluster, and bad input.
 //!
 //! Every test starts its own node on free ports in its own temp dir, so tests run in
 //! parallel without sharing state.

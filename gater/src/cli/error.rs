@@ -1,6 +1,6 @@
 //! What `reckon` can fail with, and the exit code each failure gives.
 //!
-//! The exit codes are part of the interface scripts rely on (see `interfaces.md`):
+//! The exit codes are part of the interface scripts rely on (the README lists them):
 //! 0 ok, 1 other error, 2 usage, 3 wrong expected version, 4 not found,
 //! 5 unavailable. Every store error kind is mapped here, in one exhaustive match, so
 //! a new kind cannot reach users without someone deciding its code.

@@ -1,8 +1,8 @@
 //! How `reckon` prints results: text for people, or one JSON object a line with
 //! `--json`.
 //!
-//! The JSON shapes are an interface scripts read (see `interfaces.md`); keys may be
-//! added, never renamed. They are built from `Serialize` structs so that keys come out
+//! The JSON shapes are an interface scripts read: keys may be added, never
+//! renamed. They are built from `Serialize` structs so that keys come out
 //! in the documented order. Every function here is a pure function of its input that
 //! returns the line to print, without the newline.
 

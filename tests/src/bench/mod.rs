@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use reckon_gater::types::{ContentType, NewEvent};
 
-/// Bytes of JSON data in every event, as benchmarks.md fixes it.
+/// Bytes of JSON data in every event, as the workloads fix it.
 pub const PAYLOAD_BYTES: usize = 200;
 /// The type of every event.
 pub const EVENT_TYPE: &str = "bench";
@@ -201,7 +201,7 @@ impl RunSample {
     }
 }
 
-/// The workloads of benchmarks.md that this bench runs, as `--only` names them.
+/// The benchmark workloads this bench runs, as `--only` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Workload {
     /// 1 writer, sequential single-event appends.

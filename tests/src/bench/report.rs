@@ -80,7 +80,7 @@ fn ratio(value: f64, base: f64) -> Option<f64> {
     (base > 0.0).then(|| value / base)
 }
 
-/// A figure benchmarks.md sets for a row.
+/// The figure the project targets for a row.
 struct Target {
     /// Events/s at least.
     min_rate: Option<f64>,
@@ -89,7 +89,7 @@ struct Target {
 }
 
 impl Target {
-    /// The target benchmarks.md sets for row `id` reached `via`: the single-node
+    /// The project's target for row `id` reached `via`: the single-node
     /// column for the node and the gater paths, the cluster column for the cluster.
     fn of(id: &str, via: Via) -> Option<Target> {
         let cluster = via == Via::Cluster;
@@ -254,7 +254,7 @@ impl Report {
              start of each append to its delivery, for every subscription), over the requests \
              of all runs together. S1's events/s run from `subscribe` to the last event (no \
              warm-up); S2's events/s are the appends acknowledged, the offered load. Targets \
-             are benchmarks.md's: the single-node column for the node and gater paths, the \
+             are the project's: the single-node column for the node and gater paths, the \
              cluster column for the cluster."
         );
         let costs = self.gater_costs();

@@ -99,7 +99,7 @@ const DEFAULT_S1_EVENTS: u64 = 1_000_000;
 const QUICK_S1_EVENTS: u64 = 200_000;
 /// Fewest events S1 may catch up on.
 const S1_EVENTS_MIN: u64 = 1_000;
-/// Fewest events W4 may read (benchmarks.md: "after at least 200,000 events").
+/// Fewest events W4 may read: the workload reads a log of at least 200,000 events.
 const W4_EVENTS_MIN: u64 = 200_000;
 /// Most events W4 may load, so that a typo cannot fill the disk.
 const W4_EVENTS_MAX: u64 = 50_000_000;
@@ -325,8 +325,8 @@ impl Plan {
         let w4_events = args.w4_events.unwrap_or(w4_events);
         if !(W4_EVENTS_MIN..=W4_EVENTS_MAX).contains(&w4_events) {
             bail!(
-                "--w4-events {w4_events} is out of range: give {} to {} (benchmarks.md reads \
-                 at least 200,000 events)",
+                "--w4-events {w4_events} is out of range: give {} to {} (the W4 workload \
+                 reads at least 200,000 events)",
                 thousands(W4_EVENTS_MIN),
                 thousands(W4_EVENTS_MAX)
             );
