@@ -13,6 +13,30 @@ use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 use super::{payload, RunSample, Tally, Timing, Window};
 
 const TABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// An index shaped like the node's event id index: a 128-bit id to 24 bytes (the
+/// event's position, stream number and version).
+const ID_TABLE: TableDefinition<u128, [u8; 24]> = TableDefinition::new("event_ids");
+
+/// Which ids a commit also indexes, as the node's event id index does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ids {
+    /// No index: the plain baseline.
+    None,
+    /// Time-ordered (UUID v7) ids, what the client library and the CLI generate.
+    TimeOrdered,
+    /// Random (UUID v4) ids, what a client bringing its own ids may send.
+    Random,
+}
+
+impl Ids {
+    fn next(self) -> Option<u128> {
+        match self {
+            Ids::None => None,
+            Ids::TimeOrdered => Some(uuid::Uuid::now_v7().as_u128()),
+            Ids::Random => Some(uuid::Uuid::new_v4().as_u128()),
+        }
+    }
+}
 
 /// Events per commit when loading the scan table (not timed).
 pub const LOAD_EVENTS_PER_COMMIT: u64 = 1000;
@@ -23,6 +47,17 @@ pub const SCAN_CHUNK_ROWS: u64 = 1000;
 /// other, into a fresh database at `path` for the warm-up and the window; the file is
 /// removed afterwards. Latency is per commit.
 pub fn commits(path: &Path, timing: Timing, per_commit: u64) -> anyhow::Result<RunSample> {
+    commits_indexed(path, timing, per_commit, Ids::None)
+}
+
+/// [`commits`], each event also indexed by an id from `ids` in the same transaction:
+/// what the event id index costs at the disk.
+pub fn commits_indexed(
+    path: &Path,
+    timing: Timing,
+    per_commit: u64,
+    ids: Ids,
+) -> anyhow::Result<RunSample> {
     let db = Database::create(path).with_context(|| format!("creating {}", path.display()))?;
     let value = payload();
     let mut key = 0u64;
@@ -37,8 +72,14 @@ pub fn commits(path: &Path, timing: Timing, per_commit: u64) -> anyhow::Result<R
         txn.set_durability(Durability::Immediate)?;
         {
             let mut table = txn.open_table(TABLE)?;
+            let mut index = txn.open_table(ID_TABLE)?;
             for _ in 0..per_commit {
                 table.insert(key, value.as_slice())?;
+                if let Some(id) = ids.next() {
+                    let mut place = [0u8; 24];
+                    place[..8].copy_from_slice(&key.to_be_bytes());
+                    index.insert(id, place)?;
+                }
                 key += 1;
             }
         }

@@ -732,6 +732,17 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
     };
     let s1 = s1_own.as_ref().or(w4.as_ref());
 
+    // The event id index priced at the disk, beside the batch baseline.
+    let price_ids = rows.iter().any(|r| {
+        matches!(
+            r.step,
+            Step::Commits {
+                per_commit: ID_PRICE_PER_COMMIT
+            }
+        )
+    });
+    let (mut v7_rates, mut v4_rates) = (Vec::new(), Vec::new());
+
     // Rounds: run r of every row, then run r + 1, so that drift on a shared machine
     // spreads over all rows alike.
     for r in 0..plan.runs {
@@ -770,6 +781,36 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
             progress(&name, r, plan.runs, &sample);
             row.series.runs.push(sample);
         }
+        if price_ids {
+            for (ids, rates) in [
+                (raw::Ids::TimeOrdered, &mut v7_rates),
+                (raw::Ids::Random, &mut v4_rates),
+            ] {
+                let path = dir.join(format!("raw-ids-{ids:?}-r{r}.redb"));
+                let timing = plan.timing;
+                let sample =
+                    blocking(move || raw::commits_indexed(&path, timing, ID_PRICE_PER_COMMIT, ids))
+                        .await
+                        .with_context(|| format!("raw commits with {ids:?} ids, run {}", r + 1))?;
+                progress(&format!("raw-batch + {ids:?} ids"), r, plan.runs, &sample);
+                rates.push(sample.rate());
+            }
+        }
+    }
+    if price_ids {
+        let plain = rows
+            .iter()
+            .find(|r| {
+                matches!(
+                    r.step,
+                    Step::Commits {
+                        per_commit: ID_PRICE_PER_COMMIT
+                    }
+                )
+            })
+            .map(|r| r.series.median_rate())
+            .unwrap_or(0.0);
+        notes.push(id_price_note(plain, &mut v7_rates, &mut v4_rates));
     }
     drop(s1_own);
     drop(w4);
@@ -792,6 +833,35 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
         baselines,
         notes,
     })
+}
+
+/// Events per commit of the runs that price the event id index: those of the batch
+/// baseline (b).
+const ID_PRICE_PER_COMMIT: u64 = 1000;
+
+/// The note that prices the event id index: raw batch commits that also index every
+/// event's id, against `plain` (the batch baseline's median), medians over the runs.
+fn id_price_note(plain: f64, v7: &mut [f64], v4: &mut [f64]) -> String {
+    let median = |rates: &mut [f64]| {
+        rates.sort_by(f64::total_cmp);
+        match rates.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => rates[n / 2],
+            n => (rates[n / 2 - 1] + rates[n / 2]) / 2.0,
+        }
+    };
+    let (v7, v4) = (median(v7), median(v4));
+    let ratio = |r: f64| if plain > 0.0 { r / plain } else { 0.0 };
+    format!(
+        "The event id index at the disk: raw redb commits of {ID_PRICE_PER_COMMIT} events that \
+         also index each event's id ran at {} events/s with time-ordered (v7) ids = {:.2}x \
+         of the same commits without the index (b), and {} events/s with random (v4) ids = \
+         {:.2}x.",
+        thousands(v7.round() as u64),
+        ratio(v7),
+        thousands(v4.round() as u64),
+        ratio(v4)
+    )
 }
 
 /// Resolves on SIGTERM; never when the handler cannot be installed (Ctrl-C still
