@@ -5,10 +5,12 @@
 //! [`raft::peer`](crate::raft::peer); this server sits above it, beside the worker
 //! [`service`](crate::service), because it needs the node's [`Stores`].
 //!
-//! openraft's votes and appends arrive as bincode bytes and are decoded here.
+//! openraft's votes and appends arrive as bincode bytes and are decoded here. A call
+//! that fails says why as a [`PeerCallError`].
 
 use std::sync::Arc;
 
+use openraft::error::RaftError;
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::Vote;
 use reckon_gater::types::StoreError;
@@ -18,9 +20,9 @@ use tarpc::context::Context;
 
 use crate::command::{Command, Outcome};
 use crate::raft::election::PreVote;
-use crate::raft::peer::{Hello, RaftService};
-use crate::raft::snapshot_transfer::{Chunk, Inbox, Offer, Status};
-use crate::raft::{NodeId, Raft, TypeConfig};
+use crate::raft::peer::{Hello, PeerCallError, RaftService};
+use crate::raft::snapshot_transfer::{Chunk, InboxError, Offer, Status};
+use crate::raft::{NodeId, TypeConfig};
 use crate::store::{Store, Stores};
 
 /// The node-to-node service handler.
@@ -49,29 +51,70 @@ impl RaftServer {
             })
     }
 
-    fn inbox(&self, store: &str) -> Result<&Inbox, String> {
+    /// The store a Raft call names, or why this node cannot answer for it.
+    fn hosted(&self, store: &str) -> Result<&Arc<Store>, PeerCallError> {
         self.stores
             .get(store)
-            .map(|s| s.snapshot_inbox())
-            .ok_or_else(|| format!("node {} does not host store {store:?}", self.node_id))
-    }
-
-    fn raft(&self, store: &str) -> Result<&Raft, String> {
-        self.stores
-            .get(store)
-            .map(|s| s.raft())
-            .ok_or_else(|| format!("node {} does not host store {store:?}", self.node_id))
+            .ok_or_else(|| PeerCallError::NotHosted {
+                node_id: self.node_id,
+                store: store.to_string(),
+            })
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
-    bincode::deserialize(b).map_err(|e| format!("undecodable raft message: {e}"))
+fn decode<T: serde::de::DeserializeOwned>(
+    store: &str,
+    what: &str,
+    b: &[u8],
+) -> Result<T, PeerCallError> {
+    bincode::deserialize(b).map_err(|e| PeerCallError::Undecodable {
+        store: store.to_string(),
+        what: what.to_string(),
+        reason: e.to_string(),
+    })
 }
 
-fn encode<T: Serialize>(v: &T) -> Result<ByteBuf, String> {
+fn encode<T: Serialize>(store: &str, what: &str, v: &T) -> Result<ByteBuf, PeerCallError> {
     bincode::serialize(v)
         .map(ByteBuf::from)
-        .map_err(|e| format!("unencodable raft message: {e}"))
+        .map_err(|e| PeerCallError::Unencodable {
+            store: store.to_string(),
+            what: what.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// openraft's failure of a vote or an append: only ever fatal.
+fn raft_stopped(store: &str, e: RaftError<NodeId>) -> PeerCallError {
+    let error = match e {
+        RaftError::Fatal(f) => f,
+        RaftError::APIError(never) => match never {},
+    };
+    PeerCallError::RaftStopped {
+        store: store.to_string(),
+        error: Box::new(error),
+    }
+}
+
+/// The snapshot inbox's failure, naming the store.
+fn inbox_err(store: &str, e: InboxError) -> PeerCallError {
+    let store = store.to_string();
+    match e {
+        InboxError::RaftStopped(error) => PeerCallError::RaftStopped {
+            store,
+            error: Box::new(error),
+        },
+        InboxError::ChunkNotStored {
+            snapshot_id,
+            offset,
+            error,
+        } => PeerCallError::SnapshotChunkNotStored {
+            store,
+            snapshot_id,
+            offset,
+            reason: error.to_string(),
+        },
+    }
 }
 
 impl RaftService for RaftServer {
@@ -94,19 +137,20 @@ impl RaftService for RaftServer {
         _: Context,
         store: String,
         rpc: ByteBuf,
-    ) -> Result<ByteBuf, String> {
-        let req: AppendEntriesRequest<TypeConfig> = decode(&rpc)?;
-        let s = self
-            .stores
-            .get(&store)
-            .ok_or_else(|| format!("node {} does not host store {store:?}", self.node_id))?;
+    ) -> Result<ByteBuf, PeerCallError> {
+        let s = self.hosted(&store)?;
+        let req: AppendEntriesRequest<TypeConfig> = decode(&store, "append-entries request", &rpc)?;
         // A leader of this term (or a later one) is talking: no election is needed,
         // however long appending what it sent takes (the call may even be cut off by
         // its deadline before it answers).
         let mine = s.raft().metrics().borrow().vote;
         s.election().heard_from(&req.vote, &mine);
-        let res = s.raft().append_entries(req).await;
-        encode(&res)
+        let res = s
+            .raft()
+            .append_entries(req)
+            .await
+            .map_err(|e| raft_stopped(&store, e))?;
+        encode(&store, "append-entries response", &res)
     }
 
     async fn leader_ping(self, _: Context, store: String, vote: Vote<NodeId>) {
@@ -123,10 +167,11 @@ impl RaftService for RaftServer {
         }
     }
 
-    async fn vote(self, _: Context, store: String, rpc: ByteBuf) -> Result<ByteBuf, String> {
-        let req: VoteRequest<NodeId> = decode(&rpc)?;
-        let res = self.raft(&store)?.vote(req).await;
-        encode(&res)
+    async fn vote(self, _: Context, store: String, rpc: ByteBuf) -> Result<ByteBuf, PeerCallError> {
+        let raft = self.hosted(&store)?.raft();
+        let req: VoteRequest<NodeId> = decode(&store, "vote request", &rpc)?;
+        let res = raft.vote(req).await.map_err(|e| raft_stopped(&store, e))?;
+        encode(&store, "vote response", &res)
     }
 
     async fn snapshot_offer(
@@ -134,8 +179,9 @@ impl RaftService for RaftServer {
         _: Context,
         store: String,
         offer: Offer,
-    ) -> Result<Status, String> {
-        self.inbox(&store)?.offer(offer).await
+    ) -> Result<Status, PeerCallError> {
+        let inbox = self.hosted(&store)?.snapshot_inbox();
+        inbox.offer(offer).await.map_err(|e| inbox_err(&store, e))
     }
 
     async fn snapshot_chunk(
@@ -143,8 +189,9 @@ impl RaftService for RaftServer {
         _: Context,
         store: String,
         chunk: Chunk,
-    ) -> Result<Status, String> {
-        self.inbox(&store)?.chunk(chunk).await
+    ) -> Result<Status, PeerCallError> {
+        let inbox = self.hosted(&store)?.snapshot_inbox();
+        inbox.chunk(chunk).await.map_err(|e| inbox_err(&store, e))
     }
 
     async fn snapshot_install(
@@ -152,8 +199,12 @@ impl RaftService for RaftServer {
         _: Context,
         store: String,
         snapshot_id: String,
-    ) -> Result<Status, String> {
-        self.inbox(&store)?.install(snapshot_id).await
+    ) -> Result<Status, PeerCallError> {
+        let inbox = self.hosted(&store)?.snapshot_inbox();
+        inbox
+            .install(snapshot_id)
+            .await
+            .map_err(|e| inbox_err(&store, e))
     }
 
     async fn forward(

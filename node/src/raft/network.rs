@@ -5,6 +5,12 @@
 //! connection that fails is dropped and rebuilt on the next call. Every call carries
 //! a deadline: openraft's TTL for votes and appends, one that fits the size of the
 //! data for snapshots ([`snapshot_transfer`]).
+//!
+//! A call the peer answers with a [`PeerCallError`] is handled by its kind: a peer
+//! that does not host the store is unreachable for it (openraft backs off); one whose
+//! group of the store has stopped is down for it and its fatal error goes back to
+//! openraft as the peer's; a message one side cannot encode or decode is a bug or a
+//! mixed-version cluster, and is logged as such.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -31,7 +37,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::election::{PreVote, Voters};
-use super::peer::RaftServiceClient;
+use super::peer::{PeerCallError, RaftServiceClient};
 use super::snapshot_transfer::{self, CallError, Chunk, Offer, Status};
 use super::{NodeId, TypeConfig};
 
@@ -266,22 +272,48 @@ enum Kind {
     Vote,
 }
 
+impl Kind {
+    /// The request's name, for errors.
+    fn request(&self) -> &'static str {
+        match self {
+            Kind::Append => "append-entries request",
+            Kind::Vote => "vote request",
+        }
+    }
+
+    /// The response's name, for errors.
+    fn response(&self) -> &'static str {
+        match self {
+            Kind::Append => "append-entries response",
+            Kind::Vote => "vote response",
+        }
+    }
+}
+
+type CallErr = RPCError<NodeId, BasicNode, RaftError<NodeId>>;
+
 impl PeerConn {
-    async fn call<Req, Resp, E>(
+    async fn call<Req, Resp>(
         &self,
         kind: Kind,
         lane: Lane,
         req: &Req,
         ttl: Duration,
-    ) -> Result<Resp, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>
+    ) -> Result<Resp, CallErr>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
-        E: std::error::Error + DeserializeOwned,
     {
-        let bytes = bincode::serialize(req)
-            .map(serde_bytes::ByteBuf::from)
-            .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))?;
+        let bytes = match bincode::serialize(req) {
+            Ok(b) => serde_bytes::ByteBuf::from(b),
+            Err(e) => {
+                return Err(self.codec_bug(PeerCallError::Unencodable {
+                    store: self.store.clone(),
+                    what: kind.request().into(),
+                    reason: e.to_string(),
+                }))
+            }
+        };
         let client = match self.pool.client_on(&self.addr, lane).await {
             Ok(c) => c,
             Err(e) => {
@@ -300,7 +332,7 @@ impl PeerConn {
         };
         let payload = match res {
             Ok(Ok(p)) => p,
-            Ok(Err(remote)) => return Err(RPCError::Network(NetworkError::new(&Msg(remote)))),
+            Ok(Err(refused)) => return Err(self.refused(refused)),
             Err(e) => {
                 self.pool.forget_on(&self.addr, lane);
                 self.pool
@@ -313,32 +345,67 @@ impl PeerConn {
                 })));
             }
         };
-        let decoded: Result<Resp, RaftError<NodeId, E>> = bincode::deserialize(&payload)
-            .map_err(|e| RPCError::Network(NetworkError::new(&Msg(e.to_string()))))?;
-        // A peer whose group of this store has stopped is down for it, though its
-        // process still answers.
-        match &decoded {
-            Err(RaftError::Fatal(f)) => {
+        let resp = bincode::deserialize(&payload).map_err(|e| {
+            self.codec_bug(PeerCallError::Undecodable {
+                store: self.store.clone(),
+                what: kind.response().into(),
+                reason: e.to_string(),
+            })
+        })?;
+        self.pool
+            .note(&self.store, self.target, &self.addr, true, String::new);
+        Ok(resp)
+    }
+
+    /// A vote or an append the peer answered with an error, as openraft's error.
+    fn refused(&self, e: PeerCallError) -> CallErr {
+        match e {
+            // Not there for this store: as if unreachable, so that openraft backs off.
+            PeerCallError::NotHosted { .. } => {
                 self.pool
                     .note(&self.store, self.target, &self.addr, false, || {
-                        f.to_string()
-                    })
+                        e.to_string()
+                    });
+                RPCError::Unreachable(Unreachable::new(&e))
             }
-            _ => self
-                .pool
-                .note(&self.store, self.target, &self.addr, true, String::new),
+            // A peer whose group of this store has stopped is down for it, though its
+            // process still answers.
+            PeerCallError::RaftStopped { error, .. } => {
+                self.pool
+                    .note(&self.store, self.target, &self.addr, false, || {
+                        error.to_string()
+                    });
+                RPCError::RemoteError(RemoteError::new(self.target, RaftError::Fatal(*error)))
+            }
+            PeerCallError::Undecodable { .. } | PeerCallError::Unencodable { .. } => {
+                self.codec_bug(e)
+            }
+            // Not an answer to a vote or an append.
+            PeerCallError::SnapshotChunkNotStored { .. } => {
+                RPCError::Network(NetworkError::new(&e))
+            }
         }
-        decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
-}
 
-impl PeerConn {
+    /// Logs a message that one side could not encode or decode as the bug (or the
+    /// mixed-version cluster) it is.
+    fn log_codec_bug(&self, e: &PeerCallError) {
+        tracing::error!(target: "reckon_db", store = %self.store, peer = self.target, address = %self.addr, error = %e, "a raft message could not be encoded or decoded: a bug, or nodes of different versions");
+    }
+
+    /// A message that one side could not encode or decode, logged, as a network
+    /// error to openraft.
+    fn codec_bug(&self, e: PeerCallError) -> CallErr {
+        self.log_codec_bug(&e);
+        RPCError::Network(NetworkError::new(&e))
+    }
+
     /// One call of a snapshot transfer, with the reachability bookkeeping of every
     /// other call.
     async fn snapshot_call<F, Fut>(&self, deadline: Duration, f: F) -> Result<Status, CallError>
     where
         F: FnOnce(RaftServiceClient, tarpc::context::Context, String) -> Fut,
-        Fut: Future<Output = Result<Result<Status, String>, tarpc::client::RpcError>>,
+        Fut: Future<Output = Result<Result<Status, PeerCallError>, tarpc::client::RpcError>>,
     {
         let client = match self.pool.client_on(&self.addr, Lane::Snapshot).await {
             Ok(c) => c,
@@ -357,7 +424,7 @@ impl PeerConn {
                     .note(&self.store, self.target, &self.addr, true, String::new);
                 Ok(status)
             }
-            Ok(Err(remote)) => Err(CallError::Network(remote)),
+            Ok(Err(refused)) => Err(self.snapshot_refused(refused)),
             Err(e) => {
                 self.pool.forget_on(&self.addr, Lane::Snapshot);
                 let reason = e.to_string();
@@ -367,6 +434,35 @@ impl PeerConn {
                     });
                 Err(CallError::Network(format!("peer {}: {reason}", self.addr)))
             }
+        }
+    }
+
+    /// A snapshot call the peer answered with an error, as the sender's error: a
+    /// failed call, which it retries a few times.
+    fn snapshot_refused(&self, e: PeerCallError) -> CallError {
+        let reason = e.to_string();
+        match e {
+            PeerCallError::NotHosted { .. } => {
+                self.pool
+                    .note(&self.store, self.target, &self.addr, false, || {
+                        reason.clone()
+                    });
+                CallError::Unreachable(reason)
+            }
+            PeerCallError::RaftStopped { .. } => {
+                self.pool
+                    .note(&self.store, self.target, &self.addr, false, || {
+                        reason.clone()
+                    });
+                CallError::Network(reason)
+            }
+            PeerCallError::Undecodable { .. } | PeerCallError::Unencodable { .. } => {
+                self.log_codec_bug(&e);
+                CallError::Network(reason)
+            }
+            // The follower dropped what it had received; the next call finds out
+            // where to go on.
+            PeerCallError::SnapshotChunkNotStored { .. } => CallError::Network(reason),
         }
     }
 }

@@ -30,7 +30,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::error::{Fatal, NetworkError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::error::{
+    Fatal, NetworkError, RaftError, ReplicationClosed, StreamingError, Unreachable,
+};
 use openraft::raft::SnapshotResponse;
 use openraft::storage::{Snapshot, SnapshotMeta};
 use openraft::{BasicNode, ErrorSubject, ErrorVerb, StorageError, Vote};
@@ -120,15 +122,49 @@ pub enum Status {
     /// It has no transfer of this snapshot (it restarted, or never heard of it): offer
     /// it again.
     Unknown,
-    /// Installing it failed there; the follower's Raft group has stopped.
+    /// Installing it failed there.
     Failed {
         /// What went wrong.
+        error: InstallFailure,
+    },
+}
+
+/// Why a follower failed to install a snapshot it received whole. Part of the wire
+/// format, in [`Status`]: a new variant goes at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum InstallFailure {
+    /// The received file could not be finished (flushed and closed); the next offer
+    /// starts afresh.
+    #[error("cannot finish the received file: {reason}")]
+    FileNotFinished {
+        /// What the file system said.
         reason: String,
+    },
+    /// openraft failed to install it: the follower's Raft group has stopped.
+    #[error("fatal raft error: {0}")]
+    RaftStopped(Fatal<NodeId>),
+}
+
+/// Why the receiving side could not take a call of a transfer.
+#[derive(Debug, thiserror::Error)]
+pub enum InboxError {
+    /// The store's Raft group has stopped: openraft's fatal error.
+    #[error("fatal raft error: {0}")]
+    RaftStopped(Fatal<NodeId>),
+    /// A chunk could not be written; what was received of the snapshot is dropped.
+    #[error("cannot store the chunk of snapshot {snapshot_id} at offset {offset}: {error}")]
+    ChunkNotStored {
+        /// The snapshot.
+        snapshot_id: String,
+        /// Where the chunk starts.
+        offset: u64,
+        /// The write's failure.
+        error: std::io::Error,
     },
 }
 
 /// How an installation ended, once it has: the follower's vote, or what failed.
-type Outcome = Arc<Mutex<Option<Result<Vote<NodeId>, String>>>>;
+type Outcome = Arc<Mutex<Option<Result<Vote<NodeId>, InstallFailure>>>>;
 
 struct Incoming {
     meta: SnapshotMeta<NodeId, BasicNode>,
@@ -153,7 +189,7 @@ pub struct Inbox {
     chunk_delay: Duration,
 }
 
-fn outcome_of(o: &Outcome) -> Option<Result<Vote<NodeId>, String>> {
+fn outcome_of(o: &Outcome) -> Option<Result<Vote<NodeId>, InstallFailure>> {
     o.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
@@ -180,13 +216,13 @@ impl Inbox {
                 Status::Installing { done, total }
             }
             Some(Ok(vote)) => Status::Installed { vote },
-            Some(Err(reason)) => Status::Failed { reason },
+            Some(Err(error)) => Status::Failed { error },
         }
     }
 
     /// A leader offers a snapshot: answers where to resume, or how the installation
     /// of that snapshot goes.
-    pub async fn offer(&self, offer: Offer) -> Result<Status, String> {
+    pub async fn offer(&self, offer: Offer) -> Result<Status, InboxError> {
         let mine = self.raft.metrics().borrow().vote;
         if offer.vote < mine {
             return Ok(Status::HigherVote { vote: mine });
@@ -210,7 +246,10 @@ impl Inbox {
             .raft
             .begin_receiving_snapshot()
             .await
-            .map_err(|e| format!("cannot receive a snapshot: {e}"))?;
+            .map_err(|e| match e {
+                RaftError::Fatal(f) => InboxError::RaftStopped(f),
+                RaftError::APIError(never) => match never {},
+            })?;
         tracing::info!(target: "reckon_db", snapshot_id = %offer.meta.snapshot_id, bytes = offer.size, "receiving a snapshot");
         *incoming = Some(Incoming {
             meta: offer.meta,
@@ -225,7 +264,7 @@ impl Inbox {
 
     /// Stores one chunk; answers how many bytes are held. A chunk that does not start
     /// where the held bytes end is not stored: the answer says where to go on.
-    pub async fn chunk(&self, chunk: Chunk) -> Result<Status, String> {
+    pub async fn chunk(&self, chunk: Chunk) -> Result<Status, InboxError> {
         let mut incoming = self.incoming.lock().await;
         let Some(cur) = incoming
             .as_mut()
@@ -249,7 +288,11 @@ impl Inbox {
         if let Err(e) = written {
             // Dropped: the next offer starts a fresh file.
             *incoming = None;
-            return Err(format!("cannot store a snapshot chunk: {e}"));
+            return Err(InboxError::ChunkNotStored {
+                snapshot_id: chunk.snapshot_id,
+                offset: chunk.offset,
+                error: e,
+            });
         }
         cur.received += chunk.data.len() as u64;
         Ok(Status::Receiving {
@@ -259,7 +302,7 @@ impl Inbox {
 
     /// Starts installing a snapshot received whole, or answers how its installation
     /// goes.
-    pub async fn install(&self, snapshot_id: String) -> Result<Status, String> {
+    pub async fn install(&self, snapshot_id: String) -> Result<Status, InboxError> {
         let mut incoming = self.incoming.lock().await;
         let Some(cur) = incoming
             .as_mut()
@@ -302,11 +345,13 @@ async fn install(
 ) {
     let id = snapshot.meta.snapshot_id.clone();
     let started = Instant::now();
-    let end = |r: Result<Vote<NodeId>, String>| {
+    let end = |r: Result<Vote<NodeId>, InstallFailure>| {
         *outcome.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
     };
     if let Err(e) = snapshot.snapshot.shutdown().await {
-        end(Err(format!("cannot finish the received file: {e}")));
+        end(Err(InstallFailure::FileNotFinished {
+            reason: e.to_string(),
+        }));
         return;
     }
     let installing = raft.install_full_snapshot(vote, snapshot);
@@ -327,7 +372,7 @@ async fn install(
             tracing::info!(target: "reckon_db", snapshot_id = %id, duration_ms = started.elapsed().as_millis() as u64, "snapshot received and installed");
             Ok(resp.vote)
         }
-        Err(e) => Err(e.to_string()),
+        Err(f) => Err(InstallFailure::RaftStopped(f)),
     });
 }
 
@@ -480,9 +525,9 @@ pub async fn send<P: Peer>(
                 return Ok(SnapshotResponse::new(vote));
             }
             Status::HigherVote { vote } => return Ok(SnapshotResponse::new(vote)),
-            Status::Failed { reason } => {
+            Status::Failed { error } => {
                 return Err(NetworkError::new(&Msg(format!(
-                    "node {target} failed to install snapshot {id}: {reason}"
+                    "node {target} failed to install snapshot {id}: {error}"
                 )))
                 .into())
             }
@@ -672,6 +717,28 @@ mod tests {
         };
         let err = send(&peer, 2, vote(), snapshot, cancel).await.unwrap_err();
         assert!(matches!(err, StreamingError::Closed(_)), "{err}");
+    }
+
+    #[test]
+    fn an_install_failure_keeps_its_kind_on_the_wire() {
+        use bincode::Options;
+        // The transport's codec: bincode with its default options.
+        let codec = bincode::DefaultOptions::new();
+        let failures = [
+            InstallFailure::FileNotFinished {
+                reason: "no space left on device".into(),
+            },
+            InstallFailure::RaftStopped(Fatal::Stopped),
+        ];
+        for (number, error) in failures.into_iter().enumerate() {
+            let bytes = codec.serialize(&error).unwrap();
+            assert_eq!(usize::from(bytes[0]), number, "{error:?} keeps its number");
+            let status = Status::Failed { error };
+            let back: Status = codec
+                .deserialize(&codec.serialize(&status).unwrap())
+                .unwrap();
+            assert_eq!(back, status);
+        }
     }
 
     #[test]
