@@ -100,14 +100,17 @@ impl Store {
         bytes: usize,
         deadline: Instant,
     ) -> Result<Outcome, StoreError> {
-        let client =
-            self.peers
-                .client_on(&addr, Lane::Bulk)
-                .await
-                .map_err(|e| StoreError::NotLeader {
+        let client = match self.peers.client_on(&addr, Lane::Bulk).await {
+            Ok(c) => c,
+            Err(e) => {
+                // The caller is sent to the leader itself, at its address as is.
+                tracing::warn!(target: "reckon_db", store = %self.name, leader, addr = %addr, error = %e, "cannot reach the leader to forward a write");
+                return Err(StoreError::NotLeader {
                     leader: Some(leader),
-                    leader_addr: Some(format!("{addr} ({e})")),
-                })?;
+                    leader_addr: Some(addr),
+                });
+            }
+        };
         let mut ctx = deadline_ctx(FORWARD_TIMEOUT);
         ctx.deadline = ctx.deadline.min(deadline);
         match client
