@@ -51,13 +51,16 @@ impl Store {
         max: u32,
         wait: Duration,
     ) -> Result<Delivery, StoreError> {
-        let mut info = self
-            .get_subscription(key.clone(), ReadConsistency::Stale)
-            .await?;
         // Delivery that starts from the checkpoint (a consumer attaching, or a pool
         // this node has not served yet) needs the checkpoint every acknowledgement
         // before it moved: a leader just elected may not have applied them all yet.
         let term = self.raft().metrics().borrow().current_term;
+        let attaching = if from.is_none() {
+            ReadConsistency::Linearizable
+        } else {
+            ReadConsistency::Stale
+        };
+        let mut info = self.get_subscription(key.clone(), attaching).await?;
         let new_pool = info.pool_size > 1
             && self.subscriptions.with(&key, |a| {
                 if a.pool_term != term {
@@ -65,8 +68,7 @@ impl Store {
                 }
                 a.pool.is_none()
             });
-        let from_checkpoint = from.is_none() || new_pool;
-        if from_checkpoint {
+        if new_pool && attaching == ReadConsistency::Stale {
             info = self
                 .get_subscription(key.clone(), ReadConsistency::Linearizable)
                 .await?;
