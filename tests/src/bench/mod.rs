@@ -328,6 +328,16 @@ impl Baseline {
     }
 }
 
+/// The median of ascending `sorted` values (mean of the middle two for an even
+/// count); 0 for none.
+pub fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
 /// The runs of one row of the report.
 pub struct Series {
     /// Short id: `W1`, `W3/1000`, `S2/10`, `raw-single`, ...
@@ -353,12 +363,7 @@ impl Series {
     /// Median events/s over the runs (mean of the middle two for an even count);
     /// 0 with no runs.
     pub fn median_rate(&self) -> f64 {
-        let rates = self.sorted_rates();
-        match rates.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => rates[n / 2],
-            n => (rates[n / 2 - 1] + rates[n / 2]) / 2.0,
-        }
+        median(&self.sorted_rates())
     }
 
     /// Lowest events/s of a run.

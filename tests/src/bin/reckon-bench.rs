@@ -733,14 +733,15 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
     let s1 = s1_own.as_ref().or(w4.as_ref());
 
     // The event id index priced at the disk, beside the batch baseline.
-    let price_ids = rows.iter().any(|r| {
+    let is_batch_baseline = |r: &Row| {
         matches!(
             r.step,
             Step::Commits {
                 per_commit: ID_PRICE_PER_COMMIT
             }
         )
-    });
+    };
+    let price_ids = rows.iter().any(is_batch_baseline);
     let (mut v7_rates, mut v4_rates) = (Vec::new(), Vec::new());
 
     // Rounds: run r of every row, then run r + 1, so that drift on a shared machine
@@ -800,14 +801,7 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
     if price_ids {
         let plain = rows
             .iter()
-            .find(|r| {
-                matches!(
-                    r.step,
-                    Step::Commits {
-                        per_commit: ID_PRICE_PER_COMMIT
-                    }
-                )
-            })
+            .find(|r| is_batch_baseline(r))
             .map(|r| r.series.median_rate())
             .unwrap_or(0.0);
         notes.push(id_price_note(plain, &mut v7_rates, &mut v4_rates));
@@ -844,11 +838,7 @@ const ID_PRICE_PER_COMMIT: u64 = 1000;
 fn id_price_note(plain: f64, v7: &mut [f64], v4: &mut [f64]) -> String {
     let median = |rates: &mut [f64]| {
         rates.sort_by(f64::total_cmp);
-        match rates.len() {
-            0 => 0.0,
-            n if n % 2 == 1 => rates[n / 2],
-            n => (rates[n / 2 - 1] + rates[n / 2]) / 2.0,
-        }
+        bench::median(rates)
     };
     let (v7, v4) = (median(v7), median(v4));
     let ratio = |r: f64| if plain > 0.0 { r / plain } else { 0.0 };
