@@ -93,9 +93,14 @@ const CONVERGE_WAIT: Duration = Duration::from_secs(90);
 /// How long the subscription consumer may take to reach the end of the log.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(90);
 
-/// How long a node may take to serve again, caught up, once its full disk is freed;
-/// then it is restarted (and the failure to recover is reported).
+/// How long a node may take to serve again, caught up, once its full disk is freed
+/// (or, when it exited on the storage failure, once it was started again); then it
+/// is restarted (and the failure to recover is reported).
 const DISK_RECOVERY_WAIT: Duration = Duration::from_secs(15);
+
+/// How many times a node that exits after its full disk was freed is restarted while
+/// waiting for it to recover: a node that keeps exiting is a failure, not a loop.
+const DISK_RECOVERY_RESTARTS_MAX: u32 = 2;
 
 /// How many anomalies of each kind a failure message shows in full.
 const SHOWN_PER_KIND: usize = 8;
@@ -725,9 +730,36 @@ async fn a_cluster_under_faults_keeps_every_acknowledged_append_once() {
             crashes.push(what);
         }
         if let Fault::DiskFull { node } = fault {
-            // The node must come back by itself once its disk has room again.
+            // The node must come back by itself once its disk has room again: it
+            // either survives the full disk or exits on the storage failure, and then
+            // the fabric restarts it as systemd's `Restart=on-failure` would (the exit
+            // can come after the disk was freed: a node drains its requests first).
             let target = applied_index(&client).await.unwrap_or(0);
-            let back = poll_until(DISK_RECOVERY_WAIT, || serves_from(&client, node, target)).await;
+            let mut deadline = Instant::now() + DISK_RECOVERY_WAIT;
+            let mut restarts = 0;
+            let back = loop {
+                if serves_from(&client, node, target).await {
+                    break true;
+                }
+                if restarts < DISK_RECOVERY_RESTARTS_MAX
+                    && !block_in_place(|| fabric.is_running(node))
+                {
+                    restarts += 1;
+                    let what = format!(
+                        "node {} exited on its own after `{fault}` was undone and was restarted",
+                        node + 1
+                    );
+                    println!("{TEST}: {what}");
+                    crashes.push(what);
+                    block_in_place(|| fabric.start_node(node));
+                    // Its window to recover starts when it starts again.
+                    deadline = Instant::now() + DISK_RECOVERY_WAIT;
+                }
+                if Instant::now() >= deadline {
+                    break false;
+                }
+                tokio::time::sleep(reckon_tests::wait::POLL_EVERY).await;
+            };
             if !back {
                 let what = format!(
                     "node {} did not serve again within {DISK_RECOVERY_WAIT:?} after its full \
