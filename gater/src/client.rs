@@ -28,6 +28,7 @@ use tarpc::client::RpcError;
 
 use crate::api::{GaterClient, HealthReport, StoreStatus};
 use crate::metrics::StoreStats;
+use crate::page::{EventPage, PageError};
 use crate::pool::Pool;
 use crate::request::{StoreRequest, StoreResponse};
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
@@ -65,6 +66,10 @@ pub enum ClientError {
         /// The one that came.
         got: &'static str,
     },
+    /// A page of events came that does not decode: a gater or node of another
+    /// version, or damaged bytes.
+    #[error("Protocol: {0}")]
+    Undecodable(#[from] PageError),
 }
 
 impl ClientError {
@@ -336,7 +341,7 @@ fn is_transient(e: &ClientError) -> bool {
     match e {
         ClientError::Store(s) => s.is_retryable(),
         ClientError::Transport(_) | ClientError::Timeout(_) => true,
-        ClientError::NoGaters | ClientError::Protocol { .. } => false,
+        ClientError::NoGaters | ClientError::Protocol { .. } | ClientError::Undecodable(_) => false,
     }
 }
 
@@ -369,6 +374,21 @@ macro_rules! answer {
             }),
         }
     };
+}
+
+/// A request sent ahead of need, cancelled when dropped unanswered.
+struct Ahead(tokio::task::JoinHandle<Result<EventPage, ClientError>>);
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The events a read answers with, decoded.
+fn events(response: Result<StoreResponse, ClientError>) -> Result<Vec<EventRecord>, ClientError> {
+    let page = answer!(response, Events)?;
+    page.decode().map_err(ClientError::from)
 }
 
 /// The answer of a request that returns nothing.
@@ -517,7 +537,7 @@ impl StoreHandle {
             direction,
             consistency: self.consistency,
         };
-        answer!(self.request(request).await, Events)
+        events(self.request(request).await)
     }
 
     /// Up to `count` events of the global log from `from_position` in `direction`.
@@ -545,7 +565,73 @@ impl StoreHandle {
             direction,
             consistency: self.consistency,
         };
-        answer!(self.request(request).await, Events)
+        events(self.request(request).await)
+    }
+
+    /// The global log forward from `from_position` to its end, in pages of up to
+    /// `page` events, with the next page already asked for while this one is handed
+    /// over: a reader of the whole log does not wait a round trip between pages.
+    /// Each page is read as [`read_all`](Self::read_all) reads it (with this
+    /// handle's consistency); the stream ends at the first empty page, and after the
+    /// first error. Dropping the stream drops the page asked for ahead.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// use futures::StreamExt;
+    /// let mut pages = std::pin::pin!(store.read_all_pages(0, 1000));
+    /// while let Some(page) = pages.next().await {
+    ///     for event in page? {
+    ///         let _ = event.position;
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn read_all_pages(
+        &self,
+        from_position: u64,
+        page: u32,
+    ) -> impl futures::Stream<Item = Result<Vec<EventRecord>, ClientError>> + Send + 'static {
+        let ask = {
+            let handle = self.clone();
+            move |from: u64| {
+                let handle = handle.clone();
+                Ahead(tokio::spawn(async move {
+                    let request = StoreRequest::ReadAll {
+                        from_position: from,
+                        count: page,
+                        direction: Direction::Forward,
+                        consistency: handle.consistency,
+                    };
+                    answer!(handle.request(request).await, Events)
+                }))
+            }
+        };
+        let first = ask(from_position);
+        futures::stream::unfold(
+            Some((from_position, first)),
+            move |state| {
+                let ask = ask.clone();
+                async move {
+                    let (from, mut asked) = state?;
+                    let answer = match (&mut asked.0).await {
+                        Ok(answer) => answer,
+                        Err(e) => Err(ClientError::Transport(format!("read ahead: {e}"))),
+                    };
+                    let page = match answer {
+                        Ok(page) if page.is_empty() => return None,
+                        Ok(page) => page,
+                        Err(e) => return Some((Err(e), None)),
+                    };
+                    // Positions are gapless: the next page starts right after this
+                    // one, so it is asked for before this one is decoded.
+                    let next = from + page.len() as u64;
+                    let ahead = ask(next);
+                    let events = page.decode().map_err(ClientError::from);
+                    let go_on = events.is_ok().then_some((next, ahead));
+                    Some((events, go_on))
+                }
+            },
+        )
     }
 
     /// Events whose type is one of `types` (all when empty), ascending by position.
@@ -568,7 +654,7 @@ impl StoreHandle {
             count,
             consistency: self.consistency,
         };
-        answer!(self.request(request).await, Events)
+        events(self.request(request).await)
     }
 
     /// Events carrying any or all of `tags`, ascending by position.
@@ -594,7 +680,7 @@ impl StoreHandle {
             count,
             consistency: self.consistency,
         };
-        answer!(self.request(request).await, Events)
+        events(self.request(request).await)
     }
 
     /// The stream's version; `None` when it does not exist.

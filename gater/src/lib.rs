@@ -45,6 +45,7 @@ pub mod config;
 pub mod gateway;
 pub mod logging;
 pub mod metrics;
+pub mod page;
 pub mod pool;
 pub mod request;
 pub mod router;
@@ -57,6 +58,7 @@ pub mod types;
 pub mod worker;
 
 pub use client::{Client, ClientError, StoreHandle, Subscriber};
+pub use page::EventPage;
 pub use request::{Route, StoreRequest, StoreResponse};
 pub use types::{
     AppendResult, ContentType, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,

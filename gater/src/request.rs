@@ -13,10 +13,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::page::EventPage;
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
-    AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StreamInfo, StreamPage, SubscriptionType, TagMatch,
+    AppendResult, Direction, ExpectedVersion, NewEvent, ReadConsistency, SnapshotRecord,
+    StreamInfo, StreamPage, SubscriptionType, TagMatch,
 };
 
 /// Where a request can be served.
@@ -336,8 +337,8 @@ pub enum StoreResponse {
     Done,
     /// Where an append's events stand.
     Appended(AppendResult),
-    /// Events, in the order asked for.
-    Events(Vec<EventRecord>),
+    /// Events, in the order asked for, as they travel (a gater forwards them whole).
+    Events(EventPage),
     /// A stream's version (`None`: no such stream).
     Version(Option<u64>),
     /// Whether the thing asked about exists.

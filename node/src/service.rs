@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use reckon_gater::emit;
 use reckon_gater::metrics::StoreStats;
+use reckon_gater::page::EventPage;
 use reckon_gater::request::{StoreRequest, StoreResponse};
 use reckon_gater::telemetry as t;
-use reckon_gater::types::{AppendResult, EventRecord, ExpectedVersion, NewEvent, StoreError};
+use reckon_gater::types::{AppendResult, ExpectedVersion, NewEvent, StoreError};
 use reckon_gater::worker::Worker;
 use tarpc::context::Context;
 
@@ -57,8 +58,8 @@ async fn observe_read(
     stream: &str,
     from: u64,
     count: u32,
-    read: impl Future<Output = Result<Vec<EventRecord>, StoreError>>,
-) -> Result<Vec<EventRecord>, StoreError> {
+    read: impl Future<Output = Result<EventPage, StoreError>>,
+) -> Result<EventPage, StoreError> {
     let name = store.name();
     emit!(t::STREAM_READ_START, "store" => name, "stream" => stream, "from" => from, "count" => count);
     let started = Instant::now();

@@ -642,7 +642,13 @@ fn check_state(state: &StateDb, whole: bool) {
     let head = want.len() as u64;
     let stats = r.stats().unwrap();
     assert_eq!((stats.events, stats.next_position), (head, head));
-    assert_eq!(r.read_all(0, 100, Direction::Forward).unwrap(), want);
+    assert_eq!(
+        r.read_all(0, 100, Direction::Forward)
+            .unwrap()
+            .decode()
+            .expect("page"),
+        want
+    );
     let by_pos =
         |ps: &[u64]| -> Vec<EventRecord> { ps.iter().map(|p| want[*p as usize].clone()).collect() };
     // Stream metadata and the stream index.
@@ -658,12 +664,14 @@ fn check_state(state: &StateDb, whole: bool) {
     };
     assert_eq!(
         r.read_stream("order-1", 0, 100, Direction::Forward)
-            .unwrap(),
+            .unwrap()
+            .map(|p| p.decode().expect("page")),
         Ok(order)
     );
     assert_eq!(
         r.read_stream("scratch", 0, 100, Direction::Forward)
-            .unwrap(),
+            .unwrap()
+            .map(|p| p.decode().expect("page")),
         Err(StoreError::StreamNotFound {
             stream_id: "scratch".into()
         })
@@ -684,13 +692,16 @@ fn check_state(state: &StateDb, whole: bool) {
     // The type and tag indexes: a deleted stream's events are out of them.
     let types = |t: &[&str]| {
         let t: Vec<String> = t.iter().map(|s| s.to_string()).collect();
-        r.read_by_types(&t, 0, 100).unwrap()
+        r.read_by_types(&t, 0, 100).unwrap().decode().expect("page")
     };
     assert_eq!(types(&["OrderPlaced", "OrderShipped"]), by_pos(&[0, 3]));
     assert_eq!(types(&["Scratched"]), []);
     let tags = |t: &[&str], m| {
         let t: Vec<String> = t.iter().map(|s| s.to_string()).collect();
-        r.read_by_tags(&t, m, 0, 100).unwrap()
+        r.read_by_tags(&t, m, 0, 100)
+            .unwrap()
+            .decode()
+            .expect("page")
     };
     let vip = if whole { by_pos(&[0, 7]) } else { by_pos(&[0]) };
     assert_eq!(tags(&["vip"], TagMatch::Any), vip);

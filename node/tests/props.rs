@@ -500,7 +500,8 @@ fn check_read_stream(
         .read()
         .expect("read")
         .read_stream(stream, from, count, direction)
-        .expect("storage");
+        .expect("storage")
+        .map(|p| p.decode().expect("page"));
     match model.stream_events(stream) {
         None => assert_eq!(
             got,
@@ -538,6 +539,8 @@ fn check_read_all(db: &StateDb, model: &Model, from: u64, count: u32, backward: 
         .expect("read")
         .read_all(from, count, direction)
         .expect("storage")
+        .decode()
+        .expect("page")
         .iter()
         .map(|e| e.position)
         .collect();
@@ -552,7 +555,11 @@ fn check_read_all(db: &StateDb, model: &Model, from: u64, count: u32, backward: 
 fn check_all(db: &StateDb, model: &Model, raft_record: &[u8]) {
     let r = db.read().expect("read");
     // The global log: gapless positions, every event as the model has it.
-    let all = r.read_all(0, ALL, Direction::Forward).expect("storage");
+    let all = r
+        .read_all(0, ALL, Direction::Forward)
+        .expect("storage")
+        .decode()
+        .expect("page");
     let positions: Vec<u64> = all.iter().map(|e| e.position).collect();
     assert_eq!(
         positions,
@@ -596,7 +603,8 @@ fn check_all(db: &StateDb, model: &Model, raft_record: &[u8]) {
         );
         let got = r
             .read_stream(stream, 0, ALL, Direction::Forward)
-            .expect("storage");
+            .expect("storage")
+            .map(|p| p.decode().expect("page"));
         match model.stream_events(stream) {
             None => assert_eq!(
                 got,
@@ -651,12 +659,18 @@ fn check_all(db: &StateDb, model: &Model, raft_record: &[u8]) {
     };
     let positions_of = |v: Vec<EventRecord>| v.iter().map(|e| e.position).collect::<Vec<_>>();
     for t in ["A", "B"] {
-        let got = r.read_by_types(&[t.to_string()], 0, ALL).expect("storage");
+        let got = r
+            .read_by_types(&[t.to_string()], 0, ALL)
+            .expect("storage")
+            .decode()
+            .expect("page");
         assert_eq!(positions_of(got), live(&|e| e.event_type == t), "type {t}");
     }
     let got = r
         .read_by_tags(&[TAG.to_string()], TagMatch::Any, 0, ALL)
-        .expect("storage");
+        .expect("storage")
+        .decode()
+        .expect("page");
     assert_eq!(positions_of(got), live(&|e| e.tagged), "tag {TAG}");
 
     assert_eq!(
@@ -797,7 +811,8 @@ fn delete_then_no_stream_restarts_at_0_and_positions_are_not_reused() {
     let r = db.read().expect("read");
     assert_eq!(
         r.read_stream("s0", 0, 10, Direction::Forward)
-            .expect("storage"),
+            .expect("storage")
+            .map(|p| p.decode().expect("page")),
         Err(StoreError::StreamNotFound {
             stream_id: "s0".into()
         })
@@ -806,6 +821,8 @@ fn delete_then_no_stream_restarts_at_0_and_positions_are_not_reused() {
     assert!(r
         .read_by_types(&["A".into()], 0, ALL)
         .expect("storage")
+        .decode()
+        .expect("page")
         .iter()
         .all(|e| e.stream_id == "s1"));
     drop(r);
@@ -853,7 +870,9 @@ fn delete_then_no_stream_restarts_at_0_and_positions_are_not_reused() {
         .read()
         .expect("read")
         .read_all(0, ALL, Direction::Forward)
-        .expect("storage");
+        .expect("storage")
+        .decode()
+        .expect("page");
     assert_eq!(
         all.iter()
             .map(|e| (e.stream_id.as_str(), e.version, e.position))

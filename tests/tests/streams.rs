@@ -615,6 +615,35 @@ async fn read_all_interleaves_three_streams_by_position() {
     assert_eq!(f.db.read_all(9, 10, Forward).await.unwrap(), vec![]);
 }
 
+/// The page sizes and events `read_all_pages` gives from `from` in pages of `page`.
+async fn pages_from(f: &Fixture, from: u64, page: u32) -> (Vec<usize>, Vec<EventRecord>) {
+    use futures::StreamExt;
+    let mut pages = std::pin::pin!(f.db.handle.read_all_pages(from, page));
+    let (mut sizes, mut events) = (Vec::new(), Vec::new());
+    while let Some(p) = pages.next().await {
+        let p = p.expect("page");
+        sizes.push(p.len());
+        events.extend(p);
+    }
+    (sizes, events)
+}
+
+#[tokio::test]
+async fn read_all_pages_streams_the_whole_log_once_in_order() {
+    let f = Fixture::start().await;
+    for s in ["a", "b", "c", "a", "b"] {
+        f.db.append(s, Any, evs("e", 5)).await.unwrap();
+    }
+    let all = f.db.read_all(0, 100, Forward).await.unwrap();
+    assert_eq!(all.len(), 25);
+
+    assert_eq!(pages_from(&f, 0, 10).await, (vec![10, 10, 5], all.clone()));
+    // A log that ends on a page's edge ends with the empty page after it.
+    assert_eq!(pages_from(&f, 0, 5).await, (vec![5; 5], all.clone()));
+    assert_eq!(pages_from(&f, 7, 10).await, (vec![10, 8], all[7..].to_vec()));
+    assert_eq!(pages_from(&f, 25, 10).await, (vec![], vec![]));
+}
+
 #[tokio::test]
 async fn read_by_type_gives_matching_events_in_position_order_paged() {
     let f = Fixture::start().await;

@@ -103,7 +103,9 @@ impl CliError {
             CliError::BadBatchLine { .. } | CliError::BatchTooLarge { .. } => Exit::Usage,
             CliError::ReadInput { .. } => Exit::Usage,
             CliError::Protocol(_) | CliError::Output(_) => Exit::Other,
-            CliError::Client(ClientError::Protocol { .. }) => Exit::Other,
+            CliError::Client(ClientError::Protocol { .. } | ClientError::Undecodable(_)) => {
+                Exit::Other
+            }
         }
     }
 

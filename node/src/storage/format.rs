@@ -126,6 +126,11 @@ pub trait Record: Serialize + DeserializeOwned {
 /// An event as the [`EVENTS`] table stores it; read back as the contract's
 /// [`EventRecord`], field for field.
 ///
+/// Its bytes are also the wire's: a read puts them in an
+/// [`EventPage`](reckon_gater::EventPage) as they lie, and the client decodes them
+/// as an [`EventRecord`] (a test here checks that both encode alike). A format that
+/// changes this record must turn old and new records into the wire's bytes on read.
+///
 /// A persisted format: see [changing the format](self#changing-the-format).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredEvent {
@@ -389,6 +394,10 @@ mod tests {
                 timestamp_us: wire.timestamp_us,
             };
             assert_eq!(stored.encode(), bincode::serialize(&wire).unwrap());
+            // Reads hand stored bytes to clients as they are.
+            let mut page = reckon_gater::EventPage::new();
+            page.push_encoded(&stored.encode());
+            assert_eq!(page.decode().unwrap(), vec![wire.clone()]);
             assert_eq!(EventRecord::from(stored), wire);
         }
         let starts = [WireStart::Beginning, WireStart::End, WireStart::Position(5)];

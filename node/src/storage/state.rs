@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use reckon_gater::page::EventPage;
 use reckon_gater::types::StreamPage;
 use reckon_gater::types::{
     AppendResult, Direction, EventRecord, SnapshotRecord, StoreError, StreamInfo, TagMatch,
@@ -39,9 +40,10 @@ use reckon_gater::subscription::SubscriptionInfo;
 
 pub use super::format::STATE_FORMAT;
 
-/// Most payload bytes one read or delivery returns (at least one event is always
+/// Most bytes of events one read or delivery returns (at least one event is always
 /// returned): pages stay far below the transport's frame limit whatever the event
-/// sizes. A reader continues from the last event it got.
+/// sizes. A read counts events as stored (their bytes on the wire), a delivery by
+/// [`record_bytes`]. A reader continues from the last event it got.
 pub const READ_BYTES_MAX: usize = 8 * 1024 * 1024;
 
 /// The bytes an event counts for against [`READ_BYTES_MAX`].
@@ -783,13 +785,20 @@ impl Reader {
         Ok(self.meta(stream_id)?.and_then(|m| m.version))
     }
 
-    fn event(
+    /// Appends the event at `position` to `page` as it is stored (its bytes are those
+    /// of the wire's record: see [`StoredEvent`]); returns how many bytes it took.
+    fn push_event(
         &self,
         events: &redb::ReadOnlyTable<u64, &[u8]>,
         position: u64,
-    ) -> Result<EventRecord, StorageError> {
+        page: &mut EventPage,
+    ) -> Result<usize, StorageError> {
         match events.get(position)? {
-            Some(v) => Ok(StoredEvent::decode(v.value())?.into()),
+            Some(v) => {
+                let stored = v.value();
+                page.push_encoded(stored);
+                Ok(stored.len())
+            }
             None => Err(corrupt("events", format!("position {position} missing"))),
         }
     }
@@ -801,7 +810,7 @@ impl Reader {
         from: u64,
         count: u32,
         direction: Direction,
-    ) -> Result<Result<Vec<EventRecord>, StoreError>, StorageError> {
+    ) -> Result<Result<EventPage, StoreError>, StorageError> {
         let Some(m) = self.meta(stream_id)? else {
             return Ok(Err(stream_not_found(stream_id)));
         };
@@ -810,13 +819,13 @@ impl Reader {
         };
         let backward = direction == Direction::Backward;
         let Some((a, b)) = stream_read_range(head, from, count, backward) else {
-            return Ok(Ok(Vec::new()));
+            return Ok(Ok(EventPage::new()));
         };
         let index = self.txn.open_table(STREAM_INDEX)?;
         let events = self.txn.open_table(EVENTS)?;
         let (lo, hi) = if backward { (b, a) } else { (a, b) };
         let range = index.range(pack(m.number, lo)..=pack(m.number, hi))?;
-        let mut out = Vec::with_capacity((hi - lo + 1) as usize);
+        let mut out = EventPage::new();
         let mut bytes = 0usize;
         // Returns whether to go on: pages stop at READ_BYTES_MAX.
         let mut push = |row: Result<
@@ -826,9 +835,7 @@ impl Reader {
          -> Result<bool, StorageError> {
             let (_, v) = row?;
             let (pos, _) = split_index_value(v.value());
-            let e = self.event(&events, pos)?;
-            bytes += record_bytes(&e);
-            out.push(e);
+            bytes += self.push_event(&events, pos, &mut out)?;
             Ok(bytes < READ_BYTES_MAX)
         };
         if backward {
@@ -853,21 +860,22 @@ impl Reader {
         from: u64,
         count: u32,
         direction: Direction,
-    ) -> Result<Vec<EventRecord>, StorageError> {
+    ) -> Result<EventPage, StorageError> {
         let events = self.txn.open_table(EVENTS)?;
         let n = count as usize;
-        let mut out = Vec::with_capacity(n.min(4096));
+        let mut out = EventPage::new();
         let mut bytes = 0usize;
-        let mut push = |e: EventRecord| {
-            bytes += record_bytes(&e);
-            out.push(e);
+        // Stored events go out as they lie: their bytes are the wire's record.
+        let mut push = |stored: &[u8]| {
+            bytes += stored.len();
+            out.push_encoded(stored);
             bytes < READ_BYTES_MAX
         };
         match direction {
             Direction::Forward => {
                 for row in events.range(from..)?.take(n) {
                     let (_, v) = row?;
-                    if !push(StoredEvent::decode(v.value())?.into()) {
+                    if !push(v.value()) {
                         break;
                     }
                 }
@@ -875,7 +883,7 @@ impl Reader {
             Direction::Backward => {
                 for row in events.range(..=from)?.rev().take(n) {
                     let (_, v) = row?;
-                    if !push(StoredEvent::decode(v.value())?.into()) {
+                    if !push(v.value()) {
                         break;
                     }
                 }
@@ -915,14 +923,12 @@ impl Reader {
         Ok(out.into_iter().flatten().collect())
     }
 
-    fn events_at(&self, positions: &[u64]) -> Result<Vec<EventRecord>, StorageError> {
+    fn events_at(&self, positions: &[u64]) -> Result<EventPage, StorageError> {
         let events = self.txn.open_table(EVENTS)?;
-        let mut out = Vec::with_capacity(positions.len());
+        let mut out = EventPage::new();
         let mut bytes = 0usize;
         for p in positions {
-            let e = self.event(&events, *p)?;
-            bytes += record_bytes(&e);
-            out.push(e);
+            bytes += self.push_event(&events, *p, &mut out)?;
             if bytes >= READ_BYTES_MAX {
                 break;
             }
@@ -936,7 +942,7 @@ impl Reader {
         types: &[String],
         from: u64,
         count: u32,
-    ) -> Result<Vec<EventRecord>, StorageError> {
+    ) -> Result<EventPage, StorageError> {
         if types.is_empty() {
             return self.read_all(from, count, Direction::Forward);
         }
@@ -958,9 +964,9 @@ impl Reader {
         matching: TagMatch,
         from: u64,
         count: u32,
-    ) -> Result<Vec<EventRecord>, StorageError> {
+    ) -> Result<EventPage, StorageError> {
         if tags.is_empty() {
-            return Ok(Vec::new());
+            return Ok(EventPage::new());
         }
         let index = self.txn.open_table(TAG_INDEX)?;
         let nos = self.name_nos(TAG_NAMES, tags)?;
@@ -984,7 +990,7 @@ impl Reader {
                 wanted.dedup();
                 if unique.len() < wanted.len() {
                     // A tag never seen cannot be carried by any event.
-                    return Ok(Vec::new());
+                    return Ok(EventPage::new());
                 }
                 let (first, rest) = unique.split_first().map_or((0, &[][..]), |(f, r)| (*f, r));
                 let mut p = Vec::new();

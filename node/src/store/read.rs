@@ -5,9 +5,9 @@
 
 use std::sync::atomic::Ordering;
 
+use reckon_gater::page::EventPage;
 use reckon_gater::types::{
-    Direction, EventRecord, ReadConsistency, SnapshotRecord, StoreError, StreamInfo, StreamPage,
-    TagMatch,
+    Direction, ReadConsistency, SnapshotRecord, StoreError, StreamInfo, StreamPage, TagMatch,
 };
 
 use super::errors::{read_err, write_err};
@@ -68,7 +68,7 @@ impl Store {
         count: u32,
         direction: Direction,
         consistency: ReadConsistency,
-    ) -> Result<Vec<EventRecord>, StoreError> {
+    ) -> Result<EventPage, StoreError> {
         domain::validate_stream_id(&self.limits, &stream_id)?;
         let count = domain::validate_count(&self.limits, count)?;
         self.read(consistency, move |r| {
@@ -84,7 +84,7 @@ impl Store {
         count: u32,
         direction: Direction,
         consistency: ReadConsistency,
-    ) -> Result<Vec<EventRecord>, StoreError> {
+    ) -> Result<EventPage, StoreError> {
         let count = domain::validate_count(&self.limits, count)?;
         self.read(consistency, move |r| {
             r.read_all(from, count, direction).map(Ok)
@@ -99,7 +99,7 @@ impl Store {
         from: u64,
         count: u32,
         consistency: ReadConsistency,
-    ) -> Result<Vec<EventRecord>, StoreError> {
+    ) -> Result<EventPage, StoreError> {
         let count = domain::validate_count(&self.limits, count)?;
         self.read(consistency, move |r| {
             r.read_by_types(&types, from, count).map(Ok)
@@ -115,7 +115,7 @@ impl Store {
         from: u64,
         count: u32,
         consistency: ReadConsistency,
-    ) -> Result<Vec<EventRecord>, StoreError> {
+    ) -> Result<EventPage, StoreError> {
         let count = domain::validate_count(&self.limits, count)?;
         self.read(consistency, move |r| {
             r.read_by_tags(&tags, matching, from, count).map(Ok)
