@@ -376,6 +376,10 @@ macro_rules! answer {
     };
 }
 
+/// Pages [`StoreHandle::read_all_pages`] keeps asked for ahead of the one it hands
+/// over.
+const READ_AHEAD_PAGES: usize = 3;
+
 /// A request sent ahead of need, cancelled when dropped unanswered.
 struct Ahead(tokio::task::JoinHandle<Result<EventPage, ClientError>>);
 
@@ -570,7 +574,8 @@ impl StoreHandle {
 
     /// The global log forward from `from_position` to its end, in pages of up to
     /// `page` events, with the next page already asked for while this one is handed
-    /// over: a reader of the whole log does not wait a round trip between pages.
+    /// over (and one more after it): a reader of the whole log
+    /// does not wait a round trip between pages.
     /// Each page is read as [`read_all`](Self::read_all) reads it (with this
     /// handle's consistency); the stream ends at the first empty page, and after the
     /// first error. Dropping the stream drops the page asked for ahead.
@@ -606,32 +611,44 @@ impl StoreHandle {
                 }))
             }
         };
-        let first = ask(from_position);
-        futures::stream::unfold(
-            Some((from_position, first)),
-            move |state| {
-                let ask = ask.clone();
-                async move {
-                    let (from, mut asked) = state?;
-                    let answer = match (&mut asked.0).await {
-                        Ok(answer) => answer,
-                        Err(e) => Err(ClientError::Transport(format!("read ahead: {e}"))),
-                    };
-                    let page = match answer {
-                        Ok(page) if page.is_empty() => return None,
-                        Ok(page) => page,
-                        Err(e) => return Some((Err(e), None)),
-                    };
-                    // Positions are gapless: the next page starts right after this
-                    // one, so it is asked for before this one is decoded.
-                    let next = from + page.len() as u64;
-                    let ahead = ask(next);
-                    let events = page.decode().map_err(ClientError::from);
-                    let go_on = events.is_ok().then_some((next, ahead));
-                    Some((events, go_on))
+        // Pages asked for and not yet handed over, by where they start: each one
+        // right after the one before, as if every page came back full.
+        let mut asked = std::collections::VecDeque::with_capacity(READ_AHEAD_PAGES);
+        let top_up = move |asked: &mut std::collections::VecDeque<(u64, Ahead)>, from: u64| {
+            let mut next = asked.back().map_or(from, |(f, _)| f + u64::from(page));
+            while asked.len() < READ_AHEAD_PAGES {
+                asked.push_back((next, ask(next)));
+                next += u64::from(page);
+            }
+        };
+        top_up(&mut asked, from_position);
+        futures::stream::unfold(Some(asked), move |state| {
+            let top_up = top_up.clone();
+            async move {
+                let mut asked = state?;
+                let (from, mut first) = asked.pop_front()?;
+                let answer = match (&mut first.0).await {
+                    Ok(answer) => answer,
+                    Err(e) => Err(ClientError::Transport(format!("read ahead: {e}"))),
+                };
+                let got = match answer {
+                    Ok(got) if got.is_empty() => return None,
+                    Ok(got) => got,
+                    Err(e) => return Some((Err(e), None)),
+                };
+                // Positions are gapless: the next page starts right after this one.
+                // A page that came back short (the end of the log, or its byte limit)
+                // makes the pages asked after it wrong: they are dropped and asked again.
+                let next = from + got.len() as u64;
+                if got.len() < page as usize {
+                    asked.clear();
                 }
-            },
-        )
+                top_up(&mut asked, next);
+                let events = got.decode().map_err(ClientError::from);
+                let go_on = events.is_ok().then_some(asked);
+                Some((events, go_on))
+            }
+        })
     }
 
     /// Events whose type is one of `types` (all when empty), ascending by position.

@@ -640,8 +640,32 @@ async fn read_all_pages_streams_the_whole_log_once_in_order() {
     assert_eq!(pages_from(&f, 0, 10).await, (vec![10, 10, 5], all.clone()));
     // A log that ends on a page's edge ends with the empty page after it.
     assert_eq!(pages_from(&f, 0, 5).await, (vec![5; 5], all.clone()));
-    assert_eq!(pages_from(&f, 7, 10).await, (vec![10, 8], all[7..].to_vec()));
+    assert_eq!(
+        pages_from(&f, 7, 10).await,
+        (vec![10, 8], all[7..].to_vec())
+    );
     assert_eq!(pages_from(&f, 25, 10).await, (vec![], vec![]));
+}
+
+#[tokio::test]
+async fn read_all_pages_asks_again_after_a_page_cut_short_by_its_byte_limit() {
+    let f = Fixture::start().await;
+    // 12 events of 1,000,000 bytes: a page holds 9 of them before it reaches the
+    // node's 8 MiB per read, so the pages asked for ahead, as if it held 10, start
+    // at the wrong place and must be asked again.
+    let big = |n: u8| NewEvent {
+        data: vec![n; 1_000_000],
+        content_type: reckon_gater::types::ContentType::Binary,
+        ..ev("big", u64::from(n))
+    };
+    for a in 0..4u8 {
+        let batch = (0..3).map(|i| big(a * 3 + i)).collect();
+        f.db.append("big", Any, batch).await.unwrap();
+    }
+    let (sizes, events) = pages_from(&f, 0, 10).await;
+    assert_eq!(sizes, vec![9, 3], "the first page stops at the byte limit");
+    assert_eq!(positions(&events), (0..12).collect::<Vec<_>>());
+    assert!(events.iter().enumerate().all(|(i, e)| e.data[0] == i as u8));
 }
 
 #[tokio::test]

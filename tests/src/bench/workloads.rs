@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context};
-use reckon_gater::types::{AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent};
+use reckon_gater::types::{AppendResult, EventRecord, ExpectedVersion, NewEvent};
 use reckon_gater::{Client, ClientError, StoreHandle};
 use reckon_tests::NodeProc;
 
@@ -248,12 +248,19 @@ impl Conn {
             .map_err(|e| anyhow!("append to {stream}{}: {e}", self.via))
     }
 
-    /// A linearizable page of the global log forward from `from`.
-    pub async fn read_all(&self, from: u64, count: u32) -> anyhow::Result<Vec<EventRecord>> {
+    /// Linearizable pages of `count` events of the global log forward from `from` to
+    /// its end, each asked for while the one before is handed over
+    /// ([`StoreHandle::read_all_pages`]).
+    pub fn read_all_pages(
+        &self,
+        from: u64,
+        count: u32,
+    ) -> impl futures::Stream<Item = anyhow::Result<Vec<EventRecord>>> + Send + 'static {
+        use futures::StreamExt;
+        let via = self.via;
         self.store
-            .read_all(from, count, Direction::Forward)
-            .await
-            .map_err(|e| anyhow!("read_all from {from}{}: {e}", self.via))
+            .read_all_pages(from, count)
+            .map(move |page| page.map_err(|e| anyhow!("read_all_pages{via}: {e}")))
     }
 
     /// A linearizable read that needs an elected leader: `Ok(Err(why))` when a retry
@@ -463,21 +470,26 @@ impl LoadedNode {
 
     /// One W4 run: one client reads the global log `via` the worker service or the
     /// embedded gater, forward from position 0 in pages of [`PAGE_EVENTS`]
-    /// (linearizable, as a client gets by default), starting over at 0 when it
-    /// reaches the end, for the warm-up and the window. Latency is per page.
-    /// Fails if the log is not exactly the loaded events at positions 0, 1, 2, ...
+    /// (linearizable, as a client gets by default) with the next page asked for
+    /// while one is handed over, starting over at 0 when it reaches the end, for the
+    /// warm-up and the window. Latency is per page, from the one before (or from the
+    /// start of the read) to its arrival. Fails if the log is not exactly the loaded
+    /// events at positions 0, 1, 2, ...
     pub async fn read_run(&self, via: Via, timing: Timing) -> anyhow::Result<RunSample> {
+        use futures::StreamExt;
         let client = Conn::connect(&self.node.endpoint(via).await?).await?;
         let total = self.load.events;
         let mut tally = Tally::default();
         let window = Window::begin(timing);
         let mut from = 0u64;
+        let mut pages = Box::pin(client.read_all_pages(from, PAGE_EVENTS));
+        let mut started = Instant::now();
         loop {
-            let started = Instant::now();
             if window.over(started) {
                 return Ok(tally.finish(&window));
             }
-            let page = client.read_all(from, PAGE_EVENTS).await?;
+            // The stream ends after the last page; an empty page is the end too.
+            let page = pages.next().await.transpose()?.unwrap_or_default();
             let done = Instant::now();
             let n = page.len() as u64;
             if let (Some(first), Some(last)) = (page.first(), page.last()) {
@@ -489,13 +501,16 @@ impl LoadedNode {
                 );
             }
             tally.record(&window, started, done, n);
+            started = done;
             from += n;
-            if n < u64::from(PAGE_EVENTS) {
+            if n == 0 {
                 ensure!(
                     from == total,
                     "the global log ended at {from} events, but {total} were loaded"
                 );
                 from = 0;
+                pages = Box::pin(client.read_all_pages(from, PAGE_EVENTS));
+                started = Instant::now();
             }
         }
     }
