@@ -640,7 +640,10 @@ async fn read_all_pages_streams_the_whole_log_once_in_order() {
     assert_eq!(pages_from(&f, 0, 10).await, (vec![10, 10, 5], all.clone()));
     // A log that ends on a page's edge ends with the empty page after it.
     assert_eq!(pages_from(&f, 0, 5).await, (vec![5; 5], all.clone()));
-    assert_eq!(pages_from(&f, 7, 10).await, (vec![10, 8], all[7..].to_vec()));
+    assert_eq!(
+        pages_from(&f, 7, 10).await,
+        (vec![10, 8], all[7..].to_vec())
+    );
     assert_eq!(pages_from(&f, 25, 10).await, (vec![], vec![]));
 }
 

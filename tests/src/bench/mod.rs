@@ -387,6 +387,31 @@ impl Series {
     }
 }
 
+/// A row of one run of `events_per_sec` with every request taking `latency_us`, for
+/// the tests of the report and the comparison.
+#[cfg(test)]
+pub fn test_series(
+    id: &str,
+    via: Option<Via>,
+    compare_to: Option<Baseline>,
+    events_per_sec: u64,
+    latency_us: u64,
+) -> Series {
+    let mut h = histogram();
+    h.saturating_record(latency_us);
+    Series {
+        id: id.to_string(),
+        label: format!("{id} label"),
+        via,
+        compare_to,
+        runs: vec![RunSample {
+            events: events_per_sec,
+            window: Duration::from_secs(1),
+            latency_us: h,
+        }],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{payload, stamp_of, stamped_payload, PAYLOAD_BYTES};

@@ -481,7 +481,59 @@ fn series_json(s: &Series) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::thousands;
+    use super::super::{test_series, Baseline, Via};
+    use super::{thousands, Report, Settings};
+
+    /// Settings for a report nothing ran for.
+    pub fn settings() -> Settings {
+        Settings {
+            command: "reckon-bench --quick".to_string(),
+            runs: 1,
+            warmup_secs: 0.5,
+            secs: 2.0,
+            w4_events: 200_000,
+            s1_events: 200_000,
+            s2_rate: 5_000,
+            vias: vec![Via::Node, Via::Gater],
+            cluster: false,
+            quick: true,
+            node_bin: "reckon-node".to_string(),
+            dir: "target/bench-data".to_string(),
+            cpus: 2,
+        }
+    }
+
+    #[test]
+    fn the_gater_cost_table_has_both_w3_rows() {
+        let b = Some(Baseline::Batch);
+        let report = Report {
+            settings: settings(),
+            workloads: vec![
+                test_series("W3/100", Some(Via::Node), b, 70_000, 1_300),
+                test_series("W3/100", Some(Via::Gater), b, 56_000, 1_600),
+                test_series("W3/1000", Some(Via::Node), b, 160_000, 5_000),
+                test_series("W3/1000", Some(Via::Gater), b, 128_000, 6_000),
+            ],
+            baselines: vec![(
+                Baseline::Batch,
+                test_series("raw-1000", None, None, 500_000, 2_000),
+            )],
+            notes: Vec::new(),
+        };
+        let text = report.markdown();
+        let cost = text
+            .split("The gater's cost")
+            .nth(1)
+            .expect("a gater cost table");
+        assert!(
+            cost.contains("| W3/100 | 70,000 | 56,000 | 0.80× |"),
+            "{cost}"
+        );
+        assert!(
+            cost.contains("| W3/1000 | 160,000 | 128,000 | 0.80× |"),
+            "{cost}"
+        );
+    }
 
     #[test]
     fn thousands_groups_by_three() {

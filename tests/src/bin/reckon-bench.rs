@@ -21,11 +21,12 @@
 //! Paths (`--via`, `--cluster`). `node`: straight to one `reckon-node --dev` over its
 //! worker service (tarpc). `gater`: through the gater that node embeds, with the client
 //! library (`reckon_gater::Client`, one per writer, so one connection each): W1, W2,
-//! W3 at 1000 and W4, next to the node's rows, and the gater's cost (events/s ratio,
-//! p50 difference) in a table of its own. `--cluster`: W1, W2 and W3 at 1000 also
-//! through the gater of a 3-node cluster of real processes on this machine (cluster
-//! mode, static seeds, a standalone `reckon-gater`). S1 and S2 always go through the
-//! embedded gater: subscriptions have no other client.
+//! both W3 rows (100 and 1000 per append) and W4, next to the node's rows, and the
+//! gater's cost (events/s ratio, p50 difference) in a table of its own. `--cluster`:
+//! W1, W2 and both W3 rows also through the gater of a 3-node cluster of real
+//! processes on this machine (cluster mode, static seeds, a standalone
+//! `reckon-gater`). S1 and S2 always go through the embedded gater: subscriptions have
+//! no other client.
 //!
 //! Each write run and each S2 run starts a fresh `reckon-node --dev --listen
 //! 127.0.0.1:0 --data-dir <fresh dir>` (or a fresh cluster); W4 loads one fresh node
@@ -109,10 +110,9 @@ const RUNS_MAX: u32 = 99;
 const SECS_MAX: f64 = 3600.0;
 /// Writers in W2.
 const W2_WRITERS: usize = 64;
-/// Events per append in W3's two rows.
+/// Events per append in W3's two rows; each goes by every path measured (node, gater,
+/// cluster).
 const W3_BATCHES: [usize; 2] = [100, 1000];
-/// The W3 row that also goes through gaters (the other goes straight to the node only).
-const W3_GATER_BATCH: usize = 1000;
 /// The node flag that moves `--dev`'s embedded gater, when the node has one.
 const DEV_GATER_FLAG: &str = "--dev-gater-listen";
 /// How long leftover blocking work may run after the bench ends or is interrupted.
@@ -148,9 +148,9 @@ enum ViaArg {
         \x20 S2  live: append-to-delivery latency at 5,000 appends/s, 1 and 10 \
         subscriptions\n\n\
         --via node runs them straight to a `reckon-node --dev` over its worker service; \
-        --via gater through the gater it embeds, with the client library (W1, W2, W3 at \
-        1000, W4); --via both (the default) does both and tables the gater's cost. \
-        --cluster adds W1, W2 and W3 at 1000 through the gater of a 3-node cluster on \
+        --via gater through the gater it embeds, with the client library (W1, W2, both \
+        W3 rows, W4); --via both (the default) does both and tables the gater's cost. \
+        --cluster adds W1, W2 and both W3 rows through the gater of a 3-node cluster on \
         this machine. S1 and S2 always go through the embedded gater.\n\n\
         Each write run gets a fresh node (or cluster) on a fresh data directory; W4 \
         loads one node and reads it in every run. A run warms up, then counts the \
@@ -198,8 +198,8 @@ struct Args {
     /// or both side by side.
     #[arg(long, value_enum, default_value_t = ViaArg::Both)]
     via: ViaArg,
-    /// Also run W1, W2 and W3 at 1000 through the gater of a 3-node cluster on this
-    /// machine (fresh for every run).
+    /// Also run W1, W2 and both W3 rows (100 and 1000 per append) through the gater of
+    /// a 3-node cluster on this machine (fresh for every run).
     #[arg(long)]
     cluster: bool,
     /// Directory under which a fresh data directory is made and removed at the end;
@@ -554,9 +554,6 @@ fn rows(plan: &Plan) -> Vec<Row> {
                 Workload::W3 => {
                     for batch in W3_BATCHES {
                         for &via in &write_vias {
-                            if via != Via::Node && batch != W3_GATER_BATCH {
-                                continue;
-                            }
                             rows.push(Row::new(
                                 Step::Write {
                                     via,
@@ -901,5 +898,69 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plan for `workloads` over `vias`, with `--cluster` if `cluster`; nothing in it
+    /// runs.
+    fn plan(workloads: Vec<Workload>, vias: Vec<Via>, cluster: bool) -> Plan {
+        let settings = Settings {
+            command: "reckon-bench".to_string(),
+            runs: 1,
+            warmup_secs: 0.0,
+            secs: 1.0,
+            w4_events: W4_EVENTS_MIN,
+            s1_events: W4_EVENTS_MIN,
+            s2_rate: subs::S2_RATE,
+            vias: vias.clone(),
+            cluster,
+            quick: true,
+            node_bin: "reckon-node".to_string(),
+            dir: "target/bench-data".to_string(),
+            cpus: 1,
+        };
+        Plan {
+            timing: Timing {
+                warmup: Duration::ZERO,
+                window: Duration::from_secs(1),
+            },
+            runs: 1,
+            w4_events: W4_EVENTS_MIN,
+            s1_events: W4_EVENTS_MIN,
+            workloads,
+            vias,
+            cluster,
+            parent: PathBuf::from("target/bench-data"),
+            node_bin: PathBuf::from("reckon-node"),
+            node_args: Vec::new(),
+            gater_bin: PathBuf::from("reckon-gater"),
+            json: None,
+            settings,
+        }
+    }
+
+    #[test]
+    fn both_w3_rows_go_by_every_path_next_to_each_other() {
+        let both = plan(vec![Workload::W3], vec![Via::Node, Via::Gater], true);
+        let names: Vec<String> = rows(&both).iter().map(Row::name).collect();
+        assert_eq!(
+            names,
+            [
+                "raw-1000",
+                "W3/100 node",
+                "W3/100 gater",
+                "W3/100 cluster",
+                "W3/1000 node",
+                "W3/1000 gater",
+                "W3/1000 cluster",
+            ]
+        );
+        let gater_only = plan(vec![Workload::W3], vec![Via::Gater], false);
+        let names: Vec<String> = rows(&gater_only).iter().map(Row::name).collect();
+        assert_eq!(names, ["raw-1000", "W3/100 gater", "W3/1000 gater"]);
     }
 }
