@@ -1,12 +1,14 @@
 //! The parts of `reckon-bench`: what a run measures ([`Window`], [`Tally`],
 //! [`RunSample`], [`Series`]), the raw redb baseline ([`raw`]), the workloads
 //! against a real node or through a gater ([`workloads`]), a 3-node cluster
-//! ([`cluster`]), the subscription workloads ([`subs`]) and the report ([`report`]).
+//! ([`cluster`]), the subscription workloads ([`subs`]), bytes on disk per event
+//! ([`disk`]) and the report ([`report`]).
 //!
-//! Nothing here knows how the results are printed except `report`, and nothing
-//! but `workloads`, `cluster` and `subs` talks to a process.
+//! Nothing here knows how the results are printed except `report`,
+//! and nothing but `workloads`, `cluster` and `subs` talks to a process.
 
 pub mod cluster;
+pub mod disk;
 pub mod raw;
 pub mod report;
 pub mod subs;

@@ -1,11 +1,12 @@
-//! The report: a markdown table for the README, the raw redb figures, the settings
-//! and command line, and the same as JSON for `--json`.
+//! The report: a markdown table for the README, the raw redb figures, bytes on disk
+//! per event, the settings and command line, and the same as JSON for `--json`.
 
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use super::disk::{DiskReport, Parts, PerEvent};
 use super::{Baseline, RunSample, Series, Via};
 
 /// How the bench was run, as the report states it.
@@ -47,8 +48,10 @@ pub struct Report {
     pub workloads: Vec<Series>,
     /// The raw redb rows.
     pub baselines: Vec<(Baseline, Series)>,
-    /// Facts worth keeping next to the numbers (W4 load time, bytes on disk).
+    /// Facts worth keeping next to the numbers (W4 load time, the event id index).
     pub notes: Vec<String>,
+    /// Bytes on disk per event of W4's node, when W4 ran.
+    pub disk: Option<DiskReport>,
 }
 
 /// `1234567` as `1,234,567`.
@@ -296,6 +299,9 @@ impl Report {
                 );
             }
         }
+        if let Some(disk) = &self.disk {
+            disk_markdown(&mut out, disk);
+        }
         if !self.baselines.is_empty() {
             let _ = writeln!(out);
             let _ = writeln!(
@@ -439,8 +445,98 @@ impl Report {
                 .collect::<Vec<_>>(),
             "baselines": baselines,
             "notes": self.notes,
+            "disk": self.disk.as_ref().map(disk_json),
         })
     }
+}
+
+/// Bytes per event as the tables show them: whole bytes.
+fn bytes_per_event(b: f64) -> String {
+    format!("{} B", thousands(b.round() as u64))
+}
+
+/// The disk table: one row per look at the node's data directory.
+fn disk_markdown(out: &mut String, disk: &DiskReport) {
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Disk per {}-byte event: the data directory of {}'s node after loading {} events, \
+         in blocks allocated to its files (`st_blocks` × 512; redb grows a file ahead of its \
+         contents and the unwritten tail takes no blocks), and the files' lengths for scale:",
+        disk.event_bytes,
+        disk.of,
+        thousands(disk.events)
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| disk per {}-byte event | total | log (`{}`) | state (`{}`) | snapshots | total by file length |",
+        disk.event_bytes,
+        super::disk::LOG_FILE,
+        super::disk::STATE_FILE
+    );
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|");
+    for look in &disk.looks {
+        let (Some(a), Some(l)) = (
+            look.allocated.per(disk.events),
+            look.apparent.per(disk.events),
+        ) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            look.label,
+            bytes_per_event(a.total),
+            bytes_per_event(a.log),
+            bytes_per_event(a.state),
+            bytes_per_event(a.snapshots),
+            bytes_per_event(l.total)
+        );
+    }
+}
+
+fn parts_json(p: &Parts) -> Value {
+    json!({
+        "total": p.total,
+        "log": p.log,
+        "state": p.state,
+        "snapshots": p.snapshots,
+        "other": p.other,
+    })
+}
+
+fn per_event_json(p: Option<PerEvent>) -> Value {
+    match p {
+        Some(p) => json!({
+            "total": p.total,
+            "log": p.log,
+            "state": p.state,
+            "snapshots": p.snapshots,
+            "other": p.other,
+        }),
+        None => Value::Null,
+    }
+}
+
+/// The disk looks; `allocated_bytes_per_event` is the figure `--compare` reads.
+fn disk_json(disk: &DiskReport) -> Value {
+    json!({
+        "of": disk.of,
+        "events": disk.events,
+        "event_bytes": disk.event_bytes,
+        "allocated": "st_blocks × 512",
+        "apparent": "file length",
+        "looks": disk.looks.iter().map(|look| json!({
+            "when": look.when,
+            "label": look.label,
+            "files": look.files,
+            "allocated_bytes": parts_json(&look.allocated),
+            "apparent_bytes": parts_json(&look.apparent),
+            "allocated_bytes_per_event": per_event_json(look.allocated.per(disk.events)),
+            "apparent_bytes_per_event": per_event_json(look.apparent.per(disk.events)),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn latency_json(h: &Histogram<u64>) -> Value {
@@ -519,6 +615,7 @@ mod tests {
                 test_series("raw-1000", None, None, 500_000, 2_000),
             )],
             notes: Vec::new(),
+            disk: None,
         };
         let text = report.markdown();
         let cost = text

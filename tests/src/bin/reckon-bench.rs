@@ -44,6 +44,14 @@
 //! to its baseline (W1, W2 to (a); W3 to (b); W4, S1 to (c)), because on shared
 //! machines absolute numbers drift from run to run and ratios taken in one run do not.
 //!
+//! Disk per event. W4's node is also sized: its data directory's files, walked and
+//! summed by the blocks allocated to them (`st_blocks` × 512, not their lengths: redb
+//! grows its files ahead of their contents), divided by the events loaded, split into
+//! the Raft log (`log.redb`), the state file (`state.redb`) and snapshots. It is
+//! looked at twice: right after the load, and after the first run of W4's reads (the
+//! node has then had no writes for the rows before and during them); the table has
+//! a row for each, and the files' lengths beside them.
+//!
 //! Reproduce, from the repository root:
 //!
 //! ```text
@@ -64,6 +72,7 @@
 mod bench;
 
 use std::ffi::OsString;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -72,6 +81,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::Parser;
 
+use bench::disk::{self, DiskReport, DiskUse};
 use bench::raw::{self, ScanTable};
 use bench::report::{thousands, Report, Settings};
 use bench::subs;
@@ -159,6 +169,8 @@ enum ViaArg {
         redb on the same directory measures (a) 1 event per Immediate commit, (b) 1000 \
         events per Immediate commit and (c) a warm sequential scan; every figure is also \
         shown as a ratio to its baseline (W1, W2: a; W3: b; W4, S1: c).\n\n\
+        W4's node is also sized after its load and after its first reads: bytes on disk \
+        per event (blocks allocated), for the Raft log, the state file and snapshots.\n\n\
         Output: markdown tables on stdout (progress on stderr), the baseline figures, \
         and the command line used.",
     after_help = "Reproduce from the repository root:\n  \
@@ -611,36 +623,64 @@ fn rows(plan: &Plan) -> Vec<Row> {
     rows
 }
 
-/// A node with `events` events loaded (for `what`), and a note on the load.
+/// A node with `events` events loaded (for `what`), and a note on the load; the note
+/// gives the data directory's size too unless `disk_table` (its disk table does).
 async fn load_log(
     setup: &NodeSetup,
     name: &str,
     events: u64,
     what: &str,
+    disk_table: bool,
 ) -> anyhow::Result<(LoadedNode, String)> {
     eprintln!("[{what}] loading {} events", thousands(events));
     let node = LoadedNode::start(setup, name, events).await?;
     let load = node.load;
-    let disk = node.disk_usage();
-    let total: u64 = disk.iter().map(|(_, bytes)| bytes).sum();
-    let biggest: Vec<String> = disk
-        .iter()
-        .take(2)
-        .map(|(file, bytes)| format!("{file} {:.1} MB", *bytes as f64 / 1e6))
-        .collect();
-    let note = format!(
+    let mut note = format!(
         "{what} read a log of {} events, loaded in {:.1} s ({} events/s from {} clients appending \
-         1000-event batches, not timed); its data directory then held {:.1} MB, {} bytes per \
-         event ({}; redb files grow ahead of their contents)",
+         1000-event batches, not timed)",
         thousands(load.events),
         load.took.as_secs_f64(),
         thousands((load.events as f64 / load.took.as_secs_f64()).round() as u64),
         workloads::LOADERS,
-        total as f64 / 1e6,
-        thousands(total / load.events.max(1)),
-        biggest.join(", ")
     );
+    if disk_table {
+        note.push_str("; its bytes on disk are in the disk table");
+    } else {
+        let disk = node.disk_usage();
+        let total: u64 = disk.iter().map(|(_, bytes)| bytes).sum();
+        let biggest: Vec<String> = disk
+            .iter()
+            .take(2)
+            .map(|(file, bytes)| format!("{file} {:.1} MB", *bytes as f64 / 1e6))
+            .collect();
+        let _ = write!(
+            note,
+            "; its data directory then held {:.1} MB, {} bytes per event ({}; file lengths, \
+             and redb files grow ahead of their contents)",
+            total as f64 / 1e6,
+            thousands(total / load.events.max(1)),
+            biggest.join(", ")
+        );
+    }
     Ok((node, note))
+}
+
+/// When the disk table looks at W4's node: right after the load ...
+const DISK_AFTER_LOAD: &str = "after-load";
+/// ... and once every path has read it in the first round, with no writes since the
+/// load (the rows before it in the round ran on nodes of their own meanwhile).
+const DISK_AFTER_READS: &str = "after-reads";
+
+/// Sizes W4's node's data directory for the disk table.
+async fn look_at_disk(
+    node: &LoadedNode,
+    when: &'static str,
+    label: String,
+) -> anyhow::Result<DiskUse> {
+    let dir = node.node().dir().to_path_buf();
+    blocking(move || disk::measure(&dir, when, label))
+        .await
+        .with_context(|| format!("sizing W4's data directory ({when})"))
 }
 
 async fn run(plan: Plan) -> anyhow::Result<()> {
@@ -709,16 +749,27 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
     } else {
         None
     };
+    let mut disk = None;
     let w4 = if rows.iter().any(|r| matches!(r.step, Step::Read { .. })) {
-        let (node, note) = load_log(&setup, "w4", plan.w4_events, "W4").await?;
+        let (node, note) = load_log(&setup, "w4", plan.w4_events, "W4", true).await?;
         notes.push(note);
+        let look = look_at_disk(&node, DISK_AFTER_LOAD, "right after the load".to_string());
+        disk = Some(DiskReport {
+            of: "W4",
+            events: node.load.events,
+            event_bytes: bench::PAYLOAD_BYTES,
+            looks: vec![look.await?],
+        });
         Some(node)
     } else {
         None
     };
+    let last_read = rows
+        .iter()
+        .rposition(|r| matches!(r.step, Step::Read { .. }));
     let catch_up = rows.iter().any(|r| matches!(r.step, Step::CatchUp));
     let s1_own = if catch_up && (w4.is_none() || plan.s1_events != plan.w4_events) {
-        let (node, note) = load_log(&setup, "s1", plan.s1_events, "S1").await?;
+        let (node, note) = load_log(&setup, "s1", plan.s1_events, "S1", false).await?;
         notes.push(note);
         Some(node)
     } else {
@@ -744,7 +795,7 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
     // Rounds: run r of every row, then run r + 1, so that drift on a shared machine
     // spreads over all rows alike.
     for r in 0..plan.runs {
-        for row in &mut rows {
+        for (i, row) in rows.iter_mut().enumerate() {
             let id = row.series.id.clone();
             let name = row.name();
             let dir_name = format!("{}-r{r}", name.replace(['/', ' '], "-"));
@@ -778,6 +829,13 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
             .with_context(|| format!("{name} run {}", r + 1))?;
             progress(&name, r, plan.runs, &sample);
             row.series.runs.push(sample);
+            if r == 0 && Some(i) == last_read {
+                if let (Some(node), Some(disk)) = (&w4, &mut disk) {
+                    let label = "after the first run of W4's reads (no writes since the load)";
+                    let look = look_at_disk(node, DISK_AFTER_READS, label.to_string()).await?;
+                    disk.looks.push(look);
+                }
+            }
         }
         if price_ids {
             for (ids, rates) in [
@@ -823,6 +881,7 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
         workloads,
         baselines,
         notes,
+        disk,
     })
 }
 
