@@ -2,12 +2,14 @@
 //! [`RunSample`], [`Series`]), the raw redb baseline ([`raw`]), the workloads
 //! against a real node or through a gater ([`workloads`]), a 3-node cluster
 //! ([`cluster`]), the subscription workloads ([`subs`]), bytes on disk per event
-//! ([`disk`]) and the report ([`report`]).
+//! ([`disk`]), the report ([`report`]) and its comparison with a saved one
+//! ([`compare`]).
 //!
-//! Nothing here knows how the results are printed except `report`,
+//! Nothing here knows how the results are printed except `report` and `compare`,
 //! and nothing but `workloads`, `cluster` and `subs` talks to a process.
 
 pub mod cluster;
+pub mod compare;
 pub mod disk;
 pub mod raw;
 pub mod report;

@@ -171,7 +171,8 @@ impl GaterCost<'_> {
     }
 }
 
-fn fmt_ratio(r: f64) -> String {
+/// A ratio as the tables show it: three significant figures or so.
+pub fn fmt_ratio(r: f64) -> String {
     if r >= 10.0 {
         format!("{r:.1}×")
     } else if r >= 0.1 {
@@ -376,7 +377,8 @@ impl Report {
         out
     }
 
-    /// The same results, machine-readable.
+    /// The same results, machine-readable, marked as this tool's in the current
+    /// format ([`super::compare::FORMAT`]) so that `--compare` can read them back.
     pub fn json(&self) -> Value {
         let s = &self.settings;
         let workloads: Vec<Value> = self
@@ -413,6 +415,8 @@ impl Report {
             })
             .collect();
         json!({
+            "tool": super::compare::TOOL,
+            "format": super::compare::FORMAT,
             "command": s.command,
             "settings": {
                 "runs": s.runs,
@@ -575,35 +579,36 @@ fn series_json(s: &Series) -> Value {
     })
 }
 
+/// Settings for a report nothing ran for, for the tests.
+#[cfg(test)]
+pub fn test_settings() -> Settings {
+    Settings {
+        command: "reckon-bench --quick".to_string(),
+        runs: 1,
+        warmup_secs: 0.5,
+        secs: 2.0,
+        w4_events: 200_000,
+        s1_events: 200_000,
+        s2_rate: 5_000,
+        vias: vec![Via::Node, Via::Gater],
+        cluster: false,
+        quick: true,
+        node_bin: "reckon-node".to_string(),
+        dir: "target/bench-data".to_string(),
+        cpus: 2,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{test_series, Baseline, Via};
-    use super::{thousands, Report, Settings};
-
-    /// Settings for a report nothing ran for.
-    pub fn settings() -> Settings {
-        Settings {
-            command: "reckon-bench --quick".to_string(),
-            runs: 1,
-            warmup_secs: 0.5,
-            secs: 2.0,
-            w4_events: 200_000,
-            s1_events: 200_000,
-            s2_rate: 5_000,
-            vias: vec![Via::Node, Via::Gater],
-            cluster: false,
-            quick: true,
-            node_bin: "reckon-node".to_string(),
-            dir: "target/bench-data".to_string(),
-            cpus: 2,
-        }
-    }
+    use super::{test_settings, thousands, Report};
 
     #[test]
     fn the_gater_cost_table_has_both_w3_rows() {
         let b = Some(Baseline::Batch);
         let report = Report {
-            settings: settings(),
+            settings: test_settings(),
             workloads: vec![
                 test_series("W3/100", Some(Via::Node), b, 70_000, 1_300),
                 test_series("W3/100", Some(Via::Gater), b, 56_000, 1_600),

@@ -60,7 +60,16 @@
 //! target/release/reckon-bench            # 3 runs of 1 s + 5 s each, W4 and S1 on 1M events
 //! target/release/reckon-bench --cluster  # the same and the 3-node cluster rows
 //! target/release/reckon-bench --only W1,W3 --via node --json bench.json
+//! target/release/reckon-bench --json after.json --compare before.json
 //! ```
+//!
+//! Comparing runs. `--json FILE` saves the results; `--compare FILE` reads such a file
+//! before anything runs (and refuses one it cannot read or that reckon-bench did not
+//! write) and, after the run, prints a table of every row in either run: the saved
+//! ratio to raw redb, this run's, and the change (this ÷ saved), in bold when a ratio
+//! fell by more than 10%; the disk table's figures likewise, where a rise is worse.
+//! Rows are matched by workload id (which carries W3's batch size and S2's variant)
+//! and path; rows in one run only are listed as such.
 //!
 //! The tables on stdout are markdown, ready for the README; progress goes to stderr.
 //! Everything is bounded: each run stops after its window (a catch-up or a drain after
@@ -81,6 +90,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::Parser;
 
+use bench::compare;
 use bench::disk::{self, DiskReport, DiskUse};
 use bench::raw::{self, ScanTable};
 use bench::report::{thousands, Report, Settings};
@@ -172,7 +182,9 @@ enum ViaArg {
         W4's node is also sized after its load and after its first reads: bytes on disk \
         per event (blocks allocated), for the Raft log, the state file and snapshots.\n\n\
         Output: markdown tables on stdout (progress on stderr), the baseline figures, \
-        and the command line used.",
+        and the command line used. --json FILE saves the results; --compare FILE (a \
+        file saved so) adds a table of each row's figure then and now, in bold where it \
+        got worse by more than 10%.",
     after_help = "Reproduce from the repository root:\n  \
         cargo build --release --workspace --bins\n  \
         target/release/reckon-bench --quick      (1 run of 0.5 s + 2 s, 200k events: under a minute)\n  \
@@ -224,6 +236,11 @@ struct Args {
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// After the run, compare it row by row with a run saved earlier with --json FILE:
+    /// each ratio to raw redb and disk figure then and now, and the change, in bold
+    /// when worse by more than 10%. The file is checked before anything runs.
+    #[arg(long, value_name = "FILE")]
+    compare: Option<PathBuf>,
 }
 
 /// What to run, with every default resolved.
@@ -240,6 +257,7 @@ struct Plan {
     node_args: Vec<String>,
     gater_bin: PathBuf,
     json: Option<PathBuf>,
+    compare: Option<compare::Saved>,
     settings: Settings,
 }
 
@@ -351,6 +369,7 @@ impl Plan {
                 thousands(W4_EVENTS_MAX)
             );
         }
+        let compare = args.compare.as_deref().map(compare::load).transpose()?;
         let vias = match args.via {
             ViaArg::Node => vec![Via::Node],
             ViaArg::Gater => vec![Via::Gater],
@@ -433,6 +452,7 @@ impl Plan {
             node_args,
             gater_bin,
             json: args.json,
+            compare,
             settings,
         })
     }
@@ -704,10 +724,20 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     print!("{}", report.markdown());
+    let json = report.json();
     if let Some(path) = &plan.json {
-        let text = serde_json::to_string_pretty(&report.json())?;
+        let text = serde_json::to_string_pretty(&json)?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
         eprintln!("reckon-bench: results written to {}", path.display());
+    }
+    if let Some(saved) = &plan.compare {
+        let table = saved.markdown(&json).map_err(|e| {
+            anyhow!(
+                "comparing with {}: this run's results: {e}",
+                saved.path.display()
+            )
+        })?;
+        print!("{table}");
     }
     Ok(())
 }
@@ -998,8 +1028,15 @@ mod tests {
             node_args: Vec::new(),
             gater_bin: PathBuf::from("reckon-gater"),
             json: None,
+            compare: None,
             settings,
         }
+    }
+
+    #[test]
+    fn the_help_states_the_compare_mark_as_it_is() {
+        // --compare's help and the doc comments say 10%.
+        assert_eq!(compare::WORSE_SHARE, 0.10);
     }
 
     #[test]
