@@ -341,12 +341,24 @@ impl Line {
     }
 
     /// Whether the figure got worse by more than [`WORSE_SHARE`]: a ratio fell, or
-    /// bytes per event rose.
+    /// bytes per event rose (from none at all, too).
     pub fn worse(&self) -> bool {
-        self.change().is_some_and(|c| match self.unit {
-            Unit::Ratio => c < 1.0 - WORSE_SHARE,
-            Unit::BytesPerEvent => c > 1.0 + WORSE_SHARE,
-        })
+        match self.change() {
+            Some(c) => match self.unit {
+                Unit::Ratio => c < 1.0 - WORSE_SHARE,
+                Unit::BytesPerEvent => c > 1.0 + WORSE_SHARE,
+            },
+            None => self.unit == Unit::BytesPerEvent && self.grew_from_zero() == Some(true),
+        }
+    }
+
+    /// Whether a saved figure of 0 became more than 0 (`None` unless the saved figure
+    /// is 0 and this run has one).
+    fn grew_from_zero(&self) -> Option<bool> {
+        match (self.saved, self.current) {
+            (Some(Some(0.0)), Some(Some(c))) => Some(c > 0.0),
+            _ => None,
+        }
     }
 
     /// The change column: the factor and the change in percent, in bold when worse.
@@ -362,16 +374,33 @@ impl Line {
             (Some(Some(_)), Some(None)) => "– (no figure in this run)".to_string(),
             (Some(Some(_)), Some(Some(_))) => match self.change() {
                 Some(c) => {
-                    let pct = format!("{:+}%", ((c - 1.0) * 100.0).round() as i64);
+                    let pct = percent(c);
                     if self.worse() {
                         format!("{} **{pct}**", fmt_ratio(c))
                     } else {
                         format!("{} ({pct})", fmt_ratio(c))
                     }
                 }
-                None => "– (the saved figure is 0)".to_string(),
+                None => match (self.unit, self.grew_from_zero()) {
+                    (_, Some(false)) => "– (0 in both)".to_string(),
+                    (Unit::BytesPerEvent, Some(true)) => "**up from 0**".to_string(),
+                    _ => "– (the saved figure is 0)".to_string(),
+                },
             },
         }
+    }
+}
+
+/// A factor as a change in percent, signed: whole percent, but with a tenth near the
+/// mark ([`WORSE_SHARE`]), so that a row marked as worse by more than 10% does not
+/// read `-10%`.
+fn percent(factor: f64) -> String {
+    let pct = (factor - 1.0) * 100.0;
+    let mark = WORSE_SHARE * 100.0;
+    if (pct.abs().round() - mark).abs() < 1.0 {
+        format!("{pct:+.1}%")
+    } else {
+        format!("{:+}%", pct.round() as i64)
     }
 }
 
@@ -504,14 +533,14 @@ mod tests {
         })
     }
 
-    fn disk(when: &str, total: f64, log: f64, state: f64) -> Value {
+    fn disk(when: &str, total: f64, log: f64, state: f64, snapshots: f64) -> Value {
         json!({
             "event_bytes": 200,
             "looks": [{
                 "when": when,
                 "label": "right after the load",
                 "allocated_bytes_per_event": {
-                    "total": total, "log": log, "state": state, "snapshots": 0.0, "other": 0.0
+                    "total": total, "log": log, "state": state, "snapshots": snapshots, "other": 0.0
                 },
             }],
         })
@@ -557,7 +586,7 @@ mod tests {
         assert_eq!((l.saved, l.current), (Some(Some(0.20)), Some(Some(0.19))));
         assert_eq!(l.change_cell(), "0.95× (-5%)");
         let l = line(&ls, "W3/1000 label", "node, direct");
-        assert_eq!(l.change_cell(), "1.10× (+10%)");
+        assert_eq!(l.change_cell(), "1.10× (+10.0%)");
         assert!(ls.iter().all(|l| !l.worse()));
     }
 
@@ -567,17 +596,19 @@ mod tests {
             vec![
                 w("W1", "node", Some(0.5)),
                 w("W2", "node", Some(4.0)),
+                w("W3/100", "node", Some(0.1)),
                 w("S2/1", "gater", None),
             ],
-            disk("after-load", 1000.0, 400.0, 600.0),
+            disk("after-load", 1000.0, 400.0, 600.0, 0.0),
         ));
         let current = parsed(&file(
             vec![
                 w("W1", "node", Some(0.385)),
                 w("W2", "node", Some(3.6)),
+                w("W3/100", "node", Some(0.0897)),
                 w("S2/1", "gater", None),
             ],
-            disk("after-load", 1150.0, 300.0, 650.0),
+            disk("after-load", 1150.0, 300.0, 650.0, 0.0),
         ));
         let ls = lines(&saved, &current);
         let l = line(&ls, "W1 label", "node, direct");
@@ -586,7 +617,11 @@ mod tests {
         // Exactly a tenth is not more than a tenth.
         let l = line(&ls, "W2 label", "node, direct");
         assert!(!l.worse(), "{l:?}");
-        assert_eq!(l.change_cell(), "0.90× (-10%)");
+        assert_eq!(l.change_cell(), "0.90× (-10.0%)");
+        // Just past a tenth, the percent says so.
+        let l = line(&ls, "W3/100 label", "node, direct");
+        assert!(l.worse(), "{l:?}");
+        assert_eq!(l.change_cell(), "0.90× **-10.3%**");
         let l = line(&ls, "S2/1 label", "gater → node");
         assert!(!l.worse());
         assert_eq!(l.change_cell(), "– (no ratio to raw redb)");
@@ -600,7 +635,18 @@ mod tests {
         assert!(!log.worse());
         assert_eq!(log.change_cell(), "0.75× (-25%)");
         let snapshots = line(&ls, "disk per 200-byte event: snapshots", when);
-        assert_eq!(snapshots.change_cell(), "– (the saved figure is 0)");
+        assert!(!snapshots.worse());
+        assert_eq!(snapshots.change_cell(), "– (0 in both)");
+        let grown = lines(
+            &saved,
+            &parsed(&file(
+                vec![],
+                disk("after-load", 1000.0, 400.0, 550.0, 50.0),
+            )),
+        );
+        let snapshots = line(&grown, "disk per 200-byte event: snapshots", when);
+        assert!(snapshots.worse());
+        assert_eq!(snapshots.change_cell(), "**up from 0**");
     }
 
     #[test]
@@ -610,7 +656,7 @@ mod tests {
                 w("W1", "node", Some(0.4)),
                 w("W3/1000", "cluster", Some(0.1)),
             ],
-            disk("after-load", 1000.0, 400.0, 600.0),
+            disk("after-load", 1000.0, 400.0, 600.0, 0.0),
         ));
         let current = parsed(&file(
             vec![

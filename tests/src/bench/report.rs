@@ -466,7 +466,9 @@ fn disk_markdown(out: &mut String, disk: &DiskReport) {
         out,
         "Disk per {}-byte event: the data directory of {}'s node after loading {} events, \
          in blocks allocated to its files (`st_blocks` × 512; redb grows a file ahead of its \
-         contents and the unwritten tail takes no blocks), and the files' lengths for scale:",
+         contents and the unwritten tail takes no blocks), and the files' lengths for scale; \
+         looked at right after the load, and again after the first run of reads on every \
+         path (the node has no writes after its load):",
         disk.event_bytes,
         disk.of,
         thousands(disk.events)

@@ -861,7 +861,7 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
             row.series.runs.push(sample);
             if r == 0 && Some(i) == last_read {
                 if let (Some(node), Some(disk)) = (&w4, &mut disk) {
-                    let label = "after the first run of W4's reads (no writes since the load)";
+                    let label = "after W4's first reads";
                     let look = look_at_disk(node, DISK_AFTER_READS, label.to_string()).await?;
                     disk.looks.push(look);
                 }
