@@ -189,8 +189,10 @@ enum ViaArg {
         cargo build --release --workspace --bins\n  \
         target/release/reckon-bench --quick      (1 run of 0.5 s + 2 s, 200k events: under a minute)\n  \
         target/release/reckon-bench              (3 runs of 1 s + 5 s, W4 and S1 on 1M events: \
-        about 5 minutes)\n  \
-        target/release/reckon-bench --cluster    (the same with the cluster rows: about 6 minutes)"
+        about 5.5 minutes)\n  \
+        target/release/reckon-bench --cluster    (the same with the cluster rows: about 6.5 minutes)\n  \
+        target/release/reckon-bench --json new.json --compare old.json    (each row against a \
+        run saved with --json)"
 )]
 struct Args {
     /// One run per row with 0.5 s warm-up and a 2 s window, W4 on 200,000 events:
