@@ -1,12 +1,16 @@
 //! The parts of `reckon-bench`: what a run measures ([`Window`], [`Tally`],
 //! [`RunSample`], [`Series`]), the raw redb baseline ([`raw`]), the workloads
 //! against a real node or through a gater ([`workloads`]), a 3-node cluster
-//! ([`cluster`]), the subscription workloads ([`subs`]) and the report ([`report`]).
+//! ([`cluster`]), the subscription workloads ([`subs`]), bytes on disk per event
+//! ([`disk`]), the report ([`report`]) and its comparison with a saved one
+//! ([`compare`]).
 //!
-//! Nothing here knows how the results are printed except `report`, and nothing
-//! but `workloads`, `cluster` and `subs` talks to a process.
+//! Nothing here knows how the results are printed except `report` and `compare`,
+//! and nothing but `workloads`, `cluster` and `subs` talks to a process.
 
 pub mod cluster;
+pub mod compare;
+pub mod disk;
 pub mod raw;
 pub mod report;
 pub mod subs;
@@ -384,6 +388,31 @@ impl Series {
             let _ = all.add(&run.latency_us);
         }
         all
+    }
+}
+
+/// A row of one run of `events_per_sec` with every request taking `latency_us`, for
+/// the tests of the report and the comparison.
+#[cfg(test)]
+pub fn test_series(
+    id: &str,
+    via: Option<Via>,
+    compare_to: Option<Baseline>,
+    events_per_sec: u64,
+    latency_us: u64,
+) -> Series {
+    let mut h = histogram();
+    h.saturating_record(latency_us);
+    Series {
+        id: id.to_string(),
+        label: format!("{id} label"),
+        via,
+        compare_to,
+        runs: vec![RunSample {
+            events: events_per_sec,
+            window: Duration::from_secs(1),
+            latency_us: h,
+        }],
     }
 }
 

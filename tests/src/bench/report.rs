@@ -1,11 +1,12 @@
-//! The report: a markdown table for the README, the raw redb figures, the settings
-//! and command line, and the same as JSON for `--json`.
+//! The report: a markdown table for the README, the raw redb figures, bytes on disk
+//! per event, the settings and command line, and the same as JSON for `--json`.
 
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use super::disk::{DiskReport, Parts, PerEvent};
 use super::{Baseline, RunSample, Series, Via};
 
 /// How the bench was run, as the report states it.
@@ -47,8 +48,10 @@ pub struct Report {
     pub workloads: Vec<Series>,
     /// The raw redb rows.
     pub baselines: Vec<(Baseline, Series)>,
-    /// Facts worth keeping next to the numbers (W4 load time, bytes on disk).
+    /// Facts worth keeping next to the numbers (W4 load time, the event id index).
     pub notes: Vec<String>,
+    /// Bytes on disk per event of W4's node, when W4 ran.
+    pub disk: Option<DiskReport>,
 }
 
 /// `1234567` as `1,234,567`.
@@ -168,7 +171,8 @@ impl GaterCost<'_> {
     }
 }
 
-fn fmt_ratio(r: f64) -> String {
+/// A ratio as the tables show it: three significant figures or so.
+pub fn fmt_ratio(r: f64) -> String {
     if r >= 10.0 {
         format!("{r:.1}×")
     } else if r >= 0.1 {
@@ -296,6 +300,9 @@ impl Report {
                 );
             }
         }
+        if let Some(disk) = &self.disk {
+            disk_markdown(&mut out, disk);
+        }
         if !self.baselines.is_empty() {
             let _ = writeln!(out);
             let _ = writeln!(
@@ -370,7 +377,8 @@ impl Report {
         out
     }
 
-    /// The same results, machine-readable.
+    /// The same results, machine-readable, marked as this tool's in the current
+    /// format ([`super::compare::FORMAT`]) so that `--compare` can read them back.
     pub fn json(&self) -> Value {
         let s = &self.settings;
         let workloads: Vec<Value> = self
@@ -407,6 +415,8 @@ impl Report {
             })
             .collect();
         json!({
+            "tool": super::compare::TOOL,
+            "format": super::compare::FORMAT,
             "command": s.command,
             "settings": {
                 "runs": s.runs,
@@ -439,8 +449,100 @@ impl Report {
                 .collect::<Vec<_>>(),
             "baselines": baselines,
             "notes": self.notes,
+            "disk": self.disk.as_ref().map(disk_json),
         })
     }
+}
+
+/// Bytes per event as the tables show them: whole bytes.
+fn bytes_per_event(b: f64) -> String {
+    format!("{} B", thousands(b.round() as u64))
+}
+
+/// The disk table: one row per look at the node's data directory.
+fn disk_markdown(out: &mut String, disk: &DiskReport) {
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "Disk per {}-byte event: the data directory of {}'s node after loading {} events, \
+         in blocks allocated to its files (`st_blocks` × 512; redb grows a file ahead of its \
+         contents and the unwritten tail takes no blocks), and the files' lengths for scale; \
+         looked at right after the load, and again after the first run of reads on every \
+         path (the node has no writes after its load):",
+        disk.event_bytes,
+        disk.of,
+        thousands(disk.events)
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| disk per {}-byte event | total | log (`{}`) | state (`{}`) | snapshots | total by file length |",
+        disk.event_bytes,
+        super::disk::LOG_FILE,
+        super::disk::STATE_FILE
+    );
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|");
+    for look in &disk.looks {
+        let (Some(a), Some(l)) = (
+            look.allocated.per(disk.events),
+            look.apparent.per(disk.events),
+        ) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            look.label,
+            bytes_per_event(a.total),
+            bytes_per_event(a.log),
+            bytes_per_event(a.state),
+            bytes_per_event(a.snapshots),
+            bytes_per_event(l.total)
+        );
+    }
+}
+
+fn parts_json(p: &Parts) -> Value {
+    json!({
+        "total": p.total,
+        "log": p.log,
+        "state": p.state,
+        "snapshots": p.snapshots,
+        "other": p.other,
+    })
+}
+
+fn per_event_json(p: Option<PerEvent>) -> Value {
+    match p {
+        Some(p) => json!({
+            "total": p.total,
+            "log": p.log,
+            "state": p.state,
+            "snapshots": p.snapshots,
+            "other": p.other,
+        }),
+        None => Value::Null,
+    }
+}
+
+/// The disk looks; `allocated_bytes_per_event` is the figure `--compare` reads.
+fn disk_json(disk: &DiskReport) -> Value {
+    json!({
+        "of": disk.of,
+        "events": disk.events,
+        "event_bytes": disk.event_bytes,
+        "allocated": "st_blocks × 512",
+        "apparent": "file length",
+        "looks": disk.looks.iter().map(|look| json!({
+            "when": look.when,
+            "label": look.label,
+            "files": look.files,
+            "allocated_bytes": parts_json(&look.allocated),
+            "apparent_bytes": parts_json(&look.apparent),
+            "allocated_bytes_per_event": per_event_json(look.allocated.per(disk.events)),
+            "apparent_bytes_per_event": per_event_json(look.apparent.per(disk.events)),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn latency_json(h: &Histogram<u64>) -> Value {
@@ -479,9 +581,63 @@ fn series_json(s: &Series) -> Value {
     })
 }
 
+/// Settings for a report nothing ran for, for the tests.
+#[cfg(test)]
+pub fn test_settings() -> Settings {
+    Settings {
+        command: "reckon-bench --quick".to_string(),
+        runs: 1,
+        warmup_secs: 0.5,
+        secs: 2.0,
+        w4_events: 200_000,
+        s1_events: 200_000,
+        s2_rate: 5_000,
+        vias: vec![Via::Node, Via::Gater],
+        cluster: false,
+        quick: true,
+        node_bin: "reckon-node".to_string(),
+        dir: "target/bench-data".to_string(),
+        cpus: 2,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::thousands;
+    use super::super::{test_series, Baseline, Via};
+    use super::{test_settings, thousands, Report};
+
+    #[test]
+    fn the_gater_cost_table_has_both_w3_rows() {
+        let b = Some(Baseline::Batch);
+        let report = Report {
+            settings: test_settings(),
+            workloads: vec![
+                test_series("W3/100", Some(Via::Node), b, 70_000, 1_300),
+                test_series("W3/100", Some(Via::Gater), b, 56_000, 1_600),
+                test_series("W3/1000", Some(Via::Node), b, 160_000, 5_000),
+                test_series("W3/1000", Some(Via::Gater), b, 128_000, 6_000),
+            ],
+            baselines: vec![(
+                Baseline::Batch,
+                test_series("raw-1000", None, None, 500_000, 2_000),
+            )],
+            notes: Vec::new(),
+            disk: None,
+        };
+        let text = report.markdown();
+        let cost = text
+            .split("The gater's cost")
+            .nth(1)
+            .expect("a gater cost table");
+        assert!(
+            cost.contains("| W3/100 | 70,000 | 56,000 | 0.80× |"),
+            "{cost}"
+        );
+        assert!(
+            cost.contains("| W3/1000 | 160,000 | 128,000 | 0.80× |"),
+            "{cost}"
+        );
+    }
 
     #[test]
     fn thousands_groups_by_three() {

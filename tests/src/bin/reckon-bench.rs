@@ -21,11 +21,12 @@
 //! Paths (`--via`, `--cluster`). `node`: straight to one `reckon-node --dev` over its
 //! worker service (tarpc). `gater`: through the gater that node embeds, with the client
 //! library (`reckon_gater::Client`, one per writer, so one connection each): W1, W2,
-//! W3 at 1000 and W4, next to the node's rows, and the gater's cost (events/s ratio,
-//! p50 difference) in a table of its own. `--cluster`: W1, W2 and W3 at 1000 also
-//! through the gater of a 3-node cluster of real processes on this machine (cluster
-//! mode, static seeds, a standalone `reckon-gater`). S1 and S2 always go through the
-//! embedded gater: subscriptions have no other client.
+//! both W3 rows (100 and 1000 per append) and W4, next to the node's rows, and the
+//! gater's cost (events/s ratio, p50 difference) in a table of its own. `--cluster`:
+//! W1, W2 and both W3 rows also through the gater of a 3-node cluster of real
+//! processes on this machine (cluster mode, static seeds, a standalone
+//! `reckon-gater`). S1 and S2 always go through the embedded gater: subscriptions have
+//! no other client.
 //!
 //! Each write run and each S2 run starts a fresh `reckon-node --dev --listen
 //! 127.0.0.1:0 --data-dir <fresh dir>` (or a fresh cluster); W4 loads one fresh node
@@ -43,6 +44,14 @@
 //! to its baseline (W1, W2 to (a); W3 to (b); W4, S1 to (c)), because on shared
 //! machines absolute numbers drift from run to run and ratios taken in one run do not.
 //!
+//! Disk per event. W4's node is also sized: its data directory's files, walked and
+//! summed by the blocks allocated to them (`st_blocks` × 512, not their lengths: redb
+//! grows its files ahead of their contents), divided by the events loaded, split into
+//! the Raft log (`log.redb`), the state file (`state.redb`) and snapshots. It is
+//! looked at twice: right after the load, and after the first run of W4's reads (the
+//! node has then had no writes for the rows before and during them); the table has
+//! a row for each, and the files' lengths beside them.
+//!
 //! Reproduce, from the repository root:
 //!
 //! ```text
@@ -51,7 +60,16 @@
 //! target/release/reckon-bench            # 3 runs of 1 s + 5 s each, W4 and S1 on 1M events
 //! target/release/reckon-bench --cluster  # the same and the 3-node cluster rows
 //! target/release/reckon-bench --only W1,W3 --via node --json bench.json
+//! target/release/reckon-bench --json after.json --compare before.json
 //! ```
+//!
+//! Comparing runs. `--json FILE` saves the results; `--compare FILE` reads such a file
+//! before anything runs (and refuses one it cannot read or that reckon-bench did not
+//! write) and, after the run, prints a table of every row in either run: the saved
+//! ratio to raw redb, this run's, and the change (this ÷ saved), in bold when a ratio
+//! fell by more than 10%; the disk table's figures likewise, where a rise is worse.
+//! Rows are matched by workload id (which carries W3's batch size and S2's variant)
+//! and path; rows in one run only are listed as such.
 //!
 //! The tables on stdout are markdown, ready for the README; progress goes to stderr.
 //! Everything is bounded: each run stops after its window (a catch-up or a drain after
@@ -63,6 +81,7 @@
 mod bench;
 
 use std::ffi::OsString;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -71,6 +90,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::Parser;
 
+use bench::compare;
+use bench::disk::{self, DiskReport, DiskUse};
 use bench::raw::{self, ScanTable};
 use bench::report::{thousands, Report, Settings};
 use bench::subs;
@@ -109,10 +130,9 @@ const RUNS_MAX: u32 = 99;
 const SECS_MAX: f64 = 3600.0;
 /// Writers in W2.
 const W2_WRITERS: usize = 64;
-/// Events per append in W3's two rows.
+/// Events per append in W3's two rows; each goes by every path measured (node, gater,
+/// cluster).
 const W3_BATCHES: [usize; 2] = [100, 1000];
-/// The W3 row that also goes through gaters (the other goes straight to the node only).
-const W3_GATER_BATCH: usize = 1000;
 /// The node flag that moves `--dev`'s embedded gater, when the node has one.
 const DEV_GATER_FLAG: &str = "--dev-gater-listen";
 /// How long leftover blocking work may run after the bench ends or is interrupted.
@@ -148,9 +168,9 @@ enum ViaArg {
         \x20 S2  live: append-to-delivery latency at 5,000 appends/s, 1 and 10 \
         subscriptions\n\n\
         --via node runs them straight to a `reckon-node --dev` over its worker service; \
-        --via gater through the gater it embeds, with the client library (W1, W2, W3 at \
-        1000, W4); --via both (the default) does both and tables the gater's cost. \
-        --cluster adds W1, W2 and W3 at 1000 through the gater of a 3-node cluster on \
+        --via gater through the gater it embeds, with the client library (W1, W2, both \
+        W3 rows, W4); --via both (the default) does both and tables the gater's cost. \
+        --cluster adds W1, W2 and both W3 rows through the gater of a 3-node cluster on \
         this machine. S1 and S2 always go through the embedded gater.\n\n\
         Each write run gets a fresh node (or cluster) on a fresh data directory; W4 \
         loads one node and reads it in every run. A run warms up, then counts the \
@@ -159,14 +179,20 @@ enum ViaArg {
         redb on the same directory measures (a) 1 event per Immediate commit, (b) 1000 \
         events per Immediate commit and (c) a warm sequential scan; every figure is also \
         shown as a ratio to its baseline (W1, W2: a; W3: b; W4, S1: c).\n\n\
+        W4's node is also sized after its load and after its first reads: bytes on disk \
+        per event (blocks allocated), for the Raft log, the state file and snapshots.\n\n\
         Output: markdown tables on stdout (progress on stderr), the baseline figures, \
-        and the command line used.",
+        and the command line used. --json FILE saves the results; --compare FILE (a \
+        file saved so) adds a table of each row's figure then and now, in bold where it \
+        got worse by more than 10%.",
     after_help = "Reproduce from the repository root:\n  \
         cargo build --release --workspace --bins\n  \
         target/release/reckon-bench --quick      (1 run of 0.5 s + 2 s, 200k events: under a minute)\n  \
         target/release/reckon-bench              (3 runs of 1 s + 5 s, W4 and S1 on 1M events: \
-        about 5 minutes)\n  \
-        target/release/reckon-bench --cluster    (the same with the cluster rows: about 6 minutes)"
+        about 5.5 minutes)\n  \
+        target/release/reckon-bench --cluster    (the same with the cluster rows: about 6.5 minutes)\n  \
+        target/release/reckon-bench --json new.json --compare old.json    (each row against a \
+        run saved with --json)"
 )]
 struct Args {
     /// One run per row with 0.5 s warm-up and a 2 s window, W4 on 200,000 events:
@@ -198,8 +224,8 @@ struct Args {
     /// or both side by side.
     #[arg(long, value_enum, default_value_t = ViaArg::Both)]
     via: ViaArg,
-    /// Also run W1, W2 and W3 at 1000 through the gater of a 3-node cluster on this
-    /// machine (fresh for every run).
+    /// Also run W1, W2 and both W3 rows (100 and 1000 per append) through the gater of
+    /// a 3-node cluster on this machine (fresh for every run).
     #[arg(long)]
     cluster: bool,
     /// Directory under which a fresh data directory is made and removed at the end;
@@ -212,6 +238,11 @@ struct Args {
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+    /// After the run, compare it row by row with a run saved earlier with --json FILE:
+    /// each ratio to raw redb and disk figure then and now, and the change, in bold
+    /// when worse by more than 10%. The file is checked before anything runs.
+    #[arg(long, value_name = "FILE")]
+    compare: Option<PathBuf>,
 }
 
 /// What to run, with every default resolved.
@@ -228,6 +259,7 @@ struct Plan {
     node_args: Vec<String>,
     gater_bin: PathBuf,
     json: Option<PathBuf>,
+    compare: Option<compare::Saved>,
     settings: Settings,
 }
 
@@ -339,6 +371,7 @@ impl Plan {
                 thousands(W4_EVENTS_MAX)
             );
         }
+        let compare = args.compare.as_deref().map(compare::load).transpose()?;
         let vias = match args.via {
             ViaArg::Node => vec![Via::Node],
             ViaArg::Gater => vec![Via::Gater],
@@ -421,6 +454,7 @@ impl Plan {
             node_args,
             gater_bin,
             json: args.json,
+            compare,
             settings,
         })
     }
@@ -554,9 +588,6 @@ fn rows(plan: &Plan) -> Vec<Row> {
                 Workload::W3 => {
                     for batch in W3_BATCHES {
                         for &via in &write_vias {
-                            if via != Via::Node && batch != W3_GATER_BATCH {
-                                continue;
-                            }
                             rows.push(Row::new(
                                 Step::Write {
                                     via,
@@ -614,36 +645,64 @@ fn rows(plan: &Plan) -> Vec<Row> {
     rows
 }
 
-/// A node with `events` events loaded (for `what`), and a note on the load.
+/// A node with `events` events loaded (for `what`), and a note on the load; the note
+/// gives the data directory's size too unless `disk_table` (its disk table does).
 async fn load_log(
     setup: &NodeSetup,
     name: &str,
     events: u64,
     what: &str,
+    disk_table: bool,
 ) -> anyhow::Result<(LoadedNode, String)> {
     eprintln!("[{what}] loading {} events", thousands(events));
     let node = LoadedNode::start(setup, name, events).await?;
     let load = node.load;
-    let disk = node.disk_usage();
-    let total: u64 = disk.iter().map(|(_, bytes)| bytes).sum();
-    let biggest: Vec<String> = disk
-        .iter()
-        .take(2)
-        .map(|(file, bytes)| format!("{file} {:.1} MB", *bytes as f64 / 1e6))
-        .collect();
-    let note = format!(
+    let mut note = format!(
         "{what} read a log of {} events, loaded in {:.1} s ({} events/s from {} clients appending \
-         1000-event batches, not timed); its data directory then held {:.1} MB, {} bytes per \
-         event ({}; redb files grow ahead of their contents)",
+         1000-event batches, not timed)",
         thousands(load.events),
         load.took.as_secs_f64(),
         thousands((load.events as f64 / load.took.as_secs_f64()).round() as u64),
         workloads::LOADERS,
-        total as f64 / 1e6,
-        thousands(total / load.events.max(1)),
-        biggest.join(", ")
     );
+    if disk_table {
+        note.push_str("; its bytes on disk are in the disk table");
+    } else {
+        let disk = node.disk_usage();
+        let total: u64 = disk.iter().map(|(_, bytes)| bytes).sum();
+        let biggest: Vec<String> = disk
+            .iter()
+            .take(2)
+            .map(|(file, bytes)| format!("{file} {:.1} MB", *bytes as f64 / 1e6))
+            .collect();
+        let _ = write!(
+            note,
+            "; its data directory then held {:.1} MB, {} bytes per event ({}; file lengths, \
+             and redb files grow ahead of their contents)",
+            total as f64 / 1e6,
+            thousands(total / load.events.max(1)),
+            biggest.join(", ")
+        );
+    }
     Ok((node, note))
+}
+
+/// When the disk table looks at W4's node: right after the load ...
+const DISK_AFTER_LOAD: &str = "after-load";
+/// ... and once every path has read it in the first round, with no writes since the
+/// load (the rows before it in the round ran on nodes of their own meanwhile).
+const DISK_AFTER_READS: &str = "after-reads";
+
+/// Sizes W4's node's data directory for the disk table.
+async fn look_at_disk(
+    node: &LoadedNode,
+    when: &'static str,
+    label: String,
+) -> anyhow::Result<DiskUse> {
+    let dir = node.node().dir().to_path_buf();
+    blocking(move || disk::measure(&dir, when, label))
+        .await
+        .with_context(|| format!("sizing W4's data directory ({when})"))
 }
 
 async fn run(plan: Plan) -> anyhow::Result<()> {
@@ -667,10 +726,20 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     print!("{}", report.markdown());
+    let json = report.json();
     if let Some(path) = &plan.json {
-        let text = serde_json::to_string_pretty(&report.json())?;
+        let text = serde_json::to_string_pretty(&json)?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
         eprintln!("reckon-bench: results written to {}", path.display());
+    }
+    if let Some(saved) = &plan.compare {
+        let table = saved.markdown(&json).map_err(|e| {
+            anyhow!(
+                "comparing with {}: this run's results: {e}",
+                saved.path.display()
+            )
+        })?;
+        print!("{table}");
     }
     Ok(())
 }
@@ -712,16 +781,27 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
     } else {
         None
     };
+    let mut disk = None;
     let w4 = if rows.iter().any(|r| matches!(r.step, Step::Read { .. })) {
-        let (node, note) = load_log(&setup, "w4", plan.w4_events, "W4").await?;
+        let (node, note) = load_log(&setup, "w4", plan.w4_events, "W4", true).await?;
         notes.push(note);
+        let look = look_at_disk(&node, DISK_AFTER_LOAD, "right after the load".to_string());
+        disk = Some(DiskReport {
+            of: "W4",
+            events: node.load.events,
+            event_bytes: bench::PAYLOAD_BYTES,
+            looks: vec![look.await?],
+        });
         Some(node)
     } else {
         None
     };
+    let last_read = rows
+        .iter()
+        .rposition(|r| matches!(r.step, Step::Read { .. }));
     let catch_up = rows.iter().any(|r| matches!(r.step, Step::CatchUp));
     let s1_own = if catch_up && (w4.is_none() || plan.s1_events != plan.w4_events) {
-        let (node, note) = load_log(&setup, "s1", plan.s1_events, "S1").await?;
+        let (node, note) = load_log(&setup, "s1", plan.s1_events, "S1", false).await?;
         notes.push(note);
         Some(node)
     } else {
@@ -747,7 +827,7 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
     // Rounds: run r of every row, then run r + 1, so that drift on a shared machine
     // spreads over all rows alike.
     for r in 0..plan.runs {
-        for row in &mut rows {
+        for (i, row) in rows.iter_mut().enumerate() {
             let id = row.series.id.clone();
             let name = row.name();
             let dir_name = format!("{}-r{r}", name.replace(['/', ' '], "-"));
@@ -781,6 +861,13 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
             .with_context(|| format!("{name} run {}", r + 1))?;
             progress(&name, r, plan.runs, &sample);
             row.series.runs.push(sample);
+            if r == 0 && Some(i) == last_read {
+                if let (Some(node), Some(disk)) = (&w4, &mut disk) {
+                    let label = "after W4's first reads";
+                    let look = look_at_disk(node, DISK_AFTER_READS, label.to_string()).await?;
+                    disk.looks.push(look);
+                }
+            }
         }
         if price_ids {
             for (ids, rates) in [
@@ -826,6 +913,7 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
         workloads,
         baselines,
         notes,
+        disk,
     })
 }
 
@@ -901,5 +989,76 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plan for `workloads` over `vias`, with `--cluster` if `cluster`; nothing in it
+    /// runs.
+    fn plan(workloads: Vec<Workload>, vias: Vec<Via>, cluster: bool) -> Plan {
+        let settings = Settings {
+            command: "reckon-bench".to_string(),
+            runs: 1,
+            warmup_secs: 0.0,
+            secs: 1.0,
+            w4_events: W4_EVENTS_MIN,
+            s1_events: W4_EVENTS_MIN,
+            s2_rate: subs::S2_RATE,
+            vias: vias.clone(),
+            cluster,
+            quick: true,
+            node_bin: "reckon-node".to_string(),
+            dir: "target/bench-data".to_string(),
+            cpus: 1,
+        };
+        Plan {
+            timing: Timing {
+                warmup: Duration::ZERO,
+                window: Duration::from_secs(1),
+            },
+            runs: 1,
+            w4_events: W4_EVENTS_MIN,
+            s1_events: W4_EVENTS_MIN,
+            workloads,
+            vias,
+            cluster,
+            parent: PathBuf::from("target/bench-data"),
+            node_bin: PathBuf::from("reckon-node"),
+            node_args: Vec::new(),
+            gater_bin: PathBuf::from("reckon-gater"),
+            json: None,
+            compare: None,
+            settings,
+        }
+    }
+
+    #[test]
+    fn the_help_states_the_compare_mark_as_it_is() {
+        // --compare's help and the doc comments say 10%.
+        assert_eq!(compare::WORSE_SHARE, 0.10);
+    }
+
+    #[test]
+    fn both_w3_rows_go_by_every_path_next_to_each_other() {
+        let both = plan(vec![Workload::W3], vec![Via::Node, Via::Gater], true);
+        let names: Vec<String> = rows(&both).iter().map(Row::name).collect();
+        assert_eq!(
+            names,
+            [
+                "raw-1000",
+                "W3/100 node",
+                "W3/100 gater",
+                "W3/100 cluster",
+                "W3/1000 node",
+                "W3/1000 gater",
+                "W3/1000 cluster",
+            ]
+        );
+        let gater_only = plan(vec![Workload::W3], vec![Via::Gater], false);
+        let names: Vec<String> = rows(&gater_only).iter().map(Row::name).collect();
+        assert_eq!(names, ["raw-1000", "W3/100 gater", "W3/1000 gater"]);
     }
 }
