@@ -239,6 +239,7 @@ fn store_options(config: &NodeConfig) -> StoreOptions {
     o.entry_bytes_max = config.write.batch_bytes_max;
     o.pipeline_max = config.write.pipeline_max;
     o.queue_max = config.write.queue_max;
+    o.state_cache_bytes = (config.storage.state_cache_mib as usize).saturating_mul(1024 * 1024);
     o.faults = config.faults;
     o
 }

@@ -445,6 +445,10 @@ fn invalid_values_name_their_keys() {
         }),
         ("write.pipeline_max", |c| c.write.pipeline_max = 0),
         ("write.queue_max", |c| c.write.queue_max = 1),
+        ("storage.state_cache_mib", |c| c.storage.state_cache_mib = 0),
+        ("storage.state_cache_mib", |c| {
+            c.storage.state_cache_mib = STATE_CACHE_MIB_MAX + 1
+        }),
     ];
     for (key, break_it) in cases {
         let mut config = NodeConfig::default();

@@ -46,6 +46,9 @@ pub use super::format::STATE_FORMAT;
 /// [`record_bytes`]. A reader continues from the last event it got.
 pub const READ_BYTES_MAX: usize = 8 * 1024 * 1024;
 
+/// Memory caching a state file by default (`[storage] state_cache_mib`): 1 GiB.
+pub const STATE_CACHE_BYTES: usize = 1024 * 1024 * 1024;
+
 /// The bytes an event counts for against [`READ_BYTES_MAX`].
 pub fn record_bytes(e: &EventRecord) -> usize {
     e.data.len() + e.metadata.len() + e.stream_id.len() + e.event_type.len() + 64
@@ -135,10 +138,17 @@ pub struct StateDb {
 }
 
 impl StateDb {
-    /// Opens (or creates) the state file at `path`.
+    /// Opens (or creates) the state file at `path`, with a cache of
+    /// [`STATE_CACHE_BYTES`].
     pub fn open(path: &Path) -> Result<StateDb, StorageError> {
+        StateDb::open_with_cache(path, STATE_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the state file at `path`, caching up to `cache_bytes` of
+    /// it in memory.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<StateDb, StorageError> {
         let db = Database::builder()
-            .set_cache_size(256 * 1024 * 1024)
+            .set_cache_size(cache_bytes)
             .create(path)?;
         let txn = db.begin_write()?;
         {

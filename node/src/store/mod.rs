@@ -49,6 +49,7 @@ use crate::raft::network::{Network, PeerPool, PeerVoters};
 use crate::raft::snapshot_transfer::Inbox;
 use crate::raft::state_machine::StateMachine;
 use crate::raft::{NodeId, Raft};
+use crate::storage::state::STATE_CACHE_BYTES;
 use crate::storage::{StateDb, StorageError};
 
 mod batcher;
@@ -93,6 +94,8 @@ pub struct StoreOptions {
     pub pipeline_max: usize,
     /// Most writes queued for the batcher.
     pub queue_max: usize,
+    /// Bytes of memory caching the state file.
+    pub state_cache_bytes: usize,
     /// Faults injected on purpose by tests.
     pub faults: FaultInjection,
 }
@@ -113,6 +116,7 @@ impl StoreOptions {
             entry_bytes_max: 4 * 1024 * 1024,
             pipeline_max: 2,
             queue_max: 65_536,
+            state_cache_bytes: STATE_CACHE_BYTES,
             faults: FaultInjection::default(),
         }
     }
@@ -195,7 +199,10 @@ impl Store {
         })?;
         let log = LogStore::open(&dir.join("log.redb")).map_err(storage)?;
         let log_handle = log.clone();
-        let state = Arc::new(StateDb::open(&dir.join("state.redb")).map_err(storage)?);
+        let state = Arc::new(
+            StateDb::open_with_cache(&dir.join("state.redb"), opts.state_cache_bytes)
+                .map_err(storage)?,
+        );
         let sm = StateMachine::open(state.clone(), &dir.join("snapshots"))
             .map_err(storage)?
             .with_install_delay(Duration::from_millis(opts.faults.snapshot_install_delay_ms))
