@@ -72,11 +72,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             line(out, output::appended(&r, json))?;
         }
         Command::Read(a) => {
-            let (direction, default_from) = if a.backward {
-                (Direction::Backward, u64::MAX)
-            } else {
-                (Direction::Forward, 0)
-            };
+            let (direction, default_from) = direction_of(a.backward);
             let s = store(&connect().await?);
             let events = s
                 .read_stream(
@@ -91,11 +87,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             }
         }
         Command::ReadAll(a) => {
-            let (direction, default_from) = if a.backward {
-                (Direction::Backward, u64::MAX)
-            } else {
-                (Direction::Forward, 0)
-            };
+            let (direction, default_from) = direction_of(a.backward);
             let s = store(&connect().await?);
             let events = s
                 .read_all(a.from.unwrap_or(default_from), a.count, direction)
@@ -246,6 +238,16 @@ async fn connect(addrs: &[&str], timeout: Duration) -> Result<Client, CliError> 
     match tokio::time::timeout(timeout, Client::connect(addrs)).await {
         Ok(c) => Ok(c?.with_timeout(timeout)),
         Err(_) => Err(ClientError::Timeout(timeout).into()),
+    }
+}
+
+/// The direction of a read, and where it starts when `--from` is not given: the
+/// first event forward, the last backward.
+fn direction_of(backward: bool) -> (Direction, u64) {
+    if backward {
+        (Direction::Backward, u64::MAX)
+    } else {
+        (Direction::Forward, 0)
     }
 }
 

@@ -71,13 +71,10 @@ fn to_line<T: Serialize>(v: &T) -> String {
     }
 }
 
+/// The data and metadata of an event or snapshot as JSON output shows them: as JSON
+/// when they are JSON, else as base64 under `*_base64`.
 #[derive(Serialize)]
-struct EventJson<'a> {
-    stream_id: &'a str,
-    version: u64,
-    position: u64,
-    event_id: Uuid,
-    event_type: &'a str,
+struct Payload {
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,6 +83,30 @@ struct EventJson<'a> {
     metadata: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata_base64: Option<String>,
+}
+
+impl Payload {
+    fn of(data: Shown, metadata: &[u8]) -> Payload {
+        let (data, data_base64) = data.split();
+        let (metadata, metadata_base64) = Shown::metadata(metadata).split();
+        Payload {
+            data,
+            data_base64,
+            metadata,
+            metadata_base64,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EventJson<'a> {
+    stream_id: &'a str,
+    version: u64,
+    position: u64,
+    event_id: Uuid,
+    event_type: &'a str,
+    #[serde(flatten)]
+    payload: Payload,
     tags: &'a [String],
     timestamp_us: u64,
 }
@@ -103,18 +124,13 @@ pub fn event(e: &EventRecord, json: bool) -> String {
             data.text()
         );
     }
-    let (data, data_base64) = data.split();
-    let (metadata, metadata_base64) = Shown::metadata(&e.metadata).split();
     to_line(&EventJson {
         stream_id: &e.stream_id,
         version: e.version,
         position: e.position,
         event_id: e.event_id,
         event_type: &e.event_type,
-        data,
-        data_base64,
-        metadata,
-        metadata_base64,
+        payload: Payload::of(data, &e.metadata),
         tags: &e.tags,
         timestamp_us: e.timestamp_us,
     })
@@ -201,14 +217,8 @@ pub fn deleted(stream_id: &str, hard: bool, json: bool) -> String {
 struct SnapshotJson<'a> {
     stream_id: &'a str,
     version: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_base64: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metadata_base64: Option<String>,
+    #[serde(flatten)]
+    payload: Payload,
     timestamp_us: u64,
 }
 
@@ -218,15 +228,10 @@ pub fn snapshot(s: &SnapshotRecord, json: bool) -> String {
     if !json {
         return format!("{} {}", s.version, data.text());
     }
-    let (data, data_base64) = data.split();
-    let (metadata, metadata_base64) = Shown::metadata(&s.metadata).split();
     to_line(&SnapshotJson {
         stream_id: &s.stream_id,
         version: s.version,
-        data,
-        data_base64,
-        metadata,
-        metadata_base64,
+        payload: Payload::of(data, &s.metadata),
         timestamp_us: s.timestamp_us,
     })
 }
