@@ -13,7 +13,7 @@ use reckon_tests::cluster::Cluster;
 
 mod common;
 
-use common::{quit_and_check_restored, require_tmux, run_in_terminal, TmuxServer};
+use common::{open_tui, quit_and_check_restored, require_tmux};
 
 /// Bound of every wait (cluster bootstrap and re-election included).
 const WAIT: Duration = Duration::from_secs(60);
@@ -54,21 +54,17 @@ fn node_row(screen: &str, id: u64) -> Option<&str> {
 #[test]
 fn console_follows_leader_failover_in_a_real_cluster() {
     require_tmux();
-    let tui_bin = env!("CARGO_BIN_EXE_reckon-tui");
     // Three voters finding each other through static seeds, behind a gater.
     let mut cluster = Cluster::start(NODES, &["default"]);
     let gater_addr = cluster.gater.addr.clone();
-    let socket = format!("reckon-cluster-test-{}", std::process::id());
     // Declared after the cluster, so dropped (the terminal stopped) before it.
-    let _tmux = TmuxServer(socket.clone());
-
-    run_in_terminal(
-        &socket,
-        120,
-        36,
-        &format!("{tui_bin} --gater {gater_addr} --refresh-ms 300"),
+    let tmux = open_tui(
+        "reckon-cluster-test",
+        (120, 36),
+        &format!("--gater {gater_addr} --refresh-ms 300"),
     );
-    let (old, _) = wait_for(&socket, "the cluster view with a leader", |s| {
+    let socket = tmux.socket();
+    let (old, _) = wait_for(socket, "the cluster view with a leader", |s| {
         if !s.contains("[1:Cluster]") {
             return None;
         }
@@ -79,7 +75,7 @@ fn console_follows_leader_failover_in_a_real_cluster() {
     // SIGKILL the leader's process.
     cluster.kill9((old - 1) as usize);
 
-    let (new, screen) = wait_for(&socket, "a new leader and the old one down or gone", |s| {
+    let (new, screen) = wait_for(socket, "a new leader and the old one down or gone", |s| {
         let new = shown_leader(s)?;
         if new == old {
             return None;
@@ -92,5 +88,5 @@ fn console_follows_leader_failover_in_a_real_cluster() {
     });
     assert_ne!(new, old, "screen:\n{screen}");
 
-    quit_and_check_restored(&socket, "[1:Cluster]", WAIT);
+    quit_and_check_restored(socket, "[1:Cluster]", WAIT);
 }

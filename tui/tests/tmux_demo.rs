@@ -6,18 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{kill_tmux, quit_and_check_restored, require_tmux, run_in_terminal, tmux};
+use common::{open_tui, quit_and_check_restored, require_tmux, tmux};
 
 /// How long the demo gets to form its cluster and show each view.
 const WAIT: Duration = Duration::from_secs(60);
-
-struct Cleanup(String);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        kill_tmux(&self.0);
-    }
-}
 
 fn wait_for(socket: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
     common::wait_for(socket, what, WAIT, |s| pred(s).then_some(())).1
@@ -26,26 +18,19 @@ fn wait_for(socket: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
 #[test]
 fn the_demo_shows_a_live_cluster_and_quits_cleanly() {
     require_tmux();
-    let tui_bin = env!("CARGO_BIN_EXE_reckon-tui");
-    let socket = format!("reckon-demo-{}", std::process::id());
-    let _cleanup = Cleanup(socket.clone());
-    run_in_terminal(
-        &socket,
-        100,
-        30,
-        &format!("{tui_bin} --demo --refresh-ms 300"),
-    );
-    let screen = wait_for(&socket, "three nodes and a leader", |s| {
+    let tmux_server = open_tui("reckon-demo", (100, 30), "--demo --refresh-ms 300");
+    let socket = tmux_server.socket();
+    let screen = wait_for(socket, "three nodes and a leader", |s| {
         s.contains("[1:Cluster]") && s.matches("follower").count() >= 2 && s.contains("leader")
     });
     assert!(screen.contains("connected"), "{screen}");
-    tmux(&socket, &["send-keys", "-t", "tui", "2"]);
-    wait_for(&socket, "the trickle's streams", |s| {
+    tmux(socket, &["send-keys", "-t", "tui", "2"]);
+    wait_for(socket, "the trickle's streams", |s| {
         s.contains("[2:Streams]") && s.contains("order-")
     });
-    tmux(&socket, &["send-keys", "-t", "tui", "3"]);
-    wait_for(&socket, "both demo subscriptions", |s| {
+    tmux(socket, &["send-keys", "-t", "tui", "3"]);
+    wait_for(socket, "both demo subscriptions", |s| {
         s.contains("[3:Subscriptions]") && s.contains("demo-billing") && s.contains("demo-audit")
     });
-    quit_and_check_restored(&socket, "[3:Subscriptions]", WAIT);
+    quit_and_check_restored(socket, "[3:Subscriptions]", WAIT);
 }

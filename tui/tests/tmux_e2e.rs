@@ -18,7 +18,7 @@ use reckon_tests::dev::start_dev_with_gater;
 
 mod common;
 
-use common::{quit_and_check_restored, require_tmux, run_in_terminal, tmux, TmuxServer};
+use common::{open_tui, quit_and_check_restored, require_tmux, tmux};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// Appends the telemetry check makes at most (about 50 ms apart).
@@ -65,39 +65,35 @@ fn append_p99(screen: &str) -> Option<String> {
 fn console_shows_appended_stream_and_restores_terminal() {
     require_tmux();
     let cli_bin = bin("reckon");
-    let tui_bin = env!("CARGO_BIN_EXE_reckon-tui");
     let data = tempfile::tempdir().unwrap();
     let (_node, gater) = start_dev_with_gater(data.path(), &[]);
-    let socket = format!("reckon-test-{}", std::process::id());
     // Stops the terminal on drop, panics included, before the node goes.
-    let _tmux = TmuxServer(socket.clone());
-
-    run_in_terminal(
-        &socket,
-        100,
-        30,
-        &format!("{tui_bin} --gater {gater} --refresh-ms 200"),
+    let tmux_server = open_tui(
+        "reckon-test",
+        (100, 30),
+        &format!("--gater {gater} --refresh-ms 200"),
     );
-    wait_for(&socket, "the cluster view with a leader", |s| {
+    let socket = tmux_server.socket();
+    wait_for(socket, "the cluster view with a leader", |s| {
         s.contains("[1:Cluster]") && s.contains("leader")
     });
 
     append(&cli_bin, &gater, "e2e-order-1");
 
-    tmux(&socket, &["send-keys", "-t", "tui", "2"]);
-    wait_for(&socket, "the stream in the streams view", |s| {
+    tmux(socket, &["send-keys", "-t", "tui", "2"]);
+    wait_for(socket, "the stream in the streams view", |s| {
         s.contains("[2:Streams]") && s.contains("e2e-order-1")
     });
     // Open it: `$all` is row 0, the stream row 1.
-    tmux(&socket, &["send-keys", "-t", "tui", "j", "Enter"]);
-    wait_for(&socket, "the event", |s| {
+    tmux(socket, &["send-keys", "-t", "tui", "j", "Enter"]);
+    wait_for(socket, "the event", |s| {
         s.contains("OrderPlaced") && s.contains("\"total\": 5")
     });
 
     // The telemetry view's latency is that of the last refresh interval: keep
     // appending until an interval with appends shows its p99.
-    tmux(&socket, &["send-keys", "-t", "tui", "4"]);
-    wait_for(&socket, "the telemetry view", |s| {
+    tmux(socket, &["send-keys", "-t", "tui", "4"]);
+    wait_for(socket, "the telemetry view", |s| {
         s.contains("[4:Telemetry]") && append_p99(s).is_some()
     });
     let stop = Arc::new(AtomicBool::new(false));
@@ -113,12 +109,12 @@ fn console_shows_appended_stream_and_restores_terminal() {
             }
         })
     };
-    let screen = wait_for(&socket, "an append p99 in the telemetry view", |s| {
+    let screen = wait_for(socket, "an append p99 in the telemetry view", |s| {
         append_p99(s).is_some_and(|p| p != "-" && p.ends_with('s'))
     });
     stop.store(true, Ordering::Relaxed);
     appender.join().expect("appender thread");
     assert!(screen.contains("default append now"), "{screen}");
 
-    quit_and_check_restored(&socket, "[2:Streams]", WAIT);
+    quit_and_check_restored(socket, "[2:Streams]", WAIT);
 }

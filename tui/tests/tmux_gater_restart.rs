@@ -13,7 +13,7 @@ use reckon_tests::gater::{start_node, GaterProc};
 
 mod common;
 
-use common::{quit_and_check_restored, require_tmux, run_in_terminal, TmuxServer};
+use common::{open_tui, quit_and_check_restored, require_tmux};
 
 /// Bound of every wait.
 const WAIT: Duration = Duration::from_secs(60);
@@ -31,22 +31,18 @@ fn connected_with_leader(s: &str) -> bool {
 #[test]
 fn console_says_disconnected_then_recovers_when_the_gater_comes_back() {
     require_tmux();
-    let tui_bin = env!("CARGO_BIN_EXE_reckon-tui");
     let data = tempfile::tempdir().unwrap();
     let mut gater = GaterProc::start("127.0.0.1:0", &[LEASE_MS]);
     let gater_addr = gater.addr.clone();
     let _node = start_node(data.path(), 1, &["default"], &gater_addr, &[]);
-    let socket = format!("reckon-restart-test-{}", std::process::id());
     // Stops the terminal on drop, panics included.
-    let _tmux = TmuxServer(socket.clone());
-
-    run_in_terminal(
-        &socket,
-        100,
-        30,
-        &format!("{tui_bin} --gater {gater_addr} --refresh-ms 200"),
+    let tmux = open_tui(
+        "reckon-restart-test",
+        (100, 30),
+        &format!("--gater {gater_addr} --refresh-ms 200"),
     );
-    wait_for(&socket, "the leader, connected", connected_with_leader);
+    let socket = tmux.socket();
+    wait_for(socket, "the leader, connected", connected_with_leader);
     let appended = Command::new(bin("reckon"))
         .args([
             "--gater",
@@ -62,7 +58,7 @@ fn console_says_disconnected_then_recovers_when_the_gater_comes_back() {
 
     // The gater dies: the console keeps running and says so.
     gater.kill9();
-    wait_for(&socket, "the disconnected status line", |s| {
+    wait_for(socket, "the disconnected status line", |s| {
         s.contains("DISCONNECTED, retrying")
     });
 
@@ -71,14 +67,14 @@ fn console_says_disconnected_then_recovers_when_the_gater_comes_back() {
     let again = GaterProc::start(&gater_addr, &[LEASE_MS]);
     assert_eq!(again.addr, gater_addr);
     wait_for(
-        &socket,
+        socket,
         "connected again, with the leader",
         connected_with_leader,
     );
-    common::tmux(&socket, &["send-keys", "-t", "tui", "2"]);
-    wait_for(&socket, "the stream written before the restart", |s| {
+    common::tmux(socket, &["send-keys", "-t", "tui", "2"]);
+    wait_for(socket, "the stream written before the restart", |s| {
         s.contains("[2:Streams]") && s.contains("before-restart") && s.contains("● connected")
     });
 
-    quit_and_check_restored(&socket, "[2:Streams]", WAIT);
+    quit_and_check_restored(socket, "[2:Streams]", WAIT);
 }

@@ -43,6 +43,13 @@ pub fn kill_tmux(socket: &str) {
 /// The tmux server of a private socket, stopped on drop (panics included).
 pub struct TmuxServer(pub String);
 
+impl TmuxServer {
+    /// The name of the socket, for `tmux -L`.
+    pub fn socket(&self) -> &str {
+        &self.0
+    }
+}
+
 impl Drop for TmuxServer {
     fn drop(&mut self) {
         kill_tmux(&self.0);
@@ -81,6 +88,17 @@ pub fn run_in_terminal(socket: &str, width: u16, height: u16, command: &str) {
     );
     let run = format!("{command}; echo TUI-EXIT-$?");
     tmux(socket, &["send-keys", "-t", "tui", &run, "Enter"]);
+}
+
+/// Starts a tmux server on a private socket named `<prefix>-<pid>` and runs
+/// `reckon-tui args` in a `width`x`height` terminal there (see [`run_in_terminal`]).
+/// The returned guard holds the socket name and stops the server on drop, panics
+/// included: declare it after what the console talks to, so the terminal goes first.
+pub fn open_tui(prefix: &str, (width, height): (u16, u16), args: &str) -> TmuxServer {
+    let server = TmuxServer(format!("{prefix}-{}", std::process::id()));
+    let tui_bin = env!("CARGO_BIN_EXE_reckon-tui");
+    run_in_terminal(server.socket(), width, height, &format!("{tui_bin} {args}"));
+    server
 }
 
 /// Presses `q` and checks that the console exited 0, left nothing with `marker` on
