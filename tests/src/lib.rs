@@ -382,6 +382,14 @@ impl StoreClient {
         StoreClient::new(node.worker().await, store)
     }
 
+    /// [`connect`](Self::connect), then [`wait_until_serving`](Self::wait_until_serving):
+    /// a node may print its ready line before its store has elected itself leader.
+    pub async fn connect_serving(node: &NodeProc, store: &str) -> Self {
+        let db = StoreClient::connect(node, store).await;
+        db.wait_until_serving().await;
+        db
+    }
+
     /// Waits until the store answers a linearizable read (it has a leader), polling
     /// within [`READY_TIMEOUT`]; panics when it never does.
     pub async fn wait_until_serving(&self) {
@@ -596,6 +604,29 @@ impl StoreClient {
             "snapshot_exists",
             self.handle.snapshot_exists(stream, version).await,
         )
+    }
+}
+
+/// A `--dev` node alone ([`NodeProc::start_dev_alone`]) on its own temporary data
+/// directory, and a client of its `default` store, which serves. Fields drop in order:
+/// the connection, then the process, then the directory.
+pub struct DevStore {
+    /// The client of the `default` store.
+    pub db: StoreClient,
+    /// The node.
+    pub node: NodeProc,
+    /// Its data directory.
+    pub dir: tempfile::TempDir,
+}
+
+impl DevStore {
+    /// Starts the node and waits until its store serves, so that a test checks its own
+    /// behaviour and not the election (see the crash tests).
+    pub async fn start() -> DevStore {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let node = NodeProc::start_dev_alone(dir.path(), &[]);
+        let db = StoreClient::connect_serving(&node, "default").await;
+        DevStore { db, node, dir }
     }
 }
 

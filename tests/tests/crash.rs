@@ -220,8 +220,7 @@ async fn crash_rounds(extra: &[&str]) {
     let mut stored = 0;
     for (round, acks_before_kill) in ACKS_BEFORE_KILL.into_iter().enumerate() {
         let mut node = NodeProc::start_dev_alone(dir.path(), extra);
-        let db = StoreClient::connect(&node, "default").await;
-        db.wait_until_serving().await;
+        let db = StoreClient::connect_serving(&node, "default").await;
         let snapshot = acks.lock().expect("acks").clone();
         let now_stored = verify(&db, &snapshot).await;
         assert!(now_stored >= stored, "the log shrank across a restart");
@@ -262,8 +261,7 @@ async fn crash_rounds(extra: &[&str]) {
         drop(db);
     }
     let node = NodeProc::start_dev_alone(dir.path(), extra);
-    let db = StoreClient::connect(&node, "default").await;
-    db.wait_until_serving().await;
+    let db = StoreClient::connect_serving(&node, "default").await;
     let acks = acks.lock().expect("acks").clone();
     let acked_events: usize = acks.iter().map(|a| a.ids.len()).sum();
     let stored = verify(&db, &acks).await;
@@ -318,8 +316,7 @@ async fn kill_9_with_frequent_raft_snapshots_loses_nothing_acknowledged() {
 async fn a_second_node_on_the_same_data_dir_refuses_to_start() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut first = NodeProc::start_dev_alone(dir.path(), &[]);
-    let db = StoreClient::connect(&first, "default").await;
-    db.wait_until_serving().await;
+    let db = StoreClient::connect_serving(&first, "default").await;
     db.append(
         "s",
         ExpectedVersion::NoStream,
@@ -358,8 +355,7 @@ async fn a_second_node_on_the_same_data_dir_refuses_to_start() {
     // Once the first has stopped, the directory can be opened again.
     assert!(first.terminate().success());
     let second = NodeProc::start_dev_alone(dir.path(), &[]);
-    let db = StoreClient::connect(&second, "default").await;
-    db.wait_until_serving().await;
+    let db = StoreClient::connect_serving(&second, "default").await;
     assert_eq!(db.version("s").await.expect("version"), Some(1));
 }
 

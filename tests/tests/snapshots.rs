@@ -4,43 +4,17 @@
 
 use reckon_gater::aggregate::aggregate;
 use reckon_gater::types::{Direction, ExpectedVersion, NewEvent, StoreError};
-use reckon_tests::{NodeProc, StoreClient};
+use reckon_tests::{DevStore, StoreClient};
 use serde_json::{json, Value};
-use tempfile::TempDir;
 
-/// A node on its own data directory and a client of its `default` store. Fields drop
-/// in order: the connection, then the process, then the directory.
-struct Fixture {
-    db: StoreClient,
-    _node: NodeProc,
-    _dir: TempDir,
-}
-
-impl Fixture {
-    async fn start() -> Fixture {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let node = NodeProc::start_dev_alone(dir.path(), &[]);
-        let db = StoreClient::connect(&node, "default").await;
-        // A node may print its ready line before its store has elected itself
-        // leader (see the crash tests); wait for that here so each test checks
-        // its own row.
-        db.wait_until_serving().await;
-        Fixture {
-            db,
-            _node: node,
-            _dir: dir,
-        }
-    }
-
-    async fn versions(&self, stream: &str) -> Vec<u64> {
-        self.db
-            .snapshot_list(stream)
-            .await
-            .expect("snapshot_list")
-            .iter()
-            .map(|s| s.version)
-            .collect()
-    }
+/// The versions of the snapshots of `stream`, as `snapshot_list` gives them.
+async fn versions(db: &StoreClient, stream: &str) -> Vec<u64> {
+    db.snapshot_list(stream)
+        .await
+        .expect("snapshot_list")
+        .iter()
+        .map(|s| s.version)
+        .collect()
 }
 
 fn is_not_found(e: &StoreError) -> bool {
@@ -49,7 +23,7 @@ fn is_not_found(e: &StoreError) -> bool {
 
 #[tokio::test]
 async fn save_5_then_load_gives_version_5_and_the_same_data() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     let data = br#"{"name":"Bob","balance":500}"#;
     f.db.snapshot_save("acct-1", 5, data, b"").await.unwrap();
     let s = f.db.snapshot_load("acct-1", None).await.unwrap();
@@ -62,7 +36,7 @@ async fn save_5_then_load_gives_version_5_and_the_same_data() {
 
 #[tokio::test]
 async fn load_with_no_snapshot_is_not_found() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     let err = f.db.snapshot_load("acct-1", None).await.unwrap_err();
     assert!(is_not_found(&err), "{err:?}");
     // Another stream's snapshot, or one at another version, does not count.
@@ -75,7 +49,7 @@ async fn load_with_no_snapshot_is_not_found() {
 
 #[tokio::test]
 async fn metadata_round_trips() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     let metadata = br#"{"schema":3,"by":"projector-7"}"#;
     f.db.snapshot_save("acct-1", 3, b"{\"a\":1}", metadata)
         .await
@@ -96,7 +70,7 @@ async fn metadata_round_trips() {
 
 #[tokio::test]
 async fn saving_the_same_version_twice_keeps_the_later_data() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     f.db.snapshot_save("acct-1", 7, b"{\"v\":\"first\"}", b"m1")
         .await
         .unwrap();
@@ -108,12 +82,16 @@ async fn saving_the_same_version_twice_keeps_the_later_data() {
         (s.data, s.metadata),
         (b"{\"v\":\"second\"}".to_vec(), b"m2".to_vec())
     );
-    assert_eq!(f.versions("acct-1").await, vec![7], "one snapshot, not two");
+    assert_eq!(
+        versions(&f.db, "acct-1").await,
+        vec![7],
+        "one snapshot, not two"
+    );
 }
 
 #[tokio::test]
 async fn list_is_ascending() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     for v in [10, 20, 30] {
         f.db.snapshot_save("acct-1", v, format!("{{\"v\":{v}}}").as_bytes(), b"")
             .await
@@ -133,13 +111,13 @@ async fn list_is_ascending() {
     for v in [30, 10, 20] {
         f.db.snapshot_save("acct-10", v, b"{}", b"").await.unwrap();
     }
-    assert_eq!(f.versions("acct-10").await, vec![10, 20, 30]);
-    assert_eq!(f.versions("acct").await, Vec::<u64>::new());
+    assert_eq!(versions(&f.db, "acct-10").await, vec![10, 20, 30]);
+    assert_eq!(versions(&f.db, "acct").await, Vec::<u64>::new());
 }
 
 #[tokio::test]
 async fn load_gives_the_highest_version_not_the_last_saved() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     for v in [5, 15, 10] {
         f.db.snapshot_save("acct-1", v, format!("{{\"v\":{v}}}").as_bytes(), b"")
             .await
@@ -158,12 +136,12 @@ async fn load_gives_the_highest_version_not_the_last_saved() {
 
 #[tokio::test]
 async fn delete_at_2_of_1_2_3_leaves_1_and_3() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     for v in [1, 2, 3] {
         f.db.snapshot_save("acct-1", v, b"{}", b"").await.unwrap();
     }
     f.db.snapshot_delete("acct-1", Some(2)).await.unwrap();
-    assert_eq!(f.versions("acct-1").await, vec![1, 3]);
+    assert_eq!(versions(&f.db, "acct-1").await, vec![1, 3]);
     assert!(!f.db.snapshot_exists("acct-1", Some(2)).await.unwrap());
     let err = f.db.snapshot_load("acct-1", Some(2)).await.unwrap_err();
     assert!(is_not_found(&err), "{err:?}");
@@ -172,7 +150,7 @@ async fn delete_at_2_of_1_2_3_leaves_1_and_3() {
 
 #[tokio::test]
 async fn delete_all_leaves_nothing() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     for v in [1, 2, 3] {
         f.db.snapshot_save("acct-1", v, b"{}", b"").await.unwrap();
     }
@@ -183,16 +161,16 @@ async fn delete_all_leaves_nothing() {
     let err = f.db.snapshot_load("acct-1", None).await.unwrap_err();
     assert!(is_not_found(&err), "{err:?}");
     // Another stream's snapshots are untouched.
-    assert_eq!(f.versions("acct-2").await, vec![1]);
+    assert_eq!(versions(&f.db, "acct-2").await, vec![1]);
     // Deleting what is not there is fine.
     f.db.snapshot_delete("acct-1", None).await.unwrap();
     f.db.snapshot_delete("acct-1", Some(9)).await.unwrap();
-    assert_eq!(f.versions("acct-2").await, vec![1]);
+    assert_eq!(versions(&f.db, "acct-2").await, vec![1]);
 }
 
 #[tokio::test]
 async fn exists_at_10_when_only_5_is_false() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     assert!(!f.db.snapshot_exists("acct-1", None).await.unwrap());
     f.db.snapshot_save("acct-1", 5, b"{}", b"").await.unwrap();
     assert!(!f.db.snapshot_exists("acct-1", Some(10)).await.unwrap());
@@ -202,7 +180,7 @@ async fn exists_at_10_when_only_5_is_false() {
 
 #[tokio::test]
 async fn aggregate_from_a_snapshot_and_the_events_after_it() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     let stream = "acct-bob";
     // The history the snapshot sums up: versions 0 and 1.
     f.db.append(

@@ -11,35 +11,13 @@ use reckon_gater::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, StoreError, StreamInfo,
     TagMatch,
 };
-use reckon_tests::{NodeProc, StoreClient};
+use reckon_tests::{DevStore, NodeProc, StoreClient};
 use serde_json::json;
-use tempfile::TempDir;
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
 use Direction::{Backward, Forward};
 use ExpectedVersion::{Any, Exact, NoStream, StreamExists};
-
-/// A node on its own data directory and a client of its `default` store. Fields drop
-/// in order: the connection, then the process, then the directory.
-struct Fixture {
-    db: StoreClient,
-    node: NodeProc,
-    dir: TempDir,
-}
-
-impl Fixture {
-    async fn start() -> Fixture {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let node = NodeProc::start_dev_alone(dir.path(), &[]);
-        let db = StoreClient::connect(&node, "default").await;
-        // A node may print its ready line before its store has elected itself
-        // leader (see the crash tests); wait for that here so each test checks
-        // its own row.
-        db.wait_until_serving().await;
-        Fixture { db, node, dir }
-    }
-}
 
 /// A JSON event of `event_type` whose data carries `n`.
 fn ev(event_type: &str, n: u64) -> NewEvent {
@@ -73,7 +51,7 @@ fn not_found(stream: &str) -> StoreError {
 
 #[tokio::test]
 async fn new_stream_append_no_stream_gives_version_0() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     let r =
         f.db.append("order-1", NoStream, vec![ev("placed", 1)])
             .await
@@ -91,7 +69,7 @@ async fn new_stream_append_no_stream_gives_version_0() {
 
 #[tokio::test]
 async fn next_append_exact_0_gives_version_1() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     f.db.append("order-1", NoStream, vec![ev("placed", 1)])
         .await
         .unwrap();
@@ -114,7 +92,7 @@ async fn next_append_exact_0_gives_version_1() {
 
 #[tokio::test]
 async fn any_twice_on_a_new_stream_gives_0_then_1() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     let first = f.db.append("s", Any, vec![ev("a", 0)]).await.unwrap();
     let second = f.db.append("s", Any, vec![ev("a", 1)]).await.unwrap();
     assert_eq!(first.version, 0);
@@ -128,7 +106,7 @@ async fn any_twice_on_a_new_stream_gives_0_then_1() {
 
 #[tokio::test]
 async fn wrong_version_names_expected_and_current() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     f.db.append("s", NoStream, vec![ev("a", 0)]).await.unwrap();
     let err =
         f.db.append("s", Exact(5), vec![ev("a", 1)])
@@ -152,7 +130,7 @@ async fn wrong_version_names_expected_and_current() {
 
 #[tokio::test]
 async fn no_stream_on_an_existing_stream_is_refused() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     f.db.append("s", NoStream, vec![ev("a", 0)]).await.unwrap();
     let err =
         f.db.append("s", NoStream, vec![ev("a", 1)])
@@ -174,7 +152,7 @@ async fn no_stream_on_an_existing_stream_is_refused() {
 
 #[tokio::test]
 async fn stream_exists_fails_on_missing_and_succeeds_on_existing() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     let err =
         f.db.append("s", StreamExists, vec![ev("a", 0)])
             .await
@@ -210,7 +188,7 @@ async fn stream_exists_fails_on_missing_and_succeeds_on_existing() {
 
 #[tokio::test]
 async fn batch_of_5_gets_consecutive_versions_and_positions() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     // Something before it, so the batch's positions do not start at 0.
     f.db.append("other", NoStream, vec![ev("x", 0)])
         .await
@@ -288,7 +266,7 @@ async fn concurrent_writers_one_winner_per_version_no_gap() {
     const WRITERS: usize = 20;
     const TARGET: u64 = 100;
     let streams = ["race-a", "race-b", "race-c"];
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     let start = Arc::new(Barrier::new(WRITERS * streams.len()));
     let mut tasks = Vec::new();
     for stream in streams {
@@ -357,7 +335,7 @@ async fn concurrent_writers_one_winner_per_version_no_gap() {
 
 #[tokio::test]
 async fn idempotent_retry_returns_the_first_result_and_stores_one_copy() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     let ids: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
     let batch = |ids: &[Uuid]| -> Vec<NewEvent> {
         ids.iter()
@@ -424,7 +402,7 @@ async fn idempotent_retry_returns_the_first_result_and_stores_one_copy() {
 
 #[tokio::test]
 async fn a_reused_event_id_is_refused_and_nothing_is_written() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     let a = Uuid::new_v4();
     f.db.append("s", NoStream, vec![ev("placed", 0).with_id(a)])
         .await
@@ -451,7 +429,7 @@ async fn a_reused_event_id_is_refused_and_nothing_is_written() {
 
 #[tokio::test]
 async fn read_forward_gives_versions_0_to_4() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     f.db.append("s", NoStream, evs("e", 5)).await.unwrap();
     let read = f.db.read("s", 0, 10, Forward).await.unwrap();
     assert_eq!(versions(&read), vec![0, 1, 2, 3, 4]);
@@ -462,7 +440,7 @@ async fn read_forward_gives_versions_0_to_4() {
 
 #[tokio::test]
 async fn read_backward_gives_4_down_to_0() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     f.db.append("s", NoStream, evs("e", 5)).await.unwrap();
     let read = f.db.read("s", 4, 5, Backward).await.unwrap();
     assert_eq!(versions(&read), vec![4, 3, 2, 1, 0]);
@@ -471,7 +449,7 @@ async fn read_backward_gives_4_down_to_0() {
 
 #[tokio::test]
 async fn read_count_limits_the_events() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     f.db.append("s", NoStream, evs("e", 10)).await.unwrap();
     let read = f.db.read("s", 0, 3, Forward).await.unwrap();
     assert_eq!(versions(&read), vec![0, 1, 2]);
@@ -479,7 +457,7 @@ async fn read_count_limits_the_events() {
 
 #[tokio::test]
 async fn read_pages_forward_and_backward() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     f.db.append("s", NoStream, evs("e", 10)).await.unwrap();
     assert_eq!(
         versions(&f.db.read("s", 5, 3, Forward).await.unwrap()),
@@ -498,7 +476,7 @@ async fn read_pages_forward_and_backward() {
 
 #[tokio::test]
 async fn read_of_a_missing_stream_is_stream_not_found() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     f.db.append("other", NoStream, vec![ev("e", 0)])
         .await
         .unwrap();
@@ -514,7 +492,7 @@ async fn read_of_a_missing_stream_is_stream_not_found() {
 
 #[tokio::test]
 async fn read_past_the_end_is_empty() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     f.db.append("s", NoStream, evs("e", 3)).await.unwrap();
     assert_eq!(f.db.read("s", 100, 10, Forward).await.unwrap(), vec![]);
     assert_eq!(f.db.read("s", 3, 10, Forward).await.unwrap(), vec![]);
@@ -526,7 +504,7 @@ async fn read_past_the_end_is_empty() {
 
 #[tokio::test]
 async fn get_version_of_new_5_and_7_events() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     assert_eq!(
         f.db.version("s").await.unwrap(),
         None,
@@ -540,7 +518,7 @@ async fn get_version_of_new_5_and_7_events() {
 
 #[tokio::test]
 async fn exists_after_append_and_never_written() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     f.db.append("written", NoStream, vec![ev("e", 0)])
         .await
         .unwrap();
@@ -550,7 +528,7 @@ async fn exists_after_append_and_never_written() {
 
 #[tokio::test]
 async fn list_streams_gives_both_with_versions_and_pages() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     assert_eq!(f.db.list_streams(None, 100).await.unwrap(), vec![]);
     f.db.append("b-stream", NoStream, evs("e", 3))
         .await
@@ -582,7 +560,7 @@ async fn list_streams_gives_both_with_versions_and_pages() {
 
 #[tokio::test]
 async fn read_all_interleaves_three_streams_by_position() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     let streams = ["s1", "s2", "s3"];
     let mut appended = Vec::new();
     for round in 0..3u64 {
@@ -616,7 +594,7 @@ async fn read_all_interleaves_three_streams_by_position() {
 }
 
 /// The page sizes and events `read_all_pages` gives from `from` in pages of `page`.
-async fn pages_from(f: &Fixture, from: u64, page: u32) -> (Vec<usize>, Vec<EventRecord>) {
+async fn pages_from(f: &DevStore, from: u64, page: u32) -> (Vec<usize>, Vec<EventRecord>) {
     use futures::StreamExt;
     let mut pages = std::pin::pin!(f.db.handle.read_all_pages(from, page));
     let (mut sizes, mut events) = (Vec::new(), Vec::new());
@@ -630,7 +608,7 @@ async fn pages_from(f: &Fixture, from: u64, page: u32) -> (Vec<usize>, Vec<Event
 
 #[tokio::test]
 async fn read_all_pages_streams_the_whole_log_once_in_order() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     for s in ["a", "b", "c", "a", "b"] {
         f.db.append(s, Any, evs("e", 5)).await.unwrap();
     }
@@ -649,7 +627,7 @@ async fn read_all_pages_streams_the_whole_log_once_in_order() {
 
 #[tokio::test]
 async fn read_all_pages_asks_again_after_a_page_cut_short_by_its_byte_limit() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     // 12 events of 1,000,000 bytes: a page holds 9 of them before it reaches the
     // node's 8 MiB per read, so the pages asked for ahead, as if it held 10, start
     // at the wrong place and must be asked again.
@@ -670,7 +648,7 @@ async fn read_all_pages_asks_again_after_a_page_cut_short_by_its_byte_limit() {
 
 #[tokio::test]
 async fn read_by_type_gives_matching_events_in_position_order_paged() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     f.db.append("s1", NoStream, vec![ev("A", 0)]).await.unwrap();
     f.db.append("s2", NoStream, vec![ev("B", 1)]).await.unwrap();
     f.db.append("s1", Exact(0), vec![ev("A", 2)]).await.unwrap();
@@ -703,7 +681,7 @@ async fn read_by_type_gives_matching_events_in_position_order_paged() {
 
 #[tokio::test]
 async fn read_by_tags_any_all_and_untagged_never_matches() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     f.db.append("s", NoStream, vec![ev("e", 0).with_tags(["x"])])
         .await
         .unwrap();
@@ -762,7 +740,7 @@ async fn read_by_tags_any_all_and_untagged_never_matches() {
 
 #[tokio::test]
 async fn delete_hides_the_stream_but_keeps_the_global_log() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     let tagged = |n| ev("T", n).with_tags(["t"]);
     f.db.append("doomed", NoStream, vec![tagged(0), tagged(1)])
         .await
@@ -804,7 +782,7 @@ async fn delete_hides_the_stream_but_keeps_the_global_log() {
 
 #[tokio::test]
 async fn delete_of_a_missing_stream_is_ok() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     f.db.delete("never-written", false).await.unwrap();
     assert!(!f.db.exists("never-written").await.unwrap());
     assert_eq!(f.db.list_streams(None, 100).await.unwrap(), vec![]);
@@ -819,7 +797,7 @@ async fn delete_of_a_missing_stream_is_ok() {
 
 #[tokio::test]
 async fn recreate_after_delete_starts_at_0_and_all_keeps_old_positions() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     let old_ids = [Uuid::new_v4(), Uuid::new_v4()];
     f.db.append(
         "s",
@@ -870,7 +848,7 @@ async fn recreate_after_delete_starts_at_0_and_all_keeps_old_positions() {
 
 #[tokio::test]
 async fn hard_delete_refuses_appends_for_ever_even_after_restart() {
-    let mut f = Fixture::start().await;
+    let mut f = DevStore::start().await;
     f.db.append("s", NoStream, evs("e", 2)).await.unwrap();
     f.db.delete("s", true).await.unwrap();
     // And one that was never written.
@@ -904,8 +882,7 @@ async fn hard_delete_refuses_appends_for_ever_even_after_restart() {
     let status = f.node.terminate();
     assert!(status.success(), "node exit: {status:?}");
     let node = NodeProc::start_dev_alone(f.dir.path(), &[]);
-    let db = StoreClient::connect(&node, "default").await;
-    db.wait_until_serving().await;
+    let db = StoreClient::connect_serving(&node, "default").await;
     for stream in ["s", "never"] {
         assert_eq!(
             db.append(stream, NoStream, vec![ev("e", 9)])
@@ -925,7 +902,7 @@ async fn hard_delete_refuses_appends_for_ever_even_after_restart() {
 
 #[tokio::test]
 async fn bad_input_is_invalid_input_naming_the_field_and_writes_nothing() {
-    let f = Fixture::start().await;
+    let f = DevStore::start().await;
     f.db.append("ok", NoStream, vec![ev("e", 0)]).await.unwrap();
     let before_all = f.db.read_all_everything().await;
     let before_streams = f.db.list_streams(None, 100).await.unwrap();
