@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::gater::GaterProc;
-use crate::{bin, NodeProc, READY_TIMEOUT};
+use crate::{after_marker, bin, clear_env, forward_lines, NodeProc};
 
 /// The multicast group the tests use: the default one, on loopback only.
 pub const GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 0, 1);
@@ -323,11 +323,7 @@ impl LoggedNode {
         let mut cmd = Command::new(bin("reckon-node"));
         cmd.args(["--node-id", "1", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("RECKON_NODE_") {
-                cmd.env_remove(k);
-            }
-        }
+        clear_env(&mut cmd, "RECKON_NODE_");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -345,33 +341,16 @@ impl LoggedNode {
                 }
             });
         }
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let addr = loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => {
-                    if let Some(rest) = line.split(" listening on ").nth(1) {
-                        break rest.split_whitespace().next().expect("addr").to_string();
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "reckon-node did not become ready; stderr: {:?}",
-                        lines.lock().expect("stderr lines")
-                    );
-                }
-            }
+        let rx = forward_lines(stdout);
+        let Some(rest) = after_marker(&rx, " listening on ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "reckon-node did not become ready; stderr: {:?}",
+                lines.lock().expect("stderr lines")
+            );
         };
+        let addr = rest.split_whitespace().next().expect("addr").to_string();
         LoggedNode {
             child,
             addr,

@@ -1,13 +1,12 @@
 //! A standalone `reckon-gater` process, and single-mode nodes registered with it.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reckon_gater::router::RetryPolicy;
 
-use crate::{bin, NodeProc, READY_TIMEOUT};
+use crate::{after_marker, bin, clear_env, forward_lines, NodeProc};
 
 /// A running `reckon-gater` process; killed on drop.
 pub struct GaterProc {
@@ -22,41 +21,21 @@ impl GaterProc {
     pub fn start(listen: &str, env: &[(&str, &str)]) -> GaterProc {
         let mut cmd = Command::new(bin("reckon-gater"));
         cmd.arg("--listen").arg(listen);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("RECKON_GATER_") {
-                cmd.env_remove(k);
-            }
-        }
+        clear_env(&mut cmd, "RECKON_GATER_");
         for (k, v) in env {
             cmd.env(k, v);
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn reckon-gater");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let addr = loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => {
-                    if let Some(a) = line.split("listening on ").nth(1) {
-                        break a.trim().to_string();
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("reckon-gater did not become ready");
-                }
-            }
+        let rx = forward_lines(child.stdout.take().expect("stdout"));
+        let Some(rest) = after_marker(&rx, "listening on ") else {
+            let _ = child.kill();
+            panic!("reckon-gater did not become ready");
         };
-        GaterProc { child, addr }
+        GaterProc {
+            child,
+            addr: rest.trim().to_string(),
+        }
     }
 
     /// Sends SIGTERM and waits for the exit.

@@ -52,6 +52,47 @@ pub fn reckon_ok(gater: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim_end().to_string()
 }
 
+/// Removes from `cmd`'s environment every variable whose name starts with `prefix`
+/// (`RECKON_NODE_`, `RECKON_GATER_`), so that the settings of whoever runs the tests
+/// do not reach the process under test.
+pub fn clear_env(cmd: &mut Command, prefix: &str) {
+    for (k, _) in std::env::vars() {
+        if k.starts_with(prefix) {
+            cmd.env_remove(k);
+        }
+    }
+}
+
+/// Sends each line of `out` (a child's stdout) to the returned channel from a thread
+/// of its own, until `out` ends or the receiver is dropped.
+pub fn forward_lines(out: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits up to [`READY_TIMEOUT`] for a line of `lines` with `marker` in it (a ready
+/// line, `... listening on ADDR`); gives what follows the marker, or `None` when no
+/// such line came in time or the lines ended.
+pub fn after_marker(lines: &mpsc::Receiver<String>, marker: &str) -> Option<String> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok()?;
+        if let Some(rest) = line.split(marker).nth(1) {
+            return Some(rest.to_string());
+        }
+    }
+}
+
 /// A running `reckon-node` process.
 pub struct NodeProc {
     child: Child,
@@ -129,11 +170,7 @@ impl NodeProc {
     }
 
     fn spawn_inner(mut cmd: Command, data_dir: &Path, capture_stderr: bool) -> NodeProc {
-        for (k, _) in std::env::vars() {
-            if k.starts_with("RECKON_NODE_") {
-                cmd.env_remove(k);
-            }
-        }
+        clear_env(&mut cmd, "RECKON_NODE_");
         let stderr = if capture_stderr {
             Stdio::piped()
         } else {
@@ -148,34 +185,13 @@ impl NodeProc {
                 s
             })
         });
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(rest) = line.split(" listening on ").nth(1) {
-                        break rest.split_whitespace().next().expect("addr").to_string();
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let status = child.wait().ok();
-                    panic!(
-                        "reckon-node did not become ready in {READY_TIMEOUT:?} (exit: {status:?})"
-                    );
-                }
-            }
+        let rx = forward_lines(child.stdout.take().expect("stdout"));
+        let Some(rest) = after_marker(&rx, " listening on ") else {
+            let _ = child.kill();
+            let status = child.wait().ok();
+            panic!("reckon-node did not become ready in {READY_TIMEOUT:?} (exit: {status:?})");
         };
+        let addr = rest.split_whitespace().next().expect("addr").to_string();
         NodeProc {
             child,
             addr,
@@ -262,11 +278,7 @@ impl NodeProc {
     pub fn start_dev_expect_failure(data_dir: &Path, extra: &[&str]) -> FailedStart {
         let mut cmd = dev_base(data_dir);
         cmd.args(extra);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("RECKON_NODE_") {
-                cmd.env_remove(k);
-            }
-        }
+        clear_env(&mut cmd, "RECKON_NODE_");
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn reckon-node");
         let mut stdout = child.stdout.take().expect("stdout");
