@@ -129,20 +129,31 @@ pub async fn leader_of(client: &reckon_gater::Client, store: &str) -> Option<u64
 /// A client of the cluster's gater, once store `default` has a leader and three
 /// workers.
 pub async fn formed(c: &Cluster) -> reckon_gater::Client {
-    let client = reckon_gater::Client::connect(&[c.gater.addr.as_str()])
-        .await
-        .expect("connect to the gater");
-    crate::wait::wait_until(
+    three_workers_and_a_leader(
+        &c.gater.addr,
         "a leader and three workers",
         std::time::Duration::from_secs(60),
-        || async {
-            client.health().await.is_ok_and(|h| {
-                h.stores
-                    .iter()
-                    .any(|s| s.store == "default" && s.workers == 3 && s.leader.is_some())
-            })
-        },
     )
+    .await
+}
+
+/// Connects to the gater at `gater` and waits until it sees store `default` with three
+/// workers and a leader; panics naming `what` after `limit`. Gives the client.
+pub async fn three_workers_and_a_leader(
+    gater: &str,
+    what: &str,
+    limit: std::time::Duration,
+) -> reckon_gater::Client {
+    let client = reckon_gater::Client::connect(&[gater])
+        .await
+        .expect("connect to the gater");
+    crate::wait::wait_until(what, limit, || async {
+        client.health().await.is_ok_and(|h| {
+            h.stores
+                .iter()
+                .any(|s| s.store == "default" && s.workers == 3 && s.leader.is_some())
+        })
+    })
     .await;
     client
 }

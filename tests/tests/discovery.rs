@@ -12,7 +12,6 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use reckon_gater::Client;
 use reckon_node::config::{DiscoveryMethod, Mode, NodeConfig};
 use reckon_node::discovery::multicast::{self, Announcement, Key, DATAGRAM_BYTES_MAX};
 use reckon_node::discovery::{dns, Discovery, MulticastStats};
@@ -20,38 +19,18 @@ use reckon_tests::discovery::{
     a_record, free_tcp_ports, free_udp_port, loopback_listener, loopback_sender, multicast_env,
     send_to_group, srv_record, DiscoveredCluster, DnsResponder, LoggedNode, SECRET,
 };
+use reckon_tests::{cluster::three_workers_and_a_leader, wait::wait_until};
 use tokio::sync::watch;
 
 /// How long a cluster may take to form from cold start.
 const FORM_TIMEOUT: Duration = Duration::from_secs(60);
 
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Waits until the gater sees store `default` with three workers and a leader.
 async fn wait_formed(c: &DiscoveredCluster) {
-    let client = Client::connect(&[c.gater.addr.as_str()])
-        .await
-        .expect("connect to the gater");
-    wait_until(
+    three_workers_and_a_leader(
+        &c.gater.addr,
         "store default with three workers and a leader",
         FORM_TIMEOUT,
-        || async {
-            client.health().await.is_ok_and(|h| {
-                h.stores
-                    .iter()
-                    .any(|s| s.store == "default" && s.workers == 3 && s.leader.is_some())
-            })
-        },
     )
     .await;
 }
