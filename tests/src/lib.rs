@@ -255,6 +255,12 @@ impl Drop for NodeProc {
     }
 }
 
+/// A batch of one event of `event_type` whose data is `{}`: for tests that need an
+/// append to happen, not what it carries.
+pub fn one_event(event_type: &str) -> Vec<NewEvent> {
+    vec![NewEvent::json(event_type, &serde_json::json!({}))]
+}
+
 /// A tarpc context with a deadline `secs` from now.
 pub fn ctx(secs: u64) -> tarpc::context::Context {
     let mut c = tarpc::context::current();

@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use reckon_gater::{ContentType, ExpectedVersion, NewEvent};
-use reckon_tests::{bin, dev, NodeProc};
+use reckon_tests::{bin, dev, one_event, NodeProc};
 use serde_json::{json, Value};
 
 /// A dev node with its gater, and the temp dir it lives in.
@@ -609,7 +609,7 @@ async fn streams_pages_through_more_than_one_page() {
             .append(
                 &format!("s-{i:05}"),
                 ExpectedVersion::NoStream,
-                vec![NewEvent::json("t", &json!({}))],
+                one_event("t"),
             )
             .await
             .expect("append");

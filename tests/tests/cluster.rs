@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use reckon_gater::types::{Direction, EventRecord};
 use reckon_gater::{Client, ExpectedVersion, NewEvent, StoreHandle};
 use reckon_tests::cluster::{formed, leader_of, Cluster};
+use reckon_tests::one_event;
 use reckon_tests::wait::{self, wait_until};
 use serde_json::json;
 
@@ -254,13 +255,9 @@ async fn reads_fail_over_when_a_worker_is_killed() {
     let mut c = Cluster::start(3, &["default"]);
     let client = formed(&c).await;
     let s = client.store("default");
-    s.append(
-        "s",
-        ExpectedVersion::NoStream,
-        vec![NewEvent::json("t", &json!({}))],
-    )
-    .await
-    .unwrap();
+    s.append("s", ExpectedVersion::NoStream, one_event("t"))
+        .await
+        .unwrap();
     let leader = leader_of(&client, "default").await.unwrap();
     // Wait until every follower has applied the event, so that any worker can answer.
     for i in 0..3 {
@@ -286,13 +283,9 @@ async fn reads_fail_over_when_a_worker_is_killed() {
         assert_eq!(evs.len(), 1);
     }
     // Writes and linearizable reads still go to the leader.
-    s.append(
-        "s",
-        ExpectedVersion::Exact(0),
-        vec![NewEvent::json("t", &json!({}))],
-    )
-    .await
-    .unwrap();
+    s.append("s", ExpectedVersion::Exact(0), one_event("t"))
+        .await
+        .unwrap();
     assert_eq!(s.get_version("s").await.unwrap(), Some(1));
 }
 
@@ -429,11 +422,7 @@ async fn restarting_every_node_brings_all_data_back() {
     }
     // Still one group: appends go on from where they were.
     let r = s
-        .append(
-            "s",
-            ExpectedVersion::Exact(49),
-            vec![NewEvent::json("t", &json!({}))],
-        )
+        .append("s", ExpectedVersion::Exact(49), one_event("t"))
         .await
         .unwrap();
     assert_eq!((r.version, r.first_position), (50, 50));
@@ -444,13 +433,9 @@ async fn removing_a_dead_node_keeps_a_quorum_possible() {
     let mut c = Cluster::start(3, &["default"]);
     let client = formed(&c).await;
     let s = client.store("default");
-    s.append(
-        "s",
-        ExpectedVersion::NoStream,
-        vec![NewEvent::json("t", &json!({}))],
-    )
-    .await
-    .unwrap();
+    s.append("s", ExpectedVersion::NoStream, one_event("t"))
+        .await
+        .unwrap();
     let fourth = c.add_node();
     // A node that has not joined yet may register as a follower of no group: a voter
     // is a follower (a learner says so) that has heard from a leader.
@@ -491,11 +476,7 @@ async fn removing_a_dead_node_keeps_a_quorum_possible() {
         .clone()
         .with_timeout(Duration::from_secs(20))
         .store("default")
-        .append(
-            "s",
-            ExpectedVersion::Exact(0),
-            vec![NewEvent::json("t", &json!({}))],
-        )
+        .append("s", ExpectedVersion::Exact(0), one_event("t"))
         .await
         .unwrap();
     assert_eq!(r.version, 1);
@@ -540,11 +521,7 @@ async fn writes_reaching_a_follower_are_forwarded_and_stores_are_independent() {
     assert_eq!(client.store("b").get_version("s").await.unwrap(), None);
     let rb = client
         .store("b")
-        .append(
-            "other",
-            ExpectedVersion::NoStream,
-            vec![NewEvent::json("t", &json!({}))],
-        )
+        .append("other", ExpectedVersion::NoStream, one_event("t"))
         .await
         .unwrap();
     assert_eq!(rb.first_position, 0);
@@ -674,11 +651,7 @@ async fn leadership_moves_to_the_chosen_voter_under_writes() {
     let status = client.cluster_status().await.expect("status");
     let st = status.iter().find(|s| s.store == "default").expect("store");
     assert_eq!(st.leader, Some(target), "{st:?}");
-    s.append(
-        "after",
-        ExpectedVersion::NoStream,
-        vec![NewEvent::json("t", &json!({}))],
-    )
-    .await
-    .expect("writes resume on the leader");
+    s.append("after", ExpectedVersion::NoStream, one_event("t"))
+        .await
+        .expect("writes resume on the leader");
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use reckon_gater::types::{AppendResult, EventRecord, ExpectedVersion, NewEvent, TagMatch};
 use reckon_gater::{ClientError, StoreHandle};
-use reckon_tests::{wait, NodeProc, StoreClient, DEV_GATER_ANY_PORT};
+use reckon_tests::{one_event, wait, NodeProc, StoreClient, DEV_GATER_ANY_PORT};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -317,13 +317,9 @@ async fn a_second_node_on_the_same_data_dir_refuses_to_start() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut first = NodeProc::start_dev_alone(dir.path(), &[]);
     let db = StoreClient::connect_serving(&first, "default").await;
-    db.append(
-        "s",
-        ExpectedVersion::NoStream,
-        vec![NewEvent::json("e", &json!({}))],
-    )
-    .await
-    .expect("append");
+    db.append("s", ExpectedVersion::NoStream, one_event("e"))
+        .await
+        .expect("append");
 
     let failed = NodeProc::start_dev_expect_failure(dir.path(), &DEV_GATER_ANY_PORT);
     assert!(
@@ -342,11 +338,7 @@ async fn a_second_node_on_the_same_data_dir_refuses_to_start() {
 
     // The first node is unharmed.
     let r = db
-        .append(
-            "s",
-            ExpectedVersion::Exact(0),
-            vec![NewEvent::json("e", &json!({}))],
-        )
+        .append("s", ExpectedVersion::Exact(0), one_event("e"))
         .await
         .expect("append after the refused start");
     assert_eq!(r.version, 1);
@@ -367,11 +359,7 @@ async fn first_requests_after_ready() -> Vec<String> {
     let mut node = NodeProc::start_dev_alone(dir.path(), &[]);
     let db = StoreClient::connect(&node, "default").await;
     let first = db
-        .append(
-            "s",
-            ExpectedVersion::NoStream,
-            vec![NewEvent::json("e", &json!({}))],
-        )
+        .append("s", ExpectedVersion::NoStream, one_event("e"))
         .await;
     let written = match first {
         Ok(_) => Some(0),

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use reckon_gater::{Client, ClientError, ExpectedVersion, NewEvent, StoreError};
 use reckon_tests::discovery::LoggedNode;
 use reckon_tests::gater::{assert_no_workers_at_once, start_node, GaterProc};
+use reckon_tests::one_event;
 use reckon_tests::wait::{self, wait_until};
 use serde_json::json;
 
@@ -108,11 +109,7 @@ async fn a_killed_node_is_dropped_when_its_lease_runs_out() {
     // Store a is untouched.
     client
         .store("a")
-        .append(
-            "s",
-            ExpectedVersion::NoStream,
-            vec![NewEvent::json("t", &json!({}))],
-        )
+        .append("s", ExpectedVersion::NoStream, one_event("t"))
         .await
         .unwrap();
 }
@@ -148,11 +145,7 @@ async fn nodes_register_again_after_a_gater_restart() {
     .await;
     client
         .store("a")
-        .append(
-            "s",
-            ExpectedVersion::NoStream,
-            vec![NewEvent::json("t", &json!({}))],
-        )
+        .append("s", ExpectedVersion::NoStream, one_event("t"))
         .await
         .unwrap();
     gater.kill9();

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use reckon_gater::{ClientError, ExpectedVersion, NewEvent, StoreError};
 use reckon_tests::dev;
 use reckon_tests::gater::assert_no_workers_at_once;
+use reckon_tests::one_event;
 use reckon_tests::wait;
 use serde_json::json;
 
@@ -38,11 +39,7 @@ async fn append_and_read_through_the_embedded_gater() {
     assert!(h.healthy(), "{h:?}");
     assert_eq!(h.stores[0].leader, Some(1));
     let e = s
-        .append(
-            "order-1",
-            ExpectedVersion::Exact(5),
-            vec![NewEvent::json("x", &json!({}))],
-        )
+        .append("order-1", ExpectedVersion::Exact(5), one_event("x"))
         .await
         .unwrap_err();
     assert_eq!(

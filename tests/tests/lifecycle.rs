@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use reckon_gater::{Client, ClientError, ExpectedVersion, NewEvent, StoreError};
 use reckon_tests::dev::wait_for_store;
 use reckon_tests::gater::{start_node, GaterProc};
+use reckon_tests::one_event;
 use reckon_tests::wait::{self, wait_until};
 use serde_json::json;
 use uuid::Uuid;
@@ -234,11 +235,7 @@ async fn a_gater_with_clients_stops_on_sigterm_and_exits_0() {
     let client = wait_for_store(&gater.addr, STORE).await;
     client
         .store(STORE)
-        .append(
-            "s",
-            ExpectedVersion::Any,
-            vec![NewEvent::json("t", &json!({}))],
-        )
+        .append("s", ExpectedVersion::Any, one_event("t"))
         .await
         .unwrap();
     // The client's connection stays open and idle: the drain must not wait for it.
