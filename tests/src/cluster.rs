@@ -110,6 +110,16 @@ impl Cluster {
         }
     }
 
+    /// Kills the node with id `id` (index `id - 1`) with SIGKILL.
+    pub fn kill9_id(&mut self, id: u64) {
+        self.kill9((id - 1) as usize);
+    }
+
+    /// Kills with SIGKILL a node of a three-node cluster that is not `leader`.
+    pub fn kill9_follower_of(&mut self, leader: u64) {
+        self.kill9_id(follower_of(leader));
+    }
+
     /// A running node.
     pub fn node(&self, i: usize) -> &NodeProc {
         self.nodes[i].as_ref().expect("node is running")
@@ -124,6 +134,52 @@ pub async fn leader_of(client: &reckon_gater::Client, store: &str) -> Option<u64
         .find(|s| s.store == store)
         .filter(|s| s.healthy)
         .and_then(|s| s.leader)
+}
+
+/// Appends `event` to `stream` (expecting any version), retrying the same event (same
+/// id) every 50 ms until it is acknowledged: a retry of an append that did land is
+/// answered with its first result. Panics with the last error after 60 s.
+pub async fn append_until_acked(
+    s: &reckon_gater::StoreHandle,
+    stream: &str,
+    event: &reckon_gater::NewEvent,
+) -> reckon_gater::types::AppendResult {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match s
+            .append(
+                stream,
+                reckon_gater::ExpectedVersion::Any,
+                vec![event.clone()],
+            )
+            .await
+        {
+            Ok(r) => return r,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "append never succeeded: {e}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The id of a node of a three-node cluster that is not `leader`.
+pub fn follower_of(leader: u64) -> u64 {
+    (1..=3u64).find(|n| *n != leader).expect("a follower")
+}
+
+/// Waits up to 30 s until the gater reports a leader of store `default` other than
+/// `old`.
+pub async fn wait_new_leader(client: &reckon_gater::Client, old: u64) {
+    crate::wait::wait_until(
+        "a new leader",
+        std::time::Duration::from_secs(30),
+        || async { leader_of(client, "default").await.is_some_and(|l| l != old) },
+    )
+    .await;
 }
 
 /// A client of the cluster's gater, once store `default` has a leader and three

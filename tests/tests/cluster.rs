@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use reckon_gater::types::{Direction, EventRecord};
 use reckon_gater::{Client, ExpectedVersion, NewEvent, StoreHandle};
-use reckon_tests::cluster::{formed, leader_of, Cluster};
+use reckon_tests::cluster::{
+    append_until_acked, follower_of, formed, leader_of, wait_new_leader, Cluster,
+};
 use reckon_tests::one_event;
 use reckon_tests::wait::{self, wait_until};
 use serde_json::json;
@@ -27,6 +29,19 @@ async fn local_log(c: &Cluster, i: usize) -> Vec<EventRecord> {
         }
         out.extend(page);
     }
+}
+
+/// A formed three-node cluster of store `default` whose stream `s` holds one event,
+/// and a client of its gater.
+async fn formed_with_one_event() -> (Cluster, Client) {
+    let c = Cluster::start(3, &["default"]);
+    let client = formed(&c).await;
+    client
+        .store("default")
+        .append("s", ExpectedVersion::NoStream, one_event("t"))
+        .await
+        .unwrap();
+    (c, client)
 }
 
 fn digest(log: &[EventRecord]) -> Vec<(u64, String, u64, uuid::Uuid, Vec<u8>)> {
@@ -104,28 +119,9 @@ async fn killing_the_leader_loses_no_acknowledged_append() {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let id = uuid::Uuid::now_v7();
                 let ev = NewEvent::json("t", &json!({"w": w, "n": n})).with_id(id);
-                // Retry the same event (same id) until it is acknowledged: a retry of
-                // an append that did land is answered with its first result.
-                let attempts_deadline = Instant::now() + Duration::from_secs(60);
-                loop {
-                    match s
-                        .append(&stream, ExpectedVersion::Any, vec![ev.clone()])
-                        .await
-                    {
-                        Ok(r) => {
-                            acked.push((stream.clone(), r.version, r.first_position, id));
-                            acked_so_far.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            break;
-                        }
-                        Err(e) => {
-                            assert!(
-                                Instant::now() < attempts_deadline,
-                                "append never succeeded: {e}"
-                            );
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                }
+                let r = append_until_acked(&s, &stream, &ev).await;
+                acked.push((stream.clone(), r.version, r.first_position, id));
+                acked_so_far.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 n += 1;
             }
             acked
@@ -141,14 +137,9 @@ async fn killing_the_leader_loses_no_acknowledged_append() {
         || async { acked_now() >= ACKED_BEFORE_KILL },
     )
     .await;
-    c.kill9((old_leader - 1) as usize);
+    c.kill9_id(old_leader);
     let killed = Instant::now();
-    wait_until("a new leader", Duration::from_secs(30), || async {
-        leader_of(&client, "default")
-            .await
-            .is_some_and(|l| l != old_leader)
-    })
-    .await;
+    wait_new_leader(&client, old_leader).await;
     eprintln!("new leader after {:?}", killed.elapsed());
     // Appends resume on the new leader: its log grows while the writers run.
     let leader_now = (leader_of(&client, "default").await.unwrap() - 1) as usize;
@@ -252,12 +243,8 @@ fn check_history(acked: &Acked, log: &[EventRecord]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_fail_over_when_a_worker_is_killed() {
-    let mut c = Cluster::start(3, &["default"]);
-    let client = formed(&c).await;
+    let (mut c, client) = formed_with_one_event().await;
     let s = client.store("default");
-    s.append("s", ExpectedVersion::NoStream, one_event("t"))
-        .await
-        .unwrap();
     let leader = leader_of(&client, "default").await.unwrap();
     // Wait until every follower has applied the event, so that any worker can answer.
     for i in 0..3 {
@@ -266,8 +253,7 @@ async fn reads_fail_over_when_a_worker_is_killed() {
         })
         .await;
     }
-    let victim = (1..=3u64).find(|n| *n != leader).unwrap();
-    c.kill9((victim - 1) as usize);
+    c.kill9_follower_of(leader);
     // Stale reads go round-robin over every registered worker, the dead one included
     // until its lease runs out: each must still succeed within its deadline. A gater
     // that waited on the dead worker instead of failing over would use up the whole
@@ -430,12 +416,7 @@ async fn restarting_every_node_brings_all_data_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn removing_a_dead_node_keeps_a_quorum_possible() {
-    let mut c = Cluster::start(3, &["default"]);
-    let client = formed(&c).await;
-    let s = client.store("default");
-    s.append("s", ExpectedVersion::NoStream, one_event("t"))
-        .await
-        .unwrap();
+    let (mut c, client) = formed_with_one_event().await;
     let fourth = c.add_node();
     // A node that has not joined yet may register as a follower of no group: a voter
     // is a follower (a learner says so) that has heard from a leader.
@@ -470,8 +451,7 @@ async fn removing_a_dead_node_keeps_a_quorum_possible() {
     // Of the three voters left, lose one more that is not the leader: two of three is
     // still a majority. (Of four voters, two would not be.)
     let leader = leader_of(&client, "default").await.unwrap();
-    let other = (1..=3u64).find(|n| *n != leader).unwrap();
-    c.kill9((other - 1) as usize);
+    c.kill9_follower_of(leader);
     let r = client
         .clone()
         .with_timeout(Duration::from_secs(20))
@@ -500,7 +480,7 @@ async fn writes_reaching_a_follower_are_forwarded_and_stores_are_independent() {
     )
     .await;
     let leader = leader_of(&client, "a").await.unwrap();
-    let follower = (1..=3u64).find(|n| *n != leader).unwrap();
+    let follower = follower_of(leader);
     // Straight to a follower's worker service, bypassing the gater's routing.
     let w = StoreHandle::direct(
         c.node((follower - 1) as usize).worker().await,
@@ -641,7 +621,7 @@ async fn leadership_moves_to_the_chosen_voter_under_writes() {
 
     // A target that cannot take over (it is dead): the transfer fails within the
     // caller's deadline and the leader leads on, taking writes again.
-    c.kill9((old - 1) as usize);
+    c.kill9_id(old);
     let short = client.clone().with_timeout(Duration::from_secs(5));
     short
         .store("default")

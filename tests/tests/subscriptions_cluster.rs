@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use reckon_gater::subscription::{StartFrom, SubscribeOptions, SubscriptionInfo};
 use reckon_gater::types::SubscriptionType;
 use reckon_gater::{ClientError, Direction, EventRecord, ExpectedVersion, NewEvent};
-use reckon_tests::cluster::{formed, leader_of, Cluster};
+use reckon_tests::cluster::{
+    append_until_acked, follower_of, formed, leader_of, wait_new_leader, Cluster,
+};
 use reckon_tests::wait::{self, wait_until};
 use serde_json::json;
 use uuid::Uuid;
@@ -82,22 +84,8 @@ async fn leader_killed_during_delivery_skips_nothing_and_keeps_order() {
                 let id = Uuid::now_v7();
                 let ev = NewEvent::json("t", &json!({ "n": n })).with_id(id);
                 let stream = format!("fo-{}", n % 5);
-                let deadline = Instant::now() + Duration::from_secs(60);
-                loop {
-                    match s
-                        .append(&stream, ExpectedVersion::Any, vec![ev.clone()])
-                        .await
-                    {
-                        Ok(r) => {
-                            acked.insert(r.first_position, id);
-                            break;
-                        }
-                        Err(e) => {
-                            assert!(Instant::now() < deadline, "append never succeeded: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                    }
-                }
+                let r = append_until_acked(&s, &stream, &ev).await;
+                acked.insert(r.first_position, id);
                 written.fetch_add(1, Ordering::Relaxed);
             }
             acked
@@ -165,14 +153,9 @@ async fn leader_killed_during_delivery_skips_nothing_and_keeps_order() {
     let old_leader = leader_of(&client, "default").await.expect("a leader");
     let at_kill = received.load(Ordering::Relaxed);
     let written_at_kill = written.load(Ordering::Relaxed);
-    c.kill9((old_leader - 1) as usize);
+    c.kill9_id(old_leader);
     let killed = Instant::now();
-    wait_until("a new leader", Duration::from_secs(30), || async {
-        leader_of(&client, "default")
-            .await
-            .is_some_and(|l| l != old_leader)
-    })
-    .await;
+    wait_new_leader(&client, old_leader).await;
     eprintln!(
         "killed leader {old_leader} after {at_kill} events delivered, {written_at_kill} \
          written; new leader after {:?}",
@@ -358,7 +341,7 @@ async fn a_new_leader_resumes_after_an_acknowledgement_it_has_not_applied_yet() 
 
     // A follower restarts with a state machine that lags its log.
     let leader = leader_of(&client, "default").await.expect("a leader");
-    let target = (1..=3u64).find(|n| *n != leader).expect("a follower");
+    let target = follower_of(leader);
     c.kill9(target as usize - 1);
     c.start_node_with_env(
         target as usize - 1,

@@ -73,7 +73,7 @@ fn console_follows_leader_failover_in_a_real_cluster() {
     assert!((1..=NODES as u64).contains(&old), "unknown leader {old}");
 
     // SIGKILL the leader's process.
-    cluster.kill9((old - 1) as usize);
+    cluster.kill9_id(old);
 
     let (new, screen) = wait_for(socket, "a new leader and the old one down or gone", |s| {
         let new = shown_leader(s)?;
