@@ -171,20 +171,25 @@ fn batch_line(event_type: &str, data: Value) -> String {
 
 // ---------------------------------------------------------------- appends
 
-#[tokio::test]
-async fn new_stream_then_next_append_then_any_twice() {
-    let env = start().await;
-    // new stream: NoStream, 1 event -> version 0
-    let r = env.reckon(&[
+/// The arguments `append order-1 --type placed --data {"total":5}`, then `extra`.
+fn append_placed<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
         "append",
         "order-1",
         "--type",
         "placed",
         "--data",
         r#"{"total":5}"#,
-        "--expected",
-        "no-stream",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[tokio::test]
+async fn new_stream_then_next_append_then_any_twice() {
+    let env = start().await;
+    // new stream: NoStream, 1 event -> version 0
+    let r = env.reckon(&append_placed(&["--expected", "no-stream"]));
     assert_eq!(r.ok(), "0\n");
     // next append: Exact(0) -> version 1
     let r = env.reckon(&["append", "order-1", "--type", "paid", "--expected", "0"]);
@@ -528,15 +533,7 @@ async fn reads_forward_backward_counted_and_paged() {
 #[tokio::test]
 async fn text_lines_are_position_version_stream_type_data() {
     let env = start().await;
-    env.reckon(&[
-        "append",
-        "order-1",
-        "--type",
-        "placed",
-        "--data",
-        r#"{"total":5}"#,
-    ])
-    .ok();
+    env.reckon(&append_placed(&[])).ok();
     env.reckon(&[
         "append",
         "order-2",
@@ -1080,20 +1077,14 @@ async fn subscribe_tail_ack_list_and_unsubscribe() {
 async fn json_event_shape() {
     let env = start().await;
     let id = uuid::Uuid::now_v7().to_string();
-    env.reckon(&[
-        "append",
-        "order-1",
-        "--type",
-        "placed",
-        "--data",
-        r#"{"total":5}"#,
+    env.reckon(&append_placed(&[
         "--metadata",
         r#"{"by":"me"}"#,
         "--tag",
         "eu",
         "--event-id",
         &id,
-    ])
+    ]))
     .ok();
     env.reckon(&["append", "order-1", "--type", "noted"]).ok();
     // Binary data can only be written through the library; the CLI shows it as base64.

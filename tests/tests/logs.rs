@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reckon_gater::{ExpectedVersion, NewEvent};
 use reckon_tests::dev::{gater_addr, wait_for_store};
-use reckon_tests::{dev_command, NodeProc, DEV_GATER_ANY_PORT};
+use reckon_tests::{dev_command, FailedStart, NodeProc, DEV_GATER_ANY_PORT};
 use serde_json::json;
 
 /// The telemetry events a `--dev` node that served a few appends must have logged,
@@ -114,20 +114,27 @@ async fn a_node_with_log_dir_writes_a_daily_file_and_nothing_on_stderr() {
     assert!(!log.contains('\u{1b}'), "no colour codes in a file:\n{log}");
 }
 
-#[test]
-fn a_bad_log_level_stops_the_start_naming_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("node.toml");
-    std::fs::write(&config, "[log]\nlevel = \"info,reckon_db=loud\"\n").unwrap();
-    let failed = NodeProc::start_dev_expect_failure(
-        &dir.path().join("data"),
+/// Starts a `--dev` node on `<dir>/data` with the config file `config` and its
+/// embedded gater on a free port, expecting it to fail
+/// ([`NodeProc::start_dev_expect_failure`]).
+fn start_expect_failure(dir: &Path, config: &Path) -> FailedStart {
+    NodeProc::start_dev_expect_failure(
+        &dir.join("data"),
         &[
             "--config",
             config.to_str().unwrap(),
             DEV_GATER_ANY_PORT[0],
             DEV_GATER_ANY_PORT[1],
         ],
-    );
+    )
+}
+
+#[test]
+fn a_bad_log_level_stops_the_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("node.toml");
+    std::fs::write(&config, "[log]\nlevel = \"info,reckon_db=loud\"\n").unwrap();
+    let failed = start_expect_failure(dir.path(), &config);
     assert_eq!(failed.status.code(), Some(2), "{failed:?}");
     assert!(
         failed.stderr.contains("\"log.level\""),
@@ -148,15 +155,7 @@ fn an_unusable_log_dir_stops_the_start_naming_it() {
         format!("[log]\ndir = {:?}\n", not_a_dir.join("node")),
     )
     .unwrap();
-    let failed = NodeProc::start_dev_expect_failure(
-        &dir.path().join("data"),
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            DEV_GATER_ANY_PORT[0],
-            DEV_GATER_ANY_PORT[1],
-        ],
-    );
+    let failed = start_expect_failure(dir.path(), &config);
     assert!(!failed.status.success(), "{failed:?}");
     assert!(
         failed.stderr.contains("\"log.dir\"") && failed.stderr.contains("logs"),

@@ -17,6 +17,16 @@ async fn versions(db: &StoreClient, stream: &str) -> Vec<u64> {
         .collect()
 }
 
+/// Saves a snapshot of `stream` at each of `versions`, in that order, with data
+/// `{"v":VERSION}`.
+async fn save_in_order(db: &StoreClient, stream: &str, versions: &[u64]) {
+    for &v in versions {
+        db.snapshot_save(stream, v, format!("{{\"v\":{v}}}").as_bytes(), b"")
+            .await
+            .unwrap();
+    }
+}
+
 fn is_not_found(e: &StoreError) -> bool {
     matches!(e, StoreError::NotFound { .. })
 }
@@ -92,11 +102,7 @@ async fn saving_the_same_version_twice_keeps_the_later_data() {
 #[tokio::test]
 async fn list_is_ascending() {
     let f = DevStore::start().await;
-    for v in [10, 20, 30] {
-        f.db.snapshot_save("acct-1", v, format!("{{\"v\":{v}}}").as_bytes(), b"")
-            .await
-            .unwrap();
-    }
+    save_in_order(&f.db, "acct-1", &[10, 20, 30]).await;
     let listed = f.db.snapshot_list("acct-1").await.unwrap();
     assert_eq!(
         listed.iter().map(|s| s.version).collect::<Vec<_>>(),
@@ -118,11 +124,7 @@ async fn list_is_ascending() {
 #[tokio::test]
 async fn load_gives_the_highest_version_not_the_last_saved() {
     let f = DevStore::start().await;
-    for v in [5, 15, 10] {
-        f.db.snapshot_save("acct-1", v, format!("{{\"v\":{v}}}").as_bytes(), b"")
-            .await
-            .unwrap();
-    }
+    save_in_order(&f.db, "acct-1", &[5, 15, 10]).await;
     let latest = f.db.snapshot_load("acct-1", None).await.unwrap();
     assert_eq!(latest.version, 15);
     assert_eq!(latest.data, b"{\"v\":15}".to_vec());
