@@ -194,15 +194,19 @@ pub fn parse(text: &str, path: &Path) -> Result<Saved, String> {
     })
 }
 
+/// What kind of JSON value `v` is, for an error message ("an array").
 fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
+    let kinds = [
+        (v.is_null(), "null"),
+        (v.is_boolean(), "a boolean"),
+        (v.is_number(), "a number"),
+        (v.is_string(), "a string"),
+        (v.is_array(), "an array"),
+    ];
+    kinds
+        .into_iter()
+        .find_map(|(is, name)| is.then_some(name))
+        .unwrap_or("an object")
 }
 
 /// `v[field]` as a figure: `None` when absent or null, an error when not a number.
