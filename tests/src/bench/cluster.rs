@@ -13,9 +13,7 @@ use anyhow::{bail, ensure, Context};
 use reckon_gater::Client;
 use reckon_tests::NodeProc;
 
-use super::workloads::{
-    spawn_ready, wait_ready, Conn, Endpoint, NodeSetup, NODE_LOG_FILTER, STORE,
-};
+use super::process::{spawn_ready, wait_ready, Conn, Endpoint, NodeSetup, NODE_LOG_FILTER, STORE};
 
 /// Nodes in the bench's cluster.
 pub const CLUSTER_NODES: usize = 3;

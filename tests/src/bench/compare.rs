@@ -21,14 +21,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde_json::Value;
 
-use super::report::{fmt_ratio, thousands};
+use super::report::{fmt_ratio, thousands, FORMAT, TOOL};
 use super::{Via, PAYLOAD_BYTES};
 
-/// What `--json` writes in its `"tool"` field.
-pub const TOOL: &str = "reckon-bench";
-/// The layout of what `--json` writes now, in its `"format"` field. Format 2 added
-/// `"tool"`, `"format"` and `"disk"`; a file without `"tool"` is format 1.
-pub const FORMAT: u64 = 2;
 /// The format of files written before the `"format"` field.
 const FORMAT_UNMARKED: u64 = 1;
 /// A change worse than this share of the saved figure is marked.

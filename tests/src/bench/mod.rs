@@ -11,6 +11,7 @@
 pub mod cluster;
 pub mod compare;
 pub mod disk;
+pub mod process;
 pub mod raw;
 pub mod report;
 pub mod subs;

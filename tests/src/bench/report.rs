@@ -9,6 +9,12 @@ use serde_json::{json, Value};
 use super::disk::{DiskReport, Parts, PerEvent};
 use super::{Baseline, RunSample, Series, Via};
 
+/// What `--json` writes in its `"tool"` field.
+pub const TOOL: &str = "reckon-bench";
+/// The layout of what `--json` writes now, in its `"format"` field. Format 2 added
+/// `"tool"`, `"format"` and `"disk"`; a file without `"tool"` is format 1.
+pub const FORMAT: u64 = 2;
+
 /// How the bench was run, as the report states it.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -378,7 +384,7 @@ impl Report {
     }
 
     /// The same results, machine-readable, marked as this tool's in the current
-    /// format ([`super::compare::FORMAT`]) so that `--compare` can read them back.
+    /// format ([`FORMAT`]) so that `--compare` can read them back.
     pub fn json(&self) -> Value {
         let s = &self.settings;
         let workloads: Vec<Value> = self
@@ -415,8 +421,8 @@ impl Report {
             })
             .collect();
         json!({
-            "tool": super::compare::TOOL,
-            "format": super::compare::FORMAT,
+            "tool": TOOL,
+            "format": FORMAT,
             "command": s.command,
             "settings": {
                 "runs": s.runs,

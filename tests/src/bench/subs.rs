@@ -19,7 +19,8 @@ use reckon_gater::subscription::SubscribeOptions;
 use reckon_gater::types::{ExpectedVersion, SubscriptionType};
 use reckon_gater::{StoreHandle, Subscriber};
 
-use super::workloads::{gater_store, LoadedNode, NodeSetup, RunningNode};
+use super::process::{gater_store, NodeSetup, RunningNode};
+use super::workloads::LoadedNode;
 use super::{event_with, histogram, stamp_of, stamped_payload, RunSample, Timing, Window};
 
 /// What every bench subscription selects: the whole store.

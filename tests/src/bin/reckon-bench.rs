@@ -92,10 +92,11 @@ use clap::Parser;
 
 use bench::compare;
 use bench::disk::{self, DiskReport, DiskUse};
+use bench::process::NodeSetup;
 use bench::raw::{self, ScanTable};
 use bench::report::{thousands, Report, Settings};
 use bench::subs;
-use bench::workloads::{self, LoadedNode, NodeSetup};
+use bench::workloads::{self, LoadedNode};
 use bench::{Baseline, RunSample, Series, Timing, Via, Workload};
 
 /// Runs per row by default.
