@@ -1,12 +1,12 @@
 //! The parts of `reckon-bench`: what a run measures ([`Window`], [`Tally`],
-//! [`RunSample`], [`Series`]), the raw redb baseline ([`raw`]), the workloads
-//! against a real node or through a gater ([`workloads`]), a 3-node cluster
-//! ([`cluster`]), the subscription workloads ([`subs`]), bytes on disk per event
-//! ([`disk`]), the report ([`report`]) and its comparison with a saved one
-//! ([`compare`]).
+//! [`RunSample`], [`Series`]), the raw redb baseline ([`raw`]), the nodes and
+//! connections every workload stands on ([`process`]), the workloads against a real
+//! node or through a gater ([`workloads`]), a 3-node cluster ([`cluster`]), the
+//! subscription workloads ([`subs`]), bytes on disk per event ([`disk`]), the report
+//! ([`report`]) and its comparison with a saved one ([`compare`]).
 //!
 //! Nothing here knows how the results are printed except `report` and `compare`,
-//! and nothing but `workloads`, `cluster` and `subs` talks to a process.
+//! and nothing but `process`, `workloads`, `cluster` and `subs` talks to a process.
 
 pub mod cluster;
 pub mod compare;
