@@ -628,9 +628,26 @@ async fn leadership_moves_to_the_chosen_voter_under_writes() {
         .transfer_leader(old)
         .await
         .expect_err("a dead node cannot lead");
-    let status = client.cluster_status().await.expect("status");
-    let st = status.iter().find(|s| s.store == "default").expect("store");
-    assert_eq!(st.leader, Some(target), "{st:?}");
+    // The gater retried the refused transfer until the caller's deadline and then
+    // counts the leader suspect for a moment (reporting no leader): what must hold
+    // is that the same node leads on, which its heartbeats show again right after.
+    reckon_tests::wait::wait_until(
+        "the gater to report the same leader after the failed transfer",
+        // Its suspicion lasts SUSPECT_FOR; then the next heartbeat names the leader.
+        reckon_gater::gateway::SUSPECT_FOR * 5,
+        || async {
+            let status = client.cluster_status().await.expect("status");
+            let st = status.iter().find(|s| s.store == "default").expect("store");
+            assert!(
+                st.nodes
+                    .iter()
+                    .all(|n| n.node_id == target || n.role != reckon_gater::types::Role::Leader),
+                "no other node may lead: {st:?}"
+            );
+            st.leader == Some(target)
+        },
+    )
+    .await;
     s.append("after", ExpectedVersion::NoStream, one_event("t"))
         .await
         .expect("writes resume on the leader");
