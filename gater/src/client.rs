@@ -563,22 +563,32 @@ impl StoreHandle {
         count: u32,
         direction: Direction,
     ) -> Result<Vec<EventRecord>, ClientError> {
+        let page = self.read_all_page(from_position, count, direction).await?;
+        page.decode().map_err(ClientError::from)
+    }
+
+    /// [`read_all`](Self::read_all)'s page as it travels, not yet decoded.
+    async fn read_all_page(
+        &self,
+        from_position: u64,
+        count: u32,
+        direction: Direction,
+    ) -> Result<EventPage, ClientError> {
         let request = StoreRequest::ReadAll {
             from_position,
             count,
             direction,
             consistency: self.consistency,
         };
-        events(self.request(request).await)
+        answer!(self.request(request).await, Events)
     }
 
     /// The global log forward from `from_position` to its end, in pages of up to
-    /// `page` events, with the next page already asked for while this one is handed
-    /// over (and one more after it): a reader of the whole log
-    /// does not wait a round trip between pages.
-    /// Each page is read as [`read_all`](Self::read_all) reads it (with this
+    /// `page` events, with the next three pages already asked for while one is
+    /// handed over: a reader of the whole log does not wait a round trip between
+    /// pages. Each page is read as [`read_all`](Self::read_all) reads it (with this
     /// handle's consistency); the stream ends at the first empty page, and after the
-    /// first error. Dropping the stream drops the page asked for ahead.
+    /// first error. Dropping the stream drops the pages asked for ahead.
     ///
     /// ```no_run
     /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
@@ -601,13 +611,7 @@ impl StoreHandle {
             move |from: u64| {
                 let handle = handle.clone();
                 Ahead(tokio::spawn(async move {
-                    let request = StoreRequest::ReadAll {
-                        from_position: from,
-                        count: page,
-                        direction: Direction::Forward,
-                        consistency: handle.consistency,
-                    };
-                    answer!(handle.request(request).await, Events)
+                    handle.read_all_page(from, page, Direction::Forward).await
                 }))
             }
         };
