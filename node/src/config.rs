@@ -258,7 +258,7 @@ pub struct StorageTuning {
 impl Default for StorageTuning {
     fn default() -> Self {
         StorageTuning {
-            state_cache_mib: 1024,
+            state_cache_mib: (crate::storage::state::STATE_CACHE_BYTES / (1024 * 1024)) as u64,
         }
     }
 }
