@@ -1206,6 +1206,21 @@ fn leftovers_of_a_crashed_run_are_swept() {
         .env(netns::MARK_ENV, &dead)
         .spawn()
         .expect("spawn the orphan");
+    // A crashed run's process has long entered its namespace; this one must have
+    // too before the sweep looks (while `ip netns exec` is still switching into
+    // the namespace and exec'ing, /proc may show it without its environment).
+    let orphan_pid = orphan.id().to_string();
+    let settled = std::time::Instant::now() + Duration::from_secs(10);
+    while !sh(&["ip", "netns", "pids", &ns])
+        .split_whitespace()
+        .any(|p| p == orphan_pid)
+    {
+        assert!(
+            std::time::Instant::now() < settled,
+            "the orphan never entered namespace {ns}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // A live run's namespace stays.
     let alive = format!("{}n1", netns::fabric_name(std::process::id(), 9999));
     sh(&["ip", "netns", "add", &alive]);
