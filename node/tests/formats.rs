@@ -527,7 +527,7 @@ async fn check_sample(name: &str) {
         second_membership(),
     )
     .await;
-    check_snapshot(&mut sm).await;
+    check_snapshot(&mut sm, &dir.path().join("snapshots")).await;
     check_event_id_index(&state);
     drop((log, state, sm));
     // Opening marked both files with today's formats.
@@ -744,26 +744,42 @@ async fn check_applied(
     );
 }
 
-/// The current snapshot's meta, and its file: installed on a fresh state machine, it
-/// holds the state after [`SNAPSHOT_AT`].
-async fn check_snapshot(sm: &mut StateMachine) {
-    let snap = sm
+/// The snapshot: the copy of the state a format-2 node kept beside it is removed
+/// when the node opens, the point it marked stays the current snapshot's, and the
+/// snapshot handed out for a transfer is the state as it stands, which installed on
+/// a fresh state machine holds every entry.
+async fn check_snapshot(sm: &mut StateMachine, snapshots: &Path) {
+    let copies: Vec<_> = std::fs::read_dir(snapshots)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".redb"))
+        .collect();
+    assert!(copies.is_empty(), "copies left: {copies:?}");
+    let current =
+        StoredCurrentSnapshot::decode(&std::fs::read(snapshots.join("current")).unwrap()).unwrap();
+    assert_eq!(current.file, "");
+    let marked: openraft::SnapshotMeta<u64, BasicNode> = current.meta.into();
+    assert_eq!(marked.last_log_id, Some(log_id(1, 1, SNAPSHOT_AT)));
+    assert!(
+        marked
+            .snapshot_id
+            .starts_with(&format!("{}-{SNAPSHOT_AT}-", log_id(1, 1, 1).leader_id)),
+        "{}",
+        marked.snapshot_id
+    );
+
+    let mut snap = sm
         .get_current_snapshot()
         .await
         .unwrap()
         .expect("a snapshot");
-    let meta = snap.meta;
-    assert_eq!(meta.last_log_id, Some(log_id(1, 1, SNAPSHOT_AT)));
+    let meta = snap.meta.clone();
+    assert_eq!(meta.last_log_id, Some(log_id(2, 2, 10)));
     assert_eq!(
         meta.last_membership,
-        StoredMembership::new(Some(log_id(1, 1, 1)), first_membership())
+        StoredMembership::new(Some(log_id(1, 1, 8)), second_membership())
     );
-    assert!(
-        meta.snapshot_id
-            .starts_with(&format!("{}-{SNAPSHOT_AT}-", log_id(1, 1, 1).leader_id)),
-        "{}",
-        meta.snapshot_id
-    );
+    snap.snapshot.ready().await.unwrap();
     let fresh = tempfile::tempdir().unwrap();
     let Opened {
         state,
@@ -774,12 +790,12 @@ async fn check_snapshot(sm: &mut StateMachine) {
     std::fs::copy(snap.snapshot.path(), &incoming).unwrap();
     let file = SnapshotFile::open(&incoming).await.unwrap();
     other.install_snapshot(&meta, Box::new(file)).await.unwrap();
-    check_state(&state, false);
+    check_state(&state, true);
     check_applied(
         &mut other,
-        log_id(1, 1, SNAPSHOT_AT),
-        log_id(1, 1, 1),
-        first_membership(),
+        log_id(2, 2, 10),
+        log_id(1, 1, 8),
+        second_membership(),
     )
     .await;
 }

@@ -20,7 +20,7 @@
 //!
 //! [`LOG_FORMAT`] versions the log file, and is checked when it is opened
 //! ([`upgrade`]). The record in the state file and the `current` file of the snapshot
-//! directory (which names a copy of the state file) are versioned with the state file:
+//! directory (the point of the last snapshot) are versioned with the state file:
 //! a change to them is a new [`STATE_FORMAT`](crate::storage::format::STATE_FORMAT),
 //! whose upgrade of these records belongs to this layer (the storage layer holds
 //! them as opaque bytes) and runs where the state machine opens.
@@ -339,7 +339,9 @@ impl From<StoredSnapshotMeta> for SnapshotMeta<NodeId, BasicNode> {
 pub struct StoredCurrentSnapshot {
     /// The snapshot's meta.
     pub meta: StoredSnapshotMeta,
-    /// Its file's name.
+    /// Empty: the state file itself holds the snapshot (and is durable up to its
+    /// meta). Nodes before that kept a copy of the state beside it and named it here;
+    /// such a copy is removed when the node opens.
     pub file: String,
 }
 

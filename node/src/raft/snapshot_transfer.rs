@@ -462,6 +462,9 @@ pub async fn send<P: Peer>(
     let meta = snapshot.meta.clone();
     let id = meta.snapshot_id.clone();
     let file = &mut snapshot.snapshot;
+    // A snapshot of a live store is copied from its state first: local work, waited
+    // for before the follower is offered anything.
+    file.ready().await.map_err(|e| read_err(&meta, e))?;
     let size = file
         .seek(SeekFrom::End(0))
         .await

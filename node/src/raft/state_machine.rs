@@ -1,13 +1,19 @@
-//! The Raft state machine over [`StateDb`], and snapshots as redb files.
+//! The Raft state machine over [`StateDb`], and snapshots of it.
 //!
 //! The applied log id and membership are stored by [`StateDb::apply`] in the same
 //! transaction as the effects of the entries, so the two never disagree.
 //!
-//! A snapshot is a consistent copy of the state file taken from one read transaction
-//! (so writes go on while it is built), written to `snapshots/<id>.redb`. Installing
-//! one replaces the whole state in one transaction. The current snapshot is named by
-//! `snapshots/current`, replaced atomically by rename. What is stored beside the data
-//! and in `current` is laid out by [`super::format`].
+//! The state file is its own snapshot. Building one ([`StateDb::checkpoint`]) makes
+//! the applied state durable and records its point in `snapshots/current` (replaced
+//! atomically by rename), behind which openraft may purge the log: no copy is made,
+//! so a snapshot costs one fsync however large the store, and the disk holds the
+//! state once. A copy is made only when a follower needs one: the current snapshot
+//! handed out for sending is the state as one read transaction saw it then (writes
+//! go on), copied into `snapshots/export-<id>.redb` when the transfer first reads it
+//! ([`SnapshotFile::ready`]), and served again to other followers until the next
+//! snapshot is built. Installing one replaces the whole state in one transaction,
+//! after which the received file is removed. What is stored in `current` is laid out
+//! by [`super::format`].
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -27,6 +33,7 @@ use super::{blocking, storage_err, NodeId, TypeConfig};
 use crate::command::{BatchResult, Command, ProposedEvent};
 use crate::storage::format::Record;
 use crate::storage::state::ApplyItem;
+use crate::storage::state::StateView;
 use crate::storage::{StateDb, StorageError as DbError};
 
 /// What the Raft layer keeps in the state file beside the data (stored as a
@@ -59,10 +66,45 @@ impl RaftRecord {
     }
 }
 
-/// A snapshot file being written or read, with its path.
-#[derive(Debug)]
+/// A snapshot's data: a file being written or read, or the state as a read
+/// transaction saw it, copied into its file when first needed.
 pub struct SnapshotFile {
-    file: tokio::fs::File,
+    path: PathBuf,
+    data: Data,
+}
+
+enum Data {
+    Open(tokio::fs::File),
+    /// To be copied into `path` by [`SnapshotFile::ready`].
+    Pending(Box<Pending>),
+    /// None: a snapshot whose meta is all its holder needs, or a failed copy.
+    Absent(&'static str),
+}
+
+struct Pending {
+    view: StateView,
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    exported: Arc<Mutex<Option<Exported>>>,
+}
+
+impl std::fmt::Debug for SnapshotFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let data = match &self.data {
+            Data::Open(_) => "open",
+            Data::Pending(_) => "pending",
+            Data::Absent(why) => why,
+        };
+        f.debug_struct("SnapshotFile")
+            .field("path", &self.path)
+            .field("data", &data)
+            .finish()
+    }
+}
+
+/// A finished copy of the state that can serve further transfers.
+#[derive(Debug, Clone)]
+struct Exported {
+    meta: SnapshotMeta<NodeId, BasicNode>,
     path: PathBuf,
 }
 
@@ -70,15 +112,74 @@ impl SnapshotFile {
     /// Opens the snapshot file at `path` for reading.
     pub async fn open(path: &Path) -> io::Result<SnapshotFile> {
         Ok(SnapshotFile {
-            file: tokio::fs::File::open(path).await?,
+            data: Data::Open(tokio::fs::File::open(path).await?),
             path: path.to_path_buf(),
         })
+    }
+
+    fn absent(why: &'static str) -> SnapshotFile {
+        SnapshotFile {
+            path: PathBuf::new(),
+            data: Data::Absent(why),
+        }
     }
 
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Makes the data readable: the state a pending snapshot viewed is copied into its
+    /// file first, which takes as long as writing the whole store takes (the caller
+    /// waits for local work, with no deadline). Nothing to do for an open file.
+    pub async fn ready(&mut self) -> io::Result<()> {
+        let pending = match std::mem::replace(&mut self.data, Data::Absent("copy failed")) {
+            Data::Pending(p) => p,
+            other => {
+                self.data = other;
+                return match &self.data {
+                    Data::Open(_) => Ok(()),
+                    Data::Absent(why) => Err(no_data(why)),
+                    Data::Pending(_) => unreachable!("just matched"),
+                };
+            }
+        };
+        let Pending {
+            view,
+            meta,
+            exported,
+        } = *pending;
+        let path = self.path.clone();
+        let started = std::time::Instant::now();
+        let written = tokio::task::spawn_blocking(move || {
+            let tmp = path.with_extension("tmp");
+            let _ = std::fs::remove_file(&tmp);
+            view.write_to(&tmp).map_err(io::Error::other)?;
+            std::fs::rename(&tmp, &path)?;
+            Ok::<_, io::Error>(path)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        tracing::info!(target: "reckon_db", snapshot_id = %meta.snapshot_id, duration_ms = started.elapsed().as_millis() as u64, "reckon_db.raft.snapshot.exported");
+        *exported.lock().unwrap_or_else(|p| p.into_inner()) = Some(Exported {
+            meta,
+            path: written.clone(),
+        });
+        self.data = Data::Open(tokio::fs::File::open(&written).await?);
+        Ok(())
+    }
+
+    fn file(&mut self) -> io::Result<&mut tokio::fs::File> {
+        match &mut self.data {
+            Data::Open(f) => Ok(f),
+            Data::Pending(_) => Err(no_data("not copied yet: call SnapshotFile::ready first")),
+            Data::Absent(why) => Err(no_data(why)),
+        }
+    }
+}
+
+fn no_data(why: &str) -> io::Error {
+    io::Error::other(format!("snapshot data unavailable: {why}"))
 }
 
 impl AsyncRead for SnapshotFile {
@@ -87,7 +188,10 @@ impl AsyncRead for SnapshotFile {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.file).poll_read(cx, buf)
+        match self.file() {
+            Ok(f) => Pin::new(f).poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 }
 
@@ -97,25 +201,37 @@ impl AsyncWrite for SnapshotFile {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.file).poll_write(cx, buf)
+        match self.file() {
+            Ok(f) => Pin::new(f).poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.file).poll_flush(cx)
+        match self.file() {
+            Ok(f) => Pin::new(f).poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.file).poll_shutdown(cx)
+        match self.file() {
+            Ok(f) => Pin::new(f).poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 }
 
 impl AsyncSeek for SnapshotFile {
     fn start_seek(mut self: Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
-        Pin::new(&mut self.file).start_seek(position)
+        Pin::new(self.file()?).start_seek(position)
     }
 
     fn poll_complete(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
-        Pin::new(&mut self.file).poll_complete(cx)
+        match self.file() {
+            Ok(f) => Pin::new(f).poll_complete(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 }
 
@@ -138,6 +254,9 @@ pub struct StateMachine {
     /// Extra time every call to apply committed entries takes (a fault injected by
     /// tests: a replica whose state lags its log).
     apply_delay: std::time::Duration,
+    /// The last copy of the state made for a transfer, served again until the next
+    /// snapshot is built.
+    exported: Arc<Mutex<Option<Exported>>>,
 }
 
 fn snap_err(e: impl std::fmt::Display) -> StorageError<NodeId> {
@@ -159,6 +278,13 @@ impl StateMachine {
                 std::fs::remove_file(entry.path()).map_err(io)?;
             }
         }
+        // The state file is the snapshot: `current` names no copy (nodes before this
+        // one kept a copy of the state there, made durable beside it). Exports are
+        // made again when needed.
+        let old_style = Self::read_current(snapshot_dir)
+            .map_err(io)?
+            .filter(|c| !c.file.is_empty());
+        Self::write_current(snapshot_dir, old_style.as_ref()).map_err(io)?;
         let record = match state.raft_record()? {
             Some(b) => RaftRecord::decode(&b)?,
             None => RaftRecord::default(),
@@ -169,6 +295,7 @@ impl StateMachine {
             record: Arc::new(Mutex::new(record)),
             install_delay: std::time::Duration::ZERO,
             apply_delay: std::time::Duration::ZERO,
+            exported: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -217,32 +344,39 @@ impl StateMachine {
         }
     }
 
-    /// Makes `file` (inside the snapshot dir) the current snapshot, atomically, and
-    /// removes the files of older ones.
-    fn write_current(dir: &Path, cur: &CurrentSnapshot) -> Result<(), io::Error> {
-        let tmp = dir.join("current.tmp");
-        let bytes = StoredCurrentSnapshot {
-            meta: (&cur.meta).into(),
-            file: cur.file.clone(),
+    /// Makes `cur` the current snapshot, atomically (none: leaves `current` as it
+    /// is), and removes every copy of the state in the directory: exports made for
+    /// older snapshots, and the copies older nodes kept.
+    fn write_current(dir: &Path, cur: Option<&CurrentSnapshot>) -> Result<(), io::Error> {
+        if let Some(cur) = cur {
+            let tmp = dir.join("current.tmp");
+            let bytes = StoredCurrentSnapshot {
+                meta: (&cur.meta).into(),
+                file: String::new(),
+            }
+            .encode();
+            {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&bytes)?;
+                f.sync_all()?;
+            }
+            std::fs::rename(&tmp, dir.join("current"))?;
+            std::fs::File::open(dir)?.sync_all()?;
         }
-        .encode();
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, dir.join("current"))?;
-        std::fs::File::open(dir)?.sync_all()?;
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.ends_with(".redb") && name != cur.file {
+            if entry.file_name().to_string_lossy().ends_with(".redb") {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
         Ok(())
+    }
+
+    /// Forgets the served copy of the state (its file is removed by
+    /// [`write_current`](Self::write_current)).
+    fn forget_export(&self) {
+        *self.exported.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 
@@ -274,54 +408,59 @@ fn is_short(items: &[ApplyItem]) -> bool {
     true
 }
 
-fn file_name_for(id: &str) -> String {
+fn export_name_for(id: &str) -> String {
     format!(
-        "snap-{}.redb",
+        "export-{}.redb",
         id.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
     )
 }
 
+/// The meta of a snapshot of the state whose Raft record is `record`.
+fn meta_of(record: RaftRecord) -> SnapshotMeta<NodeId, BasicNode> {
+    let snapshot_id = match record.last_applied {
+        Some(l) => format!("{}-{}-{}", l.leader_id, l.index, uuid::Uuid::new_v4()),
+        None => format!("empty-{}", uuid::Uuid::new_v4()),
+    };
+    SnapshotMeta {
+        last_log_id: record.last_applied,
+        last_membership: record.membership,
+        snapshot_id,
+    }
+}
+
+fn record_of(bytes: Option<&[u8]>) -> Result<RaftRecord, DbError> {
+    match bytes {
+        Some(b) => RaftRecord::decode(b),
+        None => Ok(RaftRecord::default()),
+    }
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    /// Makes the applied state durable and records its point as the current snapshot:
+    /// one fsync, no copy (see the module docs). openraft takes only the meta.
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
         let state = self.state.clone();
-        let dir = self.dir.clone();
-        let tmp = dir.join(format!("building-{}.tmp", uuid::Uuid::new_v4()));
-        let tmp2 = tmp.clone();
         let record_bytes = blocking(ErrorSubject::Snapshot(None), ErrorVerb::Write, move || {
-            let _ = std::fs::remove_file(&tmp2);
-            state.export(&tmp2)
+            state.checkpoint()
         })
         .await?;
-        let record = match record_bytes {
-            Some(b) => RaftRecord::decode(&b).map_err(snap_err)?,
-            None => RaftRecord::default(),
-        };
-        let snapshot_id = match record.last_applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, uuid::Uuid::new_v4()),
-            None => format!("empty-{}", uuid::Uuid::new_v4()),
-        };
-        let meta = SnapshotMeta {
-            last_log_id: record.last_applied,
-            last_membership: record.membership.clone(),
-            snapshot_id: snapshot_id.clone(),
-        };
-        let file = file_name_for(&snapshot_id);
-        let path = dir.join(&file);
+        let meta = meta_of(record_of(record_bytes.as_deref()).map_err(snap_err)?);
         let cur = CurrentSnapshot {
             meta: meta.clone(),
-            file: file.clone(),
+            file: String::new(),
         };
-        let p2 = path.clone();
+        let dir = self.dir.clone();
+        self.forget_export();
         blocking(ErrorSubject::Snapshot(None), ErrorVerb::Write, move || {
-            std::fs::rename(&tmp, &p2)?;
-            StateMachine::write_current(&dir, &cur)
+            StateMachine::write_current(&dir, Some(&cur))
         })
         .await?;
-        let f = tokio::fs::File::open(&path).await.map_err(snap_err)?;
         tracing::info!(target: "reckon_db", snapshot_id = %meta.snapshot_id, "reckon_db.raft.snapshot.built");
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(SnapshotFile { file: f, path }),
+            snapshot: Box::new(SnapshotFile::absent(
+                "a built snapshot carries its meta only",
+            )),
         })
     }
 }
@@ -402,23 +541,28 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .open(&path)
             .await
             .map_err(snap_err)?;
-        Ok(Box::new(SnapshotFile { file, path }))
+        Ok(Box::new(SnapshotFile {
+            data: Data::Open(file),
+            path,
+        }))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, BasicNode>,
-        snapshot: Box<SnapshotFile>,
+        mut snapshot: Box<SnapshotFile>,
     ) -> Result<(), StorageError<NodeId>> {
-        let SnapshotFile { file, path } = *snapshot;
-        file.sync_all().await.map_err(snap_err)?;
-        drop(file);
+        snapshot.ready().await.map_err(snap_err)?;
+        let path = snapshot.path.clone();
+        if let Data::Open(file) = &snapshot.data {
+            file.sync_all().await.map_err(snap_err)?;
+        }
+        drop(snapshot);
         let state = self.state.clone();
         let dir = self.dir.clone();
-        let file_name = file_name_for(&meta.snapshot_id);
         let cur = CurrentSnapshot {
             meta: meta.clone(),
-            file: file_name.clone(),
+            file: String::new(),
         };
         let record = RaftRecord {
             last_applied: meta.last_log_id,
@@ -428,17 +572,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if !self.install_delay.is_zero() {
             tokio::time::sleep(self.install_delay).await;
         }
+        self.forget_export();
         blocking(ErrorSubject::Snapshot(None), ErrorVerb::Write, move || {
             state.import(&path)?;
             // The snapshot's own record is authoritative for what it holds; store the
             // meta openraft gave, which describes the same log id.
             state.apply(Vec::new(), &record_bytes)?;
             state.flush()?;
-            std::fs::rename(&path, dir.join(&file_name)).map_err(|e| DbError::Io {
-                path: path.display().to_string(),
-                source: e,
-            })?;
-            StateMachine::write_current(&dir, &cur).map_err(|e| DbError::Io {
+            // The state now holds the snapshot: what was received is not kept.
+            if path.parent() == Some(dir.as_path()) {
+                let _ = std::fs::remove_file(&path);
+            }
+            StateMachine::write_current(&dir, Some(&cur)).map_err(|e| DbError::Io {
                 path: dir.display().to_string(),
                 source: e,
             })
@@ -449,17 +594,47 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
+    /// The state as it stands now, as the current snapshot's data: its meta at once,
+    /// its copy made when a transfer first reads it ([`SnapshotFile::ready`]). A copy
+    /// already made for a snapshot at least as new serves again.
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         let Some(cur) = Self::read_current(&self.dir).map_err(snap_err)? else {
             return Ok(None);
         };
-        let path = self.dir.join(&cur.file);
-        let file = tokio::fs::File::open(&path).await.map_err(snap_err)?;
+        let served = self
+            .exported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(e) = served.filter(|e| e.meta.last_log_id >= cur.meta.last_log_id) {
+            if let Ok(file) = SnapshotFile::open(&e.path).await {
+                return Ok(Some(Snapshot {
+                    meta: e.meta,
+                    snapshot: Box::new(file),
+                }));
+            }
+        }
+        let view = self.state.view().map_err(snap_err)?;
+        let record = record_of(view.raft_record()).map_err(snap_err)?;
+        // Nothing applied since the snapshot was built: it is that snapshot.
+        let meta = if record.last_applied == cur.meta.last_log_id {
+            cur.meta
+        } else {
+            meta_of(record)
+        };
+        let path = self.dir.join(export_name_for(&meta.snapshot_id));
         Ok(Some(Snapshot {
-            meta: cur.meta,
-            snapshot: Box::new(SnapshotFile { file, path }),
+            meta: meta.clone(),
+            snapshot: Box::new(SnapshotFile {
+                path,
+                data: Data::Pending(Box::new(Pending {
+                    view,
+                    meta,
+                    exported: self.exported.clone(),
+                })),
+            }),
         }))
     }
 }
@@ -510,5 +685,131 @@ mod tests {
             hard: true,
         };
         assert!(!is_short(&[batch(vec![append(1, 1), delete])]));
+    }
+
+    fn entry(index: u64, events: usize) -> Entry<TypeConfig> {
+        let evs = (0..events)
+            .map(|_| ProposedEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: "t".into(),
+                data: b"{}".to_vec(),
+                metadata: Vec::new(),
+                content_type: ContentType::Json,
+                tags: Vec::new(),
+            })
+            .collect();
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(WriteBatch {
+                timestamp_us: 1,
+                commands: vec![Command::Append {
+                    stream_id: "s".into(),
+                    expected: ExpectedVersion::Any,
+                    events: evs,
+                }],
+            }),
+        }
+    }
+
+    fn copies_in(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".redb")
+            })
+            .count()
+    }
+
+    fn open_sm(dir: &Path) -> StateMachine {
+        let state = Arc::new(StateDb::open(&dir.join("state.redb")).unwrap());
+        StateMachine::open(state, &dir.join("snapshots")).unwrap()
+    }
+
+    fn next_position(sm: &StateMachine) -> u64 {
+        sm.state().read().unwrap().stats().unwrap().next_position
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_the_state_itself_and_a_copy_is_made_only_for_a_transfer() {
+        let dir = tempfile::tempdir().unwrap();
+        let snaps = dir.path().join("snapshots");
+        let mut sm = open_sm(dir.path());
+        sm.apply(vec![entry(1, 10)]).await.unwrap();
+        let built = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(built.meta.last_log_id.unwrap().index, 1);
+        assert_eq!(copies_in(&snaps), 0, "building copies nothing");
+
+        // Handed out for a transfer: the state as it stands, copied when read.
+        sm.apply(vec![entry(2, 10)]).await.unwrap();
+        let mut cur = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(cur.meta.last_log_id.unwrap().index, 2);
+        assert_ne!(cur.meta.snapshot_id, built.meta.snapshot_id);
+        assert_eq!(copies_in(&snaps), 0, "nothing copied before it is read");
+        cur.snapshot.ready().await.unwrap();
+        assert_eq!(copies_in(&snaps), 1);
+        let again = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(again.meta, cur.meta, "the copy serves the next transfer");
+
+        // Received and installed by another node, which keeps no copy.
+        let dir2 = tempfile::tempdir().unwrap();
+        let mut sm2 = open_sm(dir2.path());
+        let mut incoming = sm2.begin_receiving_snapshot().await.unwrap();
+        tokio::io::copy(&mut cur.snapshot, &mut *incoming)
+            .await
+            .unwrap();
+        sm2.install_snapshot(&cur.meta, incoming).await.unwrap();
+        assert_eq!(next_position(&sm2), 20);
+        assert_eq!(copies_in(&dir2.path().join("snapshots")), 0);
+        let installed = sm2.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(installed.meta, cur.meta);
+
+        // The next snapshot built supersedes the copy, which goes.
+        sm.apply(vec![entry(3, 1)]).await.unwrap();
+        sm.get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(copies_in(&snaps), 0);
+    }
+
+    #[tokio::test]
+    async fn a_copy_kept_by_an_older_node_is_removed_and_its_point_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let snaps = dir.path().join("snapshots");
+        let meta = {
+            let mut sm = open_sm(dir.path());
+            sm.apply(vec![entry(1, 3)]).await.unwrap();
+            let built = sm
+                .get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await
+                .unwrap();
+            built.meta
+        };
+        // What an older node left: `current` naming a copy of the state beside it.
+        std::fs::write(snaps.join("snap-old.redb"), b"a copy").unwrap();
+        let old = StoredCurrentSnapshot {
+            meta: (&meta).into(),
+            file: "snap-old.redb".into(),
+        };
+        std::fs::write(snaps.join("current"), old.encode()).unwrap();
+        let mut sm = open_sm(dir.path());
+        assert_eq!(copies_in(&snaps), 0);
+        let cur = sm.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(cur.meta, meta);
+        let stored =
+            StoredCurrentSnapshot::decode(&std::fs::read(snaps.join("current")).unwrap()).unwrap();
+        assert_eq!(stored.file, "");
     }
 }

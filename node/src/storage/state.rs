@@ -276,19 +276,26 @@ impl StateDb {
         })
     }
 
-    /// Writes a consistent copy of the whole state into a new redb file at `dest`
-    /// (fsynced), and returns the Raft record that copy reflects.
-    pub fn export(&self, dest: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+    /// Makes everything applied so far durable and returns the Raft record it
+    /// reflects: the point of a snapshot, behind which the log may be purged.
+    pub fn checkpoint(&self) -> Result<Option<Vec<u8>>, StorageError> {
         let src = self.db.begin_read()?;
-        // Everything the read transaction sees must be durable before the log behind
-        // it may be purged.
+        // The flush commits after the read began, so it makes durable at least what
+        // the read sees.
         self.flush()?;
-        let out = Database::create(dest)?;
-        let dst = out.begin_write()?;
-        copy_all(&src, &dst, None)?;
-        dst.commit()?;
         let meta = src.open_table(META)?;
         Ok(meta.get(META_RAFT)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Pins the whole state as it stands now (one read transaction, so writes go on),
+    /// to be copied into a snapshot file by [`StateView::write_to`].
+    pub fn view(&self) -> Result<StateView, StorageError> {
+        let txn = self.db.begin_read()?;
+        let raft = {
+            let meta = txn.open_table(META)?;
+            meta.get(META_RAFT)?.map(|v| v.value().to_vec())
+        };
+        Ok(StateView { txn, raft })
     }
 
     /// Replaces the whole state with the copy in the redb file at `src_path`, in one
@@ -314,6 +321,29 @@ impl StateDb {
         self.head.send_replace(head);
         let meta = src.open_table(META)?;
         Ok(meta.get(META_RAFT)?.map(|v| v.value().to_vec()))
+    }
+}
+
+/// The whole state as one read transaction saw it ([`StateDb::view`]).
+pub struct StateView {
+    txn: ReadTransaction,
+    raft: Option<Vec<u8>>,
+}
+
+impl StateView {
+    /// The Raft layer's record (applied log id and membership) in the viewed state.
+    pub fn raft_record(&self) -> Option<&[u8]> {
+        self.raft.as_deref()
+    }
+
+    /// Writes the viewed state into a new redb file at `dest`, fsynced: a snapshot's
+    /// data, installed elsewhere by [`StateDb::import`].
+    pub fn write_to(&self, dest: &Path) -> Result<(), StorageError> {
+        let out = Database::create(dest)?;
+        let dst = out.begin_write()?;
+        copy_all(&self.txn, &dst, None)?;
+        dst.commit()?;
+        Ok(())
     }
 }
 
