@@ -197,6 +197,12 @@ pub struct RaftTuning {
     /// Log entries already covered by a snapshot that are kept for lagging
     /// followers before being purged, in entries.
     pub max_in_snapshot_log_to_keep: u64,
+    /// Build a snapshot once the log entries since the last one hold this many
+    /// MiB (whichever of this and `snapshot_logs_since_last` comes first).
+    pub snapshot_log_mib: u64,
+    /// MiB of log entries already covered by a snapshot kept for lagging
+    /// followers; older ones are purged even within `max_in_snapshot_log_to_keep`.
+    pub log_keep_mib: u64,
 }
 
 impl Default for RaftTuning {
@@ -207,6 +213,8 @@ impl Default for RaftTuning {
             election_timeout_max_ms: 2000,
             snapshot_logs_since_last: 10_000,
             max_in_snapshot_log_to_keep: 1_000,
+            snapshot_log_mib: SNAPSHOT_LOG_MIB,
+            log_keep_mib: LOG_KEEP_MIB,
         }
     }
 }
@@ -243,6 +251,16 @@ impl Default for WriteTuning {
 
 /// Most memory one store's state file may cache, in MiB: 64 GiB.
 pub const STATE_CACHE_MIB_MAX: u64 = 64 * 1024;
+
+/// Default of `[raft] snapshot_log_mib`: a snapshot once the log since the last one
+/// holds this many MiB.
+pub const SNAPSHOT_LOG_MIB: u64 = 64;
+
+/// Default of `[raft] log_keep_mib`: MiB of log kept behind a snapshot.
+pub const LOG_KEEP_MIB: u64 = 16;
+
+/// Most MiB `[raft] snapshot_log_mib` and `log_keep_mib` may say.
+pub const LOG_MIB_MAX: u64 = 64 * 1024;
 
 /// The `[storage]` table: memory the node gives the stores' files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -664,6 +682,21 @@ impl NodeConfig {
             return Err(invalid(
                 "raft.snapshot_logs_since_last",
                 "must be at least 1 entry",
+            ));
+        }
+        if !(1..=LOG_MIB_MAX).contains(&raft.snapshot_log_mib) {
+            return Err(invalid(
+                "raft.snapshot_log_mib",
+                format!(
+                    "{} MiB is not between 1 and {LOG_MIB_MAX}",
+                    raft.snapshot_log_mib
+                ),
+            ));
+        }
+        if raft.log_keep_mib > LOG_MIB_MAX {
+            return Err(invalid(
+                "raft.log_keep_mib",
+                format!("{} MiB is above {LOG_MIB_MAX}", raft.log_keep_mib),
             ));
         }
         Ok(())

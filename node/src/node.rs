@@ -235,6 +235,8 @@ fn store_options(config: &NodeConfig) -> StoreOptions {
     o.election_timeout_max_ms = config.raft.election_timeout_max_ms;
     o.snapshot_logs_since_last = config.raft.snapshot_logs_since_last;
     o.max_in_snapshot_log_to_keep = config.raft.max_in_snapshot_log_to_keep;
+    o.snapshot_log_bytes = config.raft.snapshot_log_mib.saturating_mul(1024 * 1024);
+    o.log_keep_bytes = config.raft.log_keep_mib.saturating_mul(1024 * 1024);
     o.batch_commands_max = config.write.batch_commands_max;
     o.entry_bytes_max = config.write.batch_bytes_max;
     o.pipeline_max = config.write.pipeline_max;

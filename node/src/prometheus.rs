@@ -44,9 +44,10 @@ const LE_US: [u64; 23] = {
 /// Content type of the OpenMetrics text the encoder writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The stats of every store at one scrape, encoded on demand.
+/// The stats of every store at one scrape, encoded on demand, with the bytes each
+/// store's Raft log holds (in the same order).
 #[derive(Debug)]
-struct Scrape(Vec<StoreStats>);
+struct Scrape(Vec<StoreStats>, Vec<u64>);
 
 fn labels<'a>(s: &'a StoreStats, node: &'a str) -> [(&'static str, &'a str); 2] {
     [("store", s.store.as_str()), ("node", node)]
@@ -203,6 +204,19 @@ impl Collector for Scrape {
                 }
             }
         }
+        {
+            let mut m = e.encode_descriptor(
+                "raft_log_bytes",
+                "Bytes of entries the store's Raft log holds (snapshots let it be purged).",
+                None,
+                Gauge,
+            )?;
+            for (s, bytes) in self.0.iter().zip(&self.1) {
+                let node = s.node_id.to_string();
+                m.encode_family(&labels(s, &node))?
+                    .encode_gauge(&(*bytes as i64))?;
+            }
+        }
         self.latency(
             e,
             "append_latency_seconds",
@@ -223,11 +237,12 @@ impl Collector for Scrape {
 pub async fn render(stores: &Stores) -> String {
     let mut all = Vec::with_capacity(stores.len());
     for store in stores.values() {
-        all.push(store.stats().await);
+        all.push((store.stats().await, store.log_bytes()));
     }
-    all.sort_by(|a, b| a.store.cmp(&b.store));
+    all.sort_by(|a, b| a.0.store.cmp(&b.0.store));
+    let (stats, log_bytes) = all.into_iter().unzip();
     let mut registry = Registry::with_prefix("reckon");
-    registry.register_collector(Box::new(Scrape(all)));
+    registry.register_collector(Box::new(Scrape(stats, log_bytes)));
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
         tracing::warn!(error = %e, "cannot encode metrics");
@@ -369,13 +384,14 @@ mod tests {
         };
         s.errors.insert("WrongExpectedVersion".into(), 3);
         let mut registry = Registry::with_prefix("reckon");
-        registry.register_collector(Box::new(Scrape(vec![s])));
+        registry.register_collector(Box::new(Scrape(vec![s], vec![4096])));
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
         for want in [
             "reckon_appends_total{store=\"default\",node=\"2\"} 7",
             "reckon_events{store=\"default\",node=\"2\"} 9",
             "reckon_leader{store=\"default\",node=\"2\"} 1",
+            "reckon_raft_log_bytes{store=\"default\",node=\"2\"} 4096",
             "reckon_errors_total{store=\"default\",node=\"2\",kind=\"WrongExpectedVersion\"} 3",
             "reckon_append_latency_seconds_count{store=\"default\",node=\"2\"} 2",
             "reckon_append_latency_seconds_bucket{le=\"0.000128\",store=\"default\",node=\"2\"} 1",

@@ -115,3 +115,72 @@ async fn prometheus_text_after_appends_shows_the_counters() {
     let (status, _) = get(&metrics, "/other");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
 }
+
+/// A load of large appends on a node told to snapshot every 2 MiB of log and keep
+/// 1 MiB behind it: the Raft log (its gauge) ends up holding a few MiB, not the 16
+/// MiB appended, and after kill -9 every event is still there, though the log no
+/// longer holds them (the state file is the snapshot, durable up to its point).
+#[tokio::test]
+async fn the_raft_log_is_purged_by_bytes_and_the_state_survives_kill_9() {
+    const APPENDS: usize = 16;
+    const EVENTS_EACH: usize = 256;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let start = || {
+        let mut cmd = dev_command(dir.path());
+        cmd.env("RECKON_NODE_METRICS_LISTEN", "127.0.0.1:0")
+            .env("RECKON_NODE_RAFT__SNAPSHOT_LOG_MIB", "2")
+            .env("RECKON_NODE_RAFT__LOG_KEEP_MIB", "1");
+        let node = NodeProc::spawn(cmd, dir.path());
+        let (gater, metrics) = addresses(&node);
+        (node, gater, metrics)
+    };
+    let (mut node, gater, metrics) = start();
+    let client = dev::wait_for_store(&gater, "default").await;
+    let store = client.store("default");
+    let data = "x".repeat(4000);
+    for a in 0..APPENDS {
+        let events = (0..EVENTS_EACH)
+            .map(|n| NewEvent::json("big", &json!({ "a": a, "n": n, "pad": data })))
+            .collect();
+        store
+            .append(&format!("s-{a}"), ExpectedVersion::NoStream, events)
+            .await
+            .expect("append");
+    }
+    let series = "reckon_raft_log_bytes{store=\"default\",node=\"1\"}";
+    let appended = (APPENDS * EVENTS_EACH * data.len()) as f64;
+    let (_, body) = get(&metrics, "/metrics");
+    eprintln!("log after the load: {:?} bytes", sample(&body, series));
+    // At most 2 MiB since the last snapshot, one entry over, and 1 MiB behind it.
+    let bound = 4.5 * 1024.0 * 1024.0;
+    reckon_tests::wait::wait_until(
+        "the Raft log to be purged down to its limits",
+        reckon_tests::wait::for_work(APPENDS as u64, (APPENDS * EVENTS_EACH) as u64),
+        || async {
+            let (_, body) = get(&metrics, "/metrics");
+            sample(&body, series).is_some_and(|b| b <= bound)
+        },
+    )
+    .await;
+    assert!(appended > 3.0 * bound, "the load is well beyond the bound");
+
+    node.kill9();
+    let (_node, gater, _) = start();
+    let client = dev::wait_for_store(&gater, "default").await;
+    let store = client.store("default");
+    let mut positions = Vec::new();
+    loop {
+        // Pages stop at 8 MiB: continue after the last event received.
+        let from = positions.last().map_or(0, |p| p + 1);
+        let page = store
+            .read_all(from, 10_000, reckon_gater::Direction::Forward)
+            .await
+            .expect("read all");
+        if page.is_empty() {
+            break;
+        }
+        positions.extend(page.iter().map(|e| e.position));
+    }
+    let want: Vec<u64> = (0..(APPENDS * EVENTS_EACH) as u64).collect();
+    assert_eq!(positions, want, "every event, once, after kill -9");
+}

@@ -225,6 +225,52 @@ impl Tail {
     }
 }
 
+/// The encoded bytes of every entry in the log, by index: what the log holds, so
+/// that it can be purged by bytes as well as by entries.
+#[derive(Default)]
+struct Sizes {
+    entries: VecDeque<(u64, u64)>,
+}
+
+impl Sizes {
+    fn push(&mut self, index: u64, bytes: u64) {
+        self.truncate_from(index);
+        self.entries.push_back((index, bytes));
+    }
+
+    fn truncate_from(&mut self, index: u64) {
+        while self.entries.back().is_some_and(|(i, _)| *i >= index) {
+            self.entries.pop_back();
+        }
+    }
+
+    fn purge_upto(&mut self, index: u64) {
+        while self.entries.front().is_some_and(|(i, _)| *i <= index) {
+            self.entries.pop_front();
+        }
+    }
+
+    fn bytes_after(&self, index: Option<u64>) -> u64 {
+        self.entries
+            .iter()
+            .rev()
+            .take_while(|(i, _)| index.is_none_or(|x| *i > x))
+            .map(|(_, b)| b)
+            .sum()
+    }
+
+    fn purge_point(&self, upto: u64, keep_bytes: u64) -> Option<u64> {
+        let mut kept = 0u64;
+        for (i, b) in self.entries.iter().rev().skip_while(|(i, _)| *i > upto) {
+            if kept + b > keep_bytes {
+                return Some(*i);
+            }
+            kept += b;
+        }
+        None
+    }
+}
+
 /// Encoded entries under their log ids.
 type Rows = Vec<(LogId<NodeId>, Vec<u8>)>;
 
@@ -251,6 +297,7 @@ enum Job {
 struct Shared {
     db: Arc<Database>,
     tail: Arc<Mutex<Tail>>,
+    sizes: Mutex<Sizes>,
     /// `None` only while dropping, to stop the writer.
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
@@ -292,6 +339,15 @@ impl LogStore {
         }
         format::upgrade(&txn)?;
         txn.commit()?;
+        let mut sizes = Sizes::default();
+        {
+            let txn = db.begin_read()?;
+            let t = txn.open_table(LOG)?;
+            for row in t.iter()? {
+                let (k, v) = row?;
+                sizes.push(k.value(), v.value().len() as u64);
+            }
+        }
         let db = Arc::new(db);
         let tail = Arc::new(Mutex::new(Tail::default()));
         let (tx, rx) = mpsc::channel(WRITER_QUEUE_MAX);
@@ -309,10 +365,26 @@ impl LogStore {
             shared: Arc::new(Shared {
                 db,
                 tail,
+                sizes: Mutex::new(sizes),
                 jobs: Some(tx),
                 writer: Some(writer),
             }),
         })
+    }
+
+    fn sizes(&self) -> MutexGuard<'_, Sizes> {
+        self.shared.sizes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Encoded bytes of the entries after `index` (all of them for `None`).
+    pub fn bytes_after(&self, index: Option<u64>) -> u64 {
+        self.sizes().bytes_after(index)
+    }
+
+    /// Where to purge the log up to so that the entries up to `upto` it keeps hold at
+    /// most `keep_bytes`: the newest index that does not fit, if any.
+    pub fn purge_point(&self, upto: u64, keep_bytes: u64) -> Option<u64> {
+        self.sizes().purge_point(upto, keep_bytes)
     }
 
     fn meta_get<T: Record>(db: &Database, key: &str) -> Result<Option<T>, DbError> {
@@ -633,10 +705,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut rows = Vec::new();
         let mut cached = Vec::new();
-        for e in entries {
-            let bytes = encode_entry(&e);
-            cached.push((e.clone(), bytes.len()));
-            rows.push((e.log_id, bytes));
+        {
+            let mut sizes = self.sizes();
+            for e in entries {
+                let bytes = encode_entry(&e);
+                sizes.push(e.log_id.index, bytes.len() as u64);
+                cached.push((e.clone(), bytes.len()));
+                rows.push((e.log_id, bytes));
+            }
         }
         // Readable from here on, as openraft requires when `append` returns.
         lock(&self.shared.tail)
@@ -649,6 +725,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         lock(&self.shared.tail).truncate_from(log_id.index);
+        self.sizes().truncate_from(log_id.index);
         self.queue_and_wait(ErrorSubject::Logs, ErrorVerb::Delete, |done| {
             Job::Truncate {
                 from: log_id.index,
@@ -660,6 +737,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         lock(&self.shared.tail).purge_upto(log_id.index);
+        self.sizes().purge_upto(log_id.index);
         self.queue_and_wait(ErrorSubject::Logs, ErrorVerb::Delete, |done| Job::Purge {
             upto: log_id,
             done,
@@ -780,5 +858,25 @@ mod tests {
         t.truncate_from(0);
         assert!(t.entries.is_empty());
         assert_eq!((t.durable_count, t.durable_bytes), (0, 0));
+    }
+
+    #[test]
+    fn sizes_say_what_the_log_holds_after_an_index_and_where_to_purge_by_bytes() {
+        let mut s = Sizes::default();
+        for i in 1..=10 {
+            s.push(i, 100);
+        }
+        assert_eq!(s.bytes_after(None), 1000);
+        assert_eq!(s.bytes_after(Some(7)), 300);
+        // Keeping 250 bytes of the entries up to 8: 8 and 7 stay, 6 and before go.
+        assert_eq!(s.purge_point(8, 250), Some(6));
+        assert_eq!(s.purge_point(8, 800), None);
+        // An entry rewritten after a truncation replaces what followed it.
+        s.push(9, 40);
+        assert_eq!(s.bytes_after(Some(7)), 140);
+        s.purge_upto(6);
+        assert_eq!(s.bytes_after(None), 240);
+        s.truncate_from(8);
+        assert_eq!(s.bytes_after(None), 100);
     }
 }

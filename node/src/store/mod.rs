@@ -11,6 +11,7 @@
 //!   ├── write.rs            validate a write, route it: the batcher on the leader,
 //!   │                       else forwarded to the leader (one hop)
 //!   ├── batcher.rs          pack queued writes into Raft entries (group commit)
+//!   ├── log_policy.rs       snapshot and purge the log by bytes too
 //!   ├── read.rs             linearizable or stale reads of a redb view
 //!   ├── leadership.rs       transfer, election holds, pre-vote answers,
 //!   │                       membership changes, leadership telemetry
@@ -55,6 +56,7 @@ use crate::storage::{StateDb, StorageError};
 mod batcher;
 mod errors;
 mod leadership;
+mod log_policy;
 mod read;
 pub mod subscriptions;
 mod write;
@@ -86,6 +88,10 @@ pub struct StoreOptions {
     pub snapshot_logs_since_last: u64,
     /// Entries kept in the log behind a snapshot (for slow followers).
     pub max_in_snapshot_log_to_keep: u64,
+    /// Build a snapshot once the entries since the last one hold this many bytes.
+    pub snapshot_log_bytes: u64,
+    /// Bytes of entries kept in the log behind a snapshot (for slow followers).
+    pub log_keep_bytes: u64,
     /// Most commands in one Raft entry.
     pub batch_commands_max: usize,
     /// Most payload bytes in one Raft entry (a single larger command goes alone).
@@ -112,6 +118,8 @@ impl StoreOptions {
             election_timeout_max_ms: 2000,
             snapshot_logs_since_last: 10_000,
             max_in_snapshot_log_to_keep: 1_000,
+            snapshot_log_bytes: crate::config::SNAPSHOT_LOG_MIB * 1024 * 1024,
+            log_keep_bytes: crate::config::LOG_KEEP_MIB * 1024 * 1024,
             batch_commands_max: 1024,
             entry_bytes_max: 4 * 1024 * 1024,
             pipeline_max: 2,
@@ -276,6 +284,11 @@ impl Store {
             opts.node_id,
             metrics.clone(),
         ));
+        tokio::spawn(log_policy::run(
+            raft.clone(),
+            log_handle.clone(),
+            opts.clone(),
+        ));
         emit!(t::STORE_STARTED, "store" => name, "node_id" => opts.node_id);
         let snapshot_inbox = Inbox::new(
             raft.clone(),
@@ -383,5 +396,10 @@ impl Store {
     /// The state database.
     pub fn state(&self) -> &Arc<StateDb> {
         &self.state
+    }
+
+    /// Bytes of entries the Raft log holds now.
+    pub fn log_bytes(&self) -> u64 {
+        self.log.bytes_after(None)
     }
 }
