@@ -36,6 +36,19 @@ pub const STREAMS_PAGE: u32 = 1000;
 /// Input that can be checked without the store (a batch file) is checked before any
 /// connection is made, so a bad file fails fast and writes nothing.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
+    if let Command::Token(args::TokenCommand::Create { name, grants }) = &cli.command {
+        // Made here, printed once; the gater only ever sees its hash.
+        let token = crate::access::new_token();
+        let entry = crate::access::TokenEntry {
+            name: name.clone(),
+            hash: crate::access::token_digest(&token),
+            grants: grants.clone(),
+        };
+        let printed = serde_json::json!({ "token": token, "config": entry.to_toml() });
+        line(out, printed.to_string())?;
+        out.flush()?;
+        return Ok(());
+    }
     let json = cli.json;
     let timeout = Duration::from_millis(cli.timeout_ms);
     let addrs: Vec<&str> = cli
@@ -47,7 +60,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     if addrs.is_empty() {
         return Err(CliError::NoGater);
     }
-    let connect = || connect(&addrs, timeout);
+    let token = cli.token.as_ref().map(|t| t.secret().to_string());
+    let connect = || connect(&addrs, timeout, token.clone());
     let store = |c: &Client| c.store(&cli.store);
 
     match cli.command {
@@ -227,6 +241,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                 line(out, output::stats(&st, json))?;
             }
         }
+        Command::Token(_) => unreachable!("`token` is answered before any connection"),
     }
     out.flush()?;
     Ok(())
@@ -234,8 +249,13 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
 
 /// Connects to the first gater that answers, within `timeout` in all (the client's own
 /// connect deadline is longer than a user may have asked for).
-async fn connect(addrs: &[&str], timeout: Duration) -> Result<Client, CliError> {
-    match tokio::time::timeout(timeout, Client::connect(addrs)).await {
+async fn connect(
+    addrs: &[&str],
+    timeout: Duration,
+    token: Option<String>,
+) -> Result<Client, CliError> {
+    let builder = Client::builder(addrs).token(token.unwrap_or_default());
+    match tokio::time::timeout(timeout, builder.connect()).await {
         Ok(c) => Ok(c?.with_timeout(timeout)),
         Err(_) => Err(ClientError::Timeout(timeout).into()),
     }

@@ -640,6 +640,7 @@ mod tests {
                 suspect: 0,
             }],
             leases_expired: 0,
+            audit: Default::default(),
         };
         assert_eq!(
             health(&h, true),
