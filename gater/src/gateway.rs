@@ -100,8 +100,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway with an empty registry.
+    /// A gateway with an empty registry. Served as is (not through
+    /// [`Gateway::serve`], which makes one handler per connection), it acts for a
+    /// connection that has not authenticated: everyone on an open gater.
     pub fn new(opts: GatewayOptions) -> Self {
+        let initial = opts.authority.initial_principal(None).map(Arc::new);
         Gateway {
             inner: Arc::new(Inner {
                 registry: Mutex::new(Registry::new(opts.lease, SUSPECT_FOR)),
@@ -109,7 +112,7 @@ impl Gateway {
                 opts,
                 audit: Audit::default(),
             }),
-            principal: Arc::default(),
+            principal: Arc::new(Mutex::new(initial)),
         }
     }
 
