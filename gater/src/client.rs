@@ -145,7 +145,9 @@ impl ClientBuilder {
     }
 
     /// Connects to the first reachable gater that accepts the token; the others are
-    /// used when it fails. A token not accepted is `Unauthenticated`.
+    /// used when it fails. A token not accepted is `Unauthenticated` here; without a
+    /// token the connection is made (health is open to all) and a gater that wants
+    /// one refuses the calls that need it.
     pub async fn connect(self) -> Result<Client, ClientError> {
         if self.addrs.is_empty() {
             return Err(ClientError::NoGaters);
@@ -157,7 +159,7 @@ impl ClientBuilder {
             timeout: self.timeout,
             token: self.token,
         };
-        c.call(|g, ctx| async move { g.list_stores(ctx).await })
+        c.call(|g, ctx| async move { g.health(ctx).await.map(Ok) })
             .await?;
         Ok(c)
     }

@@ -128,9 +128,11 @@ async fn tokens_and_roles_per_store_through_a_real_gater() {
         .await
         .expect("admin appends to other");
 
-    // No token, a wrong token: Unauthenticated, at connect.
-    unauthenticated(Client::connect(&[addr]).await);
+    // A wrong token: Unauthenticated, at connect. No token: health only.
     unauthenticated(client(addr, "rkn_not-a-token-this-gater-knows").await);
+    let anonymous = Client::connect(&[addr]).await.expect("health is open");
+    assert!(anonymous.health().await.is_ok());
+    unauthenticated(anonymous.store("default").read("s", 0, 10).await);
 
     // A read token reads its store, and nothing else.
     let r = client(addr, &reader.token).await.expect("reader connects");
@@ -232,6 +234,8 @@ async fn tokens_and_roles_per_store_through_a_real_gater() {
     assert!(err.starts_with("error: Unauthenticated: "), "{err}");
     let (code, _, err) = reckon(addr, None, &["read", "s"]);
     assert_eq!(code, 6, "{err}");
+    let (code, _, err) = reckon(addr, None, &["health"]);
+    assert_eq!(code, 0, "health is open to all: {err}");
     let (code, out, err) = reckon(addr, Some(&reader.token), &["read", "s"]);
     assert_eq!((code, out.lines().count()), (0, 3), "{err}");
 
