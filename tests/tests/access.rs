@@ -239,6 +239,26 @@ async fn tokens_and_roles_per_store_through_a_real_gater() {
     let (code, out, err) = reckon(addr, Some(&reader.token), &["read", "s"]);
     assert_eq!((code, out.lines().count()), (0, 3), "{err}");
 
+    // Subscriptions: an admin creates, a reader may not, but consumes it.
+    let (code, _, err) = reckon(
+        addr,
+        Some(&reader.token),
+        &["subscribe", "stream", "s", "feed"],
+    );
+    assert_eq!(code, 6, "{err}");
+    let (code, _, err) = reckon(
+        addr,
+        Some(&ops.token),
+        &["subscribe", "stream", "s", "feed"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = reckon(
+        addr,
+        Some(&reader.token),
+        &["tail", "stream", "s", "feed", "--ack", "--max", "3"],
+    );
+    assert_eq!((code, out.lines().count()), (0, 3), "{err}");
+
     // The audit is in the log, naming principal, store and action; no token is.
     let log = gater.log();
     assert!(

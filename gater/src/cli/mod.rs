@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crate::client::{Client, ClientError, StoreHandle};
 use crate::subscription::SubscribeOptions;
-use crate::types::Direction;
+use crate::types::{Direction, StoreError};
 
 pub use args::Cli;
 use args::{Command, SnapshotCommand};
@@ -215,9 +215,21 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         }
         Command::Tail(a) => {
             let s = store(&connect().await?);
-            let info = s
+            let info = match s
                 .subscribe(a.kind, &a.selector, &a.name, SubscribeOptions::default())
-                .await?;
+                .await
+            {
+                Ok(info) => info,
+                // Creating needs admin; a `read` consumer follows the subscription
+                // an admin created, when there is one.
+                Err(denied @ ClientError::Store(StoreError::PermissionDenied { .. })) => s
+                    .subscriptions()
+                    .await?
+                    .into_iter()
+                    .find(|i| i.kind == a.kind && i.selector == a.selector && i.name == a.name)
+                    .ok_or(denied)?,
+                Err(e) => return Err(e.into()),
+            };
             let consumer = format!("reckon-tail-{}", std::process::id());
             let mut sub = s.subscriber(&info.key, &consumer);
             let mut printed = 0u64;
