@@ -602,6 +602,16 @@ mod tests {
         d[31] ^= 1;
         assert!(!token_matches(&t, &d));
         assert!(digest_mac(&t).verify_slice(&d).is_err());
+        // Timing is not measured (it would make the test flaky); instead the one
+        // compare is pinned to hmac's verify_slice, so a rewrite to `==` fails here.
+        let src = include_str!("access.rs");
+        let body = src
+            .split("pub fn token_matches(")
+            .nth(1)
+            .and_then(|rest| rest.split("\n}\n").next())
+            .expect("token_matches is defined here");
+        assert!(body.contains(".verify_slice(digest)"), "{body}");
+        assert!(!body.contains("=="), "no byte compare: {body}");
     }
 
     fn authority() -> (Authority, String, String) {
