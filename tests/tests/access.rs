@@ -234,8 +234,9 @@ async fn tokens_and_roles_per_store_through_a_real_gater() {
     assert!(err.starts_with("error: Unauthenticated: "), "{err}");
     let (code, _, err) = reckon(addr, None, &["read", "s"]);
     assert_eq!(code, 6, "{err}");
-    let (code, _, err) = reckon(addr, None, &["health"]);
+    let (code, out, err) = reckon(addr, None, &["health"]);
     assert_eq!(code, 0, "health is open to all: {err}");
+    assert!(out.contains("\naudit auth_failures="), "{out}");
     let (code, out, err) = reckon(addr, Some(&reader.token), &["read", "s"]);
     assert_eq!((code, out.lines().count()), (0, 3), "{err}");
 
