@@ -4,9 +4,12 @@
 //! the [worker service](crate::worker), plus health and cluster status; the gater
 //! routes each request to a worker of the named store. Nodes call [`Gater::register`] once per store and then
 //! [`Gater::heartbeat`] within their lease; a worker whose lease runs out is dropped.
+//! Registration is signed with the cluster secret ([`crate::auth`]); everything else
+//! a client calls is subject to [`crate::access`] once the gater has tokens.
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::Principal;
 use crate::metrics::StoreStats;
 use crate::request::{StoreRequest, StoreResponse};
 use crate::types::{Role, StoreError};
@@ -99,6 +102,19 @@ pub struct HealthReport {
     pub stores: Vec<StoreHealth>,
     /// Workers dropped because their lease ran out, since the gater started.
     pub leases_expired: u64,
+    /// Refusals and admin actions since the gater started.
+    pub audit: AuditCounts,
+}
+
+/// What the gater's audit counted since it started (see [`crate::access`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditCounts {
+    /// Tokens not accepted, and calls made before authenticating.
+    pub auth_failures: u64,
+    /// Calls refused for lack of a role.
+    pub permission_denied: u64,
+    /// Admin operations let through (each is also logged with its principal).
+    pub admin_actions: u64,
 }
 
 impl HealthReport {
@@ -156,17 +172,28 @@ pub trait Gater {
     /// Removes a worker at once (a node shutting down).
     async fn deregister(registration: Registration) -> Result<(), RegistryError>;
 
-    /// Health per store.
+    /// Health per store; open to every connection, authenticated or not.
     async fn health() -> HealthReport;
-    /// The stores with registered workers.
-    async fn list_stores() -> Vec<String>;
-    /// Nodes, roles, leader, term and indexes per store.
-    async fn cluster_status() -> Vec<StoreStatus>;
+    /// The stores with registered workers that the connection's principal holds a
+    /// role on.
+    async fn list_stores() -> Result<Vec<String>, StoreError>;
+    /// Nodes, roles, leader, term and indexes per store, of the stores the
+    /// connection's principal holds a role on.
+    async fn cluster_status() -> Result<Vec<StoreStatus>, StoreError>;
     /// Counters and latency histograms per store and node, asked of every registered
     /// worker at once; a worker that does not answer within the deadline is left out.
-    async fn stats() -> Vec<StoreStats>;
+    /// Only the stores the principal is `admin` of; `PermissionDenied` when none.
+    async fn stats() -> Result<Vec<StoreStats>, StoreError>;
 
     /// One operation on `store`, routed by [`StoreRequest::route`] to a worker of it;
     /// see [`Worker::call`](crate::worker::Worker::call).
     async fn call(store: String, request: StoreRequest) -> Result<StoreResponse, StoreError>;
+
+    /// Authenticates this connection with a bearer token (`None`: none) and answers
+    /// who it now acts as; every later call on the connection is checked against that
+    /// principal's grants. A token not accepted leaves the connection
+    /// unauthenticated (`Unauthenticated`). On an open gater (no tokens configured)
+    /// any answer is the open principal. Clients call it right after connecting,
+    /// before anything else, on every new connection.
+    async fn authenticate(token: Option<String>) -> Result<Principal, StoreError>;
 }

@@ -20,12 +20,30 @@
 //! honours end to end. When a gater cannot be reached the call moves on to the next
 //! one in the list. Events without an id get a UUIDv7 here, before the first attempt,
 //! so a retried append is recognised by the store and never written twice.
+//!
+//! A gater with tokens configured wants one: build the client with
+//! [`Client::builder`] and [`ClientBuilder::token`]. The token travels once per
+//! connection: right after dialling a gater, before any other call, the client calls
+//! [`Gater::authenticate`](crate::api::Gater::authenticate) and the gater keeps the
+//! principal for that connection. Every new connection (another gater after a
+//! failover, a redial after a fault) authenticates again the same way.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), reckon_gater::ClientError> {
+//! let client = reckon_gater::Client::builder(&["127.0.0.1:7700"])
+//!     .token(std::env::var("RECKON_TOKEN").unwrap_or_default())
+//!     .connect()
+//!     .await?;
+//! println!("acting as {}", client.access().await?.name);
+//! # Ok(()) }
+//! ```
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tarpc::client::RpcError;
 
+use crate::access::Principal;
 use crate::api::{GaterClient, HealthReport, StoreStatus};
 use crate::metrics::StoreStats;
 use crate::page::{EventPage, PageError};
@@ -87,13 +105,84 @@ impl ClientError {
 pub struct Client {
     /// The gaters' addresses, in the order given.
     addrs: Arc<Vec<String>>,
-    /// Their connections.
+    /// Their connections, each authenticated with `token` when there is one.
     pool: Pool<GaterClient>,
     current: Arc<std::sync::atomic::AtomicUsize>,
     timeout: Duration,
+    /// The bearer token presented on every new connection. Never printed.
+    token: Option<Arc<str>>,
+}
+
+/// How a [`Client`] is set up before it connects: [`Client::builder`].
+pub struct ClientBuilder {
+    addrs: Vec<String>,
+    token: Option<Arc<str>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("addrs", &self.addrs)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl ClientBuilder {
+    /// Presents `token` to every gater connection (an empty one means none).
+    pub fn token(mut self, token: impl Into<String>) -> ClientBuilder {
+        let t: String = token.into();
+        self.token = (!t.is_empty()).then(|| Arc::from(t));
+        self
+    }
+
+    /// The per-call deadline ([`DEFAULT_TIMEOUT`] unless set).
+    pub fn timeout(mut self, timeout: Duration) -> ClientBuilder {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Connects to the first reachable gater that accepts the token; the others are
+    /// used when it fails. A token not accepted is `Unauthenticated` here; without a
+    /// token the connection is made (health is open to all) and a gater that wants
+    /// one refuses the calls that need it.
+    pub async fn connect(self) -> Result<Client, ClientError> {
+        if self.addrs.is_empty() {
+            return Err(ClientError::NoGaters);
+        }
+        let c = Client {
+            addrs: Arc::new(self.addrs),
+            pool: Pool::default(),
+            current: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            timeout: self.timeout,
+            token: self.token,
+        };
+        c.call(|g, ctx| async move { g.health(ctx).await.map(Ok) })
+            .await?;
+        Ok(c)
+    }
+}
+
+/// Why a gater connection could not be had.
+enum DialFault {
+    /// No connection (or it broke): try the next gater.
+    Transport(String),
+    /// The gater answered the authentication with a refusal: the caller's answer.
+    Refused(StoreError),
 }
 
 impl Client {
+    /// A client to be set up (token, deadline) before it connects to `addrs`.
+    pub fn builder<S: AsRef<str>>(addrs: &[S]) -> ClientBuilder {
+        ClientBuilder {
+            addrs: addrs.iter().map(|a| a.as_ref().to_string()).collect(),
+            token: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
     /// Connects to the first reachable gater of `addrs` (HOST:PORT each); the others
     /// are used when it fails.
     ///
@@ -104,18 +193,18 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn connect<S: AsRef<str>>(addrs: &[S]) -> Result<Client, ClientError> {
-        if addrs.is_empty() {
-            return Err(ClientError::NoGaters);
-        }
-        let c = Client {
-            addrs: Arc::new(addrs.iter().map(|a| a.as_ref().to_string()).collect()),
-            pool: Pool::default(),
-            current: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
-            timeout: DEFAULT_TIMEOUT,
-        };
-        c.call(|g, ctx| async move { g.list_stores(ctx).await.map(Ok) })
-            .await?;
-        Ok(c)
+        Client::builder(addrs).connect().await
+    }
+
+    /// Who this client acts as and what it may do, as the gater sees it: its token's
+    /// principal, or everyone on an open gater.
+    pub async fn access(&self) -> Result<Principal, ClientError> {
+        let token = self.token.clone();
+        self.call(move |g, ctx| {
+            let token = token.as_deref().map(str::to_string);
+            async move { g.authenticate(ctx, token).await }
+        })
+        .await
     }
 
     /// The same client with another per-call deadline.
@@ -133,16 +222,28 @@ impl Client {
         }
     }
 
-    async fn gater(&self, i: usize) -> Result<GaterClient, String> {
+    /// The connection to gater `i`, dialled and authenticated when there is none.
+    async fn gater(&self, i: usize) -> Result<GaterClient, DialFault> {
         let addr = &self.addrs[i];
         let dial = || async {
-            let t = crate::transport::dial(addr, crate::transport::Service::Gater).await?;
-            Ok::<_, std::io::Error>(GaterClient::new(tarpc::client::Config::default(), t).spawn())
+            let t = crate::transport::dial(addr, crate::transport::Service::Gater)
+                .await
+                .map_err(|e| DialFault::Transport(format!("{addr}: {e}")))?;
+            let g = GaterClient::new(tarpc::client::Config::default(), t).spawn();
+            if let Some(token) = &self.token {
+                // First call on the connection: the gater keeps the principal for it.
+                match g
+                    .authenticate(tarpc::context::current(), Some(token.to_string()))
+                    .await
+                {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(refused)) => return Err(DialFault::Refused(refused)),
+                    Err(e) => return Err(DialFault::Transport(format!("{addr}: {e}"))),
+                }
+            }
+            Ok(g)
         };
-        match self.pool.get_or_dial(addr, dial).await {
-            Ok((c, _)) => Ok(c),
-            Err(e) => Err(format!("{addr}: {e}")),
-        }
+        self.pool.get_or_dial(addr, dial).await.map(|(c, _)| c)
     }
 
     /// Runs one call with the deadline, moving to the next gater on a transport fault.
@@ -162,10 +263,11 @@ impl Client {
             }
             let g = match tokio::time::timeout_at(deadline.into(), self.gater(i)).await {
                 Ok(Ok(g)) => g,
-                Ok(Err(e)) => {
+                Ok(Err(DialFault::Transport(e))) => {
                     faults.push(e);
                     continue;
                 }
+                Ok(Err(DialFault::Refused(e))) => return Err(ClientError::Store(e)),
                 Err(_) => return Err(ClientError::Timeout(self.timeout)),
             };
             let mut ctx = tarpc::context::current();
@@ -208,7 +310,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn list_stores(&self) -> Result<Vec<String>, ClientError> {
-        self.call(|g, ctx| async move { g.list_stores(ctx).await.map(Ok) })
+        self.call(|g, ctx| async move { g.list_stores(ctx).await })
             .await
     }
 
@@ -222,7 +324,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn cluster_status(&self) -> Result<Vec<StoreStatus>, ClientError> {
-        self.call(|g, ctx| async move { g.cluster_status(ctx).await.map(Ok) })
+        self.call(|g, ctx| async move { g.cluster_status(ctx).await })
             .await
     }
 
@@ -237,8 +339,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn stats(&self) -> Result<Vec<StoreStats>, ClientError> {
-        self.call(|g, ctx| async move { g.stats(ctx).await.map(Ok) })
-            .await
+        self.call(|g, ctx| async move { g.stats(ctx).await }).await
     }
 }
 

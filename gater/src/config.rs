@@ -8,6 +8,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::access::{Authority, ClientEntry, TokenEntry};
 use crate::gateway::GatewayOptions;
 use crate::logging::LogConfig;
 use crate::router::RetryPolicy;
@@ -45,6 +46,12 @@ pub struct GaterConfig {
     pub secret: Option<String>,
     /// `[log]`: how much to log and where.
     pub log: LogConfig,
+    /// `[[tokens]]`: bearer tokens (their hashes) and their grants. With any (or any
+    /// `[[clients]]`), every call but `health` needs a valid token; with none, the
+    /// gater is open.
+    pub tokens: Vec<TokenEntry>,
+    /// `[[clients]]`: grants for client certificates, by the certificate's name.
+    pub clients: Vec<ClientEntry>,
 }
 
 impl Default for GaterConfig {
@@ -59,6 +66,8 @@ impl Default for GaterConfig {
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             secret: None,
             log: LogConfig::default(),
+            tokens: Vec::new(),
+            clients: Vec::new(),
         }
     }
 }
@@ -151,7 +160,17 @@ impl GaterConfig {
                 );
             }
         }
+        self.authority()?;
         Ok(())
+    }
+
+    /// The access rules of `[[tokens]]` and `[[clients]]`; an entry that does not hold
+    /// is an error naming its key.
+    pub fn authority(&self) -> Result<Authority, ConfigError> {
+        Authority::new(&self.tokens, &self.clients).map_err(|e| ConfigError::Invalid {
+            key: e.key,
+            reason: e.reason,
+        })
     }
 
     /// `shutdown_grace_ms` as a [`Duration`].
@@ -159,9 +178,10 @@ impl GaterConfig {
         Duration::from_millis(self.shutdown_grace_ms)
     }
 
-    /// The gateway options this config describes.
-    pub fn gateway_options(&self) -> GatewayOptions {
-        GatewayOptions {
+    /// The gateway options this config describes; an error only for a config that
+    /// [`validate`](Self::validate) refuses.
+    pub fn gateway_options(&self) -> Result<GatewayOptions, ConfigError> {
+        Ok(GatewayOptions {
             lease: Duration::from_millis(self.lease_ms),
             retry: RetryPolicy {
                 retries_max: self.retries_max,
@@ -169,10 +189,12 @@ impl GaterConfig {
                 backoff_max: Duration::from_millis(self.backoff_max_ms),
             },
             secret: self.secret.clone(),
-        }
+            authority: std::sync::Arc::new(self.authority()?),
+        })
     }
 
-    /// The config as TOML with the secret masked, for `--print-config`.
+    /// The config as TOML with the secret masked, for `--print-config`. Tokens are
+    /// printed as their hashes, which is all the config holds of them.
     pub fn masked_toml(&self) -> String {
         let mut c = self.clone();
         if c.secret.is_some() {
@@ -276,6 +298,39 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("\"secret\"") && !e.contains("short"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tokens_load_and_bad_grants_name_the_key() {
+        Jail::expect_with(|jail| {
+            let token = crate::access::new_token();
+            let entry = TokenEntry {
+                name: "app".into(),
+                hash: crate::access::token_digest(&token),
+                grants: vec!["default:read+write".into()],
+            };
+            jail.create_file("g.toml", &entry.to_toml())?;
+            let path = jail.directory().join("g.toml");
+            let c = GaterConfig::load(Some(&path), &GaterFlags::default()).unwrap();
+            assert_eq!(c.tokens, vec![entry.clone()]);
+            let a = c.authority().unwrap();
+            assert_eq!(a.authenticate_token(&token).unwrap().name, "app");
+            let printed = c.masked_toml();
+            assert!(printed.contains(&entry.hash), "{printed}");
+            assert!(!printed.contains(&token), "the token never: {printed}");
+            let reread: GaterConfig = toml::from_str(&printed).unwrap();
+            assert_eq!(reread.tokens, c.tokens);
+
+            jail.create_file("bad.toml", &entry.to_toml().replace("read+write", "raed"))?;
+            let e = GaterConfig::load(
+                Some(&jail.directory().join("bad.toml")),
+                &GaterFlags::default(),
+            )
+            .unwrap_err();
+            assert_eq!(e.key().as_deref(), Some("tokens[0].grants"));
+            assert!(e.to_string().contains("\"raed\""), "{e}");
             Ok(())
         });
     }

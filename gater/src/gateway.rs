@@ -5,8 +5,16 @@
 //! faults back: a transport error or timeout marks the worker suspect and fails over
 //! to the next; `NotLeader` redirects; passing errors back off with jitter; all inside
 //! the caller's deadline.
+//!
+//! Each client connection gets its own handler ([`Gateway::connection`]) that keeps
+//! the [`Principal`] the connection authenticated as; every call is checked against
+//! it ([`crate::access`]) before anything is routed, so a refused call changes
+//! nothing. Refusals and admin operations are audited: a telemetry event (logged by
+//! the default handler) naming principal, store and action, and a count in
+//! [`HealthReport::audit`].
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +23,10 @@ use tarpc::context::Context;
 use tarpc::server::{BaseChannel, Channel};
 use tokio::net::TcpListener;
 
-use crate::api::{Gater, HealthReport, Lease, Registration, RegistryError, StoreStatus};
+use crate::access::{Authority, NonStoreCall, Permission, Principal, Refusal};
+use crate::api::{
+    AuditCounts, Gater, HealthReport, Lease, Registration, RegistryError, StoreStatus,
+};
 use crate::metrics::StoreStats;
 use crate::pool::Pool;
 use crate::request::{Route, StoreRequest, StoreResponse};
@@ -41,6 +52,8 @@ pub struct GatewayOptions {
     pub retry: RetryPolicy,
     /// Cluster secret; registrations must be signed with it when set.
     pub secret: Option<String>,
+    /// Who may call what; open (everyone, everything) when nothing is configured.
+    pub authority: Arc<Authority>,
 }
 
 impl Default for GatewayOptions {
@@ -49,6 +62,7 @@ impl Default for GatewayOptions {
             lease: Duration::from_millis(3000),
             retry: RetryPolicy::default(),
             secret: None,
+            authority: Arc::default(),
         }
     }
 }
@@ -57,23 +71,155 @@ struct Inner {
     registry: Mutex<Registry>,
     pool: Pool<WorkerClient>,
     opts: GatewayOptions,
+    audit: Audit,
 }
 
-/// The gateway service handler (a cheap clone).
+/// The audit's counters (see [`AuditCounts`]).
+#[derive(Default)]
+struct Audit {
+    auth_failures: AtomicU64,
+    permission_denied: AtomicU64,
+    admin_actions: AtomicU64,
+}
+
+/// What the TLS layer verified about the peer of an accepted connection: the hook
+/// through which a client certificate becomes a [`Principal`] (its name is looked up
+/// in the gater's `[[clients]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// The client certificate's name, as `reckon certs client --name` wrote it.
+    pub certificate_name: String,
+}
+
+/// The gateway service handler (a cheap clone). One per connection carries that
+/// connection's principal; clones share it.
 #[derive(Clone)]
 pub struct Gateway {
     inner: Arc<Inner>,
+    principal: Arc<Mutex<Option<Arc<Principal>>>>,
 }
 
 impl Gateway {
-    /// A gateway with an empty registry.
+    /// A gateway with an empty registry. Served as is (not through
+    /// [`Gateway::serve`], which makes one handler per connection), it acts for a
+    /// connection that has not authenticated: everyone on an open gater.
     pub fn new(opts: GatewayOptions) -> Self {
+        let initial = opts.authority.initial_principal(None).map(Arc::new);
         Gateway {
             inner: Arc::new(Inner {
                 registry: Mutex::new(Registry::new(opts.lease, SUSPECT_FOR)),
                 pool: Pool::default(),
                 opts,
+                audit: Audit::default(),
             }),
+            principal: Arc::new(Mutex::new(initial)),
+        }
+    }
+
+    /// The handler for one new connection: it starts as the principal its verified
+    /// certificate maps to (`identity`, from the TLS layer), as everyone on an open
+    /// gater, or unauthenticated; [`Gater::authenticate`] changes that for this
+    /// connection only.
+    pub fn connection(&self, identity: Option<&PeerIdentity>) -> Gateway {
+        let initial = self
+            .inner
+            .opts
+            .authority
+            .initial_principal(identity.map(|i| i.certificate_name.as_str()));
+        Gateway {
+            inner: self.inner.clone(),
+            principal: Arc::new(Mutex::new(initial.map(Arc::new))),
+        }
+    }
+
+    fn principal(&self) -> Option<Arc<Principal>> {
+        self.principal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn audit_unauthenticated(&self, store: &str, action: &str, reason: &str) -> StoreError {
+        self.inner
+            .audit
+            .auth_failures
+            .fetch_add(1, Ordering::Relaxed);
+        crate::emit!(telemetry::GATER_AUTH_FAILED, "principal" => "-", "store" => store, "action" => action, "reason" => reason);
+        StoreError::Unauthenticated {
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Checks that this connection may do `needs` on `store`; a refusal is audited.
+    fn authorize(
+        &self,
+        store: &str,
+        action: &str,
+        needs: Permission,
+    ) -> Result<Arc<Principal>, StoreError> {
+        let principal = self.principal();
+        match Authority::authorize(principal.as_deref(), store, needs) {
+            Ok(()) => Ok(principal.expect("authorize accepts only a principal")),
+            Err(Refusal::Unauthenticated) => Err(self.audit_unauthenticated(
+                store,
+                action,
+                "this gater requires a token: give --token or RECKON_TOKEN",
+            )),
+            Err(Refusal::Denied { principal, needs }) => {
+                self.inner
+                    .audit
+                    .permission_denied
+                    .fetch_add(1, Ordering::Relaxed);
+                crate::emit!(telemetry::GATER_ACCESS_DENIED, "principal" => &principal, "store" => store, "action" => action, "needs" => needs.name());
+                Err(StoreError::PermissionDenied {
+                    principal,
+                    store: store.to_string(),
+                    action: action.to_string(),
+                    needs: needs.name().to_string(),
+                })
+            }
+        }
+    }
+
+    /// The principal for a call not about one store (see [`NonStoreCall`]).
+    fn authorize_non_store(
+        &self,
+        call: NonStoreCall,
+    ) -> Result<Option<Arc<Principal>>, StoreError> {
+        let Some(needs) = call.permission() else {
+            return Ok(None);
+        };
+        let Some(principal) = self.principal() else {
+            return Err(self.audit_unauthenticated(
+                "-",
+                call.name(),
+                "this gater requires a token: give --token or RECKON_TOKEN",
+            ));
+        };
+        if let Some(p) = needs {
+            if !principal.holds_anywhere(p) {
+                self.inner
+                    .audit
+                    .permission_denied
+                    .fetch_add(1, Ordering::Relaxed);
+                crate::emit!(telemetry::GATER_ACCESS_DENIED, "principal" => &principal.name, "store" => "*", "action" => call.name(), "needs" => p.name());
+                return Err(StoreError::PermissionDenied {
+                    principal: principal.name.clone(),
+                    store: "*".into(),
+                    action: call.name().into(),
+                    needs: p.name().into(),
+                });
+            }
+        }
+        Ok(Some(principal))
+    }
+
+    fn audit_counts(&self) -> AuditCounts {
+        let a = &self.inner.audit;
+        AuditCounts {
+            auth_failures: a.auth_failures.load(Ordering::Relaxed),
+            permission_denied: a.permission_denied.load(Ordering::Relaxed),
+            admin_actions: a.admin_actions.load(Ordering::Relaxed),
         }
     }
 
@@ -114,9 +260,12 @@ impl Gateway {
                     tracing::debug!(%peer, ?service, "a gater serves only the gater service");
                     return;
                 }
+                // TLS hook: the verified client certificate's name goes here, as
+                // `Some(&PeerIdentity { .. })`, once connections are TLS.
+                let handler = me.connection(None);
                 let channel = BaseChannel::with_defaults(transport::wrap(stream))
                     .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
-                transport::spawn_requests(channel.execute(me.serve())).await;
+                transport::spawn_requests(channel.execute(handler.serve())).await;
             }
         })
         .await;
@@ -341,18 +490,27 @@ impl Gater for Gateway {
     }
 
     async fn health(self, _: Context) -> HealthReport {
-        self.registry().health(Instant::now())
+        let mut h = self.registry().health(Instant::now());
+        h.audit = self.audit_counts();
+        h
     }
 
-    async fn list_stores(self, _: Context) -> Vec<String> {
-        self.registry().stores()
+    async fn list_stores(self, _: Context) -> Result<Vec<String>, StoreError> {
+        let p = self.authorize_non_store(NonStoreCall::ListStores)?;
+        let mut stores = self.registry().stores();
+        stores.retain(|s| p.as_ref().is_none_or(|p| p.sees(s)));
+        Ok(stores)
     }
 
-    async fn cluster_status(self, _: Context) -> Vec<StoreStatus> {
-        self.registry().status(Instant::now())
+    async fn cluster_status(self, _: Context) -> Result<Vec<StoreStatus>, StoreError> {
+        let p = self.authorize_non_store(NonStoreCall::ClusterStatus)?;
+        let mut status = self.registry().status(Instant::now());
+        status.retain(|s| p.as_ref().is_none_or(|p| p.sees(&s.store)));
+        Ok(status)
     }
 
-    async fn stats(self, ctx: Context) -> Vec<StoreStats> {
+    async fn stats(self, ctx: Context) -> Result<Vec<StoreStats>, StoreError> {
+        let p = self.authorize_non_store(NonStoreCall::Stats)?;
         let addresses = self.worker_addresses();
         let deadline = ctx
             .deadline
@@ -386,8 +544,12 @@ impl Gater for Gateway {
             .into_iter()
             .flatten()
             .collect();
+        all.retain(|s| {
+            p.as_ref()
+                .is_none_or(|p| p.allows(&s.store, Permission::Admin))
+        });
         all.sort_by(|a, b| (&a.store, a.node_id).cmp(&(&b.store, b.node_id)));
-        all
+        Ok(all)
     }
 
     async fn call(
@@ -396,6 +558,8 @@ impl Gater for Gateway {
         store: String,
         mut request: StoreRequest,
     ) -> Result<StoreResponse, StoreError> {
+        let needs = request.permission();
+        let principal = self.authorize(&store, request.name(), needs)?;
         if let StoreRequest::Append { events, .. } = &mut request {
             // Every event gets its id before the first attempt, so that an attempt
             // the gater retries elsewhere (after a timeout, a lost connection, a
@@ -405,10 +569,61 @@ impl Gater for Gateway {
                 e.event_id.get_or_insert_with(uuid::Uuid::now_v7);
             }
         }
-        self.route(&ctx, &store, request.route(), |c, cx| {
-            let (store, request) = (store.clone(), request.clone());
-            async move { c.call(cx, store, request).await }
-        })
-        .await
+        let action = request.name();
+        let answer = self
+            .route(&ctx, &store, request.route(), |c, cx| {
+                let (store, request) = (store.clone(), request.clone());
+                async move { c.call(cx, store, request).await }
+            })
+            .await;
+        if needs == Permission::Admin {
+            self.inner
+                .audit
+                .admin_actions
+                .fetch_add(1, Ordering::Relaxed);
+            let outcome = answer.as_ref().map_or_else(|e| e.kind(), |_| "ok");
+            crate::emit!(telemetry::GATER_ADMIN_ACTION, "principal" => &principal.name, "store" => &store, "action" => action, "outcome" => outcome);
+        }
+        answer
+    }
+
+    async fn authenticate(
+        self,
+        _: Context,
+        token: Option<String>,
+    ) -> Result<Principal, StoreError> {
+        let authority = &self.inner.opts.authority;
+        if authority.is_open() {
+            return Ok(Principal::open());
+        }
+        let found = token
+            .as_deref()
+            .and_then(|t| authority.authenticate_token(t));
+        let mut slot = self.principal.lock().unwrap_or_else(|p| p.into_inner());
+        match found {
+            Some(p) => {
+                let p = Arc::new(p);
+                *slot = Some(p.clone());
+                Ok(Principal::clone(&p))
+            }
+            None if token.is_none() => match slot.clone() {
+                // No token, but a verified certificate's principal: keep it.
+                Some(p) => Ok(Principal::clone(&p)),
+                None => {
+                    drop(slot);
+                    Err(self.audit_unauthenticated("-", "authenticate", "no token given"))
+                }
+            },
+            None => {
+                // A token not accepted: the connection loses what it had.
+                *slot = None;
+                drop(slot);
+                Err(self.audit_unauthenticated(
+                    "-",
+                    "authenticate",
+                    "the token is not accepted by this gater (wrong, or removed from its config)",
+                ))
+            }
+        }
     }
 }

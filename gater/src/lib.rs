@@ -24,6 +24,7 @@
 //!   signals, the exit status.
 //! - [`subscription`]: subscriptions as they travel: options, records, deliveries.
 //! - [`auth`]: signing and checking worker registrations with the cluster secret.
+//! - [`access`]: client tokens, principals and their roles per store.
 //! - [`settings`]: what every binary's configuration shares (key-naming errors).
 //!
 //! And what runs on top of the contract:
@@ -36,6 +37,7 @@
 //!
 //! The crate imports neither openraft nor redb: those are internals of the node.
 
+pub mod access;
 pub mod aggregate;
 pub mod api;
 pub mod auth;
@@ -57,7 +59,7 @@ pub mod transport;
 pub mod types;
 pub mod worker;
 
-pub use client::{Client, ClientError, StoreHandle, Subscriber};
+pub use client::{Client, ClientBuilder, ClientError, StoreHandle, Subscriber};
 pub use page::EventPage;
 pub use request::{Route, StoreRequest, StoreResponse};
 pub use types::{

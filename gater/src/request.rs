@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::Permission;
 use crate::page::EventPage;
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
@@ -299,6 +300,39 @@ impl StoreRequest {
         }
     }
 
+    /// The role the caller needs on the store: decided here for every operation, in
+    /// one match without a wildcard, so that a new operation cannot be added without
+    /// deciding who may call it (the table is in the README, "Security").
+    pub fn permission(&self) -> Permission {
+        use StoreRequest as R;
+        match self {
+            R::ReadStream { .. }
+            | R::ReadAll { .. }
+            | R::ReadByEventTypes { .. }
+            | R::ReadByTags { .. }
+            | R::GetVersion { .. }
+            | R::Exists { .. }
+            | R::ListStreams { .. }
+            | R::FindStreams { .. }
+            | R::SnapshotLoad { .. }
+            | R::SnapshotList { .. }
+            | R::SnapshotExists { .. }
+            | R::GetSubscription { .. }
+            | R::ListSubscriptions { .. }
+            // Consuming a subscription moves only the consumer's own checkpoint.
+            | R::Ack { .. }
+            | R::Poll { .. } => Permission::Read,
+            R::Append { .. } | R::SnapshotSave { .. } | R::SnapshotDelete { .. } => {
+                Permission::Write
+            }
+            R::DeleteStream { .. }
+            | R::Subscribe { .. }
+            | R::Unsubscribe { .. }
+            | R::RemoveNode { .. }
+            | R::TransferLeader { .. } => Permission::Admin,
+        }
+    }
+
     /// The operation's name, for logs and errors.
     pub fn name(&self) -> &'static str {
         use StoreRequest as R;
@@ -411,5 +445,105 @@ mod tests {
             Route::Leader,
             "a pool's consumers meet on the leader"
         );
+    }
+
+    #[test]
+    fn each_request_needs_its_role() {
+        let stream_id = || "s".to_string();
+        let cases = [
+            (
+                StoreRequest::Append {
+                    stream_id: stream_id(),
+                    expected: ExpectedVersion::Any,
+                    events: Vec::new(),
+                },
+                Permission::Write,
+            ),
+            (
+                StoreRequest::ReadStream {
+                    stream_id: stream_id(),
+                    from: 0,
+                    count: 1,
+                    direction: Direction::Forward,
+                    consistency: ReadConsistency::Stale,
+                },
+                Permission::Read,
+            ),
+            (
+                StoreRequest::DeleteStream {
+                    stream_id: stream_id(),
+                    hard: false,
+                },
+                Permission::Admin,
+            ),
+            (
+                StoreRequest::DeleteStream {
+                    stream_id: stream_id(),
+                    hard: true,
+                },
+                Permission::Admin,
+            ),
+            (
+                StoreRequest::SnapshotSave {
+                    stream_id: stream_id(),
+                    version: 0,
+                    data: Vec::new(),
+                    metadata: Vec::new(),
+                },
+                Permission::Write,
+            ),
+            (
+                StoreRequest::SnapshotDelete {
+                    stream_id: stream_id(),
+                    version: None,
+                },
+                Permission::Write,
+            ),
+            (
+                StoreRequest::Subscribe {
+                    kind: SubscriptionType::Stream,
+                    selector: "s".into(),
+                    name: "n".into(),
+                    options: SubscribeOptions::default(),
+                },
+                Permission::Admin,
+            ),
+            (
+                StoreRequest::Unsubscribe { key: "k".into() },
+                Permission::Admin,
+            ),
+            (
+                StoreRequest::Poll {
+                    key: "k".into(),
+                    consumer: "c".into(),
+                    from: None,
+                    max: 1,
+                    wait_ms: 0,
+                },
+                Permission::Read,
+            ),
+            (
+                StoreRequest::Ack {
+                    key: "k".into(),
+                    consumer: "c".into(),
+                    position: 0,
+                },
+                Permission::Read,
+            ),
+            (
+                StoreRequest::ListSubscriptions {
+                    consistency: ReadConsistency::Stale,
+                },
+                Permission::Read,
+            ),
+            (StoreRequest::RemoveNode { node_id: 2 }, Permission::Admin),
+            (
+                StoreRequest::TransferLeader { node_id: 2 },
+                Permission::Admin,
+            ),
+        ];
+        for (request, needs) in cases {
+            assert_eq!(request.permission(), needs, "{}", request.name());
+        }
     }
 }

@@ -306,6 +306,7 @@ impl Registry {
         HealthReport {
             stores,
             leases_expired: self.expired_total,
+            audit: Default::default(),
         }
     }
 

@@ -96,6 +96,16 @@ pub const GATER_REQUEST_RETRY: &str = "reckon_db.gater.request.retry";
 /// A gater gave up on a routed request: `store`, `attempts`, `error`.
 pub const GATER_REQUEST_RETRIES_EXHAUSTED: &str = "reckon_db.gater.request.retries_exhausted";
 
+/// A gater refused a caller it could not authenticate (a token not accepted, or a
+/// call before authenticating): `principal` (`-`: none), `store` (`-`: none),
+/// `action`, `reason`. Never the token.
+pub const GATER_AUTH_FAILED: &str = "reckon_db.gater.auth.failed";
+/// A gater refused a call for lack of a role: `principal`, `store`, `action`, `needs`.
+pub const GATER_ACCESS_DENIED: &str = "reckon_db.gater.access.denied";
+/// A gater let an admin operation through: `principal`, `store`, `action`, `outcome`
+/// (`ok` or the error kind).
+pub const GATER_ADMIN_ACTION: &str = "reckon_db.gater.admin.action";
+
 /// Every event name this crate and the node emit.
 pub const ALL_EVENTS: &[&str] = &[
     STREAM_WRITE_START,
@@ -121,6 +131,9 @@ pub const ALL_EVENTS: &[&str] = &[
     GATER_WORKER_UNREGISTERED,
     GATER_REQUEST_RETRY,
     GATER_REQUEST_RETRIES_EXHAUSTED,
+    GATER_AUTH_FAILED,
+    GATER_ACCESS_DENIED,
+    GATER_ADMIN_ACTION,
 ];
 
 /// The most handlers attached at once.
@@ -375,6 +388,8 @@ fn is_per_request(name: &str) -> bool {
 pub fn log_event(event: &Event<'_>) {
     if event.name.ends_with(".error")
         || event.name == GATER_REQUEST_RETRIES_EXHAUSTED
+        || event.name == GATER_AUTH_FAILED
+        || event.name == GATER_ACCESS_DENIED
         || event.name == CLUSTER_LEADER_LOST
         || (event.name == CLUSTER_NODE_DOWN && event.get("peer").is_some())
     {

@@ -374,6 +374,26 @@ pub enum StoreError {
         /// The id found.
         event_id: Uuid,
     },
+    /// The gater requires a token (or client certificate) and the connection has not
+    /// presented one it accepts; nothing was done. Give `--token` (`RECKON_TOKEN`) or
+    /// ask the gater's operator for a token.
+    #[error("Unauthenticated: {reason}")]
+    Unauthenticated {
+        /// What was missing or not accepted (never the token itself).
+        reason: String,
+    },
+    /// The principal lacks the role the operation needs on the store; nothing was done.
+    #[error("PermissionDenied: {principal:?} may not {action} on store {store:?} (needs {needs})")]
+    PermissionDenied {
+        /// Who asked: the token's or certificate's name.
+        principal: String,
+        /// The store.
+        store: String,
+        /// The operation.
+        action: String,
+        /// The role it needs there (`read`, `write` or `admin`).
+        needs: String,
+    },
 }
 
 impl StoreError {
@@ -394,7 +414,7 @@ impl StoreError {
     }
 
     /// Every [`kind`](Self::kind), in a fixed order (metrics count errors by it).
-    pub const KINDS: [&'static str; 12] = [
+    pub const KINDS: [&'static str; 14] = [
         "WrongExpectedVersion",
         "StreamNotFound",
         "StreamDeleted",
@@ -407,6 +427,8 @@ impl StoreError {
         "Timeout",
         "Internal",
         "DuplicateEventId",
+        "Unauthenticated",
+        "PermissionDenied",
     ];
 
     /// The position of this error's kind in [`KINDS`](Self::KINDS).
@@ -424,6 +446,8 @@ impl StoreError {
             StoreError::Timeout { .. } => 9,
             StoreError::Internal { .. } => 10,
             StoreError::DuplicateEventId { .. } => 11,
+            StoreError::Unauthenticated { .. } => 12,
+            StoreError::PermissionDenied { .. } => 13,
         }
     }
 

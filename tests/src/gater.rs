@@ -13,19 +13,48 @@ pub struct GaterProc {
     child: Child,
     /// Its address.
     pub addr: String,
+    /// Its config file and log, when started with [`GaterProc::start_with_config`].
+    dir: Option<tempfile::TempDir>,
 }
 
 impl GaterProc {
     /// Starts a gater on `listen` (use `127.0.0.1:0` for a free port) with extra
     /// environment, and waits for its ready line.
     pub fn start(listen: &str, env: &[(&str, &str)]) -> GaterProc {
+        Self::spawn(listen, None, env)
+    }
+
+    /// Starts a gater on `listen` with `config` (TOML: `[[tokens]]` and the like) as
+    /// its `--config` file, logging to a file [`GaterProc::log`] reads.
+    pub fn start_with_config(listen: &str, config: &str, env: &[(&str, &str)]) -> GaterProc {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("gater.toml"), config).expect("write gater.toml");
+        Self::spawn(listen, Some(dir), env)
+    }
+
+    /// Everything the gater logged so far (only when started with a config).
+    pub fn log(&self) -> String {
+        self.dir
+            .as_ref()
+            .and_then(|d| std::fs::read_to_string(d.path().join("gater.log")).ok())
+            .unwrap_or_default()
+    }
+
+    fn spawn(listen: &str, dir: Option<tempfile::TempDir>, env: &[(&str, &str)]) -> GaterProc {
         let mut cmd = Command::new(bin("reckon-gater"));
         cmd.arg("--listen").arg(listen);
         clear_env(&mut cmd, "RECKON_GATER_");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let stderr = match &dir {
+            Some(d) => {
+                cmd.arg("--config").arg(d.path().join("gater.toml"));
+                Stdio::from(std::fs::File::create(d.path().join("gater.log")).expect("log file"))
+            }
+            None => Stdio::inherit(),
+        };
+        cmd.stdout(Stdio::piped()).stderr(stderr);
         let mut child = cmd.spawn().expect("spawn reckon-gater");
         let rx = forward_lines(child.stdout.take().expect("stdout"));
         let Some(rest) = after_marker(&rx, "listening on ") else {
@@ -35,6 +64,7 @@ impl GaterProc {
         GaterProc {
             child,
             addr: rest.trim().to_string(),
+            dir,
         }
     }
 

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use reckon_gater::access::{Credential, Permission, Principal};
 use reckon_gater::api::{HealthReport, StoreStatus};
 use reckon_gater::metrics::{HistogramSnapshot, StoreStats};
 use reckon_gater::subscription::SubscriptionInfo;
@@ -196,6 +197,9 @@ pub enum Event {
     Connected,
     /// The network task could not reach any gater.
     Disconnected(String),
+    /// Who the gater says the console acts as (its token's principal), after
+    /// connecting.
+    Access(Principal),
     /// Cluster status and health.
     Cluster(Result<ClusterData, String>),
     /// Counters and histograms of every store on every node that answered.
@@ -638,6 +642,10 @@ pub struct App {
     pub flash: Option<(Millis, String)>,
     /// Set by `q`: the terminal loop leaves.
     pub quit: bool,
+    /// Who the console acts as and what it may do, as the gater said; `None` until
+    /// it has (everything is offered until then: the gater refuses what is not
+    /// allowed either way).
+    pub access: Option<Principal>,
 }
 
 impl App {
@@ -666,7 +674,23 @@ impl App {
             help: false,
             flash: None,
             quit: false,
+            access: None,
         }
+    }
+
+    /// Whether the console's principal may do `permission` on `store`, so that the
+    /// action is offered.
+    pub fn may(&self, store: &str, permission: Permission) -> bool {
+        self.access
+            .as_ref()
+            .is_none_or(|p| p.allows(store, permission))
+    }
+
+    /// What the status line says about the principal: `None` on an open gater or
+    /// before the gater said.
+    pub fn access_label(&self) -> Option<String> {
+        let p = self.access.as_ref()?;
+        (p.credential != Credential::Open).then(|| format!("as {} ({})", p.name, p.grants_text()))
     }
 
     /// The subscriptions sorted by lag, largest first (ties by key).
@@ -757,6 +781,7 @@ pub fn update(app: &mut App, event: Event, now: Millis) -> Vec<Command> {
         Event::Tick => refresh(app, &mut cmds),
         Event::Connected => app.connection = Connection::Connected,
         Event::Disconnected(e) => app.connection = Connection::Disconnected(e),
+        Event::Access(p) => app.access = Some(p),
         Event::Cluster(result) => {
             if let Ok(data) = &result {
                 observe_cluster(app, data, now);
@@ -861,7 +886,13 @@ fn refresh(app: &mut App, cmds: &mut Vec<Command>) {
         app.cluster.start();
         cmds.push(Command::RefreshCluster);
     }
-    if !app.stats.in_flight() {
+    let stats_allowed = app
+        .access
+        .as_ref()
+        .is_none_or(|p| p.holds_anywhere(Permission::Admin));
+    if !stats_allowed {
+        app.stats.state = Loading::Error("stats need the admin role on a store".into());
+    } else if !app.stats.in_flight() {
         app.stats.start();
         cmds.push(Command::RefreshStats);
     }
@@ -1139,6 +1170,9 @@ fn cluster_key(app: &mut App, key: Key) {
     let Some((store, node_id)) = rows.get(app.cluster_selected).cloned() else {
         return;
     };
+    if !app.may(&store, Permission::Admin) {
+        return;
+    }
     match key {
         Key::Char('R') => {
             app.confirm = Some(Confirm {
@@ -1165,7 +1199,8 @@ fn subs_key(app: &mut App, key: Key) {
         return;
     }
     if key == Key::Char('x') {
-        if let (Some(store), Some(sub)) = (app.store.clone(), subs.get(app.subs_selected)) {
+        let store = app.store.clone().filter(|s| app.may(s, Permission::Admin));
+        if let (Some(store), Some(sub)) = (store, subs.get(app.subs_selected)) {
             app.confirm = Some(Confirm {
                 prompt: format!("Remove subscription {} ({})?", sub.name, sub.key),
                 command: Command::Unsubscribe {
@@ -1218,6 +1253,11 @@ fn streams_key(app: &mut App, key: Key, now: Millis, cmds: &mut Vec<Command>) {
             }),
             _ => None,
         };
+        let needs = match key {
+            Key::Char('a') => Permission::Write,
+            _ => Permission::Admin,
+        };
+        let confirm = confirm.filter(|_| app.may(&store, needs));
         if confirm.is_some() {
             app.confirm = confirm;
             return;

@@ -28,6 +28,9 @@ pub const ENV_PREFIX: &str = "RECKON_TUI_";
 /// The environment variable the `reckon` CLI reads its gaters from; it sets
 /// `gaters` here too, below `RECKON_TUI_GATERS`.
 pub const GATER_ENV: &str = "RECKON_GATER";
+/// The environment variable the `reckon` CLI reads its token from; it sets `token`
+/// here too, below `RECKON_TUI_TOKEN`.
+pub const TOKEN_ENV: &str = "RECKON_TOKEN";
 /// The gater the console talks to when none is configured.
 pub const DEFAULT_GATER: &str = "127.0.0.1:7700";
 /// Default refresh period, in milliseconds.
@@ -49,6 +52,10 @@ pub struct TuiConfig {
     /// How often the panels are refreshed, in milliseconds; from
     /// [`REFRESH_MS_MIN`] to [`REFRESH_MS_MAX`].
     pub refresh_ms: u64,
+    /// Bearer token for gaters that require one (also `RECKON_TOKEN`, as for the
+    /// `reckon` CLI, or `--token`). `--print-config` masks it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 impl Default for TuiConfig {
@@ -56,6 +63,7 @@ impl Default for TuiConfig {
         TuiConfig {
             gaters: vec![DEFAULT_GATER.to_owned()],
             refresh_ms: DEFAULT_REFRESH_MS,
+            token: None,
         }
     }
 }
@@ -114,7 +122,11 @@ impl TuiConfig {
 
     /// The effective config as TOML: what `--print-config` prints.
     pub fn to_toml(&self) -> Result<String, ConfigError> {
-        toml::to_string(self).map_err(ConfigError::Print)
+        let mut masked = self.clone();
+        if masked.token.is_some() {
+            masked.token = Some("***".into());
+        }
+        toml::to_string(&masked).map_err(ConfigError::Print)
     }
 }
 
@@ -144,6 +156,9 @@ pub struct TuiArgs {
     /// Refresh period in milliseconds (key `refresh_ms`, default 1000).
     #[arg(long, value_name = "N")]
     pub refresh_ms: Option<u64>,
+    /// Bearer token for the gater (key `token`; also RECKON_TOKEN).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
     /// Start an in-process 3-node cluster and gater with sample events; the
     /// configured gaters are not used.
     #[arg(long)]
@@ -160,6 +175,8 @@ struct FlagOverrides {
     gaters: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
 }
 
 /// Builds the effective config from the layers in the module docs, then validates
@@ -177,9 +194,11 @@ pub fn load(args: &TuiArgs) -> Result<TuiConfig, ConfigError> {
     let flags = FlagOverrides {
         gaters: (!args.gaters.is_empty()).then(|| args.gaters.clone()),
         refresh_ms: args.refresh_ms,
+        token: args.token.clone(),
     };
     let config: TuiConfig = figment
         .merge(Env::raw().only(&[GATER_ENV]).map(|_| "gaters".into()))
+        .merge(Env::raw().only(&[TOKEN_ENV]).map(|_| "token".into()))
         .merge(Env::prefixed(ENV_PREFIX))
         .merge(Serialized::defaults(flags))
         .extract()
@@ -210,7 +229,7 @@ mod tests {
         Jail::expect_with(|jail| {
             let stray: Vec<String> = std::env::vars()
                 .map(|(k, _)| k)
-                .filter(|k| k.starts_with(ENV_PREFIX) || k == GATER_ENV)
+                .filter(|k| k.starts_with(ENV_PREFIX) || k == GATER_ENV || k == TOKEN_ENV)
                 .collect();
             assert!(
                 stray.is_empty(),
@@ -337,9 +356,24 @@ mod tests {
             let config = TuiConfig {
                 gaters: gaters(&["10.0.0.1:7700", "10.0.0.2:7701"]),
                 refresh_ms: 750,
+                token: None,
             };
             jail.create_file("printed.toml", &config.to_toml().expect("prints"))?;
             assert_eq!(load_ok(&["--config", "printed.toml"])?, config);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_token_comes_from_reckon_token_and_is_never_printed() {
+        jail(|jail| {
+            jail.set_env(TOKEN_ENV, "rkn_from_env");
+            assert_eq!(load_ok(&[])?.token.as_deref(), Some("rkn_from_env"));
+            let c = load_ok(&["--token", "rkn_from_flag"])?;
+            assert_eq!(c.token.as_deref(), Some("rkn_from_flag"));
+            let printed = c.to_toml().expect("prints");
+            assert!(printed.contains("token = \"***\""), "{printed}");
+            assert!(!printed.contains("rkn_from"), "{printed}");
             Ok(())
         });
     }

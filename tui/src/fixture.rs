@@ -62,6 +62,7 @@ pub fn cluster(leader: u64, appended: u64) -> ClusterData {
                 suspect: 0,
             }],
             leases_expired: 0,
+            audit: Default::default(),
         },
     }
 }

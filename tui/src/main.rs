@@ -75,11 +75,11 @@ fn dispatch(cmds: Vec<Command>, tx: &mpsc::Sender<Command>, pending: &mut Vec<Ev
     }
 }
 
-async fn run(gaters: Vec<String>, refresh_ms: u64) -> anyhow::Result<()> {
+async fn run(gaters: Vec<String>, token: Option<String>, refresh_ms: u64) -> anyhow::Result<()> {
     let (cmd_tx, cmd_rx) = mpsc::channel(net::CHANNEL_CAPACITY);
     let (ev_tx, mut ev_rx) = mpsc::channel(net::CHANNEL_CAPACITY);
     let (key_tx, mut key_rx) = mpsc::channel(net::CHANNEL_CAPACITY);
-    net::spawn(gaters.clone(), cmd_rx, ev_tx);
+    net::spawn(gaters.clone(), token, cmd_rx, ev_tx);
 
     let mut terminal = ratatui::try_init()?;
     spawn_keys(key_tx);
@@ -141,11 +141,11 @@ fn main() -> std::process::ExitCode {
     let session = async {
         if args.demo {
             let demo = reckon_tui::demo::start().await?;
-            let r = run(vec![demo.gater.clone()], config.refresh_ms).await;
+            let r = run(vec![demo.gater.clone()], None, config.refresh_ms).await;
             drop(demo);
             r
         } else {
-            run(config.gaters, config.refresh_ms).await
+            run(config.gaters, config.token, config.refresh_ms).await
         }
     };
     match rt.block_on(session) {

@@ -5,7 +5,9 @@
 //! drains events between frames. This task owns the [`Client`]; when no gater
 //! answers it drops the client, says [`Event::Disconnected`], answers the command
 //! with an error, and dials again on the next command, so the console survives the
-//! gater going away and coming back.
+//! gater going away and coming back. With a token, every connection the client
+//! makes presents it; after connecting, the task asks the gater who the console acts
+//! as and tells the UI ([`Event::Access`]), which offers only what that allows.
 //!
 //! Each panel has a [`Lane`]: commands of one lane run one at a time, in order, and
 //! lanes run side by side, so a slow call (stats from a node far away, a leadership
@@ -30,10 +32,11 @@ pub const LANE_QUEUE_MAX: usize = 16;
 /// Starts the network task on the current tokio runtime.
 pub fn spawn(
     gaters: Vec<String>,
+    token: Option<String>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(gaters, commands, events))
+    tokio::spawn(run(gaters, token, commands, events))
 }
 
 /// Which commands wait for each other: one lane a panel, and one for actions.
@@ -125,6 +128,7 @@ impl Lanes {
 
 async fn run(
     gaters: Vec<String>,
+    token: Option<String>,
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
 ) {
@@ -177,10 +181,19 @@ async fn run(
         }
         let c = match &client {
             Some(c) => c.clone(),
-            None => match Client::connect(&gaters).await {
+            None => match Client::builder(&gaters)
+                .token(token.clone().unwrap_or_default())
+                .timeout(CALL_TIMEOUT)
+                .connect()
+                .await
+            {
                 Ok(c) => {
-                    let c = c.with_timeout(CALL_TIMEOUT);
                     client = Some(c.clone());
+                    if let Ok(p) = c.access().await {
+                        if events.send(Event::Access(p)).await.is_err() {
+                            return;
+                        }
+                    }
                     c
                 }
                 Err(e) => {

@@ -1,6 +1,7 @@
 //! `update` alone: keys, paging, filter and confirmations, with no terminal and no
 //! network.
 
+use reckon_gater::access::{parse_grants, Credential, Principal};
 use reckon_gater::types::Role;
 use reckon_gater::StreamPage;
 
@@ -660,4 +661,58 @@ fn delivery_rates_come_from_two_subscription_lists() {
     );
     assert_eq!(app.deliveries.per_sec["k1"], 5);
     assert_eq!(app.deliveries.per_sec["k2"], 12);
+}
+
+fn principal(grants: &[&str]) -> Principal {
+    Principal {
+        name: "reader".into(),
+        credential: Credential::Token,
+        grants: parse_grants(grants).expect("grants parse"),
+    }
+}
+
+#[test]
+fn actions_the_token_may_not_do_are_not_offered() {
+    let mut app = loaded_app();
+    update(&mut app, Event::Access(principal(&["default:read"])), T0);
+    assert_eq!(
+        app.access_label().as_deref(),
+        Some("as reader (default:read)")
+    );
+    key(&mut app, Key::Char('2'));
+    key(&mut app, Key::Down);
+    for k in ['d', 'D', 'a'] {
+        key(&mut app, Key::Char(k));
+        assert!(app.confirm.is_none(), "{k} is not offered to a reader");
+    }
+    key(&mut app, Key::Char('3'));
+    key(&mut app, Key::Char('x'));
+    assert!(app.confirm.is_none(), "x is not offered to a reader");
+    key(&mut app, Key::Char('1'));
+    for k in ['R', 'L'] {
+        key(&mut app, Key::Char(k));
+        assert!(app.confirm.is_none(), "{k} is not offered to a reader");
+    }
+    let offered: Vec<&str> = crate::view::offered_keys(&app)
+        .iter()
+        .map(|k| k.0)
+        .collect();
+    for k in ["d / D", "a", "x", "R", "L"] {
+        assert!(!offered.contains(&k), "{k} in the help: {offered:?}");
+    }
+    // Stats need admin: not asked for.
+    let cmds = update(&mut app, Event::Tick, T0 + 5000);
+    assert!(!cmds.contains(&Command::RefreshStats), "{cmds:?}");
+
+    // A writer may append, still not delete.
+    update(
+        &mut app,
+        Event::Access(principal(&["default:read+write"])),
+        T0,
+    );
+    key(&mut app, Key::Char('2'));
+    key(&mut app, Key::Char('d'));
+    assert!(app.confirm.is_none());
+    key(&mut app, Key::Char('a'));
+    assert!(app.confirm.is_some(), "a writer is offered the test append");
 }

@@ -11,6 +11,7 @@ use ratatui::widgets::{
     Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, TableState, Wrap,
 };
 use ratatui::Frame;
+use reckon_gater::access::Permission;
 
 use crate::app::{
     role_name, App, Connection, Interval, Loading, Millis, Panel, StoreTelemetry, StreamsMode, Tab,
@@ -39,7 +40,7 @@ pub fn render(frame: &mut Frame, app: &App, now: Millis) {
     if let Some(confirm) = &app.confirm {
         render_confirm(frame, body, &confirm.prompt);
     } else if app.help {
-        render_help(frame, body);
+        render_help(frame, body, app);
     }
 }
 
@@ -898,6 +899,9 @@ fn render_status(frame: &mut Frame, area: Rect, app: &App, now: Millis) {
             store_label(app)
         )),
     ];
+    if let Some(who) = app.access_label() {
+        spans.push(Span::raw(format!(" · {who}")));
+    }
     if let Some((_, text)) = &app.flash {
         spans.push(Span::raw(" · "));
         spans.push(Span::styled(text.clone(), BOLD));
@@ -954,10 +958,30 @@ pub const KEYS: &[(&str, &str)] = &[
     ("q", "quit"),
 ];
 
-fn render_help(frame: &mut Frame, area: Rect) {
-    let a = centered(area, 58, KEYS.len() as u16 + 2);
+/// The keys of [`KEYS`] the console's principal may use on the selected store
+/// (actions it may not do are not offered).
+pub fn offered_keys(app: &App) -> Vec<(&'static str, &'static str)> {
+    let store = app.store.as_deref().unwrap_or("");
+    KEYS.iter()
+        .copied()
+        .filter(|(k, _)| match *k {
+            "a" => app.may(store, Permission::Write),
+            "d / D" | "x" => app.may(store, Permission::Admin),
+            // The cluster view acts on the selected node's store.
+            "R" | "L" => app
+                .access
+                .as_ref()
+                .is_none_or(|p| p.holds_anywhere(Permission::Admin)),
+            _ => true,
+        })
+        .collect()
+}
+
+fn render_help(frame: &mut Frame, area: Rect, app: &App) {
+    let keys = offered_keys(app);
+    let a = centered(area, 58, keys.len() as u16 + 2);
     frame.render_widget(Clear, a);
-    let lines: Vec<Line> = KEYS
+    let lines: Vec<Line> = keys
         .iter()
         .map(|(k, d)| {
             Line::from(vec![

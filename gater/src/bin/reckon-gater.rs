@@ -58,7 +58,14 @@ async fn run(config: GaterConfig) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (key \"listen\"): {e}", config.listen))?;
     let local = listener.local_addr()?;
-    let gateway = Gateway::new(config.gateway_options());
+    let gateway = Gateway::new(config.gateway_options()?);
+    if !config.tokens.is_empty() || !config.clients.is_empty() {
+        tracing::info!(
+            tokens = config.tokens.len(),
+            clients = config.clients.len(),
+            "clients must authenticate"
+        );
+    }
     println!("reckon-gater ready: listening on {local}");
     let grace = config.shutdown_grace();
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);

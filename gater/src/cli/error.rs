@@ -2,7 +2,7 @@
 //!
 //! The exit codes are part of the interface scripts rely on (the README lists them):
 //! 0 ok, 1 other error, 2 usage, 3 wrong expected version, 4 not found,
-//! 5 unavailable. Every store error kind is mapped here, in one exhaustive match, so
+//! 5 unavailable, 6 refused. Every store error kind is mapped here, in one exhaustive match, so
 //! a new kind cannot reach users without someone deciding its code.
 
 use std::io;
@@ -27,6 +27,10 @@ pub enum Exit {
     /// No answer could be had now: no gater, no worker, no leader, or the deadline
     /// passed. Trying again later may succeed.
     Unavailable = 5,
+    /// The gater refused the caller: no token or one it does not accept
+    /// (`Unauthenticated`), or a role missing on the store (`PermissionDenied`).
+    /// Nothing was done.
+    Refused = 6,
 }
 
 impl From<Exit> for std::process::ExitCode {
@@ -129,6 +133,7 @@ pub fn store_exit(e: &StoreError) -> Exit {
         StoreError::StreamDeleted { .. }
         | StoreError::DuplicateEventId { .. }
         | StoreError::Internal { .. } => Exit::Other,
+        StoreError::Unauthenticated { .. } | StoreError::PermissionDenied { .. } => Exit::Refused,
     }
 }
 
@@ -186,6 +191,16 @@ mod tests {
                     message: "x".into(),
                 },
                 1,
+            ),
+            (StoreError::Unauthenticated { reason: "x".into() }, 6),
+            (
+                StoreError::PermissionDenied {
+                    principal: "p".into(),
+                    store: "s".into(),
+                    action: "append".into(),
+                    needs: "write".into(),
+                },
+                6,
             ),
         ];
         for (e, code) in cases {

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use crate::client::{Client, ClientError, StoreHandle};
 use crate::subscription::SubscribeOptions;
-use crate::types::Direction;
+use crate::types::{Direction, StoreError};
 
 pub use args::Cli;
 use args::{Command, SnapshotCommand};
@@ -36,6 +36,19 @@ pub const STREAMS_PAGE: u32 = 1000;
 /// Input that can be checked without the store (a batch file) is checked before any
 /// connection is made, so a bad file fails fast and writes nothing.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
+    if let Command::Token(args::TokenCommand::Create { name, grants }) = &cli.command {
+        // Made here, printed once; the gater only ever sees its hash.
+        let token = crate::access::new_token();
+        let entry = crate::access::TokenEntry {
+            name: name.clone(),
+            hash: crate::access::token_digest(&token),
+            grants: grants.clone(),
+        };
+        let printed = serde_json::json!({ "token": token, "config": entry.to_toml() });
+        line(out, printed.to_string())?;
+        out.flush()?;
+        return Ok(());
+    }
     let json = cli.json;
     let timeout = Duration::from_millis(cli.timeout_ms);
     let addrs: Vec<&str> = cli
@@ -47,7 +60,8 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     if addrs.is_empty() {
         return Err(CliError::NoGater);
     }
-    let connect = || connect(&addrs, timeout);
+    let token = cli.token.as_ref().map(|t| t.secret().to_string());
+    let connect = || connect(&addrs, timeout, token.clone());
     let store = |c: &Client| c.store(&cli.store);
 
     match cli.command {
@@ -201,9 +215,21 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         }
         Command::Tail(a) => {
             let s = store(&connect().await?);
-            let info = s
+            let info = match s
                 .subscribe(a.kind, &a.selector, &a.name, SubscribeOptions::default())
-                .await?;
+                .await
+            {
+                Ok(info) => info,
+                // Creating needs admin; a `read` consumer follows the subscription
+                // an admin created, when there is one.
+                Err(denied @ ClientError::Store(StoreError::PermissionDenied { .. })) => s
+                    .subscriptions()
+                    .await?
+                    .into_iter()
+                    .find(|i| i.kind == a.kind && i.selector == a.selector && i.name == a.name)
+                    .ok_or(denied)?,
+                Err(e) => return Err(e.into()),
+            };
             let consumer = format!("reckon-tail-{}", std::process::id());
             let mut sub = s.subscriber(&info.key, &consumer);
             let mut printed = 0u64;
@@ -227,6 +253,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                 line(out, output::stats(&st, json))?;
             }
         }
+        Command::Token(_) => unreachable!("`token` is answered before any connection"),
     }
     out.flush()?;
     Ok(())
@@ -234,8 +261,13 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
 
 /// Connects to the first gater that answers, within `timeout` in all (the client's own
 /// connect deadline is longer than a user may have asked for).
-async fn connect(addrs: &[&str], timeout: Duration) -> Result<Client, CliError> {
-    match tokio::time::timeout(timeout, Client::connect(addrs)).await {
+async fn connect(
+    addrs: &[&str],
+    timeout: Duration,
+    token: Option<String>,
+) -> Result<Client, CliError> {
+    let builder = Client::builder(addrs).token(token.unwrap_or_default());
+    match tokio::time::timeout(timeout, builder.connect()).await {
         Ok(c) => Ok(c?.with_timeout(timeout)),
         Err(_) => Err(ClientError::Timeout(timeout).into()),
     }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::api::{HealthReport, StoreStatus};
+use crate::api::{AuditCounts, HealthReport, StoreStatus};
 use crate::metrics::{HistogramSnapshot, StoreStats};
 use crate::subscription::SubscriptionInfo;
 use crate::types::{AppendResult, ContentType, EventRecord, SnapshotRecord, StreamInfo};
@@ -282,6 +282,14 @@ pub fn snapshot_deleted(stream_id: &str, version: Option<u64>, json: bool) -> St
 struct HealthJson<'a> {
     status: &'static str,
     stores: BTreeMap<&'a str, StoreHealthJson>,
+    /// Left out while the gater has counted nothing (an open gater).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit: Option<AuditCounts>,
+}
+
+/// The audit counts, unless all are zero.
+fn audit_of(h: &HealthReport) -> Option<AuditCounts> {
+    (h.audit != AuditCounts::default()).then_some(h.audit)
 }
 
 #[derive(Serialize)]
@@ -354,7 +362,11 @@ pub fn health(h: &HealthReport, json: bool) -> String {
                 (s.store.as_str(), v)
             })
             .collect();
-        return to_line(&HealthJson { status, stores });
+        return to_line(&HealthJson {
+            status,
+            stores,
+            audit: audit_of(h),
+        });
     }
     let mut out = status.to_string();
     if h.stores.is_empty() {
@@ -372,6 +384,12 @@ pub fn health(h: &HealthReport, json: bool) -> String {
         if s.suspect > 0 {
             out.push_str(&format!(" suspect={}", s.suspect));
         }
+    }
+    if let Some(a) = audit_of(h) {
+        out.push_str(&format!(
+            "\naudit auth_failures={} permission_denied={} admin_actions={}",
+            a.auth_failures, a.permission_denied, a.admin_actions
+        ));
     }
     out
 }
@@ -640,6 +658,7 @@ mod tests {
                 suspect: 0,
             }],
             leases_expired: 0,
+            audit: Default::default(),
         };
         assert_eq!(
             health(&h, true),
@@ -650,6 +669,16 @@ mod tests {
             "healthy\ndefault healthy workers=3 leader=2"
         );
         assert_eq!(unavailable(&h), None);
+        // A secured gater's audit counts, once there are any.
+        let mut counted = h.clone();
+        counted.audit.permission_denied = 2;
+        assert_eq!(
+            health(&counted, false),
+            "healthy\ndefault healthy workers=3 leader=2\n\
+             audit auth_failures=0 permission_denied=2 admin_actions=0"
+        );
+        let v: Value = serde_json::from_str(&health(&counted, true)).unwrap();
+        assert_eq!(v["audit"]["permission_denied"], 2);
         // A suspect worker under a known leader: degraded, but writes go on.
         h.stores[0].healthy = false;
         h.stores[0].suspect = 1;
