@@ -39,6 +39,7 @@
 pub mod aggregate;
 pub mod api;
 pub mod auth;
+pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -53,6 +54,7 @@ pub mod settings;
 pub mod startup;
 pub mod subscription;
 pub mod telemetry;
+pub mod tls;
 pub mod transport;
 pub mod types;
 pub mod worker;
