@@ -32,6 +32,8 @@ use crate::page::{EventPage, PageError};
 use crate::pool::Pool;
 use crate::request::{StoreRequest, StoreResponse};
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
+use crate::tls::Tls;
+use crate::transport::Dialer;
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
     SnapshotRecord, StoreError, StreamInfo, StreamPage, SubscriptionType, TagMatch,
@@ -91,6 +93,59 @@ pub struct Client {
     pool: Pool<GaterClient>,
     current: Arc<std::sync::atomic::AtomicUsize>,
     timeout: Duration,
+    /// How the gaters are dialled: plain or TLS.
+    dialer: Dialer,
+}
+
+/// How a [`Client`] connects: the gaters, and what to add before connecting (TLS).
+/// Made by [`Client::builder`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use reckon_gater::tls::{ClientTlsFiles, Tls};
+/// let tls = Tls::client(&ClientTlsFiles { ca: "certs/ca.crt".into(), identity: None })?;
+/// let client = reckon_gater::Client::builder(&["db-1.example:7700"]).tls(tls).connect().await?;
+/// # let _ = client;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `connect`"]
+pub struct ClientBuilder {
+    addrs: Vec<String>,
+    timeout: Duration,
+    tls: Option<Tls>,
+}
+
+impl ClientBuilder {
+    /// Dial the gaters with TLS: they must hold certificates of `tls`'s CA for the
+    /// hosts dialled; the client presents its certificate, if `tls` has one.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The per-call deadline ([`DEFAULT_TIMEOUT`] unless set).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Connects to the first reachable gater (see [`Client::connect`]).
+    pub async fn connect(self) -> Result<Client, ClientError> {
+        if self.addrs.is_empty() {
+            return Err(ClientError::NoGaters);
+        }
+        let c = Client {
+            addrs: Arc::new(self.addrs),
+            pool: Pool::default(),
+            current: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            timeout: self.timeout,
+            dialer: Dialer::new(self.tls),
+        };
+        c.call(|g, ctx| async move { g.list_stores(ctx).await.map(Ok) })
+            .await?;
+        Ok(c)
+    }
 }
 
 impl Client {
@@ -104,18 +159,17 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn connect<S: AsRef<str>>(addrs: &[S]) -> Result<Client, ClientError> {
-        if addrs.is_empty() {
-            return Err(ClientError::NoGaters);
-        }
-        let c = Client {
-            addrs: Arc::new(addrs.iter().map(|a| a.as_ref().to_string()).collect()),
-            pool: Pool::default(),
-            current: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        Client::builder(addrs).connect().await
+    }
+
+    /// A builder for a client of the gaters at `addrs`, to set TLS or a deadline on
+    /// before [`connect`](ClientBuilder::connect)ing.
+    pub fn builder<S: AsRef<str>>(addrs: &[S]) -> ClientBuilder {
+        ClientBuilder {
+            addrs: addrs.iter().map(|a| a.as_ref().to_string()).collect(),
             timeout: DEFAULT_TIMEOUT,
-        };
-        c.call(|g, ctx| async move { g.list_stores(ctx).await.map(Ok) })
-            .await?;
-        Ok(c)
+            tls: None,
+        }
     }
 
     /// The same client with another per-call deadline.
@@ -136,7 +190,10 @@ impl Client {
     async fn gater(&self, i: usize) -> Result<GaterClient, String> {
         let addr = &self.addrs[i];
         let dial = || async {
-            let t = crate::transport::dial(addr, crate::transport::Service::Gater).await?;
+            let t = self
+                .dialer
+                .dial(addr, crate::transport::Service::Gater)
+                .await?;
             Ok::<_, std::io::Error>(GaterClient::new(tarpc::client::Config::default(), t).spawn())
         };
         match self.pool.get_or_dial(addr, dial).await {

@@ -59,7 +59,7 @@ pub mod transport;
 pub mod types;
 pub mod worker;
 
-pub use client::{Client, ClientError, StoreHandle, Subscriber};
+pub use client::{Client, ClientBuilder, ClientError, StoreHandle, Subscriber};
 pub use page::EventPage;
 pub use request::{Route, StoreRequest, StoreResponse};
 pub use types::{

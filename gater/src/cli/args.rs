@@ -71,9 +71,46 @@ pub struct Cli {
     )]
     pub timeout_ms: u64,
 
+    /// The CA that signed the gaters' certificates: dial them with TLS.
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "FILE", env = "RECKON_CA")]
+    pub ca: Option<PathBuf>,
+
+    /// A client certificate to present to the gater (with --key and --ca).
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        value_name = "FILE",
+        env = "RECKON_CERT",
+        requires_all = ["key", "ca"]
+    )]
+    pub cert: Option<PathBuf>,
+
+    /// The private key of --cert.
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        value_name = "FILE",
+        env = "RECKON_KEY",
+        requires = "cert"
+    )]
+    pub key: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The TLS files the global flags name, when `--ca` is given.
+    pub fn tls_files(&self) -> Option<crate::tls::ClientTlsFiles> {
+        let ca = self.ca.clone()?;
+        Some(crate::tls::ClientTlsFiles {
+            ca,
+            identity: self.cert.clone().zip(self.key.clone()),
+        })
+    }
 }
 
 /// The commands of `reckon`.
@@ -119,6 +156,61 @@ pub enum Command {
     },
     /// Counters and latency percentiles per store and node.
     Stats,
+    /// Make the cluster CA and the certificates of nodes, gaters and clients (PEM
+    /// files; keys mode 0600). Talks to no gater.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+/// `certs` subcommands: each writes a certificate and its key into `--dir`.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// The cluster CA: DIR/ca.crt and DIR/ca.key. Keep ca.key off the servers.
+    Ca {
+        #[command(flatten)]
+        out: CertsOut,
+    },
+    /// A node's certificate, naming it `reckon://node/N`: DIR/node-N.crt, .key.
+    Node {
+        #[command(flatten)]
+        out: CertsOut,
+        /// The node's id (its `node_id`).
+        #[arg(long = "node-id", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        node_id: u64,
+        /// Host names and IP addresses peers and gaters dial the node at.
+        #[arg(long, value_name = "H[,H...]", value_delimiter = ',', required = true)]
+        host: Vec<String>,
+    },
+    /// A gater's certificate, naming it `reckon://gater/NAME`: DIR/gater-NAME.crt, .key.
+    Gater {
+        #[command(flatten)]
+        out: CertsOut,
+        /// The gater's name: 1 to 64 of A-Z a-z 0-9 _ - .
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// Host names and IP addresses clients and nodes dial the gater at.
+        #[arg(long, value_name = "H[,H...]", value_delimiter = ',', required = true)]
+        host: Vec<String>,
+    },
+    /// A client's certificate, naming it `reckon://client/NAME`: DIR/client-NAME.crt, .key.
+    Client {
+        #[command(flatten)]
+        out: CertsOut,
+        /// The client's name: 1 to 64 of A-Z a-z 0-9 _ - .
+        #[arg(long, value_name = "NAME")]
+        name: String,
+    },
+}
+
+/// Where `certs` writes, and whether it may replace what is there.
+#[derive(Debug, Args)]
+pub struct CertsOut {
+    /// The directory of the CA (created by `certs ca`; the others sign with the CA in it).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Replace an existing certificate and key.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `cluster` subcommands.

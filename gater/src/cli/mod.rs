@@ -21,11 +21,13 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::client::{Client, ClientError, StoreHandle};
+use crate::certs::Written;
 use crate::subscription::SubscribeOptions;
+use crate::tls::{Role, Tls};
 use crate::types::Direction;
 
 pub use args::Cli;
-use args::{Command, SnapshotCommand};
+use args::{CertsCommand, Command, SnapshotCommand};
 pub use error::{CliError, Exit};
 
 /// How many streams `reckon streams` asks for per call while paging.
@@ -37,6 +39,16 @@ pub const STREAMS_PAGE: u32 = 1000;
 /// connection is made, so a bad file fails fast and writes nothing.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     let json = cli.json;
+    if let Command::Certs(c) = &cli.command {
+        let written = certs(c)?;
+        line(out, output::certs_written(&written, json))?;
+        out.flush()?;
+        return Ok(());
+    }
+    let tls = match cli.tls_files() {
+        Some(files) => Some(Tls::client(&files)?),
+        None => None,
+    };
     let timeout = Duration::from_millis(cli.timeout_ms);
     let addrs: Vec<&str> = cli
         .gater
@@ -47,7 +59,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
     if addrs.is_empty() {
         return Err(CliError::NoGater);
     }
-    let connect = || connect(&addrs, timeout);
+    let connect = || connect(&addrs, timeout, tls.clone());
     let store = |c: &Client| c.store(&cli.store);
 
     match cli.command {
@@ -227,6 +239,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                 line(out, output::stats(&st, json))?;
             }
         }
+        Command::Certs(_) => unreachable!("handled before any connection"),
     }
     out.flush()?;
     Ok(())
@@ -234,11 +247,32 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
 
 /// Connects to the first gater that answers, within `timeout` in all (the client's own
 /// connect deadline is longer than a user may have asked for).
-async fn connect(addrs: &[&str], timeout: Duration) -> Result<Client, CliError> {
-    match tokio::time::timeout(timeout, Client::connect(addrs)).await {
+async fn connect(addrs: &[&str], timeout: Duration, tls: Option<Tls>) -> Result<Client, CliError> {
+    let mut builder = Client::builder(addrs);
+    if let Some(tls) = tls {
+        builder = builder.tls(tls);
+    }
+    match tokio::time::timeout(timeout, builder.connect()).await {
         Ok(c) => Ok(c?.with_timeout(timeout)),
         Err(_) => Err(ClientError::Timeout(timeout).into()),
     }
+}
+
+/// Runs one `certs` command.
+fn certs(command: &CertsCommand) -> Result<Written, CliError> {
+    let written = match command {
+        CertsCommand::Ca { out } => crate::certs::make_ca(&out.dir, out.force)?,
+        CertsCommand::Node { out, node_id, host } => {
+            crate::certs::make_leaf(&out.dir, &Role::Node(*node_id), host, out.force)?
+        }
+        CertsCommand::Gater { out, name, host } => {
+            crate::certs::make_leaf(&out.dir, &Role::Gater(name.clone()), host, out.force)?
+        }
+        CertsCommand::Client { out, name } => {
+            crate::certs::make_leaf(&out.dir, &Role::Client(name.clone()), &[], out.force)?
+        }
+    };
+    Ok(written)
 }
 
 /// The direction of a read, and where it starts when `--from` is not given: the
