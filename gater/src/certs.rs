@@ -19,8 +19,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 use crate::tls::{valid_name, Role, NAME_BYTES_MAX};
@@ -83,7 +83,9 @@ pub enum CertError {
         kind: &'static str,
     },
     /// A `--name` cannot name a gater or client.
-    #[error("--name {name:?}: use 1 to {NAME_BYTES_MAX} of A-Z a-z 0-9 _ - . (not starting with .)")]
+    #[error(
+        "--name {name:?}: use 1 to {NAME_BYTES_MAX} of A-Z a-z 0-9 _ - . (not starting with .)"
+    )]
     BadName {
         /// The name as given.
         name: String,
@@ -135,7 +137,10 @@ pub fn make_ca(dir: &Path, force: bool) -> Result<Written, CertError> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     // A name of its own, so that two clusters' CAs are told apart by name before
     // their signatures are compared.
-    params.distinguished_name = dn(&format!("reckon-db cluster CA {:016x}", rand::random::<u64>()));
+    params.distinguished_name = dn(&format!(
+        "reckon-db cluster CA {:016x}",
+        rand::random::<u64>()
+    ));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,

@@ -13,6 +13,7 @@ use crate::logging::LogConfig;
 use crate::router::RetryPolicy;
 pub use crate::settings::ConfigError;
 use crate::settings::{check_readable_file, EnvNaming};
+use crate::tls::{PeerCerts, Tls, TlsError, TlsFiles};
 
 /// Environment variable prefix.
 pub const ENV_PREFIX: &str = "RECKON_GATER_";
@@ -45,6 +46,11 @@ pub struct GaterConfig {
     pub secret: Option<String>,
     /// `[log]`: how much to log and where.
     pub log: LogConfig,
+    /// `[tls]`: serve clients and dial nodes with TLS (see [`TlsFiles`]).
+    pub tls: Option<TlsFiles>,
+    /// Serve without TLS on an address other than loopback. Off: such a gater
+    /// refuses to start.
+    pub insecure: bool,
 }
 
 impl Default for GaterConfig {
@@ -59,6 +65,8 @@ impl Default for GaterConfig {
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             secret: None,
             log: LogConfig::default(),
+            tls: None,
+            insecure: false,
         }
     }
 }
@@ -136,6 +144,11 @@ impl GaterConfig {
                 ),
             );
         }
+        if let Some(reason) =
+            crate::settings::insecure_listen(self.listen, self.tls.is_some(), self.insecure)
+        {
+            return bad("tls", reason);
+        }
         self.log.validate().map_err(|e| ConfigError::Invalid {
             key: e.key.into(),
             reason: e.reason,
@@ -159,9 +172,27 @@ impl GaterConfig {
         Duration::from_millis(self.shutdown_grace_ms)
     }
 
-    /// The gateway options this config describes.
+    /// The gateway options this config describes, with `tls` loaded from `[tls]`.
+    pub fn gateway_options_with(&self, tls: Option<Tls>) -> GatewayOptions {
+        GatewayOptions {
+            tls,
+            ..self.gateway_options()
+        }
+    }
+
+    /// Loads the `[tls]` files, when set: the gater serves clients that may or may
+    /// not present a certificate. Errors name the file and its key.
+    pub fn load_tls(&self) -> Result<Option<Tls>, TlsError> {
+        self.tls
+            .as_ref()
+            .map(|files| Tls::load(files, "tls", PeerCerts::Optional))
+            .transpose()
+    }
+
+    /// The gateway options this config describes, without TLS.
     pub fn gateway_options(&self) -> GatewayOptions {
         GatewayOptions {
+            tls: None,
             lease: Duration::from_millis(self.lease_ms),
             retry: RetryPolicy {
                 retries_max: self.retries_max,

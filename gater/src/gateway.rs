@@ -21,7 +21,8 @@ use crate::pool::Pool;
 use crate::request::{Route, StoreRequest, StoreResponse};
 use crate::router::{classify, Decision, Registry, RetryPolicy};
 use crate::telemetry;
-use crate::transport;
+use crate::tls::Tls;
+use crate::transport::{self, Dialer};
 use crate::types::StoreError;
 use crate::worker::WorkerClient;
 
@@ -41,6 +42,8 @@ pub struct GatewayOptions {
     pub retry: RetryPolicy,
     /// Cluster secret; registrations must be signed with it when set.
     pub secret: Option<String>,
+    /// TLS for clients and to workers; clear text when `None`.
+    pub tls: Option<Tls>,
 }
 
 impl Default for GatewayOptions {
@@ -49,6 +52,7 @@ impl Default for GatewayOptions {
             lease: Duration::from_millis(3000),
             retry: RetryPolicy::default(),
             secret: None,
+            tls: None,
         }
     }
 }
@@ -56,6 +60,7 @@ impl Default for GatewayOptions {
 struct Inner {
     registry: Mutex<Registry>,
     pool: Pool<WorkerClient>,
+    dialer: Dialer,
     opts: GatewayOptions,
 }
 
@@ -72,6 +77,7 @@ impl Gateway {
             inner: Arc::new(Inner {
                 registry: Mutex::new(Registry::new(opts.lease, SUSPECT_FOR)),
                 pool: Pool::default(),
+                dialer: Dialer::new(opts.tls.clone()),
                 opts,
             }),
         }
@@ -107,7 +113,8 @@ impl Gateway {
             })
         };
         let me = self.clone();
-        transport::accept_loop(listener, shutdown, move |service, stream, peer| {
+        let tls = self.inner.opts.tls.clone();
+        transport::accept_loop_with(listener, tls, shutdown, move |service, stream, peer| {
             let me = me.clone();
             async move {
                 if service != transport::Service::Gater {
@@ -150,7 +157,9 @@ impl Gateway {
     async fn client(&self, addr: &str) -> Result<(WorkerClient, bool), std::io::Error> {
         self.inner
             .pool
-            .get_or_dial(addr, || crate::worker::connect(addr))
+            .get_or_dial(addr, || {
+                crate::worker::connect_with(&self.inner.dialer, addr)
+            })
             .await
     }
 

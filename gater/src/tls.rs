@@ -209,7 +209,9 @@ pub enum TlsError {
         reason: String,
     },
     /// A certificate does not name its holder with a `reckon://` URI.
-    #[error("{path} ({key}) does not say whose it is (no reckon:// URI); make it with `reckon certs`")]
+    #[error(
+        "{path} ({key}) does not say whose it is (no reckon:// URI); make it with `reckon certs`"
+    )]
     NoRole {
         /// Where the path was given.
         key: String,

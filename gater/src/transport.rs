@@ -28,12 +28,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{Sink, Stream, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tarpc::serde_transport::Transport;
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::tokio_util::codec::length_delimited::LengthDelimitedCodec;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -318,7 +318,11 @@ impl Dialer {
     }
 
     /// Dials `addr` within [`CONNECT_TIMEOUT`] and asks for `service`.
-    pub async fn dial<In, Out>(&self, addr: &str, service: Service) -> io::Result<TcpTransport<In, Out>>
+    pub async fn dial<In, Out>(
+        &self,
+        addr: &str,
+        service: Service,
+    ) -> io::Result<TcpTransport<In, Out>>
     where
         In: DeserializeOwned,
         Out: Serialize,

@@ -14,6 +14,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use reckon_gater::tls::Tls;
 use reckon_gater::{Client, ClientError, Direction, ExpectedVersion, NewEvent, StreamPage};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -33,7 +34,25 @@ pub fn spawn(
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(gaters, commands, events))
+    spawn_with(gaters, None, commands, events)
+}
+
+/// [`spawn`], dialling the gaters with `tls` when given.
+pub fn spawn_with(
+    gaters: Vec<String>,
+    tls: Option<Tls>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run(gaters, tls, commands, events))
+}
+
+async fn connect(gaters: &[String], tls: Option<Tls>) -> Result<Client, ClientError> {
+    let builder = Client::builder(gaters);
+    match tls {
+        Some(tls) => builder.tls(tls).connect().await,
+        None => builder.connect().await,
+    }
 }
 
 /// Which commands wait for each other: one lane a panel, and one for actions.
@@ -125,6 +144,7 @@ impl Lanes {
 
 async fn run(
     gaters: Vec<String>,
+    tls: Option<Tls>,
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
 ) {
@@ -177,7 +197,7 @@ async fn run(
         }
         let c = match &client {
             Some(c) => c.clone(),
-            None => match Client::connect(&gaters).await {
+            None => match connect(&gaters, tls.clone()).await {
                 Ok(c) => {
                     let c = c.with_timeout(CALL_TIMEOUT);
                     client = Some(c.clone());

@@ -20,8 +20,8 @@ pub mod output;
 use std::io::Write;
 use std::time::Duration;
 
-use crate::client::{Client, ClientError, StoreHandle};
 use crate::certs::Written;
+use crate::client::{Client, ClientError, StoreHandle};
 use crate::subscription::SubscribeOptions;
 use crate::tls::{Role, Tls};
 use crate::types::Direction;

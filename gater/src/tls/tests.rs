@@ -72,7 +72,11 @@ fn which_role_may_use_which_service() {
         (None, Service::Gater, false),
     ];
     for (server, service, ok) in served {
-        assert_eq!(serves(server, service), ok, "{server:?} serving {service:?}");
+        assert_eq!(
+            serves(server, service),
+            ok,
+            "{server:?} serving {service:?}"
+        );
     }
 }
 
