@@ -117,10 +117,18 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+        let read = match self.get_mut() {
+            Conn::Plain(s) => return Pin::new(s).poll_read(cx, buf),
             Conn::Client(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Conn::Server(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        // tarpc drops connections without a TLS close_notify, so a peer that simply
+        // went away looks like a truncation to rustls. Frames are length-delimited:
+        // a frame cut short is still an error to the codec, so an end without
+        // close_notify can be read as a plain end of stream.
+        match read {
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Ok(())),
+            other => other,
         }
     }
 }
@@ -508,6 +516,11 @@ pub async fn accept_loop_with<F, Fut>(
                             // is worth an operator's attention; stray bytes are not.
                             Err(e @ Refused::Role { .. }) => {
                                 tracing::warn!(peer = %addr, error = %e, "connection refused")
+                            }
+                            // A certificate of another CA, an expired one, a peer
+                            // speaking clear text: said once per connection.
+                            Err(e @ Refused::Handshake(_)) => {
+                                tracing::info!(peer = %addr, error = %e, "connection refused")
                             }
                             Err(e) => tracing::debug!(peer = %addr, error = %e, "connection refused"),
                         }
