@@ -332,4 +332,28 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn a_non_loopback_listener_needs_tls_or_insecure() {
+        Jail::expect_with(|jail| {
+            let flags = GaterFlags {
+                listen: Some("0.0.0.0:7700".parse().unwrap()),
+            };
+            let e = GaterConfig::load(None, &flags).unwrap_err();
+            assert_eq!(e.key().as_deref(), Some("tls"), "{e}");
+            assert!(e.to_string().contains("insecure = true"), "{e}");
+            jail.set_env("RECKON_GATER_INSECURE", "true");
+            assert!(GaterConfig::load(None, &flags).unwrap().insecure);
+            jail.set_env("RECKON_GATER_INSECURE", "false");
+            jail.set_env("RECKON_GATER_TLS__CA", "ca.crt");
+            jail.set_env("RECKON_GATER_TLS__CERT", "gater-gw.crt");
+            jail.set_env("RECKON_GATER_TLS__KEY", "gater-gw.key");
+            let c = GaterConfig::load(None, &flags).unwrap();
+            assert!(c.masked_toml().contains("key = \"gater-gw.key\""));
+            // The files are read at start, and a missing one is named with its key.
+            let e = c.load_tls().unwrap_err().to_string();
+            assert!(e.contains("ca.crt") && e.contains("tls.ca"), "{e}");
+            Ok(())
+        });
+    }
 }
