@@ -21,7 +21,7 @@ use crate::pool::Pool;
 use crate::request::{Route, StoreRequest, StoreResponse};
 use crate::router::{classify, Decision, Registry, RetryPolicy};
 use crate::telemetry;
-use crate::tls::Tls;
+use crate::tls::{self, Role, Tls};
 use crate::transport::{self, Dialer};
 use crate::types::StoreError;
 use crate::worker::WorkerClient;
@@ -68,6 +68,9 @@ struct Inner {
 #[derive(Clone)]
 pub struct Gateway {
     inner: Arc<Inner>,
+    /// Who is on the other end of the connection this clone serves, as its TLS
+    /// certificate says; `None` in clear text or without a certificate.
+    peer: Option<Role>,
 }
 
 impl Gateway {
@@ -80,6 +83,15 @@ impl Gateway {
                 dialer: Dialer::new(opts.tls.clone()),
                 opts,
             }),
+            peer: None,
+        }
+    }
+
+    /// The handler for one connection from `peer`.
+    fn for_peer(&self, peer: Option<Role>) -> Gateway {
+        Gateway {
+            inner: self.inner.clone(),
+            peer,
         }
     }
 
@@ -115,7 +127,7 @@ impl Gateway {
         let me = self.clone();
         let tls = self.inner.opts.tls.clone();
         transport::accept_loop_with(listener, tls, shutdown, move |service, stream, peer| {
-            let me = me.clone();
+            let me = me.for_peer(stream.peer().cloned());
             async move {
                 if service != transport::Service::Gater {
                     tracing::debug!(%peer, ?service, "a gater serves only the gater service");
@@ -300,6 +312,18 @@ impl Gateway {
             crate::auth::now_us(),
         )
         .map_err(RegistryError::Unauthorized)?;
+        // With TLS only a node speaks for itself: a client's or another node's
+        // certificate cannot register, move or remove node N's workers.
+        if self.inner.opts.tls.is_some()
+            && !tls::may_register(self.peer.as_ref(), reg.worker.node_id)
+        {
+            return Err(RegistryError::Unauthorized(format!(
+                "node {}'s workers are registered only over a connection with node {}'s certificate; this one has {}",
+                reg.worker.node_id,
+                reg.worker.node_id,
+                self.peer.as_ref().map_or_else(|| "none".to_string(), |r| r.to_string())
+            )));
+        }
         if reg.worker.store.is_empty() || reg.worker.address.is_empty() {
             return Err(RegistryError::Invalid(
                 "store and address must not be empty".into(),

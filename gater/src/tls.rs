@@ -134,6 +134,12 @@ pub fn serves(server: Option<&Role>, service: Service) -> bool {
     }
 }
 
+/// Whether a peer holding `peer` may register, heartbeat or deregister the workers
+/// of node `node_id` with a TLS gater: only that node itself.
+pub fn may_register(peer: Option<&Role>, node_id: u64) -> bool {
+    matches!(peer, Some(Role::Node(id)) if *id == node_id)
+}
+
 /// The role named by a DER certificate's `reckon://` URI, when it has exactly one.
 pub fn role_of(cert: &[u8]) -> Option<Role> {
     let (_, x509) = x509_parser::parse_x509_certificate(cert).ok()?;

@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use reckon_gater::api::{GaterClient, RegistryError, WorkerInfo};
 use reckon_gater::subscription::SubscribeOptions;
 use reckon_gater::tls::Tls;
 use reckon_gater::transport::{Dialer, Service};
@@ -252,7 +253,44 @@ async fn clear_text_wrong_roles_and_other_cas_are_refused() {
         "a node certificate of another CA speaking Raft: {r:?}"
     );
 
-    // Nothing refused changed anything: the store holds the one event.
+    // Registrations with the TLS gater: only node 1's own certificate speaks for
+    // node 1. A client's or node 2's cannot move its worker elsewhere.
+    for stem in [format!("client-{CLIENT_NAME}"), "node-2".to_string()] {
+        let t = Dialer::tls(certs.presenting(&stem))
+            .dial(&gater.addr, Service::Gater)
+            .await
+            .expect("dial the gater service");
+        let g = GaterClient::new(tarpc::client::Config::default(), t).spawn();
+        let worker = WorkerInfo {
+            node_id: 1,
+            store: "default".into(),
+            address: "127.0.0.1:1".into(),
+            role: reckon_gater::types::Role::Leader,
+            leader: Some(1),
+            term: u64::MAX,
+            last_log_index: 0,
+            applied_index: 0,
+            leader_changes: 0,
+            appended_events: 0,
+        };
+        let r = g
+            .register(ctx(30), reckon_gater::auth::sign(worker, None))
+            .await
+            .expect("the gater answers");
+        assert!(
+            matches!(r, Err(RegistryError::Unauthorized(_))),
+            "{stem} registering node 1: {r:?}"
+        );
+    }
+
+    // Nothing refused changed anything: node 1 is where it was, and the store holds
+    // the one event.
+    let status = client.cluster_status().await.expect("cluster status");
+    let addresses: Vec<&str> = status
+        .iter()
+        .flat_map(|s| s.nodes.iter().map(|n| n.address.as_str()))
+        .collect();
+    assert_eq!(addresses, [node.addr.as_str()]);
     assert_eq!(s.read("s", 0, 10).await.expect("read").len(), 1);
 }
 

@@ -171,3 +171,12 @@ fn a_certificate_without_a_role_is_refused() {
         .to_string();
     assert!(e.contains("tls.cert") && e.contains("reckon://"), "{e}");
 }
+
+#[test]
+fn only_a_node_registers_its_own_workers() {
+    assert!(may_register(Some(&Role::Node(3)), 3));
+    assert!(!may_register(Some(&Role::Node(2)), 3));
+    assert!(!may_register(Some(&Role::Gater("g".into())), 3));
+    assert!(!may_register(Some(&Role::Client("c".into())), 3));
+    assert!(!may_register(None, 3));
+}
