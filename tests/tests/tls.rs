@@ -344,3 +344,36 @@ fn non_loopback_without_tls_refuses_to_start_unless_insecure() {
     });
     assert!(warning.contains("without TLS"), "{warning}");
 }
+
+#[test]
+fn clients_name_the_tls_file_they_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-ca.crt");
+    let missing = missing.to_str().unwrap();
+    let (code, _, err) = reckon("127.0.0.1:1", &["--ca".into(), missing.into()], &["health"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--ca") && err.contains(missing), "{err}");
+    let (code, err) = expect_exit("reckon-tui", "RECKON_TUI_", &["--ca", missing], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--ca") && err.contains(missing), "{err}");
+    // A key file where the certificate belongs: named as what it is not.
+    let certs = TestCerts::make(&[]);
+    let (_, key) = certs.pair(&format!("client-{CLIENT_NAME}"));
+    let key = key.to_str().unwrap().to_string();
+    let ca = certs.ca().to_str().unwrap().to_string();
+    let flags = [
+        "--ca".into(),
+        ca,
+        "--cert".into(),
+        key.clone(),
+        "--key".into(),
+        key,
+    ];
+    let (code, _, err) = reckon("127.0.0.1:1", &flags, &["health"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--cert") && err.contains("no certificate"),
+        "{err}"
+    );
+    assert!(!err.contains("PRIVATE KEY"), "no key material: {err}");
+}
