@@ -72,30 +72,37 @@ pub struct Cli {
     pub timeout_ms: u64,
 
     /// The CA that signed the gaters' certificates: dial them with TLS.
-    #[arg(long, global = true, help_heading = GLOBAL, value_name = "FILE", env = "RECKON_CA")]
-    pub ca: Option<PathBuf>,
+    #[arg(
+        long = "ca",
+        global = true,
+        help_heading = GLOBAL,
+        value_name = "FILE",
+        env = "RECKON_CA"
+    )]
+    pub tls_ca: Option<PathBuf>,
 
     /// A client certificate to present to the gater (with --key and --ca).
+    // Ids of their own: `key` is also the positional of `unsubscribe`.
     #[arg(
-        long,
+        long = "cert",
         global = true,
         help_heading = GLOBAL,
         value_name = "FILE",
         env = "RECKON_CERT",
-        requires_all = ["key", "ca"]
+        requires_all = ["tls_key", "tls_ca"]
     )]
-    pub cert: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
 
     /// The private key of --cert.
     #[arg(
-        long,
+        long = "key",
         global = true,
         help_heading = GLOBAL,
         value_name = "FILE",
         env = "RECKON_KEY",
-        requires = "cert"
+        requires = "tls_cert"
     )]
-    pub key: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 
     /// What to do.
     #[command(subcommand)]
@@ -105,10 +112,10 @@ pub struct Cli {
 impl Cli {
     /// The TLS files the global flags name, when `--ca` is given.
     pub fn tls_files(&self) -> Option<crate::tls::ClientTlsFiles> {
-        let ca = self.ca.clone()?;
+        let ca = self.tls_ca.clone()?;
         Some(crate::tls::ClientTlsFiles {
             ca,
-            identity: self.cert.clone().zip(self.key.clone()),
+            identity: self.tls_cert.clone().zip(self.tls_key.clone()),
         })
     }
 }
@@ -506,6 +513,43 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::ValueValidation, "{args:?}");
             assert_eq!(e.exit_code(), 2);
             assert!(e.to_string().contains(flag), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn tls_flags_go_together_and_leave_unsubscribe_key_alone() {
+        let cli = parse(&[
+            "--ca",
+            "ca.crt",
+            "--cert",
+            "c.crt",
+            "--key",
+            "c.key",
+            "unsubscribe",
+            "K",
+        ])
+        .unwrap();
+        let files = cli.tls_files().expect("--ca given");
+        assert_eq!(
+            files.identity,
+            Some((PathBuf::from("c.crt"), PathBuf::from("c.key")))
+        );
+        match cli.command {
+            Command::Unsubscribe(a) => assert_eq!(a.key, "K"),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["--ca", "ca.crt", "health"])
+            .unwrap()
+            .tls_files()
+            .is_some());
+        assert!(parse(&["health"]).unwrap().tls_files().is_none());
+        for args in [
+            &["--cert", "c.crt", "--key", "c.key", "health"][..],
+            &["--ca", "ca.crt", "--cert", "c.crt", "health"][..],
+            &["--ca", "ca.crt", "--key", "c.key", "health"][..],
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument, "{args:?}");
         }
     }
 
