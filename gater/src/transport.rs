@@ -10,7 +10,7 @@
 //!
 //! With TLS ([`Dialer::tls`], [`accept_loop_with`]) the preamble travels inside the
 //! TLS session, and the server checks the peer's certificate against the service
-//! asked for ([`tls::admits`](crate::tls::admits)): a connection whose peer may not
+//! asked for ([`crate::tls::admits`]): a connection whose peer may not
 //! use the service is closed before any request is read. The verified peer is on the
 //! [`Accepted`] connection ([`Accepted::peer`]).
 //!
