@@ -50,6 +50,8 @@ use crate::page::{EventPage, PageError};
 use crate::pool::Pool;
 use crate::request::{StoreRequest, StoreResponse};
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
+use crate::tls::Tls;
+use crate::transport::Dialer;
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
     SnapshotRecord, StoreError, StreamInfo, StreamPage, SubscriptionType, TagMatch,
@@ -111,13 +113,32 @@ pub struct Client {
     timeout: Duration,
     /// The bearer token presented on every new connection. Never printed.
     token: Option<Arc<str>>,
+    /// How the gaters are dialled: plain or TLS.
+    dialer: Dialer,
 }
 
-/// How a [`Client`] is set up before it connects: [`Client::builder`].
+/// How a [`Client`] connects: the gaters, and what to add before connecting (TLS, a
+/// token, a deadline). Made by [`Client::builder`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use reckon_gater::tls::{ClientTlsFiles, Tls};
+/// let tls = Tls::client(&ClientTlsFiles { ca: "certs/ca.crt".into(), identity: None })?;
+/// let client = reckon_gater::Client::builder(&["db-1.example:7700"])
+///     .tls(tls)
+///     .token("rkn_...")
+///     .connect()
+///     .await?;
+/// # let _ = client;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+#[must_use = "a builder does nothing until `connect`"]
 pub struct ClientBuilder {
     addrs: Vec<String>,
     token: Option<Arc<str>>,
     timeout: Duration,
+    tls: Option<Tls>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -126,6 +147,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("addrs", &self.addrs)
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("timeout", &self.timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -135,6 +157,13 @@ impl ClientBuilder {
     pub fn token(mut self, token: impl Into<String>) -> ClientBuilder {
         let t: String = token.into();
         self.token = (!t.is_empty()).then(|| Arc::from(t));
+        self
+    }
+
+    /// Dial the gaters with TLS: they must hold certificates of `tls`'s CA for the
+    /// hosts dialled; the client presents its certificate, if `tls` has one.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -158,6 +187,7 @@ impl ClientBuilder {
             current: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             timeout: self.timeout,
             token: self.token,
+            dialer: Dialer::new(self.tls),
         };
         c.call(|g, ctx| async move { g.health(ctx).await.map(Ok) })
             .await?;
@@ -174,12 +204,13 @@ enum DialFault {
 }
 
 impl Client {
-    /// A client to be set up (token, deadline) before it connects to `addrs`.
+    /// A client to be set up (TLS, token, deadline) before it connects to `addrs`.
     pub fn builder<S: AsRef<str>>(addrs: &[S]) -> ClientBuilder {
         ClientBuilder {
             addrs: addrs.iter().map(|a| a.as_ref().to_string()).collect(),
             token: None,
             timeout: DEFAULT_TIMEOUT,
+            tls: None,
         }
     }
 
@@ -226,7 +257,9 @@ impl Client {
     async fn gater(&self, i: usize) -> Result<GaterClient, DialFault> {
         let addr = &self.addrs[i];
         let dial = || async {
-            let t = crate::transport::dial(addr, crate::transport::Service::Gater)
+            let t = self
+                .dialer
+                .dial(addr, crate::transport::Service::Gater)
                 .await
                 .map_err(|e| DialFault::Transport(format!("{addr}: {e}")))?;
             let g = GaterClient::new(tarpc::client::Config::default(), t).spawn();

@@ -14,6 +14,7 @@ use crate::logging::LogConfig;
 use crate::router::RetryPolicy;
 pub use crate::settings::ConfigError;
 use crate::settings::{check_readable_file, EnvNaming};
+use crate::tls::{PeerCerts, Tls, TlsError, TlsFiles};
 
 /// Environment variable prefix.
 pub const ENV_PREFIX: &str = "RECKON_GATER_";
@@ -52,6 +53,11 @@ pub struct GaterConfig {
     pub tokens: Vec<TokenEntry>,
     /// `[[clients]]`: grants for client certificates, by the certificate's name.
     pub clients: Vec<ClientEntry>,
+    /// `[tls]`: serve clients and dial nodes with TLS (see [`TlsFiles`]).
+    pub tls: Option<TlsFiles>,
+    /// Serve without TLS on an address other than loopback. Off: such a gater
+    /// refuses to start.
+    pub insecure: bool,
 }
 
 impl Default for GaterConfig {
@@ -68,6 +74,8 @@ impl Default for GaterConfig {
             log: LogConfig::default(),
             tokens: Vec::new(),
             clients: Vec::new(),
+            tls: None,
+            insecure: false,
         }
     }
 }
@@ -145,6 +153,11 @@ impl GaterConfig {
                 ),
             );
         }
+        if let Some(reason) =
+            crate::settings::insecure_listen(self.listen, self.tls.is_some(), self.insecure)
+        {
+            return bad("tls", reason);
+        }
         self.log.validate().map_err(|e| ConfigError::Invalid {
             key: e.key.into(),
             reason: e.reason,
@@ -178,10 +191,29 @@ impl GaterConfig {
         Duration::from_millis(self.shutdown_grace_ms)
     }
 
-    /// The gateway options this config describes; an error only for a config that
-    /// [`validate`](Self::validate) refuses.
+    /// The gateway options this config describes, with `tls` loaded from `[tls]`; an
+    /// error only for a config that [`validate`](Self::validate) refuses.
+    pub fn gateway_options_with(&self, tls: Option<Tls>) -> Result<GatewayOptions, ConfigError> {
+        Ok(GatewayOptions {
+            tls,
+            ..self.gateway_options()?
+        })
+    }
+
+    /// Loads the `[tls]` files, when set: the gater serves clients that may or may
+    /// not present a certificate. Errors name the file and its key.
+    pub fn load_tls(&self) -> Result<Option<Tls>, TlsError> {
+        self.tls
+            .as_ref()
+            .map(|files| Tls::load(files, "tls", PeerCerts::Optional))
+            .transpose()
+    }
+
+    /// The gateway options this config describes, without TLS; an error only for a
+    /// config that [`validate`](Self::validate) refuses.
     pub fn gateway_options(&self) -> Result<GatewayOptions, ConfigError> {
         Ok(GatewayOptions {
+            tls: None,
             lease: Duration::from_millis(self.lease_ms),
             retry: RetryPolicy {
                 retries_max: self.retries_max,
@@ -353,6 +385,30 @@ mod tests {
             let c = GaterConfig::load(Some(std::path::Path::new(path)), &GaterFlags::default())
                 .unwrap();
             assert_eq!(c.listen.port(), 7700);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_non_loopback_listener_needs_tls_or_insecure() {
+        Jail::expect_with(|jail| {
+            let flags = GaterFlags {
+                listen: Some("0.0.0.0:7700".parse().unwrap()),
+            };
+            let e = GaterConfig::load(None, &flags).unwrap_err();
+            assert_eq!(e.key().as_deref(), Some("tls"), "{e}");
+            assert!(e.to_string().contains("insecure = true"), "{e}");
+            jail.set_env("RECKON_GATER_INSECURE", "true");
+            assert!(GaterConfig::load(None, &flags).unwrap().insecure);
+            jail.set_env("RECKON_GATER_INSECURE", "false");
+            jail.set_env("RECKON_GATER_TLS__CA", "ca.crt");
+            jail.set_env("RECKON_GATER_TLS__CERT", "gater-gw.crt");
+            jail.set_env("RECKON_GATER_TLS__KEY", "gater-gw.key");
+            let c = GaterConfig::load(None, &flags).unwrap();
+            assert!(c.masked_toml().contains("key = \"gater-gw.key\""));
+            // The files are read at start, and a missing one is named with its key.
+            let e = c.load_tls().unwrap_err().to_string();
+            assert!(e.contains("ca.crt") && e.contains("tls.ca"), "{e}");
             Ok(())
         });
     }

@@ -32,7 +32,8 @@ use crate::pool::Pool;
 use crate::request::{Route, StoreRequest, StoreResponse};
 use crate::router::{classify, Decision, Registry, RetryPolicy};
 use crate::telemetry;
-use crate::transport;
+use crate::tls::{self, Role, Tls};
+use crate::transport::{self, Dialer};
 use crate::types::StoreError;
 use crate::worker::WorkerClient;
 
@@ -54,6 +55,8 @@ pub struct GatewayOptions {
     pub secret: Option<String>,
     /// Who may call what; open (everyone, everything) when nothing is configured.
     pub authority: Arc<Authority>,
+    /// TLS for clients and to workers; clear text when `None`.
+    pub tls: Option<Tls>,
 }
 
 impl Default for GatewayOptions {
@@ -63,6 +66,7 @@ impl Default for GatewayOptions {
             retry: RetryPolicy::default(),
             secret: None,
             authority: Arc::default(),
+            tls: None,
         }
     }
 }
@@ -70,6 +74,7 @@ impl Default for GatewayOptions {
 struct Inner {
     registry: Mutex<Registry>,
     pool: Pool<WorkerClient>,
+    dialer: Dialer,
     opts: GatewayOptions,
     audit: Audit,
 }
@@ -97,6 +102,9 @@ pub struct PeerIdentity {
 pub struct Gateway {
     inner: Arc<Inner>,
     principal: Arc<Mutex<Option<Arc<Principal>>>>,
+    /// Who is on the other end of the connection this clone serves, as its TLS
+    /// certificate says; `None` in clear text or without a certificate.
+    peer: Option<Role>,
 }
 
 impl Gateway {
@@ -109,10 +117,12 @@ impl Gateway {
             inner: Arc::new(Inner {
                 registry: Mutex::new(Registry::new(opts.lease, SUSPECT_FOR)),
                 pool: Pool::default(),
+                dialer: Dialer::new(opts.tls.clone()),
                 opts,
                 audit: Audit::default(),
             }),
             principal: Arc::new(Mutex::new(initial)),
+            peer: None,
         }
     }
 
@@ -129,6 +139,7 @@ impl Gateway {
         Gateway {
             inner: self.inner.clone(),
             principal: Arc::new(Mutex::new(initial.map(Arc::new))),
+            peer: self.peer.clone(),
         }
     }
 
@@ -223,6 +234,15 @@ impl Gateway {
         }
     }
 
+    /// The handler for one connection from `peer`, as its TLS certificate says.
+    fn for_peer(&self, peer: Option<Role>) -> Gateway {
+        Gateway {
+            inner: self.inner.clone(),
+            principal: self.principal.clone(),
+            peer,
+        }
+    }
+
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.inner
             .registry
@@ -253,16 +273,22 @@ impl Gateway {
             })
         };
         let me = self.clone();
-        transport::accept_loop(listener, shutdown, move |service, stream, peer| {
-            let me = me.clone();
+        let tls = self.inner.opts.tls.clone();
+        transport::accept_loop_with(listener, tls, shutdown, move |service, stream, peer| {
+            let me = me.for_peer(stream.peer().cloned());
             async move {
                 if service != transport::Service::Gater {
                     tracing::debug!(%peer, ?service, "a gater serves only the gater service");
                     return;
                 }
-                // TLS hook: the verified client certificate's name goes here, as
-                // `Some(&PeerIdentity { .. })`, once connections are TLS.
-                let handler = me.connection(None);
+                // A verified client certificate names its principal (`[[clients]]`).
+                let identity = match stream.peer() {
+                    Some(Role::Client(name)) => Some(PeerIdentity {
+                        certificate_name: name.clone(),
+                    }),
+                    _ => None,
+                };
+                let handler = me.connection(identity.as_ref());
                 let channel = BaseChannel::with_defaults(transport::wrap(stream))
                     .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
                 transport::spawn_requests(channel.execute(handler.serve())).await;
@@ -299,7 +325,9 @@ impl Gateway {
     async fn client(&self, addr: &str) -> Result<(WorkerClient, bool), std::io::Error> {
         self.inner
             .pool
-            .get_or_dial(addr, || crate::worker::connect(addr))
+            .get_or_dial(addr, || {
+                crate::worker::connect_with(&self.inner.dialer, addr)
+            })
             .await
     }
 
@@ -440,6 +468,18 @@ impl Gateway {
             crate::auth::now_us(),
         )
         .map_err(RegistryError::Unauthorized)?;
+        // With TLS only a node speaks for itself: a client's or another node's
+        // certificate cannot register, move or remove node N's workers.
+        if self.inner.opts.tls.is_some()
+            && !tls::may_register(self.peer.as_ref(), reg.worker.node_id)
+        {
+            return Err(RegistryError::Unauthorized(format!(
+                "node {}'s workers are registered only over a connection with node {}'s certificate; this one has {}",
+                reg.worker.node_id,
+                reg.worker.node_id,
+                self.peer.as_ref().map_or_else(|| "none".to_string(), |r| r.to_string())
+            )));
+        }
         if reg.worker.store.is_empty() || reg.worker.address.is_empty() {
             return Err(RegistryError::Invalid(
                 "store and address must not be empty".into(),

@@ -13,7 +13,10 @@
 //! - [`pool`]: connections by address, dialled outside the pool's lock: the one pool
 //!   of the gateway, the client library and the node's Raft network.
 //! - [`transport`]: how a tarpc service is served and dialled over TCP, with a
-//!   bounded frame length and `TCP_NODELAY`.
+//!   bounded frame length and `TCP_NODELAY`, in clear text or TLS.
+//! - [`tls`]: the `[tls]` files, the rustls configurations built from them, and the
+//!   role (node, gater, client) a certificate names and servers check.
+//! - [`certs`]: `reckon certs`' CA and certificates (rcgen).
 //! - [`aggregate`]: folding events into state with `$sum` and `$overwrite`.
 //! - [`telemetry`]: the seed's telemetry events and the handler API to receive them.
 //! - [`metrics`]: per-store counters and latency histograms, as nodes keep them and
@@ -41,6 +44,7 @@ pub mod access;
 pub mod aggregate;
 pub mod api;
 pub mod auth;
+pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -55,6 +59,7 @@ pub mod settings;
 pub mod startup;
 pub mod subscription;
 pub mod telemetry;
+pub mod tls;
 pub mod transport;
 pub mod types;
 pub mod worker;

@@ -106,6 +106,24 @@ impl ConfigError {
     }
 }
 
+/// Why a server listening on `listen` must not start: it would serve in clear text
+/// (`has_tls` false) on an address other than loopback without `insecure = true`.
+/// The reason names both keys that would fix it; `None` when it may start.
+pub fn insecure_listen(
+    listen: std::net::SocketAddr,
+    has_tls: bool,
+    insecure: bool,
+) -> Option<String> {
+    if has_tls || insecure || listen.ip().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "listen {listen} is not a loopback address and [tls] is not set: set [tls] ca, cert \
+         and key (make them with `reckon certs`), or set insecure = true to serve in clear \
+         text anyway"
+    ))
+}
+
 /// Checks that the `--config` file exists and is a regular file, so that a typo in
 /// its name is not read as "no file, all defaults".
 pub fn check_readable_file(path: &Path) -> Result<(), ConfigError> {

@@ -8,6 +8,12 @@
 //! worker service and the node-to-node Raft service on one port), and a stray or
 //! mismatched peer is turned away at once instead of failing inside a decoder.
 //!
+//! With TLS ([`Dialer::tls`], [`accept_loop_with`]) the preamble travels inside the
+//! TLS session, and the server checks the peer's certificate against the service
+//! asked for ([`crate::tls::admits`]): a connection whose peer may not
+//! use the service is closed before any request is read. The verified peer is on the
+//! [`Accepted`] connection ([`Accepted::peer`]).
+//!
 //! A server drains before it stops ([`accept_loop`]): it closes its listener, then
 //! every connection stops reading requests while the requests it already read run
 //! to their end and get their answers; a connection closes once it owes none. A
@@ -27,10 +33,13 @@ use serde::Serialize;
 use tarpc::serde_transport::Transport;
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::tokio_util::codec::length_delimited::LengthDelimitedCodec;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::tls::{self, Role, Tls};
 
 /// The largest frame either side accepts: a 4 MiB batch plus envelope, with room.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -44,7 +53,8 @@ pub const MAX_CONNECTIONS: usize = 4096;
 /// The protocol magic every connection starts with.
 pub const MAGIC: [u8; 4] = *b"RKN1";
 
-/// How long a new connection may take to send its preamble.
+/// How long a new connection may take to send its preamble (and, with TLS, to finish
+/// its handshake first).
 pub const PREAMBLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The pause after a failed `accept` (out of file descriptors, say) before the next.
@@ -80,8 +90,98 @@ impl Service {
     }
 }
 
-/// A bincode transport over one TCP stream.
-pub type TcpTransport<In, Out> = Transport<TcpStream, In, Out, Bincode<In, Out>>;
+/// A bincode transport over one connection, plain or TLS.
+pub type TcpTransport<In, Out> = Transport<Conn, In, Out, Bincode<In, Out>>;
+
+/// One connection's byte stream: plain TCP, or TLS over TCP from either end.
+#[derive(Debug)]
+pub enum Conn {
+    /// Clear text.
+    Plain(TcpStream),
+    /// TLS, as the side that dialled.
+    Client(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// TLS, as the side that accepted.
+    Server(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Conn {
+    /// Whether the bytes travel inside TLS.
+    pub fn is_tls(&self) -> bool {
+        !matches!(self, Conn::Plain(_))
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let read = match self.get_mut() {
+            Conn::Plain(s) => return Pin::new(s).poll_read(cx, buf),
+            Conn::Client(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Server(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        // tarpc drops connections without a TLS close_notify, so a peer that simply
+        // went away looks like a truncation to rustls. Frames are length-delimited:
+        // a frame cut short is still an error to the codec, so an end without
+        // close_notify can be read as a plain end of stream.
+        match read {
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Poll::Ready(Ok(())),
+            other => other,
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Client(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Server(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Client(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Conn::Server(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(s) => s.is_write_vectored(),
+            Conn::Client(s) => s.is_write_vectored(),
+            Conn::Server(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Client(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Server(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Client(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Server(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
 
 fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
@@ -93,8 +193,22 @@ fn codec() -> LengthDelimitedCodec {
 /// transport with [`wrap`].
 #[derive(Debug)]
 pub struct Accepted {
-    stream: TcpStream,
+    stream: Conn,
     drain: CancellationToken,
+    peer: Option<Role>,
+}
+
+impl Accepted {
+    /// Who the peer is, as its verified TLS certificate says; `None` on a plain
+    /// connection or when the peer presented no certificate.
+    pub fn peer(&self) -> Option<&Role> {
+        self.peer.as_ref()
+    }
+
+    /// Whether the connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
+    }
 }
 
 /// Wraps an accepted connection into a framed bincode transport that stops
@@ -112,12 +226,11 @@ where
     }
 }
 
-fn frame<In, Out>(stream: TcpStream) -> TcpTransport<In, Out>
+fn frame<In, Out>(stream: Conn) -> TcpTransport<In, Out>
 where
     In: DeserializeOwned,
     Out: Serialize,
 {
-    let _ = stream.set_nodelay(true);
     let framed = tokio_util_framed(stream);
     tarpc::serde_transport::new(framed, Bincode::default())
 }
@@ -170,42 +283,113 @@ where
     }
 }
 
-fn tokio_util_framed(
-    stream: TcpStream,
-) -> tarpc::tokio_util::codec::Framed<TcpStream, LengthDelimitedCodec> {
+fn tokio_util_framed(stream: Conn) -> tarpc::tokio_util::codec::Framed<Conn, LengthDelimitedCodec> {
     tarpc::tokio_util::codec::Framed::new(stream, codec())
 }
 
-/// Dials `addr` within [`CONNECT_TIMEOUT`] and asks for `service`.
+/// Dials `addr` within [`CONNECT_TIMEOUT`] and asks for `service`, in clear text.
 pub async fn dial<In, Out>(addr: &str, service: Service) -> io::Result<TcpTransport<In, Out>>
 where
     In: DeserializeOwned,
     Out: Serialize,
 {
-    let connect = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        let mut preamble = [0u8; 5];
-        preamble[..4].copy_from_slice(&MAGIC);
-        preamble[4] = service.byte();
-        stream.write_all(&preamble).await?;
-        Ok::<_, io::Error>(stream)
-    };
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-        .await
-        .map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("connecting to {addr} took longer than {CONNECT_TIMEOUT:?}"),
-            )
-        })??;
-    Ok(frame(stream))
+    Dialer::plain().dial(addr, service).await
 }
 
-async fn read_preamble(stream: &mut TcpStream) -> io::Result<Service> {
+/// How a process dials: in clear text, or with TLS. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Dialer {
+    tls: Option<Tls>,
+}
+
+impl Dialer {
+    /// Dials in clear text.
+    pub fn plain() -> Dialer {
+        Dialer { tls: None }
+    }
+
+    /// Dials with TLS: the server must hold a certificate of the CA for the host
+    /// dialled, naming a role that serves the service asked for
+    /// ([`tls::serves`]); this process presents its own certificate, if it has one.
+    pub fn tls(tls: Tls) -> Dialer {
+        Dialer { tls: Some(tls) }
+    }
+
+    /// The same, from an optional TLS set-up.
+    pub fn new(tls: Option<Tls>) -> Dialer {
+        Dialer { tls }
+    }
+
+    /// Whether it dials with TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Dials `addr` within [`CONNECT_TIMEOUT`] and asks for `service`.
+    pub async fn dial<In, Out>(
+        &self,
+        addr: &str,
+        service: Service,
+    ) -> io::Result<TcpTransport<In, Out>>
+    where
+        In: DeserializeOwned,
+        Out: Serialize,
+    {
+        Ok(frame(self.open(addr, service).await?))
+    }
+
+    /// Dials `addr` within [`CONNECT_TIMEOUT`] and sends the preamble asking for
+    /// `service`; gives the connection as bytes (for tools and tests that speak
+    /// below tarpc).
+    pub async fn open(&self, addr: &str, service: Service) -> io::Result<Conn> {
+        let connect = async {
+            let tcp = TcpStream::connect(addr).await?;
+            let _ = tcp.set_nodelay(true);
+            let mut stream = match &self.tls {
+                None => Conn::Plain(tcp),
+                Some(tls) => {
+                    let name = tls::server_name(addr)?;
+                    let s = tls.connector().connect(name, tcp).await?;
+                    let server = s
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| tls::role_of(c));
+                    if !tls::serves(server.as_ref(), service) {
+                        return Err(io::Error::new(
+                            io::ErrorKind::PermissionDenied,
+                            format!(
+                                "{addr} holds a certificate of {}, which does not serve {service:?}",
+                                server.map_or_else(|| "no reckon role".to_string(), |r| r.to_string())
+                            ),
+                        ));
+                    }
+                    Conn::Client(Box::new(s))
+                }
+            };
+            let mut preamble = [0u8; 5];
+            preamble[..4].copy_from_slice(&MAGIC);
+            preamble[4] = service.byte();
+            stream.write_all(&preamble).await?;
+            // TLS holds written bytes in the session until flushed.
+            stream.flush().await?;
+            Ok::<_, io::Error>(stream)
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connecting to {addr} took longer than {CONNECT_TIMEOUT:?}"),
+                )
+            })?
+    }
+}
+
+async fn read_preamble(stream: &mut Conn) -> io::Result<Service> {
     let mut b = [0u8; 5];
-    tokio::time::timeout(PREAMBLE_TIMEOUT, stream.read_exact(&mut b))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no preamble in time"))??;
+    stream.read_exact(&mut b).await?;
     if b[..4] != MAGIC {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -218,6 +402,56 @@ async fn read_preamble(stream: &mut TcpStream) -> io::Result<Service> {
             format!("unknown service byte {}", b[4]),
         )
     })
+}
+
+/// Why an accepted connection was turned away before it was served.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("no TLS handshake and preamble within {PREAMBLE_TIMEOUT:?}")]
+    Slow,
+    #[error("TLS handshake failed: {0}")]
+    Handshake(io::Error),
+    #[error("{0}")]
+    Preamble(io::Error),
+    #[error("{peer} may not use the {service:?} service")]
+    Role { peer: String, service: Service },
+}
+
+/// The handshake (with TLS), the preamble, and the check of the peer's role against
+/// the service it asks for, within [`PREAMBLE_TIMEOUT`].
+async fn open_accepted(
+    tcp: TcpStream,
+    tls: Option<&Tls>,
+) -> Result<(Service, Conn, Option<Role>), Refused> {
+    let open = async {
+        let _ = tcp.set_nodelay(true);
+        let (mut stream, peer) = match tls.and_then(Tls::acceptor) {
+            None => (Conn::Plain(tcp), None),
+            Some(acceptor) => {
+                let s = acceptor.accept(tcp).await.map_err(Refused::Handshake)?;
+                let peer = s
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| tls::role_of(c));
+                (Conn::Server(Box::new(s)), peer)
+            }
+        };
+        let service = read_preamble(&mut stream)
+            .await
+            .map_err(Refused::Preamble)?;
+        if tls.is_some() && !tls::admits(peer.as_ref(), service) {
+            return Err(Refused::Role {
+                peer: peer.map_or_else(|| "a peer without a certificate".into(), |r| r.to_string()),
+                service,
+            });
+        }
+        Ok((service, stream, peer))
+    };
+    tokio::time::timeout(PREAMBLE_TIMEOUT, open)
+        .await
+        .map_err(|_| Refused::Slow)?
 }
 
 /// Accepts connections on `listener` until `shutdown` resolves, then drains: the
@@ -237,6 +471,22 @@ pub async fn accept_loop<F, Fut>(
     F: Fn(Service, Accepted, SocketAddr) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    accept_loop_with(listener, None, shutdown, serve_conn).await
+}
+
+/// [`accept_loop`], with TLS when `tls` is given: each connection's handshake and
+/// preamble must come within [`PREAMBLE_TIMEOUT`], and a peer whose certificate
+/// does not admit it to the service it asks for ([`tls::admits`]) is closed
+/// unserved. `serve_conn` sees the verified peer on [`Accepted::peer`].
+pub async fn accept_loop_with<F, Fut>(
+    listener: TcpListener,
+    tls: Option<Tls>,
+    shutdown: impl Future<Output = ()>,
+    serve_conn: F,
+) where
+    F: Fn(Service, Accepted, SocketAddr) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let serve_conn = std::sync::Arc::new(serve_conn);
     let drain = CancellationToken::new();
     // Owning the connection tasks here is what lets a dropped future end them.
@@ -248,18 +498,31 @@ pub async fn accept_loop<F, Fut>(
             _ = &mut shutdown => break,
             Some(done) = conns.join_next(), if !conns.is_empty() => log_conn_end(done),
             accepted = listener.accept(), if conns.len() < MAX_CONNECTIONS => match accepted {
-                Ok((mut stream, peer)) => {
+                Ok((tcp, addr)) => {
                     let serve_conn = serve_conn.clone();
                     let drain = drain.clone();
+                    let tls = tls.clone();
                     conns.spawn(async move {
-                        let preamble = tokio::select! {
-                            p = read_preamble(&mut stream) => p,
+                        let opened = tokio::select! {
+                            o = open_accepted(tcp, tls.as_ref()) => o,
                             // Not a request yet: nothing is owed to it.
                             _ = drain.cancelled() => return,
                         };
-                        match preamble {
-                            Ok(service) => serve_conn(service, Accepted { stream, drain }, peer).await,
-                            Err(e) => tracing::debug!(%peer, error = %e, "connection refused"),
+                        match opened {
+                            Ok((service, stream, peer)) => {
+                                serve_conn(service, Accepted { stream, drain, peer }, addr).await
+                            }
+                            // A peer of the CA asking for what its role may not use
+                            // is worth an operator's attention; stray bytes are not.
+                            Err(e @ Refused::Role { .. }) => {
+                                tracing::warn!(peer = %addr, error = %e, "connection refused")
+                            }
+                            // A certificate of another CA, an expired one, a peer
+                            // speaking clear text: said once per connection.
+                            Err(e @ Refused::Handshake(_)) => {
+                                tracing::info!(peer = %addr, error = %e, "connection refused")
+                            }
+                            Err(e) => tracing::debug!(peer = %addr, error = %e, "connection refused"),
                         }
                     });
                 }

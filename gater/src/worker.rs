@@ -25,3 +25,12 @@ pub async fn connect(addr: &str) -> std::io::Result<WorkerClient> {
     let transport = crate::transport::dial(addr, crate::transport::Service::Worker).await?;
     Ok(WorkerClient::new(tarpc::client::Config::default(), transport).spawn())
 }
+
+/// Dials a node's worker service at `addr` with `dialer` (plain or TLS).
+pub async fn connect_with(
+    dialer: &crate::transport::Dialer,
+    addr: &str,
+) -> std::io::Result<WorkerClient> {
+    let transport = dialer.dial(addr, crate::transport::Service::Worker).await?;
+    Ok(WorkerClient::new(tarpc::client::Config::default(), transport).spawn())
+}

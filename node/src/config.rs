@@ -27,7 +27,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use reckon_gater::logging::LogConfig;
 pub use reckon_gater::settings::ConfigError;
-use reckon_gater::settings::{check_readable_file, EnvNaming};
+use reckon_gater::settings::{check_readable_file, insecure_listen, EnvNaming};
+use reckon_gater::tls::TlsFiles;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Limits;
@@ -372,6 +373,11 @@ pub struct NodeConfig {
     pub storage: StorageTuning,
     /// `[faults]`: faults injected on purpose by tests; none by default.
     pub faults: FaultInjection,
+    /// `[tls]`: TLS between nodes and with gaters (see [`TlsFiles`]).
+    pub tls: Option<TlsFiles>,
+    /// Serve without TLS on an address other than loopback. Off: such a node
+    /// refuses to start.
+    pub insecure: bool,
 }
 
 impl Default for NodeConfig {
@@ -396,6 +402,8 @@ impl Default for NodeConfig {
             write: WriteTuning::default(),
             storage: StorageTuning::default(),
             faults: FaultInjection::default(),
+            tls: None,
+            insecure: false,
         }
     }
 }
@@ -487,6 +495,9 @@ impl NodeConfig {
                 "otel.interval_ms",
                 "must be at least 1000 milliseconds",
             ));
+        }
+        if let Some(reason) = insecure_listen(self.listen, self.tls.is_some(), self.insecure) {
+            return Err(invalid("tls", reason));
         }
         self.validate_discovery()?;
         self.log.validate().map_err(|e| invalid(e.key, e.reason))?;

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use reckon_gater::emit;
 use reckon_gater::telemetry as t;
-use reckon_gater::transport::{self, Service};
+use reckon_gater::tls::{PeerCerts, Tls, TlsError};
+use reckon_gater::transport::{self, Dialer, Service};
 use reckon_gater::worker::Worker;
 use tarpc::server::{BaseChannel, Channel};
 use tokio::net::TcpListener;
@@ -56,6 +57,9 @@ pub enum NodeError {
     /// A store failed to open.
     #[error(transparent)]
     Store(#[from] StoreStartError),
+    /// The `[tls]` files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A running node.
@@ -63,6 +67,7 @@ pub struct Node {
     config: NodeConfig,
     stores: Stores,
     peers: PeerPool,
+    tls: Option<Tls>,
     _lock: File,
 }
 
@@ -97,8 +102,14 @@ fn lock_data_dir(dir: &Path) -> Result<File, NodeError> {
 impl Node {
     /// Locks the data directory and opens every configured store.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        // Before the lock and the stores: a wrong path is the likelier mistake.
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|files| Tls::load(files, "tls", PeerCerts::Required))
+            .transpose()?;
         let lock = lock_data_dir(&config.data_dir)?;
-        let peers = PeerPool::new(config.node_id);
+        let peers = PeerPool::with_dialer(config.node_id, Dialer::new(tls.clone()));
         let mut stores = HashMap::new();
         for name in &config.stores {
             let opts = store_options(&config);
@@ -116,8 +127,19 @@ impl Node {
             config,
             stores: Arc::new(stores),
             peers,
+            tls,
             _lock: lock,
         })
+    }
+
+    /// The node's TLS set-up, when `[tls]` is set.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
+    /// How the node dials gaters and peers: with its TLS, or in clear text.
+    pub fn dialer(&self) -> Dialer {
+        Dialer::new(self.tls.clone())
     }
 
     /// The node's effective configuration.
@@ -147,26 +169,31 @@ impl Node {
             self.config.node_id,
             self.config.advertise_addr(),
         );
-        transport::accept_loop(listener, shutdown, move |service, stream, peer| {
-            let (worker, raft) = (worker.clone(), raft.clone());
-            async move {
-                match service {
-                    Service::Worker => {
-                        let channel = BaseChannel::with_defaults(transport::wrap(stream))
-                            .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
-                        transport::spawn_requests(channel.execute(worker.serve())).await;
-                    }
-                    Service::Raft => {
-                        let channel = BaseChannel::with_defaults(transport::wrap(stream))
-                            .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
-                        transport::spawn_requests(channel.execute(raft.serve())).await;
-                    }
-                    Service::Gater => {
-                        tracing::debug!(%peer, "a node does not serve the gater service");
+        transport::accept_loop_with(
+            listener,
+            self.tls.clone(),
+            shutdown,
+            move |service, stream, peer| {
+                let (worker, raft) = (worker.clone(), raft.clone());
+                async move {
+                    match service {
+                        Service::Worker => {
+                            let channel = BaseChannel::with_defaults(transport::wrap(stream))
+                                .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
+                            transport::spawn_requests(channel.execute(worker.serve())).await;
+                        }
+                        Service::Raft => {
+                            let channel = BaseChannel::with_defaults(transport::wrap(stream))
+                                .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
+                            transport::spawn_requests(channel.execute(raft.serve())).await;
+                        }
+                        Service::Gater => {
+                            tracing::debug!(%peer, "a node does not serve the gater service");
+                        }
                     }
                 }
-            }
-        })
+            },
+        )
         .await;
     }
 

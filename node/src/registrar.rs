@@ -36,6 +36,8 @@ pub struct Identity {
     pub advertise: String,
     /// The cluster secret registrations are signed with.
     pub secret: Option<String>,
+    /// How gaters are dialled: with the node's TLS, or in clear text.
+    pub dialer: reckon_gater::transport::Dialer,
 }
 
 /// The running registration tasks.
@@ -121,7 +123,9 @@ async fn session(
     id: &Identity,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let t = reckon_gater::transport::dial(gater, reckon_gater::transport::Service::Gater)
+    let t = id
+        .dialer
+        .dial(gater, reckon_gater::transport::Service::Gater)
         .await
         .map_err(|e| e.to_string())?;
     let client = GaterClient::new(tarpc::client::Config::default(), t).spawn();

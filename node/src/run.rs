@@ -17,6 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use reckon_gater::gateway::{Gateway, GatewayOptions};
+use reckon_gater::tls::{PeerCerts, Tls};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -72,7 +73,25 @@ pub async fn run(
         })?;
         let gaddr = gl.local_addr()?;
         gaters = vec![gaddr.to_string()];
-        let gateway = Gateway::new(GatewayOptions::default());
+        if let Some(reason) = reckon_gater::settings::insecure_listen(
+            gaddr,
+            node.tls().is_some(),
+            node.config().insecure,
+        ) {
+            anyhow::bail!("the embedded gater (--dev-gater-listen): {reason}");
+        }
+        // The embedded gater serves clients with the node's certificate; they may
+        // present none.
+        let tls = node
+            .config()
+            .tls
+            .as_ref()
+            .map(|files| Tls::load(files, "tls", PeerCerts::Optional))
+            .transpose()?;
+        let gateway = Gateway::new(GatewayOptions {
+            tls,
+            ..GatewayOptions::default()
+        });
         let shutdown = stopped();
         embedded = Some((
             gaddr,
@@ -83,7 +102,16 @@ pub async fn run(
         node_id: node.config().node_id,
         advertise: node.config().advertise_addr(),
         secret: node.config().discovery.secret.clone(),
+        dialer: node.dialer(),
     };
+    match node.tls() {
+        Some(tls) => tracing::info!(identity = ?tls.own_role(), "serving with TLS"),
+        None if node.config().insecure => tracing::warn!(
+            listen = %local,
+            "insecure = true: serving without TLS; anyone who can reach this address can speak Raft to this node and read and change its stores"
+        ),
+        None => {}
+    }
     node.start_cluster(stop_tx.subscribe());
     let registrar = Registrar::start(node.stores().clone(), identity, &gaters);
     if options.announce {

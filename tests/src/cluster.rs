@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 
 use crate::gater::GaterProc;
+use crate::tls::{TestCerts, CLIENT_NAME};
 use crate::{bin, NodeProc};
 
 pub use crate::ports::free_ports;
@@ -20,14 +22,35 @@ pub struct Cluster {
     /// The gater.
     pub gater: GaterProc,
     stores: Vec<String>,
+    /// Certificates for every link, when the cluster runs with TLS.
+    tls: Option<Arc<TestCerts>>,
     _root: tempfile::TempDir,
 }
 
 impl Cluster {
     /// Starts `n` nodes (all voters at first start) serving `stores`, and a gater.
     pub fn start(n: usize, stores: &[&str]) -> Cluster {
+        Self::start_with(n, stores, None)
+    }
+
+    /// [`start`](Self::start) with TLS on every link, from `certs` (which must hold
+    /// certificates for nodes 1 to `n`). The nodes' stderr is watched
+    /// ([`NodeProc::wait_stderr`]).
+    pub fn start_tls(n: usize, stores: &[&str], certs: Arc<TestCerts>) -> Cluster {
+        Self::start_with(n, stores, Some(certs))
+    }
+
+    fn start_with(n: usize, stores: &[&str], tls: Option<Arc<TestCerts>>) -> Cluster {
         let root = tempfile::tempdir().expect("tempdir");
-        let gater = GaterProc::start("127.0.0.1:0", &[("RECKON_GATER_LEASE_MS", "1500")]);
+        let mut gater_env = vec![("RECKON_GATER_LEASE_MS".to_string(), "1500".to_string())];
+        if let Some(certs) = &tls {
+            gater_env.extend(certs.gater_env());
+        }
+        let gater_env: Vec<(&str, &str)> = gater_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let gater = GaterProc::start("127.0.0.1:0", &gater_env);
         let addrs: Vec<String> = free_ports(n)
             .into_iter()
             .map(|p| format!("127.0.0.1:{p}"))
@@ -41,6 +64,7 @@ impl Cluster {
             dirs,
             gater,
             stores: stores.iter().map(|s| s.to_string()).collect(),
+            tls,
             _root: root,
         };
         for i in 0..n {
@@ -81,8 +105,30 @@ impl Cluster {
         for s in &self.stores {
             cmd.arg("--store").arg(s);
         }
+        // Before `env`, which may override them.
+        if let Some(certs) = &self.tls {
+            cmd.envs(certs.node_env(i as u64 + 1));
+        }
         cmd.envs(env.iter().copied());
-        self.nodes[i] = Some(NodeProc::spawn(cmd, &self.dirs[i]));
+        self.nodes[i] = Some(match self.tls {
+            Some(_) => NodeProc::spawn_watching_stderr(cmd, &self.dirs[i]),
+            None => NodeProc::spawn(cmd, &self.dirs[i]),
+        });
+    }
+
+    /// A client of the gater: with TLS (trusting the cluster's CA, presenting the
+    /// client certificate) when the cluster runs with it.
+    pub async fn client(&self) -> Result<reckon_gater::Client, reckon_gater::ClientError> {
+        let builder = reckon_gater::Client::builder(&[self.gater.addr.as_str()]);
+        match &self.tls {
+            Some(certs) => {
+                builder
+                    .tls(certs.presenting(&format!("client-{CLIENT_NAME}")))
+                    .connect()
+                    .await
+            }
+            None => builder.connect().await,
+        }
     }
 
     /// Adds a node that was not there at first start (it joins as a learner and is
@@ -185,12 +231,14 @@ pub async fn wait_new_leader(client: &reckon_gater::Client, old: u64) {
 /// A client of the cluster's gater, once store `default` has a leader and three
 /// workers.
 pub async fn formed(c: &Cluster) -> reckon_gater::Client {
-    three_workers_and_a_leader(
-        &c.gater.addr,
+    let client = c.client().await.expect("connect to the gater");
+    wait_three_workers_and_a_leader(
+        &client,
         "a leader and three workers",
         std::time::Duration::from_secs(60),
     )
-    .await
+    .await;
+    client
 }
 
 /// Connects to the gater at `gater` and waits until it sees store `default` with three
@@ -203,6 +251,17 @@ pub async fn three_workers_and_a_leader(
     let client = reckon_gater::Client::connect(&[gater])
         .await
         .expect("connect to the gater");
+    wait_three_workers_and_a_leader(&client, what, limit).await;
+    client
+}
+
+/// Waits until `client`'s gater sees store `default` with three workers and a
+/// leader; panics naming `what` after `limit`.
+pub async fn wait_three_workers_and_a_leader(
+    client: &reckon_gater::Client,
+    what: &str,
+    limit: std::time::Duration,
+) {
     crate::wait::wait_until(what, limit, || async {
         client.health().await.is_ok_and(|h| {
             h.stores
@@ -211,5 +270,4 @@ pub async fn three_workers_and_a_leader(
         })
     })
     .await;
-    client
 }

@@ -103,6 +103,19 @@ pub struct NodeProc {
     lines: mpsc::Receiver<String>,
     /// Reads stderr to its end when it is captured ([`NodeProc::spawn_capturing_stderr`]).
     stderr: Option<std::thread::JoinHandle<String>>,
+    /// Stderr's lines as they come, when watched ([`NodeProc::spawn_watching_stderr`]).
+    stderr_lines: Option<mpsc::Receiver<String>>,
+}
+
+/// What a spawned node's stderr goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stderr {
+    /// The test's own stderr.
+    Inherit,
+    /// Read to its end, for after the exit.
+    Capture,
+    /// Echoed to the test's stderr and sent line by line to a channel.
+    Watch,
 }
 
 /// Sends SIGTERM to process `pid` and returns at once.
@@ -160,31 +173,77 @@ impl NodeProc {
 
     /// Starts a node from a prepared command (stdout is captured to find the ready line).
     pub fn spawn(cmd: Command, data_dir: &Path) -> NodeProc {
-        Self::spawn_inner(cmd, data_dir, false)
+        Self::spawn_inner(cmd, data_dir, Stderr::Inherit)
     }
 
     /// [`spawn`](Self::spawn), with stderr captured instead of shown: read it with
     /// [`stderr_after_exit`](Self::stderr_after_exit).
     pub fn spawn_capturing_stderr(cmd: Command, data_dir: &Path) -> NodeProc {
-        Self::spawn_inner(cmd, data_dir, true)
+        Self::spawn_inner(cmd, data_dir, Stderr::Capture)
     }
 
-    fn spawn_inner(mut cmd: Command, data_dir: &Path, capture_stderr: bool) -> NodeProc {
+    /// [`spawn`](Self::spawn), with stderr still shown and also watched line by line:
+    /// wait for a line with [`wait_stderr`](Self::wait_stderr).
+    pub fn spawn_watching_stderr(cmd: Command, data_dir: &Path) -> NodeProc {
+        Self::spawn_inner(cmd, data_dir, Stderr::Watch)
+    }
+
+    /// Waits up to `limit` for a line on stderr (since the last one this consumed)
+    /// that `matches`, and gives it; panics naming `what` when none came. Only for a
+    /// node started with [`spawn_watching_stderr`](Self::spawn_watching_stderr).
+    pub fn wait_stderr(
+        &self,
+        what: &str,
+        limit: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> String {
+        let lines = self
+            .stderr_lines
+            .as_ref()
+            .expect("stderr is watched only by NodeProc::spawn_watching_stderr");
+        let deadline = Instant::now() + limit;
+        loop {
+            match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if matches(&line) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no line on stderr of the node at {} for {what} within {limit:?}",
+                    self.addr
+                ),
+            }
+        }
+    }
+
+    fn spawn_inner(mut cmd: Command, data_dir: &Path, mode: Stderr) -> NodeProc {
         clear_env(&mut cmd, "RECKON_NODE_");
-        let stderr = if capture_stderr {
-            Stdio::piped()
-        } else {
-            Stdio::inherit()
+        let stderr = match mode {
+            Stderr::Inherit => Stdio::inherit(),
+            Stderr::Capture | Stderr::Watch => Stdio::piped(),
         };
         cmd.stdout(Stdio::piped()).stderr(stderr);
         let mut child = cmd.spawn().expect("spawn reckon-node");
-        let stderr = child.stderr.take().map(|mut pipe| {
-            std::thread::spawn(move || {
+        let mut stderr_lines = None;
+        let stderr = match child.stderr.take() {
+            Some(pipe) if mode == Stderr::Watch => {
+                let (tx, rx) = mpsc::channel();
+                stderr_lines = Some(rx);
+                std::thread::spawn(move || {
+                    for line in BufReader::new(pipe).lines() {
+                        let Ok(line) = line else { break };
+                        eprintln!("{line}");
+                        // The receiver may be gone; the echo goes on.
+                        let _ = tx.send(line);
+                    }
+                });
+                None
+            }
+            Some(mut pipe) => Some(std::thread::spawn(move || {
                 let mut s = String::new();
                 let _ = std::io::Read::read_to_string(&mut pipe, &mut s);
                 s
-            })
-        });
+            })),
+            None => None,
+        };
         let rx = forward_lines(child.stdout.take().expect("stdout"));
         let Some(rest) = after_marker(&rx, " listening on ") else {
             let _ = child.kill();
@@ -198,6 +257,7 @@ impl NodeProc {
             data_dir: data_dir.to_path_buf(),
             lines: rx,
             stderr,
+            stderr_lines,
         }
     }
 
@@ -662,6 +722,10 @@ pub mod discovery;
 
 /// Bounded polling for conditions.
 pub mod wait;
+
+/// Certificates made by `reckon certs` for processes under test, and the environment
+/// that gives them to nodes and gaters.
+pub mod tls;
 
 /// Loopback ports for the servers a test starts.
 pub mod ports;

@@ -364,13 +364,16 @@ async fn late_node_catches_up(newcomer_env: &[(&str, &str)], injected: Duration)
         },
     )
     .await;
-    // It installed a snapshot (`current` marks one), and kept no copy of it: the
-    // state file is the snapshot.
+    // It installed a snapshot (`current` marks one, written just after the state
+    // it imported became readable), and kept no copy of it: the state file is the
+    // snapshot.
     let snaps = c.dirs[newcomer].join("default").join("snapshots");
-    assert!(
-        snaps.join("current").exists(),
-        "the newcomer installed a snapshot"
-    );
+    wait_until(
+        "the newcomer to mark the snapshot it installed",
+        wait::BASE,
+        || async { snaps.join("current").exists() },
+    )
+    .await;
     let copies = std::fs::read_dir(&snaps)
         .unwrap()
         .filter_map(|e| e.ok())

@@ -166,6 +166,25 @@ pub struct TuiArgs {
     /// Print the effective config as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// The CA that signed the gaters' certificates: dial them with TLS.
+    #[arg(long, value_name = "FILE", env = "RECKON_CA")]
+    pub ca: Option<PathBuf>,
+    /// A client certificate to present to the gaters (with --key and --ca).
+    #[arg(long, value_name = "FILE", env = "RECKON_CERT", requires_all = ["key", "ca"])]
+    pub cert: Option<PathBuf>,
+    /// The private key of --cert.
+    #[arg(long, value_name = "FILE", env = "RECKON_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+impl TuiArgs {
+    /// The TLS files the flags name, when `--ca` is given.
+    pub fn tls_files(&self) -> Option<reckon_gater::tls::ClientTlsFiles> {
+        Some(reckon_gater::tls::ClientTlsFiles {
+            ca: self.ca.clone()?,
+            identity: self.cert.clone().zip(self.key.clone()),
+        })
+    }
 }
 
 /// The flag layer: only the keys whose flags were given.

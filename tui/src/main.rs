@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use ratatui::crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind, KeyModifiers};
+use reckon_gater::tls::Tls;
 use reckon_tui::app::{update, App, Command, Event, Key, Millis};
 use reckon_tui::config::{self, TuiArgs};
 use reckon_tui::{net, view};
@@ -75,11 +76,16 @@ fn dispatch(cmds: Vec<Command>, tx: &mpsc::Sender<Command>, pending: &mut Vec<Ev
     }
 }
 
-async fn run(gaters: Vec<String>, token: Option<String>, refresh_ms: u64) -> anyhow::Result<()> {
+async fn run(
+    gaters: Vec<String>,
+    token: Option<String>,
+    tls: Option<Tls>,
+    refresh_ms: u64,
+) -> anyhow::Result<()> {
     let (cmd_tx, cmd_rx) = mpsc::channel(net::CHANNEL_CAPACITY);
     let (ev_tx, mut ev_rx) = mpsc::channel(net::CHANNEL_CAPACITY);
     let (key_tx, mut key_rx) = mpsc::channel(net::CHANNEL_CAPACITY);
-    net::spawn(gaters.clone(), token, cmd_rx, ev_tx);
+    net::spawn(gaters.clone(), token, tls, cmd_rx, ev_tx);
 
     let mut terminal = ratatui::try_init()?;
     spawn_keys(key_tx);
@@ -131,6 +137,19 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    // The demo's cluster is in this process, on loopback, in clear text.
+    let tls = match args
+        .tls_files()
+        .filter(|_| !args.demo)
+        .map(|f| Tls::client(&f))
+    {
+        None => None,
+        Some(Ok(tls)) => Some(tls),
+        Some(Err(e)) => {
+            eprintln!("reckon-tui: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -141,11 +160,11 @@ fn main() -> std::process::ExitCode {
     let session = async {
         if args.demo {
             let demo = reckon_tui::demo::start().await?;
-            let r = run(vec![demo.gater.clone()], None, config.refresh_ms).await;
+            let r = run(vec![demo.gater.clone()], None, None, config.refresh_ms).await;
             drop(demo);
             r
         } else {
-            run(config.gaters, config.token, config.refresh_ms).await
+            run(config.gaters, config.token, tls, config.refresh_ms).await
         }
     };
     match rt.block_on(session) {

@@ -16,6 +16,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use reckon_gater::tls::Tls;
 use reckon_gater::{Client, ClientError, Direction, ExpectedVersion, NewEvent, StreamPage};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -29,14 +30,30 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Commands one lane holds waiting; more are answered with an error at once.
 pub const LANE_QUEUE_MAX: usize = 16;
 
-/// Starts the network task on the current tokio runtime.
+/// Starts the network task on the current tokio runtime: it connects to `gaters`
+/// presenting `token` (if any), with `tls` (if given).
 pub fn spawn(
     gaters: Vec<String>,
     token: Option<String>,
+    tls: Option<Tls>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(gaters, token, commands, events))
+    tokio::spawn(run(gaters, token, tls, commands, events))
+}
+
+async fn connect(
+    gaters: &[String],
+    token: Option<&str>,
+    tls: Option<Tls>,
+) -> Result<Client, ClientError> {
+    let mut builder = Client::builder(gaters)
+        .token(token.unwrap_or_default())
+        .timeout(CALL_TIMEOUT);
+    if let Some(tls) = tls {
+        builder = builder.tls(tls);
+    }
+    builder.connect().await
 }
 
 /// Which commands wait for each other: one lane a panel, and one for actions.
@@ -129,6 +146,7 @@ impl Lanes {
 async fn run(
     gaters: Vec<String>,
     token: Option<String>,
+    tls: Option<Tls>,
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
 ) {
@@ -181,12 +199,7 @@ async fn run(
         }
         let c = match &client {
             Some(c) => c.clone(),
-            None => match Client::builder(&gaters)
-                .token(token.clone().unwrap_or_default())
-                .timeout(CALL_TIMEOUT)
-                .connect()
-                .await
-            {
+            None => match connect(&gaters, token.as_deref(), tls.clone()).await {
                 Ok(c) => {
                     client = Some(c.clone());
                     if let Ok(p) = c.access().await {

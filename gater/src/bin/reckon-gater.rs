@@ -58,7 +58,16 @@ async fn run(config: GaterConfig) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (key \"listen\"): {e}", config.listen))?;
     let local = listener.local_addr()?;
-    let gateway = Gateway::new(config.gateway_options()?);
+    let tls = config.load_tls()?;
+    match &tls {
+        Some(tls) => tracing::info!(identity = ?tls.own_role(), "serving with TLS"),
+        None if config.insecure => tracing::warn!(
+            listen = %local,
+            "insecure = true: serving without TLS; anyone who can reach this address can read and change every store"
+        ),
+        None => {}
+    }
+    let gateway = Gateway::new(config.gateway_options_with(tls)?);
     if !config.tokens.is_empty() || !config.clients.is_empty() {
         tracing::info!(
             tokens = config.tokens.len(),

@@ -84,9 +84,53 @@ pub struct Cli {
     )]
     pub token: Option<Token>,
 
+    /// The CA that signed the gaters' certificates: dial them with TLS.
+    #[arg(
+        long = "ca",
+        global = true,
+        help_heading = GLOBAL,
+        value_name = "FILE",
+        env = "RECKON_CA"
+    )]
+    pub tls_ca: Option<PathBuf>,
+
+    /// A client certificate to present to the gater (with --key and --ca).
+    // Ids of their own: `key` is also the positional of `unsubscribe`.
+    #[arg(
+        long = "cert",
+        global = true,
+        help_heading = GLOBAL,
+        value_name = "FILE",
+        env = "RECKON_CERT",
+        requires_all = ["tls_key", "tls_ca"]
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --cert.
+    #[arg(
+        long = "key",
+        global = true,
+        help_heading = GLOBAL,
+        value_name = "FILE",
+        env = "RECKON_KEY",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// The TLS files the global flags name, when `--ca` is given.
+    pub fn tls_files(&self) -> Option<crate::tls::ClientTlsFiles> {
+        let ca = self.tls_ca.clone()?;
+        Some(crate::tls::ClientTlsFiles {
+            ca,
+            identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+        })
+    }
 }
 
 /// The commands of `reckon`.
@@ -135,6 +179,10 @@ pub enum Command {
     /// Make bearer tokens for a gater (no gater is contacted).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Make the cluster CA and the certificates of nodes, gaters and clients (PEM
+    /// files; keys mode 0600). Talks to no gater.
+    #[command(subcommand)]
+    Certs(CertsCommand),
 }
 
 /// `token` subcommands.
@@ -179,6 +227,57 @@ fn parse_grant(s: &str) -> Result<String, String> {
     crate::access::Grant::parse(s)
         .map(|_| s.to_string())
         .map_err(|e| e.to_string())
+}
+
+/// `certs` subcommands: each writes a certificate and its key into `--dir`.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// The cluster CA: DIR/ca.crt and DIR/ca.key. Keep ca.key off the servers.
+    Ca {
+        #[command(flatten)]
+        out: CertsOut,
+    },
+    /// A node's certificate, naming it `reckon://node/N`: DIR/node-N.crt, .key.
+    Node {
+        #[command(flatten)]
+        out: CertsOut,
+        /// The node's id (its `node_id`).
+        #[arg(long = "node-id", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        node_id: u64,
+        /// Host names and IP addresses peers and gaters dial the node at.
+        #[arg(long, value_name = "H[,H...]", value_delimiter = ',', required = true)]
+        host: Vec<String>,
+    },
+    /// A gater's certificate, naming it `reckon://gater/NAME`: DIR/gater-NAME.crt, .key.
+    Gater {
+        #[command(flatten)]
+        out: CertsOut,
+        /// The gater's name: 1 to 64 of A-Z a-z 0-9 _ - .
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// Host names and IP addresses clients and nodes dial the gater at.
+        #[arg(long, value_name = "H[,H...]", value_delimiter = ',', required = true)]
+        host: Vec<String>,
+    },
+    /// A client's certificate, naming it `reckon://client/NAME`: DIR/client-NAME.crt, .key.
+    Client {
+        #[command(flatten)]
+        out: CertsOut,
+        /// The client's name: 1 to 64 of A-Z a-z 0-9 _ - .
+        #[arg(long, value_name = "NAME")]
+        name: String,
+    },
+}
+
+/// Where `certs` writes, and whether it may replace what is there.
+#[derive(Debug, Args)]
+pub struct CertsOut {
+    /// The directory of the CA (created by `certs ca`; the others sign with the CA in it).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Replace an existing certificate and key.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `cluster` subcommands.
@@ -495,6 +594,43 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::ValueValidation, "{args:?}");
             assert_eq!(e.exit_code(), 2);
             assert!(e.to_string().contains(flag), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn tls_flags_go_together_and_leave_unsubscribe_key_alone() {
+        let cli = parse(&[
+            "--ca",
+            "ca.crt",
+            "--cert",
+            "c.crt",
+            "--key",
+            "c.key",
+            "unsubscribe",
+            "K",
+        ])
+        .unwrap();
+        let files = cli.tls_files().expect("--ca given");
+        assert_eq!(
+            files.identity,
+            Some((PathBuf::from("c.crt"), PathBuf::from("c.key")))
+        );
+        match cli.command {
+            Command::Unsubscribe(a) => assert_eq!(a.key, "K"),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["--ca", "ca.crt", "health"])
+            .unwrap()
+            .tls_files()
+            .is_some());
+        assert!(parse(&["health"]).unwrap().tls_files().is_none());
+        for args in [
+            &["--cert", "c.crt", "--key", "c.key", "health"][..],
+            &["--ca", "ca.crt", "--cert", "c.crt", "health"][..],
+            &["--ca", "ca.crt", "--key", "c.key", "health"][..],
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument, "{args:?}");
         }
     }
 

@@ -92,6 +92,12 @@ pub enum CliError {
     /// Writing the output failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] io::Error),
+    /// The TLS files given (`--ca`, `--cert`, `--key`) cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// `certs` could not make a certificate.
+    #[error(transparent)]
+    Certs(#[from] crate::certs::CertError),
 }
 
 impl CliError {
@@ -105,7 +111,9 @@ impl CliError {
             CliError::Unavailable(_) => Exit::Unavailable,
             CliError::Client(ClientError::NoGaters) | CliError::NoGater => Exit::Usage,
             CliError::BadBatchLine { .. } | CliError::BatchTooLarge { .. } => Exit::Usage,
-            CliError::ReadInput { .. } => Exit::Usage,
+            CliError::ReadInput { .. } | CliError::Tls(_) => Exit::Usage,
+            CliError::Certs(crate::certs::CertError::Io { .. }) => Exit::Other,
+            CliError::Certs(_) => Exit::Usage,
             CliError::Protocol(_) | CliError::Output(_) => Exit::Other,
             CliError::Client(ClientError::Protocol { .. } | ClientError::Undecodable(_)) => {
                 Exit::Other

@@ -20,12 +20,14 @@ pub mod output;
 use std::io::Write;
 use std::time::Duration;
 
+use crate::certs::Written;
 use crate::client::{Client, ClientError, StoreHandle};
 use crate::subscription::SubscribeOptions;
+use crate::tls::{Role, Tls};
 use crate::types::{Direction, StoreError};
 
 pub use args::Cli;
-use args::{Command, SnapshotCommand};
+use args::{CertsCommand, Command, SnapshotCommand};
 pub use error::{CliError, Exit};
 
 /// How many streams `reckon streams` asks for per call while paging.
@@ -50,6 +52,16 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         return Ok(());
     }
     let json = cli.json;
+    if let Command::Certs(c) = &cli.command {
+        let written = certs(c)?;
+        line(out, output::certs_written(&written, json))?;
+        out.flush()?;
+        return Ok(());
+    }
+    let tls = match cli.tls_files() {
+        Some(files) => Some(Tls::client(&files)?),
+        None => None,
+    };
     let timeout = Duration::from_millis(cli.timeout_ms);
     let addrs: Vec<&str> = cli
         .gater
@@ -61,7 +73,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         return Err(CliError::NoGater);
     }
     let token = cli.token.as_ref().map(|t| t.secret().to_string());
-    let connect = || connect(&addrs, timeout, token.clone());
+    let connect = || connect(&addrs, timeout, token.clone(), tls.clone());
     let store = |c: &Client| c.store(&cli.store);
 
     match cli.command {
@@ -254,6 +266,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             }
         }
         Command::Token(_) => unreachable!("`token` is answered before any connection"),
+        Command::Certs(_) => unreachable!("handled before any connection"),
     }
     out.flush()?;
     Ok(())
@@ -265,12 +278,33 @@ async fn connect(
     addrs: &[&str],
     timeout: Duration,
     token: Option<String>,
+    tls: Option<Tls>,
 ) -> Result<Client, CliError> {
-    let builder = Client::builder(addrs).token(token.unwrap_or_default());
+    let mut builder = Client::builder(addrs).token(token.unwrap_or_default());
+    if let Some(tls) = tls {
+        builder = builder.tls(tls);
+    }
     match tokio::time::timeout(timeout, builder.connect()).await {
         Ok(c) => Ok(c?.with_timeout(timeout)),
         Err(_) => Err(ClientError::Timeout(timeout).into()),
     }
+}
+
+/// Runs one `certs` command.
+fn certs(command: &CertsCommand) -> Result<Written, CliError> {
+    let written = match command {
+        CertsCommand::Ca { out } => crate::certs::make_ca(&out.dir, out.force)?,
+        CertsCommand::Node { out, node_id, host } => {
+            crate::certs::make_leaf(&out.dir, &Role::Node(*node_id), host, out.force)?
+        }
+        CertsCommand::Gater { out, name, host } => {
+            crate::certs::make_leaf(&out.dir, &Role::Gater(name.clone()), host, out.force)?
+        }
+        CertsCommand::Client { out, name } => {
+            crate::certs::make_leaf(&out.dir, &Role::Client(name.clone()), &[], out.force)?
+        }
+    };
+    Ok(written)
 }
 
 /// The direction of a read, and where it starts when `--from` is not given: the

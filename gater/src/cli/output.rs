@@ -577,6 +577,15 @@ pub fn cluster(s: &StoreStatus, json: bool) -> String {
     out
 }
 
+/// What `certs` wrote: both paths.
+pub fn certs_written(w: &crate::certs::Written, json: bool) -> String {
+    if json {
+        serde_json::json!({ "cert": w.cert, "key": w.key }).to_string()
+    } else {
+        format!("wrote {} and {}", w.cert.display(), w.key.display())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

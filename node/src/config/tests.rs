@@ -575,3 +575,34 @@ fn args_parse_repeated_flags() {
     use clap::CommandFactory;
     NodeArgs::command().debug_assert();
 }
+
+#[test]
+fn a_non_loopback_listener_needs_tls_or_insecure() {
+    jail(|jail| {
+        let err = load_err(&["--listen", "0.0.0.0:7600"]);
+        assert_eq!(err.key().as_deref(), Some("tls"), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("[tls]") && message.contains("insecure = true"),
+            "names both ways out: {message}"
+        );
+        // Loopback needs neither.
+        load_ok(&["--listen", "127.0.0.1:7600"])?;
+        load_ok(&["--listen", "[::1]:7600"])?;
+        jail.set_env("RECKON_NODE_INSECURE", "true");
+        let config = load_ok(&["--listen", "0.0.0.0:7600"])?;
+        assert!(config.insecure);
+        jail.set_env("RECKON_NODE_INSECURE", "false");
+        jail.create_file(
+            "node.toml",
+            "[tls]\nca = \"ca.crt\"\ncert = \"node-1.crt\"\nkey = \"node-1.key\"\n",
+        )?;
+        let config = load_ok(&["--config", "node.toml", "--listen", "0.0.0.0:7600"])?;
+        let tls = config.tls.clone().expect("[tls]");
+        assert_eq!(tls.key, std::path::PathBuf::from("node-1.key"));
+        // --print-config shows where the key is, never what it holds.
+        let printed = config.masked_toml().expect("toml");
+        assert!(printed.contains("key = \"node-1.key\""), "{printed}");
+        Ok(())
+    });
+}

@@ -32,7 +32,7 @@ use openraft::{BasicNode, OptionalSend, Vote};
 use reckon_gater::emit;
 use reckon_gater::pool::Pool;
 use reckon_gater::telemetry as t;
-use reckon_gater::transport::{self, Service};
+use reckon_gater::transport::{Dialer, Service};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -60,6 +60,8 @@ pub enum Lane {
 #[derive(Clone, Default)]
 pub struct PeerPool {
     lanes: [Pool<RaftServiceClient>; 3],
+    /// How peers are dialled: with the node's TLS, or in clear text.
+    dialer: Dialer,
     /// This node's id, for telemetry.
     local: NodeId,
     /// Whether each peer's group of a store (by store, then address) answered its last
@@ -94,6 +96,15 @@ impl PeerPool {
     pub fn new(local: NodeId) -> Self {
         PeerPool {
             local,
+            ..Default::default()
+        }
+    }
+
+    /// An empty pool for the node `local` that dials peers with `dialer`.
+    pub fn with_dialer(local: NodeId, dialer: Dialer) -> Self {
+        PeerPool {
+            local,
+            dialer,
             ..Default::default()
         }
     }
@@ -141,7 +152,7 @@ impl PeerPool {
     /// only the calls to it.
     pub async fn client_on(&self, addr: &str, lane: Lane) -> Result<RaftServiceClient, PeerError> {
         let dial = || async {
-            let t = transport::dial(addr, Service::Raft).await?;
+            let t = self.dialer.dial(addr, Service::Raft).await?;
             Ok::<_, std::io::Error>(
                 RaftServiceClient::new(tarpc::client::Config::default(), t).spawn(),
             )
