@@ -10,8 +10,9 @@
 //! state once. A copy is made only when a follower needs one: the current snapshot
 //! handed out for sending is the state as one read transaction saw it then (writes
 //! go on), copied into `snapshots/export-<id>.redb` when the transfer first reads it
-//! ([`SnapshotFile::ready`]), and served again to other followers until the next
-//! snapshot is built. Installing one replaces the whole state in one transaction,
+//! ([`SnapshotFile::ready`]), served to other followers while a transfer still
+//! reads it (and while no newer snapshot is built), and removed when the last
+//! transfer reading it is done. Installing one replaces the whole state in one transaction,
 //! after which the received file is removed. What is stored in `current` is laid out
 //! by [`super::format`].
 
@@ -71,6 +72,19 @@ impl RaftRecord {
 pub struct SnapshotFile {
     path: PathBuf,
     data: Data,
+    /// Held by every transfer reading a copy of the state: the copy is removed when
+    /// the last one is done.
+    export: Option<Arc<ExportFile>>,
+}
+
+/// A copy of the state made for transfers; removed when dropped.
+#[derive(Debug)]
+struct ExportFile(PathBuf);
+
+impl Drop for ExportFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 enum Data {
@@ -101,11 +115,12 @@ impl std::fmt::Debug for SnapshotFile {
     }
 }
 
-/// A finished copy of the state that can serve further transfers.
+/// A finished copy of the state that serves further transfers while one still
+/// reads it.
 #[derive(Debug, Clone)]
 struct Exported {
     meta: SnapshotMeta<NodeId, BasicNode>,
-    path: PathBuf,
+    file: std::sync::Weak<ExportFile>,
 }
 
 impl SnapshotFile {
@@ -114,6 +129,7 @@ impl SnapshotFile {
         Ok(SnapshotFile {
             data: Data::Open(tokio::fs::File::open(path).await?),
             path: path.to_path_buf(),
+            export: None,
         })
     }
 
@@ -121,6 +137,7 @@ impl SnapshotFile {
         SnapshotFile {
             path: PathBuf::new(),
             data: Data::Absent(why),
+            export: None,
         }
     }
 
@@ -161,10 +178,12 @@ impl SnapshotFile {
         .await
         .map_err(io::Error::other)??;
         tracing::info!(target: "reckon_db", snapshot_id = %meta.snapshot_id, duration_ms = started.elapsed().as_millis() as u64, "reckon_db.raft.snapshot.exported");
+        let file = Arc::new(ExportFile(written.clone()));
         *exported.lock().unwrap_or_else(|p| p.into_inner()) = Some(Exported {
             meta,
-            path: written.clone(),
+            file: Arc::downgrade(&file),
         });
+        self.export = Some(file);
         self.data = Data::Open(tokio::fs::File::open(&written).await?);
         Ok(())
     }
@@ -254,8 +273,8 @@ pub struct StateMachine {
     /// Extra time every call to apply committed entries takes (a fault injected by
     /// tests: a replica whose state lags its log).
     apply_delay: std::time::Duration,
-    /// The last copy of the state made for a transfer, served again until the next
-    /// snapshot is built.
+    /// The last copy of the state made for a transfer, served to other transfers while
+    /// one still reads it and no newer snapshot is built.
     exported: Arc<Mutex<Option<Exported>>>,
 }
 
@@ -544,6 +563,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Box::new(SnapshotFile {
             data: Data::Open(file),
             path,
+            export: None,
         }))
     }
 
@@ -557,6 +577,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Data::Open(file) = &snapshot.data {
             file.sync_all().await.map_err(snap_err)?;
         }
+        // A copy made here (rather than received) lives until it is imported.
+        let copy = snapshot.export.take();
         drop(snapshot);
         let state = self.state.clone();
         let dir = self.dir.clone();
@@ -575,6 +597,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.forget_export();
         blocking(ErrorSubject::Snapshot(None), ErrorVerb::Write, move || {
             state.import(&path)?;
+            drop(copy);
             // The snapshot's own record is authoritative for what it holds; store the
             // meta openraft gave, which describes the same log id.
             state.apply(Vec::new(), &record_bytes)?;
@@ -609,11 +632,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         if let Some(e) = served.filter(|e| e.meta.last_log_id >= cur.meta.last_log_id) {
-            if let Ok(file) = SnapshotFile::open(&e.path).await {
-                return Ok(Some(Snapshot {
-                    meta: e.meta,
-                    snapshot: Box::new(file),
-                }));
+            if let Some(export) = e.file.upgrade() {
+                if let Ok(mut file) = SnapshotFile::open(&export.0).await {
+                    file.export = Some(export);
+                    return Ok(Some(Snapshot {
+                        meta: e.meta,
+                        snapshot: Box::new(file),
+                    }));
+                }
             }
         }
         let view = self.state.view().map_err(snap_err)?;
@@ -629,6 +655,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: meta.clone(),
             snapshot: Box::new(SnapshotFile {
                 path,
+                export: None,
                 data: Data::Pending(Box::new(Pending {
                     view,
                     meta,
@@ -757,7 +784,12 @@ mod tests {
         cur.snapshot.ready().await.unwrap();
         assert_eq!(copies_in(&snaps), 1);
         let again = sm.get_current_snapshot().await.unwrap().unwrap();
-        assert_eq!(again.meta, cur.meta, "the copy serves the next transfer");
+        assert_eq!(
+            again.meta, cur.meta,
+            "the copy serves a concurrent transfer"
+        );
+        drop(again);
+        assert_eq!(copies_in(&snaps), 1, "still read by the first transfer");
 
         // Received and installed by another node, which keeps no copy.
         let dir2 = tempfile::tempdir().unwrap();
@@ -771,6 +803,8 @@ mod tests {
         assert_eq!(copies_in(&dir2.path().join("snapshots")), 0);
         let installed = sm2.get_current_snapshot().await.unwrap().unwrap();
         assert_eq!(installed.meta, cur.meta);
+        drop(cur);
+        assert_eq!(copies_in(&snaps), 0, "removed once no transfer reads it");
 
         // The next snapshot built supersedes the copy, which goes.
         sm.apply(vec![entry(3, 1)]).await.unwrap();
