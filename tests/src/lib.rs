@@ -33,23 +33,44 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// Runs `reckon --gater GATER args...`, asserts it exited 0, and gives its stdout
-/// without the trailing newline.
-pub fn reckon_ok(gater: &str, args: &[&str]) -> String {
-    let out = Command::new(bin("reckon"))
-        .env_remove("RECKON_GATER")
+/// The environment variables the `reckon` CLI reads, none of which may leak from
+/// whoever runs the tests into the command under test.
+const RECKON_CLI_ENV: [&str; 5] = [
+    "RECKON_GATER",
+    "RECKON_TOKEN",
+    "RECKON_CA",
+    "RECKON_CERT",
+    "RECKON_KEY",
+];
+
+/// Runs `reckon --gater GATER args...` with only `env` of the CLI's own variables
+/// set: its exit code, stdout and stderr.
+pub fn reckon_run(gater: &str, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(bin("reckon"));
+    for v in RECKON_CLI_ENV {
+        cmd.env_remove(v);
+    }
+    let out = cmd
+        .envs(env.iter().copied())
         .arg("--gater")
         .arg(gater)
         .args(args)
         .stdin(Stdio::null())
         .output()
         .expect("run reckon");
-    assert!(
-        out.status.success(),
-        "reckon {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `reckon --gater GATER args...`, asserts it exited 0, and gives its stdout
+/// without the trailing newline.
+pub fn reckon_ok(gater: &str, args: &[&str]) -> String {
+    let (code, out, err) = reckon_run(gater, &[], args);
+    assert_eq!(code, 0, "reckon {args:?} failed: {err}");
+    out.trim_end().to_string()
 }
 
 /// Removes from `cmd`'s environment every variable whose name starts with `prefix`

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reckon_gater::{Client, ClientError, ExpectedVersion, StoreError};
 use reckon_tests::gater::{start_node, GaterProc};
 use reckon_tests::wait::wait_until;
-use reckon_tests::{bin, one_event, NodeProc};
+use reckon_tests::{bin, one_event, reckon_run, NodeProc};
 
 /// A token as `reckon token create` printed it.
 struct Made {
@@ -46,23 +46,8 @@ fn token_create(name: &str, grants: &[&str]) -> Made {
 /// `reckon --gater ADDR args...` with `RECKON_TOKEN` set to `token` (if any):
 /// exit code, stdout and stderr.
 fn reckon(gater: &str, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = Command::new(bin("reckon"));
-    cmd.env_remove("RECKON_GATER").env_remove("RECKON_TOKEN");
-    if let Some(t) = token {
-        cmd.env("RECKON_TOKEN", t);
-    }
-    let out = cmd
-        .arg("--gater")
-        .arg(gater)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run reckon");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let env: Vec<(&str, &str)> = token.map(|t| ("RECKON_TOKEN", t)).into_iter().collect();
+    reckon_run(gater, &env, args)
 }
 
 async fn client(addr: &str, token: &str) -> Result<Client, ClientError> {

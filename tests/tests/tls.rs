@@ -19,28 +19,17 @@ use reckon_tests::cluster::{append_until_acked, formed, leader_of, wait_new_lead
 use reckon_tests::gater::{start_node, GaterProc};
 use reckon_tests::tls::{TestCerts, CLIENT_NAME, GATER_NAME};
 use reckon_tests::wait::{self, wait_until};
-use reckon_tests::{bin, clear_env, ctx, NodeProc};
+use reckon_tests::{bin, clear_env, ctx, reckon_run, NodeProc};
 use serde_json::json;
 
 /// `reckon --gater GATER EXTRA... ARGS...`: its exit code, stdout and stderr.
 fn reckon(gater: &str, extra: &[String], args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin("reckon"))
-        .env_remove("RECKON_GATER")
-        .env_remove("RECKON_CA")
-        .env_remove("RECKON_CERT")
-        .env_remove("RECKON_KEY")
-        .arg("--gater")
-        .arg(gater)
-        .args(extra)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run reckon");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let all: Vec<&str> = extra
+        .iter()
+        .map(String::as_str)
+        .chain(args.iter().copied())
+        .collect();
+    reckon_run(gater, &[], &all)
 }
 
 /// Calls `hello` on the Raft service of the node at `addr`, dialled with `tls`.

@@ -756,6 +756,11 @@ mod tests {
         StateMachine::open(state, &dir.join("snapshots")).unwrap()
     }
 
+    async fn build(sm: &mut StateMachine) -> SnapshotMeta<NodeId, BasicNode> {
+        let mut b = sm.get_snapshot_builder().await;
+        b.build_snapshot().await.unwrap().meta
+    }
+
     fn next_position(sm: &StateMachine) -> u64 {
         sm.state().read().unwrap().stats().unwrap().next_position
     }
@@ -766,20 +771,15 @@ mod tests {
         let snaps = dir.path().join("snapshots");
         let mut sm = open_sm(dir.path());
         sm.apply(vec![entry(1, 10)]).await.unwrap();
-        let built = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
-        assert_eq!(built.meta.last_log_id.unwrap().index, 1);
+        let built = build(&mut sm).await;
+        assert_eq!(built.last_log_id.unwrap().index, 1);
         assert_eq!(copies_in(&snaps), 0, "building copies nothing");
 
         // Handed out for a transfer: the state as it stands, copied when read.
         sm.apply(vec![entry(2, 10)]).await.unwrap();
         let mut cur = sm.get_current_snapshot().await.unwrap().unwrap();
         assert_eq!(cur.meta.last_log_id.unwrap().index, 2);
-        assert_ne!(cur.meta.snapshot_id, built.meta.snapshot_id);
+        assert_ne!(cur.meta.snapshot_id, built.snapshot_id);
         assert_eq!(copies_in(&snaps), 0, "nothing copied before it is read");
         cur.snapshot.ready().await.unwrap();
         assert_eq!(copies_in(&snaps), 1);
@@ -808,11 +808,7 @@ mod tests {
 
         // The next snapshot built supersedes the copy, which goes.
         sm.apply(vec![entry(3, 1)]).await.unwrap();
-        sm.get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+        build(&mut sm).await;
         assert_eq!(copies_in(&snaps), 0);
     }
 
@@ -823,13 +819,7 @@ mod tests {
         let meta = {
             let mut sm = open_sm(dir.path());
             sm.apply(vec![entry(1, 3)]).await.unwrap();
-            let built = sm
-                .get_snapshot_builder()
-                .await
-                .build_snapshot()
-                .await
-                .unwrap();
-            built.meta
+            build(&mut sm).await
         };
         // What an older node left: `current` naming a copy of the state beside it.
         std::fs::write(snaps.join("snap-old.redb"), b"a copy").unwrap();
