@@ -195,6 +195,34 @@ impl SecurityCost<'_> {
         ratio(self.secure.median_rate(), self.plain.median_rate())
     }
 
+    /// Secure ÷ plain of each round (the two runs taken one after the other),
+    /// ascending: how far the ratio moves between rounds on this machine.
+    fn round_shares(&self) -> Vec<f64> {
+        let mut shares: Vec<f64> = self
+            .plain
+            .runs
+            .iter()
+            .zip(&self.secure.runs)
+            .filter_map(|(p, s)| ratio(s.rate(), p.rate()))
+            .collect();
+        shares.sort_by(f64::total_cmp);
+        shares
+    }
+
+    /// The rounds' shares as the table shows them: `0.94× (0.70–1.14×)`.
+    fn round_shares_text(&self) -> String {
+        let shares = self.round_shares();
+        match (shares.first(), shares.last()) {
+            (Some(lo), Some(hi)) => format!(
+                "{} ({}–{})",
+                fmt_ratio(super::median(&shares)),
+                fmt_ratio(*lo),
+                fmt_ratio(*hi)
+            ),
+            _ => "–".to_string(),
+        }
+    }
+
     fn p50_added_us(&self) -> Option<i64> {
         let (p, s) = (self.plain.latency_us(), self.secure.latency_us());
         (!p.is_empty() && !s.is_empty())
@@ -284,23 +312,26 @@ impl Report {
             "The cost of security, from the rows above: the same standalone `reckon-gater` in \
              front of the same single node, in clear text with the gater open (plain), and with \
              TLS on every link and a token the gater checks (secure); the target: on W2 at least \
-             {SECURE_RATE_SHARE_MIN}× plain's events/s:"
+             {SECURE_RATE_SHARE_MIN}× plain's events/s. \"per round\" divides the two runs \
+             of each round, taken one after the other: the median and the spread show how \
+             much of the ratio is the machine:"
         );
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "| workload | plain events/s | secure events/s | secure ÷ plain | plain p50 | secure p50 | p50 added | plain p99 | secure p99 | target |"
+            "| workload | plain events/s | secure events/s | secure ÷ plain | per round | plain p50 | secure p50 | p50 added | plain p99 | secure p99 | target |"
         );
-        let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|");
+        let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|");
         for c in &costs {
             let (pl, sl) = (c.plain.latency_us(), c.secure.latency_us());
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 c.plain.id,
                 rate(c.plain.median_rate()),
                 rate(c.secure.median_rate()),
                 c.share().map_or("–".to_string(), fmt_ratio),
+                c.round_shares_text(),
                 us(&pl, 0.5),
                 us(&sl, 0.5),
                 c.p50_added_us().map_or("–".to_string(), signed_us),
@@ -565,6 +596,7 @@ impl Report {
                     "plain_events_per_sec": c.plain.median_rate(),
                     "secure_events_per_sec": c.secure.median_rate(),
                     "secure_share": c.share(),
+                    "secure_share_per_round": c.round_shares(),
                     "p50_added_us": c.p50_added_us(),
                     "within_issue14_target": c.within_target(),
                 }))
@@ -788,7 +820,9 @@ mod tests {
             .nth(1)
             .expect("a security cost table");
         assert!(
-            cost.contains("| W1 | 2,000 | 1,000 | 0.50× | 400 µs | 500 µs | +100 µs |"),
+            cost.contains(
+                "| W1 | 2,000 | 1,000 | 0.50× | 0.50× (0.50×–0.50×) | 400 µs | 500 µs | +100 µs |"
+            ),
             "{cost}"
         );
         assert!(cost.contains("| W1 |") && cost.contains("| – |"), "{cost}");
