@@ -308,7 +308,7 @@ pub fn figures(v: &Value) -> Result<Vec<Figure>, String> {
 
 /// How the table names a path given by its id.
 fn via_label(id: &str) -> String {
-    [Via::Node, Via::Gater, Via::Cluster]
+    Via::ALL
         .into_iter()
         .find(|v| v.id() == id)
         .map_or_else(|| id.to_string(), |v| v.label().to_string())

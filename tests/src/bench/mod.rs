@@ -2,11 +2,13 @@
 //! [`RunSample`], [`Series`]), the raw redb baseline ([`raw`]), the nodes and
 //! connections every workload stands on ([`process`]), the workloads against a real
 //! node or through a gater ([`workloads`]), a 3-node cluster ([`cluster`]), the
-//! subscription workloads ([`subs`]), bytes on disk per event ([`disk`]), the report
+//! subscription workloads ([`subs`]), a node behind a standalone gater in clear text
+//! or with TLS and a token ([`secure`]), bytes on disk per event ([`disk`]), the report
 //! ([`report`]) and its comparison with a saved one ([`compare`]).
 //!
 //! Nothing here knows how the results are printed except `report` and `compare`,
-//! and nothing but `process`, `workloads`, `cluster` and `subs` talks to a process.
+//! and nothing but `process`, `workloads`, `cluster`, `secure` and `subs` talks to a
+//! process.
 
 pub mod cluster;
 pub mod compare;
@@ -14,6 +16,7 @@ pub mod disk;
 pub mod process;
 pub mod raw;
 pub mod report;
+pub mod secure;
 pub mod subs;
 pub mod workloads;
 
@@ -260,15 +263,32 @@ pub enum Via {
     Gater,
     /// Through a standalone gater in front of a 3-node cluster, with the client library.
     Cluster,
+    /// Through a standalone gater in front of one node, clear text, the gater open:
+    /// the plain side of the cost of security (`--secure`).
+    Standalone,
+    /// The same with TLS on every link (client to gater, gater to node, node to gater)
+    /// and a token the gater checks (`--secure`).
+    Secure,
 }
 
 impl Via {
+    /// Every path, in report order.
+    pub const ALL: [Via; 5] = [
+        Via::Node,
+        Via::Gater,
+        Via::Cluster,
+        Via::Standalone,
+        Via::Secure,
+    ];
+
     /// Short id for JSON and progress lines.
     pub fn id(self) -> &'static str {
         match self {
             Via::Node => "node",
             Via::Gater => "gater",
             Via::Cluster => "cluster",
+            Via::Standalone => "gater-plain",
+            Via::Secure => "gater-secure",
         }
     }
 
@@ -278,6 +298,8 @@ impl Via {
             Via::Node => "node, direct",
             Via::Gater => "gater → node",
             Via::Cluster => "gater → 3-node cluster",
+            Via::Standalone => "reckon-gater → node, clear text",
+            Via::Secure => "reckon-gater → node, TLS + token",
         }
     }
 }

@@ -117,6 +117,9 @@ impl RunningNode {
             Via::Node => Ok(Endpoint::Worker(self.addr().to_string())),
             Via::Gater => Ok(Endpoint::Gater(self.ready_gater().await?)),
             Via::Cluster => bail!("a single node is not a cluster"),
+            Via::Standalone | Via::Secure => {
+                bail!("a --dev node has no standalone gater in front of it")
+            }
         }
     }
 
@@ -183,6 +186,13 @@ pub enum Endpoint {
     Worker(String),
     /// A gater, with the client library.
     Gater(String),
+    /// A gater with TLS and tokens, with the client library presenting `credentials`.
+    SecureGater {
+        /// The gater's address.
+        addr: String,
+        /// The CA to trust and the token to present.
+        credentials: super::secure::Credentials,
+    },
 }
 
 /// One client connection: straight to a node's worker service, or a client-library
@@ -224,6 +234,21 @@ impl Conn {
                 store: gater_store(addr).await?,
                 via: " through the gater",
             }),
+            Endpoint::SecureGater { addr, credentials } => {
+                let client = Client::builder(&[addr.as_str()])
+                    .tls(credentials.tls.clone())
+                    .token(credentials.token.secret())
+                    .timeout(Duration::from_secs(REQUEST_DEADLINE_SECS))
+                    .connect()
+                    .await
+                    .with_context(|| {
+                        format!("connecting to reckon-gater at {addr} with TLS and a token")
+                    })?;
+                Ok(Conn {
+                    store: client.store(STORE),
+                    via: " through the secure gater",
+                })
+            }
         }
     }
 

@@ -36,6 +36,8 @@ pub struct Settings {
     pub vias: Vec<Via>,
     /// `--cluster` was given.
     pub cluster: bool,
+    /// `--secure` was given.
+    pub secure: bool,
     /// `--quick` was given.
     pub quick: bool,
     /// The node binary.
@@ -177,6 +179,71 @@ impl GaterCost<'_> {
     }
 }
 
+/// The target for the cost of security on W2: the secure path keeps at least this
+/// share of the plain path's events/s (issue 14: "within 15% of plain on W2").
+pub const SECURE_RATE_SHARE_MIN: f64 = 0.85;
+
+/// The cost of security on one workload: the secure row next to its plain
+/// counterpart (the same standalone gater and node, clear text and open).
+struct SecurityCost<'a> {
+    plain: &'a Series,
+    secure: &'a Series,
+}
+
+impl SecurityCost<'_> {
+    fn share(&self) -> Option<f64> {
+        ratio(self.secure.median_rate(), self.plain.median_rate())
+    }
+
+    /// Secure ÷ plain of each round (the two runs taken one after the other),
+    /// ascending: how far the ratio moves between rounds on this machine.
+    fn round_shares(&self) -> Vec<f64> {
+        let mut shares: Vec<f64> = self
+            .plain
+            .runs
+            .iter()
+            .zip(&self.secure.runs)
+            .filter_map(|(p, s)| ratio(s.rate(), p.rate()))
+            .collect();
+        shares.sort_by(f64::total_cmp);
+        shares
+    }
+
+    /// The rounds' shares as the table shows them: `0.94× (0.70–1.14×)`.
+    fn round_shares_text(&self) -> String {
+        let shares = self.round_shares();
+        match (shares.first(), shares.last()) {
+            (Some(lo), Some(hi)) => format!(
+                "{} ({}–{})",
+                fmt_ratio(super::median(&shares)),
+                fmt_ratio(*lo),
+                fmt_ratio(*hi)
+            ),
+            _ => "–".to_string(),
+        }
+    }
+
+    fn p50_added_us(&self) -> Option<i64> {
+        let (p, s) = (self.plain.latency_us(), self.secure.latency_us());
+        (!p.is_empty() && !s.is_empty())
+            .then(|| s.value_at_quantile(0.5) as i64 - p.value_at_quantile(0.5) as i64)
+    }
+
+    /// Whether the target applies (W2) and is met.
+    fn within_target(&self) -> Option<bool> {
+        (self.plain.id == "W2").then(|| self.share().is_some_and(|r| r >= SECURE_RATE_SHARE_MIN))
+    }
+}
+
+/// `+12 µs` or `−3 µs`.
+fn signed_us(d: i64) -> String {
+    format!(
+        "{}{} µs",
+        if d < 0 { "−" } else { "+" },
+        thousands(d.unsigned_abs())
+    )
+}
+
 /// A ratio as the tables show it: three significant figures or so.
 pub fn fmt_ratio(r: f64) -> String {
     if r >= 10.0 {
@@ -213,6 +280,70 @@ impl Report {
                 })
             })
             .collect()
+    }
+
+    /// Every workload measured through the standalone gater both plain and secure.
+    fn security_costs(&self) -> Vec<SecurityCost<'_>> {
+        let row = |id: &str, via: Via| {
+            self.workloads
+                .iter()
+                .find(|w| w.id == id && w.via == Some(via))
+        };
+        self.workloads
+            .iter()
+            .filter(|w| w.via == Some(Via::Standalone))
+            .filter_map(|plain| {
+                Some(SecurityCost {
+                    plain,
+                    secure: row(&plain.id, Via::Secure)?,
+                })
+            })
+            .collect()
+    }
+
+    fn security_markdown(&self, out: &mut String) {
+        let costs = self.security_costs();
+        if costs.is_empty() {
+            return;
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "The cost of security, from the rows above: the same standalone `reckon-gater` in \
+             front of the same single node, in clear text with the gater open (plain), and with \
+             TLS on every link and a token the gater checks (secure); the target: on W2 at least \
+             {SECURE_RATE_SHARE_MIN}× plain's events/s. \"per round\" divides the two runs \
+             of each round, taken one after the other: the median and the spread show how \
+             much of the ratio is the machine:"
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "| workload | plain events/s | secure events/s | secure ÷ plain | per round | plain p50 | secure p50 | p50 added | plain p99 | secure p99 | target |"
+        );
+        let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|");
+        for c in &costs {
+            let (pl, sl) = (c.plain.latency_us(), c.secure.latency_us());
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                c.plain.id,
+                rate(c.plain.median_rate()),
+                rate(c.secure.median_rate()),
+                c.share().map_or("–".to_string(), fmt_ratio),
+                c.round_shares_text(),
+                us(&pl, 0.5),
+                us(&sl, 0.5),
+                c.p50_added_us().map_or("–".to_string(), signed_us),
+                us(&pl, 0.99),
+                us(&sl, 0.99),
+                match c.within_target() {
+                    Some(true) => "met",
+                    Some(false) => "**missed**",
+                    None => "–",
+                }
+            );
+        }
     }
 
     /// The human report: the README table, the gater's cost, the raw redb figures,
@@ -293,11 +424,7 @@ impl Report {
                     c.share().map_or("–".to_string(), fmt_ratio),
                     us(&nl, 0.5),
                     us(&gl, 0.5),
-                    c.p50_added_us().map_or("–".to_string(), |d| format!(
-                        "{}{} µs",
-                        if d < 0 { "−" } else { "+" },
-                        thousands(d.unsigned_abs())
-                    )),
+                    c.p50_added_us().map_or("–".to_string(), signed_us),
                     match c.within_budget() {
                         Some(true) => "kept",
                         Some(false) => "**exceeded**",
@@ -306,6 +433,7 @@ impl Report {
                 );
             }
         }
+        self.security_markdown(&mut out);
         if let Some(disk) = &self.disk {
             disk_markdown(&mut out, disk);
         }
@@ -363,7 +491,7 @@ impl Report {
         let _ = writeln!(
             out,
             "{} run(s) per row, median shown; {} s warm-up, then {} s measured; {logs}\
-             single node via {}{}; {} CPU(s) shared by clients, nodes and gaters; node {}; \
+             single node via {}{}{}; {} CPU(s) shared by clients, nodes and gaters; node {}; \
              data under {}",
             s.runs,
             s.warmup_secs,
@@ -371,6 +499,12 @@ impl Report {
             vias.join(" and "),
             if s.cluster {
                 ", and a 3-node cluster through its gater"
+            } else {
+                ""
+            },
+            if s.secure {
+                ", and W1/W2 through a standalone reckon-gater in front of one node, clear \
+                 text and with TLS and a token"
             } else {
                 ""
             },
@@ -433,6 +567,7 @@ impl Report {
                 "s2_rate": s.s2_rate,
                 "via": s.vias.iter().map(|v| v.id()).collect::<Vec<_>>(),
                 "cluster": s.cluster,
+                "secure": s.secure,
                 "quick": s.quick,
                 "node_bin": s.node_bin,
                 "dir": s.dir,
@@ -451,6 +586,19 @@ impl Report {
                     "gater_share": c.share(),
                     "p50_added_us": c.p50_added_us(),
                     "within_issue3_budget": c.within_budget(),
+                }))
+                .collect::<Vec<_>>(),
+            "security_cost": self
+                .security_costs()
+                .iter()
+                .map(|c| json!({
+                    "id": c.plain.id,
+                    "plain_events_per_sec": c.plain.median_rate(),
+                    "secure_events_per_sec": c.secure.median_rate(),
+                    "secure_share": c.share(),
+                    "secure_share_per_round": c.round_shares(),
+                    "p50_added_us": c.p50_added_us(),
+                    "within_issue14_target": c.within_target(),
                 }))
                 .collect::<Vec<_>>(),
             "baselines": baselines,
@@ -600,6 +748,7 @@ pub fn test_settings() -> Settings {
         s2_rate: 5_000,
         vias: vec![Via::Node, Via::Gater],
         cluster: false,
+        secure: false,
         quick: true,
         node_bin: "reckon-node".to_string(),
         dir: "target/bench-data".to_string(),
@@ -611,6 +760,7 @@ pub fn test_settings() -> Settings {
 mod tests {
     use super::super::{test_series, Baseline, Via};
     use super::{test_settings, thousands, Report};
+    use serde_json::Value;
 
     #[test]
     fn the_gater_cost_table_has_both_w3_rows() {
@@ -642,6 +792,51 @@ mod tests {
         assert!(
             cost.contains("| W3/1000 | 160,000 | 128,000 | 0.80× |"),
             "{cost}"
+        );
+    }
+
+    #[test]
+    fn the_security_cost_table_divides_secure_by_plain_and_checks_w2() {
+        let a = Some(Baseline::Single);
+        let report = Report {
+            settings: test_settings(),
+            workloads: vec![
+                test_series("W1", Some(Via::Gater), a, 3_000, 300),
+                test_series("W1", Some(Via::Standalone), a, 2_000, 400),
+                test_series("W1", Some(Via::Secure), a, 1_000, 500),
+                test_series("W2", Some(Via::Standalone), a, 40_000, 1_000),
+                test_series("W2", Some(Via::Secure), a, 36_000, 1_100),
+            ],
+            baselines: vec![(
+                Baseline::Single,
+                test_series("raw-single", None, None, 5_000, 200),
+            )],
+            notes: Vec::new(),
+            disk: None,
+        };
+        let text = report.markdown();
+        let cost = text
+            .split("The cost of security")
+            .nth(1)
+            .expect("a security cost table");
+        assert!(
+            cost.contains(
+                "| W1 | 2,000 | 1,000 | 0.50× | 0.50× (0.50×–0.50×) | 400 µs | 500 µs | +100 µs |"
+            ),
+            "{cost}"
+        );
+        assert!(cost.contains("| W1 |") && cost.contains("| – |"), "{cost}");
+        assert!(
+            cost.contains("| W2 | 40,000 | 36,000 | 0.90× |") && cost.contains("| met |"),
+            "{cost}"
+        );
+        let json = report.json();
+        let w2 = &json["security_cost"][1];
+        assert_eq!(w2["id"], "W2");
+        assert_eq!(w2["within_issue14_target"], true);
+        assert_eq!(
+            json["security_cost"][0]["within_issue14_target"],
+            Value::Null
         );
     }
 

@@ -1,7 +1,8 @@
 //! W1–W4 against real processes over TCP on loopback, one connection per client,
 //! every client on its own stream: straight to a `reckon-node` over its worker
-//! service, through the gater a `--dev` node embeds, or through the gater of a
-//! 3-node cluster ([`super::cluster`]).
+//! service, through the gater a `--dev` node embeds, through the gater of a
+//! 3-node cluster ([`super::cluster`]), or through a standalone gater in front of one
+//! node, plain or with TLS and a token ([`super::secure`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use reckon_gater::types::NewEvent;
 
 use super::cluster::BenchCluster;
 use super::process::{Conn, Endpoint, NodeSetup, RunningNode};
+use super::secure::FrontedNode;
 use super::{events, RunSample, Tally, Timing, Via, Window};
 
 /// Events per `read_all` page in W4.
@@ -53,6 +55,7 @@ async fn writer(
 enum Deployment {
     Single { _node: RunningNode },
     Cluster { _cluster: BenchCluster },
+    Fronted { _fronted: FrontedNode },
 }
 
 /// One run of W1, W2 or W3 on a fresh node (or fresh cluster), reached `via` the
@@ -76,6 +79,11 @@ pub async fn write_run(
             let cluster = BenchCluster::start(setup, name).await?;
             let ep = Endpoint::Gater(cluster.gater_addr().to_string());
             (Deployment::Cluster { _cluster: cluster }, ep)
+        }
+        Via::Standalone | Via::Secure => {
+            let fronted = FrontedNode::start(setup, name, via).await?;
+            let ep = fronted.endpoint().clone();
+            (Deployment::Fronted { _fronted: fronted }, ep)
         }
     };
     let mut clients = Vec::with_capacity(writers);

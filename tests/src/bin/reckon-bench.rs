@@ -28,6 +28,15 @@
 //! `reckon-gater`). S1 and S2 always go through the embedded gater: subscriptions have
 //! no other client.
 //!
+//! The cost of security (`--secure`): W1 and W2 also through a standalone
+//! `reckon-gater` in front of one `reckon-node` (single mode), twice and next to each
+//! other: in clear text with the gater open (`gater-plain`), and with TLS on every
+//! link and a token the gater checks (`gater-secure`), certificates and token made by
+//! the library code behind `reckon certs` and `reckon token create`. A table divides
+//! secure by plain; issue 14's target is at least 0.85× on W2. The `--dev` node's
+//! embedded gater takes TLS but no tokens, so both sides get a gater of their own and
+//! differ in nothing but security (see `bench::secure`).
+//!
 //! Each write run and each S2 run starts a fresh `reckon-node --dev --listen
 //! 127.0.0.1:0 --data-dir <fresh dir>` (or a fresh cluster); W4 loads one fresh node
 //! and reads it in every run, and S1 catches up on that same log when --s1-events
@@ -59,6 +68,7 @@
 //! target/release/reckon-bench --quick    # 1 run of 0.5 s + 2 s each, W4 and S1 on 200k events
 //! target/release/reckon-bench            # 3 runs of 1 s + 5 s each, W4 and S1 on 1M events
 //! target/release/reckon-bench --cluster  # the same and the 3-node cluster rows
+//! target/release/reckon-bench --only W1,W2 --via gater --secure   # the cost of security
 //! target/release/reckon-bench --only W1,W3 --via node --json bench.json
 //! target/release/reckon-bench --json after.json --compare before.json
 //! ```
@@ -173,6 +183,11 @@ enum ViaArg {
         W3 rows, W4); --via both (the default) does both and tables the gater's cost. \
         --cluster adds W1, W2 and both W3 rows through the gater of a 3-node cluster on \
         this machine. S1 and S2 always go through the embedded gater.\n\n\
+        --secure prices security: W1 and W2 also through a standalone reckon-gater in \
+        front of one node, in clear text with the gater open (gater-plain) and with TLS \
+        on every link and a token (gater-secure), next to each other, and a table of \
+        secure ÷ plain (target: at least 0.85× on W2). The embedded gater of --dev takes \
+        no tokens, hence a gater of its own for both sides of the ratio.\n\n\
         Each write run gets a fresh node (or cluster) on a fresh data directory; W4 \
         loads one node and reads it in every run. A run warms up, then counts the \
         requests that complete in its window. Each row shows the median events/s of the \
@@ -192,6 +207,8 @@ enum ViaArg {
         target/release/reckon-bench              (3 runs of 1 s + 5 s, W4 and S1 on 1M events: \
         about 5.5 minutes)\n  \
         target/release/reckon-bench --cluster    (the same with the cluster rows: about 6.5 minutes)\n  \
+        target/release/reckon-bench --only W1,W2 --via gater --secure    (the cost of TLS and \
+        a token)\n  \
         target/release/reckon-bench --json new.json --compare old.json    (each row against a \
         run saved with --json)"
 )]
@@ -229,6 +246,14 @@ struct Args {
     /// a 3-node cluster on this machine (fresh for every run).
     #[arg(long)]
     cluster: bool,
+    /// The cost of security: also run W1 and W2 through a standalone reckon-gater in
+    /// front of one node, twice: in clear text with the gater open (row `gater-plain`),
+    /// and with TLS on every link and a token the gater checks (row `gater-secure`;
+    /// certificates and token made as `reckon certs` and `reckon token create` make
+    /// them). Adds a table of secure ÷ plain. Whatever --via says; the embedded gater
+    /// of --via gater cannot check tokens, so it is not the secure path.
+    #[arg(long)]
+    secure: bool,
     /// Directory under which a fresh data directory is made and removed at the end;
     /// use one on the disk under test [default: target/bench-data next to this binary].
     #[arg(long, value_name = "DIR")]
@@ -255,6 +280,7 @@ struct Plan {
     workloads: Vec<Workload>,
     vias: Vec<Via>,
     cluster: bool,
+    secure: bool,
     parent: PathBuf,
     node_bin: PathBuf,
     node_args: Vec<String>,
@@ -418,12 +444,21 @@ impl Plan {
             );
         }
         let gater_bin = node_bin.with_file_name("reckon-gater");
-        if args.cluster && !gater_bin.is_file() {
-            bail!(
-                "--cluster needs {} next to the node binary; run `cargo build --release \
-                 --workspace --bins`",
-                gater_bin.display()
-            );
+        for (given, flag) in [(args.cluster, "--cluster"), (args.secure, "--secure")] {
+            if given && !gater_bin.is_file() {
+                bail!(
+                    "{flag} needs {} next to the node binary; run `cargo build --release \
+                     --workspace --bins`",
+                    gater_bin.display()
+                );
+            }
+        }
+        if args.secure
+            && !workloads
+                .iter()
+                .any(|w| matches!(w, Workload::W1 | Workload::W2))
+        {
+            bail!("--secure measures W1 and W2: add them to --only");
         }
         let settings = Settings {
             command: command_line(std::env::args_os()),
@@ -435,6 +470,7 @@ impl Plan {
             s2_rate: subs::S2_RATE,
             vias: vias.clone(),
             cluster: args.cluster,
+            secure: args.secure,
             quick: args.quick,
             node_bin: format!("{} {}", node_bin.display(), node_args.join(" "))
                 .trim_end()
@@ -450,6 +486,7 @@ impl Plan {
             workloads,
             vias,
             cluster: args.cluster,
+            secure: args.secure,
             parent,
             node_bin,
             node_args,
@@ -577,7 +614,12 @@ fn rows(plan: &Plan) -> Vec<Row> {
                             format!("W2: {W2_WRITERS} writers, 1 event per append each"),
                         )
                     };
-                    for &via in &write_vias {
+                    let secure_vias = if plan.secure {
+                        &[Via::Standalone, Via::Secure][..]
+                    } else {
+                        &[]
+                    };
+                    for &via in write_vias.iter().chain(secure_vias) {
                         let step = Step::Write {
                             via,
                             writers,
@@ -748,11 +790,16 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
 /// Runs every row `plan.runs` times with all files under `dir`.
 async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
     eprintln!(
-        "reckon-bench: {:?} via {:?}{} with {} run(s) of {:?} warm-up + {:?}, data under {}",
+        "reckon-bench: {:?} via {:?}{}{} with {} run(s) of {:?} warm-up + {:?}, data under {}",
         plan.workloads,
         plan.vias,
         if plan.cluster {
             " and a 3-node cluster"
+        } else {
+            ""
+        },
+        if plan.secure {
+            " and a standalone gater, plain and secure"
         } else {
             ""
         },
@@ -1010,6 +1057,7 @@ mod tests {
             s2_rate: subs::S2_RATE,
             vias: vias.clone(),
             cluster,
+            secure: false,
             quick: true,
             node_bin: "reckon-node".to_string(),
             dir: "target/bench-data".to_string(),
@@ -1026,6 +1074,7 @@ mod tests {
             workloads,
             vias,
             cluster,
+            secure: false,
             parent: PathBuf::from("target/bench-data"),
             node_bin: PathBuf::from("reckon-node"),
             node_args: Vec::new(),
@@ -1061,5 +1110,31 @@ mod tests {
         let gater_only = plan(vec![Workload::W3], vec![Via::Gater], false);
         let names: Vec<String> = rows(&gater_only).iter().map(Row::name).collect();
         assert_eq!(names, ["raw-1000", "W3/100 gater", "W3/1000 gater"]);
+    }
+
+    #[test]
+    fn secure_adds_plain_and_secure_rows_of_w1_and_w2_only_next_to_the_others() {
+        let mut p = plan(
+            vec![Workload::W1, Workload::W2, Workload::W3],
+            vec![Via::Gater],
+            false,
+        );
+        p.secure = true;
+        let names: Vec<String> = rows(&p).iter().map(Row::name).collect();
+        assert_eq!(
+            names,
+            [
+                "raw-single",
+                "W1 gater",
+                "W1 gater-plain",
+                "W1 gater-secure",
+                "W2 gater",
+                "W2 gater-plain",
+                "W2 gater-secure",
+                "raw-1000",
+                "W3/100 gater",
+                "W3/1000 gater",
+            ]
+        );
     }
 }
