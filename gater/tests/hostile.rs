@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod fuzz;
 
-use fuzz::{config, context, valid_frames, wire};
+use fuzz::{config, context, count_panics, panics, valid_frames, wire};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use reckon_gater::api::{Gater, GaterClient};
@@ -55,6 +55,7 @@ struct Harness {
 }
 
 fn gater(limits: Limits) -> Harness {
+    count_panics();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -109,6 +110,9 @@ impl Harness {
             .rt
             .block_on(self.good.health(context()))
             .map_err(|e| format!("the good client was not served: {e}"))?;
+        if panics() > 0 {
+            return Err(format!("{} panics in the process", panics()));
+        }
         if !report.stores.is_empty() {
             return Err(format!("hostile input changed the registry: {report:?}"));
         }

@@ -167,3 +167,23 @@ pub fn wire(valid: Vec<Vec<u8>>, service: u8) -> impl Strategy<Value = Vec<u8>> 
         },
     )
 }
+
+static PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts every panic in the process from now on (a server's task panicking is
+/// caught by its runtime, and would otherwise go unseen).
+pub fn count_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            default(info)
+        }));
+    });
+}
+
+/// Panics counted since [`count_panics`].
+pub fn panics() -> usize {
+    PANICS.load(std::sync::atomic::Ordering::SeqCst)
+}
