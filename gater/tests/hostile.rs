@@ -16,8 +16,10 @@ use fuzz::{config, context, count_panics, panics, valid_frames, wire};
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 use reckon_gater::api::{Gater, GaterClient};
+use reckon_gater::certs;
 use reckon_gater::gateway::{Gateway, GatewayOptions};
-use reckon_gater::transport::{self, Limits, Service, MAGIC};
+use reckon_gater::tls::{ClientTlsFiles, PeerCerts, Role, Tls, TlsFiles};
+use reckon_gater::transport::{self, Dialer, Limits, Service, MAGIC};
 use reckon_gater::{StoreRequest, StoreResponse};
 use tarpc::server::{BaseChannel, Channel};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,6 +57,12 @@ struct Harness {
 }
 
 fn gater(limits: Limits) -> Harness {
+    gater_with(limits, None, None)
+}
+
+/// A gater as [`gater`] makes, with TLS when `tls` is given (its good client then
+/// dials with `client`).
+fn gater_with(limits: Limits, tls: Option<Tls>, client: Option<Tls>) -> Harness {
     count_panics();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -66,10 +74,11 @@ fn gater(limits: Limits) -> Harness {
         let addr = listener.local_addr().unwrap().to_string();
         let gateway = Gateway::new(GatewayOptions {
             secret: Some("a-cluster-secret-of-32-bytes-or-more!".into()),
+            tls: tls.clone(),
             ..GatewayOptions::default()
         });
-        tokio::spawn(serve(gateway, listener, limits));
-        let good = client(&addr).await;
+        tokio::spawn(serve(gateway, listener, tls, limits));
+        let good = client_with(&Dialer::new(client), &addr).await;
         // Served once: it has sent a whole frame, so it never gives its slot up.
         good.health(context()).await.unwrap();
         (addr, good)
@@ -78,10 +87,10 @@ fn gater(limits: Limits) -> Harness {
 }
 
 /// [`Gateway::serve`]'s connection handling, under `limits`.
-async fn serve(gateway: Gateway, listener: TcpListener, limits: Limits) {
+async fn serve(gateway: Gateway, listener: TcpListener, tls: Option<Tls>, limits: Limits) {
     transport::accept_loop_limited(
         listener,
-        None,
+        tls,
         limits,
         std::future::pending(),
         move |service, conn, _| {
@@ -99,7 +108,11 @@ async fn serve(gateway: Gateway, listener: TcpListener, limits: Limits) {
 }
 
 async fn client(addr: &str) -> GaterClient {
-    let t = transport::dial(addr, Service::Gater).await.expect("dial");
+    client_with(&Dialer::plain(), addr).await
+}
+
+async fn client_with(dialer: &Dialer, addr: &str) -> GaterClient {
+    let t = dialer.dial(addr, Service::Gater).await.expect("dial");
     GaterClient::new(tarpc::client::Config::default(), t).spawn()
 }
 
@@ -173,6 +186,97 @@ fn random_and_mutated_gater_frames_close_the_connection_and_change_nothing() {
         ))
         .unwrap();
     assert!(!matches!(r, Ok(StoreResponse::Streams(_))), "{r:?}");
+}
+
+/// A gater's and a client's TLS, from a fresh CA in `dir`.
+fn tls_pair(dir: &std::path::Path) -> (Tls, Tls) {
+    let ca = certs::make_ca(dir, false).unwrap();
+    let gw =
+        certs::make_leaf(dir, &Role::Gater("gw".into()), &["127.0.0.1".into()], false).unwrap();
+    let server = Tls::load(
+        &TlsFiles {
+            ca: ca.cert.clone(),
+            cert: gw.cert,
+            key: gw.key,
+        },
+        "tls",
+        PeerCerts::Optional,
+    )
+    .unwrap();
+    let client = Tls::client(&ClientTlsFiles {
+        ca: ca.cert,
+        identity: None,
+    })
+    .unwrap();
+    (server, client)
+}
+
+/// The first bytes a TLS client sends (its ClientHello), caught by a listener that
+/// never answers.
+fn client_hello(rt: &Runtime, client: Tls) -> Vec<u8> {
+    rt.block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let dial =
+            tokio::spawn(async move { Dialer::tls(client).open(&addr, Service::Gater).await });
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut hello = vec![0u8; 4096];
+        let n = tcp.read(&mut hello).await.unwrap();
+        hello.truncate(n);
+        dial.abort();
+        hello
+    })
+}
+
+#[test]
+fn random_and_mutated_tls_handshakes_fail_and_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, client) = tls_pair(dir.path());
+    let h = gater_with(Limits::default(), Some(server), Some(client.clone()));
+    let hello = client_hello(&h.rt, client);
+    assert_eq!(hello.first(), Some(&0x16), "a TLS handshake record");
+    let handshakes = prop_oneof![
+        // Random bytes, some dressed as a handshake record.
+        (
+            proptest::collection::vec(any::<u8>(), 0..600),
+            any::<bool>()
+        )
+            .prop_map(|(mut bytes, dressed)| {
+                if dressed {
+                    let len = (bytes.len() as u16).to_be_bytes();
+                    let mut head = vec![0x16, 0x03, 0x01, len[0], len[1]];
+                    head.append(&mut bytes);
+                    head
+                } else {
+                    bytes
+                }
+            }),
+        // The real ClientHello, bytes flipped, cut or added.
+        (
+            Just(hello),
+            proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+            any::<prop::sample::Index>(),
+            any::<bool>(),
+        )
+            .prop_map(|(mut hello, flips, cut, cutting)| {
+                for (i, b) in flips {
+                    let i = i.index(hello.len());
+                    hello[i] = b;
+                }
+                if cutting {
+                    hello.truncate(cut.index(hello.len() + 1));
+                }
+                hello
+            }),
+    ];
+    let mut runner = TestRunner::new(config());
+    runner
+        .run(&handshakes, |bytes| {
+            h.rt.block_on(hostile_connection(&h.addr, &bytes))
+                .map_err(TestCaseError::fail)?;
+            h.still_serving().map_err(TestCaseError::fail)
+        })
+        .unwrap();
 }
 
 // ---------------------------------------------------------------------------------
