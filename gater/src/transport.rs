@@ -706,6 +706,11 @@ pub async fn accept_loop_limited<F, Fut>(
                         evict_oldest(&mut unproven, addr);
                     }
                     let standing = Standing::default();
+                    // Settled ones behind a long-unproven front are forgotten here,
+                    // so that the queue stays within the connections alive.
+                    if unproven.len() >= 2 * limits.max_connections {
+                        unproven.retain(|s| s.state.load(Ordering::Acquire) == UNPROVEN);
+                    }
                     unproven.push_back(standing.clone());
                     let serve_conn = serve_conn.clone();
                     let drain = drain.clone();
