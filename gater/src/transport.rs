@@ -18,8 +18,10 @@
 //! A server does not let a connection hold its slot by saying nothing ([`Limits`]):
 //! the handshake and preamble must come within [`PREAMBLE_TIMEOUT`], and a frame,
 //! once its first byte has arrived, must be whole within [`FRAME_READ_TIMEOUT`]; a
-//! connection that trickles is closed. A connection whose frame does not decode is
-//! closed too (tarpc ends the channel on a transport error).
+//! connection that trickles is closed. When every slot ([`MAX_CONNECTIONS`]) is
+//! taken, the oldest connection that has not yet sent a whole frame gives its slot
+//! to a newcomer. A connection whose frame does not decode is closed too (tarpc
+//! ends the channel on a transport error).
 //!
 //! A server drains before it stops ([`accept_loop`]): it closes its listener, then
 //! every connection stops reading requests while the requests it already read run
