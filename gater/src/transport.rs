@@ -288,54 +288,32 @@ where
 /// The length prefix of a frame ([`LengthDelimitedCodec`]'s default: 4 bytes).
 const LENGTH_BYTES: usize = 4;
 
-/// An accepted connection's byte stream, watched for frames that stall: once a
-/// frame's first byte has been read, the rest must come within the deadline, or
-/// the read fails with [`io::ErrorKind::TimedOut`] (and the connection closes).
-/// Between frames it waits as long as the peer likes.
-#[derive(Debug)]
-pub struct Deadline {
-    inner: Conn,
-    timeout: Duration,
+/// Where a byte stream of length-prefixed frames stands: inside a frame or
+/// between two.
+#[derive(Debug, Default)]
+struct Boundaries {
     /// Bytes of the length prefix read so far, and the prefix itself.
     prefix: ([u8; LENGTH_BYTES], usize),
     /// Bytes of the frame's body still to come, once the prefix is whole.
     body_left: usize,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Set to [`SETTLED`] at the first whole frame.
-    state: Arc<AtomicU8>,
 }
 
-impl Deadline {
-    fn new(inner: Conn, timeout: Duration, state: Arc<AtomicU8>) -> Deadline {
-        Deadline {
-            inner,
-            timeout,
-            prefix: ([0; LENGTH_BYTES], 0),
-            body_left: 0,
-            timer: None,
-            state,
-        }
-    }
-
-    fn frame_done(&self) {
-        let _ = self
-            .state
-            .compare_exchange(UNPROVEN, SETTLED, Ordering::AcqRel, Ordering::Acquire);
-    }
-
+impl Boundaries {
     fn mid_frame(&self) -> bool {
         self.prefix.1 > 0 || self.body_left > 0
     }
 
-    /// Follows the frame boundaries through bytes just read.
-    fn track(&mut self, mut bytes: &[u8]) {
+    /// Follows the boundaries through bytes just read; gives the count of frames
+    /// they completed.
+    fn track(&mut self, mut bytes: &[u8]) -> usize {
+        let mut done = 0;
         while !bytes.is_empty() {
             if self.body_left > 0 {
                 let n = self.body_left.min(bytes.len());
                 self.body_left -= n;
                 bytes = &bytes[n..];
                 if self.body_left == 0 {
-                    self.frame_done();
+                    done += 1;
                 }
                 continue;
             }
@@ -348,10 +326,51 @@ impl Deadline {
                 self.body_left = u32::from_be_bytes(*prefix) as usize;
                 *got = 0;
                 if self.body_left == 0 {
-                    self.frame_done();
+                    done += 1;
                 }
             }
         }
+        done
+    }
+}
+
+/// An accepted connection's byte stream, watched for frames that stall: once a
+/// frame's first byte has been read, the rest must come within the deadline, or
+/// the read fails with [`io::ErrorKind::TimedOut`] (and the connection closes).
+/// Between frames it waits as long as the peer likes.
+#[derive(Debug)]
+pub struct Deadline {
+    inner: Conn,
+    timeout: Duration,
+    frames: Boundaries,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Set to [`SETTLED`] at the first whole frame.
+    state: Arc<AtomicU8>,
+}
+
+impl Deadline {
+    fn new(inner: Conn, timeout: Duration, state: Arc<AtomicU8>) -> Deadline {
+        Deadline {
+            inner,
+            timeout,
+            frames: Boundaries::default(),
+            timer: None,
+            state,
+        }
+    }
+
+    /// Follows the frames through bytes just read; the first whole one settles
+    /// the connection.
+    fn track(&mut self, bytes: &[u8]) {
+        if self.frames.track(bytes) > 0 {
+            let _ =
+                self.state
+                    .compare_exchange(UNPROVEN, SETTLED, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
+    fn mid_frame(&self) -> bool {
+        self.frames.mid_frame()
     }
 }
 
@@ -862,4 +881,40 @@ where
             tokio::spawn(fut);
         })
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tarpc::tokio_util::bytes::{Bytes, BytesMut};
+    use tarpc::tokio_util::codec::Encoder;
+
+    /// The boundaries the deadline follows are the codec's own, however the bytes
+    /// are split across reads.
+    #[test]
+    fn boundaries_follow_the_codec() {
+        let mut wire = BytesMut::new();
+        let sizes = [0usize, 1, 3, 4, 5, 300, 70_000];
+        for n in sizes {
+            codec()
+                .encode(Bytes::from(vec![7u8; n]), &mut wire)
+                .unwrap();
+        }
+        for chunk in [1usize, 2, 3, 4, 5, 7, 64, 4096, wire.len()] {
+            let mut b = Boundaries::default();
+            let mut done = 0;
+            for piece in wire.chunks(chunk) {
+                done += b.track(piece);
+            }
+            assert_eq!(done, sizes.len(), "in pieces of {chunk}");
+            assert!(!b.mid_frame());
+        }
+        // Cut anywhere inside a frame, it is mid-frame.
+        let mut b = Boundaries::default();
+        b.track(&wire[..wire.len() - 1]);
+        assert!(b.mid_frame());
+        let mut b = Boundaries::default();
+        b.track(&[0, 0]);
+        assert!(b.mid_frame());
+    }
 }
