@@ -9,18 +9,21 @@
 //! unread in the frame: each element takes at least one byte on the wire, so no
 //! container reserves room for more elements than the frame can hold. Trailing
 //! bytes are refused. The encoding is bincode's default (varint), unchanged on the
-//! wire.
+//! wire, in frames with a 4-byte big-endian length as tarpc's transport framed them;
+//! but where that transport reserved a frame's claimed length (up to
+//! [`MAX_FRAME_BYTES`]) as soon as the prefix arrived, [`FrameCodec`] grows the
+//! buffer only with the bytes that come.
 
 use std::cell::Cell;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::pin::Pin;
 
 use bincode::Options;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, Visitor};
 use serde::Serialize;
-use tarpc::tokio_util::bytes::{Bytes, BytesMut};
+use tarpc::tokio_util::bytes::{Buf, BufMut, BytesMut};
+use tarpc::tokio_util::codec::{Decoder, Encoder};
 
 use crate::transport::MAX_FRAME_BYTES;
 
@@ -83,36 +86,86 @@ pub fn encode<T: Serialize>(item: &T) -> io::Result<Vec<u8>> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// The codec of a transport that reads `In` and writes `Out` (see the module docs).
+/// The length prefix of a frame: 4 bytes, big-endian, not counting itself.
+pub const LENGTH_BYTES: usize = 4;
+
+/// The most a frame's buffer grows ahead of the bytes that have arrived.
+const READ_AHEAD: usize = 64 * 1024;
+
+/// The codec of a connection that reads `In` and writes `Out`: frames of a 4-byte
+/// big-endian length and that many bytes of bincode (see the module docs), at most
+/// [`MAX_FRAME_BYTES`]. A frame's buffer grows with the bytes that arrive, never to
+/// the length the prefix claims before they have.
 pub struct FrameCodec<In, Out> {
+    /// The body length of the frame being read, once its prefix is.
+    body: Option<usize>,
     ghost: PhantomData<fn(Out) -> In>,
 }
 
 impl<In, Out> Default for FrameCodec<In, Out> {
     fn default() -> Self {
-        FrameCodec { ghost: PhantomData }
+        FrameCodec {
+            body: None,
+            ghost: PhantomData,
+        }
     }
 }
 
 impl<In, Out> fmt::Debug for FrameCodec<In, Out> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("FrameCodec")
+        f.debug_struct("FrameCodec")
+            .field("body", &self.body)
+            .finish()
     }
 }
 
-impl<In: DeserializeOwned, Out> tarpc::tokio_serde::Deserializer<In> for FrameCodec<In, Out> {
+impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
+    type Item = In;
     type Error = io::Error;
 
-    fn deserialize(self: Pin<&mut Self>, src: &BytesMut) -> io::Result<In> {
-        decode(src)
+    fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<In>> {
+        let n = match self.body {
+            Some(n) => n,
+            None => {
+                let Some(prefix) = src.get(..LENGTH_BYTES) else {
+                    return Ok(None);
+                };
+                let mut b = [0u8; LENGTH_BYTES];
+                b.copy_from_slice(prefix);
+                let n = u32::from_be_bytes(b) as usize;
+                if n > MAX_FRAME_BYTES {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("a frame of {n} bytes exceeds {MAX_FRAME_BYTES}"),
+                    ));
+                }
+                src.advance(LENGTH_BYTES);
+                self.body = Some(n);
+                n
+            }
+        };
+        if src.len() < n {
+            src.reserve((n - src.len()).min(READ_AHEAD));
+            return Ok(None);
+        }
+        let body = src.split_to(n);
+        self.body = None;
+        decode(&body).map(Some)
     }
 }
 
-impl<In, Out: Serialize> tarpc::tokio_serde::Serializer<Out> for FrameCodec<In, Out> {
+impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
     type Error = io::Error;
 
-    fn serialize(self: Pin<&mut Self>, item: &Out) -> io::Result<Bytes> {
-        encode(item).map(Bytes::from)
+    fn encode(&mut self, item: Out, dst: &mut BytesMut) -> io::Result<()> {
+        let body = encode(&item)?;
+        // encode's limit keeps the body within MAX_FRAME_BYTES, so within u32.
+        let n = u32::try_from(body.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "frame too long"))?;
+        dst.reserve(LENGTH_BYTES + body.len());
+        dst.put_u32(n);
+        dst.extend_from_slice(&body);
+        Ok(())
     }
 }
 
@@ -454,6 +507,50 @@ mod tests {
         let mut bytes = bincode::serialize(&v).unwrap();
         bytes.push(9);
         assert_eq!(decode_legacy::<(u64, String, Vec<u32>)>(&bytes).unwrap(), v);
+    }
+
+    /// Frames as tarpc's length-delimited transport wrote and read them.
+    #[test]
+    fn frames_match_the_length_delimited_framing() {
+        use tarpc::tokio_util::codec::LengthDelimitedCodec;
+        let v = (42u64, "frame".to_string());
+        let mut ours = BytesMut::new();
+        FrameCodec::<(), (u64, String)>::default()
+            .encode(v.clone(), &mut ours)
+            .unwrap();
+        let mut theirs = BytesMut::new();
+        let body = bincode::DefaultOptions::new().serialize(&v).unwrap();
+        LengthDelimitedCodec::new()
+            .encode(tarpc::tokio_util::bytes::Bytes::from(body), &mut theirs)
+            .unwrap();
+        assert_eq!(ours, theirs);
+
+        // Read back a byte at a time.
+        let mut codec = FrameCodec::<(u64, String), ()>::default();
+        let mut buf = BytesMut::new();
+        let mut got = None;
+        for b in ours.iter() {
+            assert!(got.is_none());
+            buf.extend_from_slice(&[*b]);
+            got = codec.decode(&mut buf).unwrap();
+        }
+        assert_eq!(got, Some(v));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_claimed_length_is_not_reserved_before_it_arrives() {
+        let mut codec = FrameCodec::<Vec<u8>, ()>::default();
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&(MAX_FRAME_BYTES as u32).to_be_bytes());
+        buf.extend_from_slice(&[1, 2, 3]);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(buf.capacity() <= 2 * READ_AHEAD, "{}", buf.capacity());
+        // One byte more than the limit is refused outright.
+        let mut codec = FrameCodec::<Vec<u8>, ()>::default();
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&(MAX_FRAME_BYTES as u32 + 1).to_be_bytes());
+        assert!(codec.decode(&mut buf).is_err());
     }
 
     #[test]

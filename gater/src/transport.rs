@@ -42,15 +42,14 @@ use std::time::Duration;
 use futures::{Sink, Stream, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tarpc::serde_transport::Transport;
-use tarpc::tokio_util::codec::length_delimited::LengthDelimitedCodec;
+use tarpc::tokio_util::codec::Framed;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::frame::FrameCodec;
+use crate::frame::{FrameCodec, LENGTH_BYTES};
 use crate::tls::{self, Role, Tls};
 
 /// The largest frame either side accepts: a 4 MiB batch plus envelope, with room.
@@ -132,11 +131,11 @@ impl Service {
 }
 
 /// A bincode transport over one connection, plain or TLS.
-pub type TcpTransport<In, Out> = Transport<Conn, In, Out, FrameCodec<In, Out>>;
+pub type TcpTransport<In, Out> = Framed<Conn, FrameCodec<In, Out>>;
 
 /// A server's transport over one accepted connection: frames must arrive whole
 /// within [`Limits::frame_read_timeout`].
-pub type ServerTransport<In, Out> = Transport<Deadline, In, Out, FrameCodec<In, Out>>;
+pub type ServerTransport<In, Out> = Framed<Deadline, FrameCodec<In, Out>>;
 
 /// One connection's byte stream: plain TCP, or TLS over TCP from either end.
 #[derive(Debug)]
@@ -228,12 +227,6 @@ impl AsyncWrite for Conn {
     }
 }
 
-fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder()
-        .max_frame_length(MAX_FRAME_BYTES)
-        .new_codec()
-}
-
 /// A connection a server accepted, with the server's drain signal; turn it into a
 /// transport with [`wrap`].
 #[derive(Debug)]
@@ -268,9 +261,8 @@ where
     Out: Serialize,
 {
     let stream = Deadline::new(conn.stream, conn.frame_read_timeout, conn.state);
-    let framed = tarpc::tokio_util::codec::Framed::new(stream, codec());
     Draining {
-        inner: tarpc::serde_transport::new(framed, FrameCodec::default()),
+        inner: Framed::new(stream, FrameCodec::default()),
         drain: Box::pin(conn.drain.cancelled_owned()),
         drained: false,
     }
@@ -281,12 +273,8 @@ where
     In: DeserializeOwned,
     Out: Serialize,
 {
-    let framed = tarpc::tokio_util::codec::Framed::new(stream, codec());
-    tarpc::serde_transport::new(framed, FrameCodec::default())
+    Framed::new(stream, FrameCodec::default())
 }
-
-/// The length prefix of a frame ([`LengthDelimitedCodec`]'s default: 4 bytes).
-const LENGTH_BYTES: usize = 4;
 
 /// Where a byte stream of length-prefixed frames stands: inside a frame or
 /// between two.
@@ -886,7 +874,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tarpc::tokio_util::bytes::{Bytes, BytesMut};
+    use tarpc::tokio_util::bytes::BytesMut;
     use tarpc::tokio_util::codec::Encoder;
 
     /// The boundaries the deadline follows are the codec's own, however the bytes
@@ -896,8 +884,8 @@ mod tests {
         let mut wire = BytesMut::new();
         let sizes = [0usize, 1, 3, 4, 5, 300, 70_000];
         for n in sizes {
-            codec()
-                .encode(Bytes::from(vec![7u8; n]), &mut wire)
+            FrameCodec::<(), serde_bytes::ByteBuf>::default()
+                .encode(serde_bytes::ByteBuf::from(vec![7u8; n]), &mut wire)
                 .unwrap();
         }
         for chunk in [1usize, 2, 3, 4, 5, 7, 64, 4096, wire.len()] {
