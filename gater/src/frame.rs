@@ -89,13 +89,14 @@ pub fn encode<T: Serialize>(item: &T) -> io::Result<Vec<u8>> {
 /// The length prefix of a frame: 4 bytes, big-endian, not counting itself.
 pub const LENGTH_BYTES: usize = 4;
 
-/// The most a frame's buffer grows ahead of the bytes that have arrived.
-const READ_AHEAD: usize = 64 * 1024;
+/// The most a frame's buffer is asked to grow ahead of the bytes that have arrived;
+/// it grows by doubling, so it holds at most about twice what has arrived, plus this.
+pub const READ_AHEAD: usize = 64 * 1024;
 
 /// The codec of a connection that reads `In` and writes `Out`: frames of a 4-byte
 /// big-endian length and that many bytes of bincode (see the module docs), at most
-/// [`MAX_FRAME_BYTES`]. A frame's buffer grows with the bytes that arrive, never to
-/// the length the prefix claims before they have.
+/// [`MAX_FRAME_BYTES`]. A frame's buffer grows with the bytes that arrive (see
+/// [`READ_AHEAD`]), never to the length the prefix claims before they have.
 pub struct FrameCodec<In, Out> {
     /// The body length of the frame being read, once its prefix is.
     body: Option<usize>,
