@@ -22,11 +22,12 @@ use reckon_gater::frame;
 use reckon_gater::request::{StoreRequest, StoreResponse};
 use reckon_gater::types::{Direction, ExpectedVersion, NewEvent, ReadConsistency};
 use reckon_gater::worker::{WorkerClient, WorkerRequest};
+use reckon_node::command::Command;
 use reckon_node::config::{NodeConfig, DEFAULT_STORE};
 use reckon_node::node::Node;
 use reckon_node::raft::election::PreVote;
 use reckon_node::raft::peer::RaftServiceRequest;
-use reckon_node::raft::snapshot_transfer::Chunk;
+use reckon_node::raft::snapshot_transfer::{Chunk, Offer};
 use reckon_node::run::{run, RunOptions};
 use serde_bytes::ByteBuf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -211,8 +212,8 @@ fn worker_frames() -> Vec<Vec<u8>> {
     ]
 }
 
-/// Valid frames of the node-to-node service, each naming a store not hosted (and
-/// a hello); the inner Raft payloads are garbage for their decoder.
+/// Valid frames of every node-to-node request type, each naming a store not
+/// hosted (but a hello, and garbage Raft payloads for the hosted store's decoder).
 fn raft_frames() -> Vec<Vec<u8>> {
     let store = || ELSEWHERE.to_string();
     let junk = || ByteBuf::from(vec![1u8, 2, 3, 253, 0, 0, 0, 0, 1, 0, 0, 0]);
@@ -253,6 +254,36 @@ fn raft_frames() -> Vec<Vec<u8>> {
             store: store(),
             snapshot_id: "s".into(),
         }),
+        request(RaftServiceRequest::SnapshotOffer {
+            store: store(),
+            offer: Offer {
+                vote: Vote::new(1, 2),
+                meta: Default::default(),
+                size: 1 << 40,
+            },
+        }),
+        request(RaftServiceRequest::Forward {
+            store: store(),
+            command: Command::Delete {
+                stream_id: "kept".into(),
+                hard: true,
+            },
+            bytes: 10,
+        }),
+        request(RaftServiceRequest::Join {
+            store: store(),
+            node_id: 2,
+            address: "127.0.0.1:1".into(),
+        }),
+        request(RaftServiceRequest::Remove {
+            store: store(),
+            node_id: 1,
+        }),
+        request(RaftServiceRequest::HoldElections {
+            store: store(),
+            ms: 60_000,
+        }),
+        request(RaftServiceRequest::Campaign { store: store() }),
     ]
 }
 
