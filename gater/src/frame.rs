@@ -297,14 +297,60 @@ impl<'de, D: de::Deserializer<'de>> de::Deserializer<'de> for Capped<'_, D> {
         deserialize_tuple(len: usize);
         deserialize_tuple_struct(name: &'static str, len: usize);
         deserialize_map();
-        deserialize_struct(name: &'static str, fields: &'static [&'static str]);
         deserialize_enum(name: &'static str, variants: &'static [&'static str]);
         deserialize_identifier();
         deserialize_ignored_any();
     }
 
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        if name == "Duration" && fields == ["secs", "nanos"] {
+            let guarded = DurationGuard(Wrap::new(visitor, self.left));
+            return self.inner.deserialize_struct(name, fields, guarded);
+        }
+        self.inner
+            .deserialize_struct(name, fields, Wrap::new(visitor, self.left))
+    }
+
     fn is_human_readable(&self) -> bool {
         self.inner.is_human_readable()
+    }
+}
+
+/// The longest [`std::time::Duration`] a frame may carry: tarpc adds a request's
+/// deadline, sent as a duration, to the present instant, which panics on overflow.
+pub const DURATION_SECS_MAX: u64 = 100 * 365 * 24 * 60 * 60;
+
+/// A duration's visitor that refuses one longer than [`DURATION_SECS_MAX`].
+struct DurationGuard<V>(V);
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for DurationGuard<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.expecting(f)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let secs: u64 = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(0, &"a duration"))?;
+        let nanos: u32 = seq
+            .next_element()?
+            .ok_or_else(|| de::Error::invalid_length(1, &"a duration"))?;
+        if secs > DURATION_SECS_MAX {
+            return Err(de::Error::custom(format!(
+                "a duration of {secs} s exceeds {DURATION_SECS_MAX} s"
+            )));
+        }
+        // Both as u64: serde's u32 visitor takes a u64 within its range.
+        let again =
+            de::value::SeqDeserializer::<_, A::Error>::new([secs, u64::from(nanos)].into_iter());
+        self.0.visit_seq(again)
     }
 }
 
@@ -552,6 +598,31 @@ mod tests {
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&(MAX_FRAME_BYTES as u32 + 1).to_be_bytes());
         assert!(codec.decode(&mut buf).is_err());
+    }
+
+    /// tarpc turns a request's deadline into an instant by adding it to the present,
+    /// which panics on overflow: a frame carrying a huge one is refused instead.
+    #[test]
+    fn an_absurd_deadline_is_refused_not_a_panic() {
+        use std::time::Duration;
+        let ok = Duration::new(30, 5);
+        assert_eq!(decode::<Duration>(&encode(&ok).unwrap()).unwrap(), ok);
+        let huge = encode(&Duration::from_secs(u64::MAX)).unwrap();
+        assert!(decode::<Duration>(&huge).is_err());
+        let context = tarpc::context::current();
+        let mut bytes = encode(&context).unwrap();
+        // The deadline leads the context; write u64::MAX seconds over it.
+        let secs_len = match bytes[0] {
+            251 => 3,
+            252 => 5,
+            253 => 9,
+            _ => 1,
+        };
+        let mut evil = vec![253];
+        evil.extend_from_slice(&u64::MAX.to_le_bytes());
+        bytes.splice(..secs_len, evil);
+        let r = std::panic::catch_unwind(|| decode::<tarpc::context::Context>(&bytes));
+        assert!(matches!(r, Ok(Err(_))), "{r:?}");
     }
 
     #[test]
