@@ -48,6 +48,7 @@ pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod frame;
 pub mod gateway;
 pub mod logging;
 pub mod metrics;

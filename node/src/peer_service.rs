@@ -67,7 +67,8 @@ fn decode<T: serde::de::DeserializeOwned>(
     what: &str,
     b: &[u8],
 ) -> Result<T, PeerCallError> {
-    bincode::deserialize(b).map_err(|e| PeerCallError::Undecodable {
+    // Bounded by the payload: a claimed length cannot reserve beyond it.
+    reckon_gater::frame::decode_legacy(b).map_err(|e| PeerCallError::Undecodable {
         store: store.to_string(),
         what: what.to_string(),
         reason: e.to_string(),

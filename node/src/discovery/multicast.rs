@@ -884,11 +884,59 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("RECKON_FUZZ_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
         #[test]
         fn random_bytes_are_never_accepted(
             bytes in proptest::collection::vec(any::<u8>(), 0..600),
         ) {
             prop_assert!(decode(&bytes, &key(), NOW).is_err());
+        }
+
+        /// A valid datagram with bytes flipped, cut or added is refused and counted,
+        /// and records no peer; `RECKON_FUZZ_CASES` sets the case count.
+        #[test]
+        fn mutated_datagrams_are_refused_and_counted(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            cut in any::<prop::sample::Index>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..8),
+        ) {
+            // Fresh, so that unmutated it would be accepted (checked below).
+            let fresh = Announcement {
+                timestamp_us: now_us(),
+                ..hello(7, "10.0.0.7:7600")
+            };
+            let good = encode(&fresh, &key()).expect("encodes");
+            let mut bad = good.clone();
+            for (i, b) in flips {
+                let i = i.index(bad.len());
+                bad[i] = b;
+            }
+            if tail.len() % 2 == 0 {
+                bad.truncate(cut.index(bad.len() + 1));
+            }
+            bad.extend_from_slice(&tail[..tail.len() % 3]);
+            prop_assume!(bad != good);
+            let settings = Settings {
+                node_id: 1,
+                ..Settings::from_config(&crate::config::NodeConfig::default())
+            };
+            let multicast = Multicast::new(&settings, false);
+            let from: SocketAddr = "10.0.0.7:7600".parse().expect("an address");
+            multicast.receive(&bad, from, &key());
+            let stats = multicast.stats();
+            prop_assert_eq!(stats.accepted, 0);
+            prop_assert_eq!(stats.dropped(), 1);
+            prop_assert!(multicast.peers().is_empty());
+            multicast.receive(&good, from, &key());
+            prop_assert_eq!(multicast.stats().accepted, 1);
         }
 
         #[test]
