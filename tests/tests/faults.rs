@@ -106,7 +106,7 @@ const DISK_RECOVERY_RESTARTS_MAX: u32 = 2;
 const SHOWN_PER_KIND: usize = 8;
 
 /// One fabric at a time in this test binary: three clusters at once on two cores
-/// would turn every fault into a timeout.
+/// would turn every fault into a timeout. The sweep test takes it too.
 static ONE_FABRIC: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn one_fabric() -> tokio::sync::MutexGuard<'static, ()> {
@@ -1163,6 +1163,9 @@ async fn appends_retried_after_the_leader_is_paused_are_stored_once() {
 /// all, and nothing of a live run.
 #[test]
 fn leftovers_of_a_crashed_run_are_swept() {
+    // Not beside a fabric: building one sweeps leftovers too, and this test plants
+    // some on purpose and watches what becomes of them.
+    let _one = ONE_FABRIC.blocking_lock();
     if let Err(e) = netns::preflight() {
         panic!("{e}");
     }
