@@ -25,7 +25,8 @@ use serde::Serialize;
 use tarpc::tokio_util::bytes::{Buf, BufMut, BytesMut};
 use tarpc::tokio_util::codec::{Decoder, Encoder};
 
-use crate::transport::MAX_FRAME_BYTES;
+/// The largest frame either side accepts: a 4 MiB batch plus envelope, with room.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
 /// The options every frame is written with: bincode's defaults, at most
 /// [`MAX_FRAME_BYTES`].

@@ -56,6 +56,7 @@ pub mod page;
 pub mod pool;
 pub mod request;
 pub mod router;
+pub mod service;
 pub mod settings;
 pub mod startup;
 pub mod subscription;

@@ -29,7 +29,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::transport::Service;
+use crate::service::Service;
 
 /// The scheme and authority of the URI that names a certificate's holder.
 pub const ROLE_URI_PREFIX: &str = "reckon://";

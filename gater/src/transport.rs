@@ -52,8 +52,8 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use crate::frame::{FrameCodec, LENGTH_BYTES};
 use crate::tls::{self, Role, Tls};
 
-/// The largest frame either side accepts: a 4 MiB batch plus envelope, with room.
-pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+pub use crate::frame::MAX_FRAME_BYTES;
+pub use crate::service::Service;
 
 /// How long dialling a peer may take before it counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -99,36 +99,6 @@ impl Default for Limits {
 
 /// The pause after a failed `accept` (out of file descriptors, say) before the next.
 pub const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
-
-/// The services a connection can ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Service {
-    /// A node's [worker service](crate::worker).
-    Worker,
-    /// The [gater service](crate::api).
-    Gater,
-    /// The node-to-node Raft service (internal to the node).
-    Raft,
-}
-
-impl Service {
-    fn byte(self) -> u8 {
-        match self {
-            Service::Worker => b'W',
-            Service::Gater => b'G',
-            Service::Raft => b'R',
-        }
-    }
-
-    fn from_byte(b: u8) -> Option<Service> {
-        match b {
-            b'W' => Some(Service::Worker),
-            b'G' => Some(Service::Gater),
-            b'R' => Some(Service::Raft),
-            _ => None,
-        }
-    }
-}
 
 /// A bincode transport over one connection, plain or TLS.
 pub type TcpTransport<In, Out> = Framed<Conn, FrameCodec<In, Out>>;
