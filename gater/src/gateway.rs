@@ -87,15 +87,6 @@ struct Audit {
     admin_actions: AtomicU64,
 }
 
-/// What the TLS layer verified about the peer of an accepted connection: the hook
-/// through which a client certificate becomes a [`Principal`] (its name is looked up
-/// in the gater's `[[clients]]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerIdentity {
-    /// The client certificate's name, as `reckon certs client --name` wrote it.
-    pub certificate_name: String,
-}
-
 /// The gateway service handler (a cheap clone). One per connection carries that
 /// connection's principal; clones share it.
 #[derive(Clone)]
@@ -126,20 +117,26 @@ impl Gateway {
         }
     }
 
-    /// The handler for one new connection: it starts as the principal its verified
-    /// certificate maps to (`identity`, from the TLS layer), as everyone on an open
-    /// gater, or unauthenticated; [`Gater::authenticate`] changes that for this
-    /// connection only.
-    pub fn connection(&self, identity: Option<&PeerIdentity>) -> Gateway {
+    /// The handler for one new connection from `peer`, the role its TLS certificate
+    /// verified (none in clear text or without a certificate). It starts as the
+    /// principal a client certificate's name maps to in `[[clients]]`, as everyone on
+    /// an open gater, or unauthenticated; [`Gater::authenticate`] changes that for
+    /// this connection only. A node's role is what its registrations are checked
+    /// against.
+    pub fn connection(&self, peer: Option<Role>) -> Gateway {
+        let certificate_name = match &peer {
+            Some(Role::Client(name)) => Some(name.as_str()),
+            _ => None,
+        };
         let initial = self
             .inner
             .opts
             .authority
-            .initial_principal(identity.map(|i| i.certificate_name.as_str()));
+            .initial_principal(certificate_name);
         Gateway {
             inner: self.inner.clone(),
             principal: Arc::new(Mutex::new(initial.map(Arc::new))),
-            peer: self.peer.clone(),
+            peer,
         }
     }
 
@@ -234,15 +231,6 @@ impl Gateway {
         }
     }
 
-    /// The handler for one connection from `peer`, as its TLS certificate says.
-    fn for_peer(&self, peer: Option<Role>) -> Gateway {
-        Gateway {
-            inner: self.inner.clone(),
-            principal: self.principal.clone(),
-            peer,
-        }
-    }
-
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.inner
             .registry
@@ -275,20 +263,12 @@ impl Gateway {
         let me = self.clone();
         let tls = self.inner.opts.tls.clone();
         transport::accept_loop_with(listener, tls, shutdown, move |service, stream, peer| {
-            let me = me.for_peer(stream.peer().cloned());
+            let handler = me.connection(stream.peer().cloned());
             async move {
                 if service != transport::Service::Gater {
                     tracing::debug!(%peer, ?service, "a gater serves only the gater service");
                     return;
                 }
-                // A verified client certificate names its principal (`[[clients]]`).
-                let identity = match stream.peer() {
-                    Some(Role::Client(name)) => Some(PeerIdentity {
-                        certificate_name: name.clone(),
-                    }),
-                    _ => None,
-                };
-                let handler = me.connection(identity.as_ref());
                 let channel = BaseChannel::with_defaults(transport::wrap(stream))
                     .max_concurrent_requests(MAX_REQUESTS_PER_CONNECTION);
                 transport::spawn_requests(channel.execute(handler.serve())).await;

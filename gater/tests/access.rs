@@ -7,8 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use reckon_gater::access::{new_token, token_digest, Authority, ClientEntry, TokenEntry};
 use reckon_gater::api::Gater;
-use reckon_gater::gateway::{Gateway, GatewayOptions, PeerIdentity};
+use reckon_gater::gateway::{Gateway, GatewayOptions};
 use reckon_gater::telemetry::{self as t, Event, OwnedEvent, Value};
+use reckon_gater::tls::Role;
 use reckon_gater::{StoreError, StoreRequest};
 
 const STORE: &str = "gater-access";
@@ -128,9 +129,7 @@ async fn refusals_and_admin_actions_are_audited_per_connection() {
     assert!(matches!(e, StoreError::NoWorkers { .. }), "{e:?}");
 
     // A verified client certificate maps onto its [[clients]] grants.
-    let cert = gw.connection(Some(&PeerIdentity {
-        certificate_name: "billing".into(),
-    }));
+    let cert = gw.connection(Some(Role::Client("billing".into())));
     let e = cert
         .clone()
         .call(ctx(), STORE.into(), delete())
