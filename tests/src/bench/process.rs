@@ -45,6 +45,21 @@ pub struct NodeSetup {
     pub parent: PathBuf,
 }
 
+impl NodeSetup {
+    /// Creates `<parent>/<name>`, which must not exist yet: every node the bench
+    /// starts gets a fresh data directory.
+    pub fn fresh_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.parent.join(name);
+        ensure!(
+            !dir.exists(),
+            "{} already exists; the bench only starts nodes on fresh directories",
+            dir.display()
+        );
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(dir)
+    }
+}
+
 /// Spawns a process that prints a line with ` listening on ADDR` when ready (a node or
 /// a gater), on the blocking pool; an error instead of a panic when it never does.
 pub async fn spawn_ready(cmd: Command, dir: &Path, what: &str) -> anyhow::Result<NodeProc> {
@@ -67,13 +82,7 @@ impl RunningNode {
     /// Starts a node on `<parent>/<name>` (which must not exist yet) and waits until
     /// its store has a leader.
     pub async fn start(setup: &NodeSetup, name: &str) -> anyhow::Result<RunningNode> {
-        let dir = setup.parent.join(name);
-        ensure!(
-            !dir.exists(),
-            "{} already exists; the bench only starts nodes on fresh directories",
-            dir.display()
-        );
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let dir = setup.fresh_dir(name)?;
         let mut cmd = Command::new(&setup.bin);
         cmd.arg("--dev")
             .arg("--listen")

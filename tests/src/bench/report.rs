@@ -762,24 +762,35 @@ mod tests {
     use super::{test_settings, thousands, Report};
     use serde_json::Value;
 
+    /// A report of `workloads` measured against `baseline`, with nothing else.
+    fn report_of(
+        workloads: Vec<super::super::Series>,
+        baseline: (Baseline, super::super::Series),
+    ) -> Report {
+        Report {
+            settings: test_settings(),
+            workloads,
+            baselines: vec![baseline],
+            notes: Vec::new(),
+            disk: None,
+        }
+    }
+
     #[test]
     fn the_gater_cost_table_has_both_w3_rows() {
         let b = Some(Baseline::Batch);
-        let report = Report {
-            settings: test_settings(),
-            workloads: vec![
+        let report = report_of(
+            vec![
                 test_series("W3/100", Some(Via::Node), b, 70_000, 1_300),
                 test_series("W3/100", Some(Via::Gater), b, 56_000, 1_600),
                 test_series("W3/1000", Some(Via::Node), b, 160_000, 5_000),
                 test_series("W3/1000", Some(Via::Gater), b, 128_000, 6_000),
             ],
-            baselines: vec![(
+            (
                 Baseline::Batch,
                 test_series("raw-1000", None, None, 500_000, 2_000),
-            )],
-            notes: Vec::new(),
-            disk: None,
-        };
+            ),
+        );
         let text = report.markdown();
         let cost = text
             .split("The gater's cost")
@@ -798,22 +809,19 @@ mod tests {
     #[test]
     fn the_security_cost_table_divides_secure_by_plain_and_checks_w2() {
         let a = Some(Baseline::Single);
-        let report = Report {
-            settings: test_settings(),
-            workloads: vec![
+        let report = report_of(
+            vec![
                 test_series("W1", Some(Via::Gater), a, 3_000, 300),
                 test_series("W1", Some(Via::Standalone), a, 2_000, 400),
                 test_series("W1", Some(Via::Secure), a, 1_000, 500),
                 test_series("W2", Some(Via::Standalone), a, 40_000, 1_000),
                 test_series("W2", Some(Via::Secure), a, 36_000, 1_100),
             ],
-            baselines: vec![(
+            (
                 Baseline::Single,
                 test_series("raw-single", None, None, 5_000, 200),
-            )],
-            notes: Vec::new(),
-            disk: None,
-        };
+            ),
+        );
         let text = report.markdown();
         let cost = text
             .split("The cost of security")

@@ -153,13 +153,7 @@ impl FrontedNode {
             "a fronted node is reached through a standalone gater, not via {}",
             via.id()
         );
-        let dir = setup.parent.join(name);
-        ensure!(
-            !dir.exists(),
-            "{} already exists; the bench only starts nodes on fresh directories",
-            dir.display()
-        );
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let dir = setup.fresh_dir(name)?;
         let mut fronted = FrontedNode {
             node: None,
             gater: None,
