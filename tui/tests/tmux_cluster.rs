@@ -4,12 +4,18 @@
 //! SIGKILL; the view then shows another node as leader and the old one as down (or
 //! no longer listed); `q` gives the shell back with the alternate screen off.
 //!
+//! The same again on a cluster with TLS on every link (certificates from the real
+//! `reckon certs`, as the README's secure set-up makes them), the console dialling
+//! the gater with `--ca --cert --key`.
+//!
 //! Fails with a message when tmux, `reckon-node` or `reckon-gater` is missing
 //! (`cargo test --workspace` builds the binaries).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reckon_tests::cluster::Cluster;
+use reckon_tests::tls::TestCerts;
 
 mod common;
 
@@ -56,13 +62,28 @@ fn console_follows_leader_failover_in_a_real_cluster() {
     require_tmux();
     // Three voters finding each other through static seeds, behind a gater.
     let mut cluster = Cluster::start(NODES, &["default"]);
-    let gater_addr = cluster.gater.addr.clone();
-    // Declared after the cluster, so dropped (the terminal stopped) before it.
-    let tmux = open_tui(
-        "reckon-cluster-test",
-        (120, 36),
-        &format!("--gater {gater_addr} --refresh-ms 300"),
+    let args = format!("--gater {} --refresh-ms 300", cluster.gater.addr);
+    follows_failover(&mut cluster, "reckon-cluster-test", &args);
+}
+
+#[test]
+fn console_follows_leader_failover_in_a_tls_cluster() {
+    require_tmux();
+    let certs = Arc::new(TestCerts::make(&[1, 2, 3]));
+    let mut cluster = Cluster::start_tls(NODES, &["default"], certs.clone());
+    let args = format!(
+        "--gater {} {} --refresh-ms 300",
+        cluster.gater.addr,
+        certs.cli_flags().join(" ")
     );
+    follows_failover(&mut cluster, "reckon-cluster-tls-test", &args);
+}
+
+/// Opens the console with `args` on `session`, waits for the leader, kills it with
+/// SIGKILL and waits for the view to show another leader and the old one down.
+fn follows_failover(cluster: &mut Cluster, session: &str, args: &str) {
+    // Declared after the cluster, so dropped (the terminal stopped) before it.
+    let tmux = open_tui(session, (120, 36), args);
     let socket = tmux.socket();
     let (old, _) = wait_for(socket, "the cluster view with a leader", |s| {
         if !s.contains("[1:Cluster]") {
