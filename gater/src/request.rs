@@ -271,6 +271,26 @@ pub enum StoreRequest {
         /// The voter to lead.
         node_id: u64,
     },
+    /// The global log's length at time `at_us` (microseconds since the Unix epoch):
+    /// every event before the answer was written at or before `at_us`, every event
+    /// from it on after. [`StoreResponse::Position`].
+    PositionAt {
+        /// The time.
+        at_us: u64,
+        /// Linearizable or stale.
+        consistency: ReadConsistency,
+    },
+    /// The version a stream had at time `at_us`: that of its last event written at or
+    /// before it, of those reads still return (`None`: none).
+    /// [`StoreResponse::Version`].
+    VersionAt {
+        /// The stream.
+        stream_id: String,
+        /// The time, microseconds since the Unix epoch.
+        at_us: u64,
+        /// Linearizable or stale.
+        consistency: ReadConsistency,
+    },
 }
 
 impl StoreRequest {
@@ -290,6 +310,8 @@ impl StoreRequest {
             | R::SnapshotList { consistency, .. }
             | R::SnapshotExists { consistency, .. }
             | R::GetSubscription { consistency, .. }
+            | R::PositionAt { consistency, .. }
+            | R::VersionAt { consistency, .. }
             | R::ListSubscriptions { consistency } => Route::of_read(*consistency),
             R::Append { .. }
             | R::DeleteStream { .. }
@@ -323,6 +345,8 @@ impl StoreRequest {
             | R::SnapshotExists { .. }
             | R::GetSubscription { .. }
             | R::ListSubscriptions { .. }
+            | R::PositionAt { .. }
+            | R::VersionAt { .. }
             // Consuming a subscription moves only the consumer's own checkpoint.
             | R::Ack { .. }
             | R::Poll { .. } => Permission::Read,
@@ -364,6 +388,8 @@ impl StoreRequest {
             R::Poll { .. } => "poll",
             R::RemoveNode { .. } => "remove_node",
             R::TransferLeader { .. } => "transfer_leader",
+            R::PositionAt { .. } => "position_at",
+            R::VersionAt { .. } => "version_at",
         }
     }
 }
@@ -395,6 +421,8 @@ pub enum StoreResponse {
     Subscriptions(Vec<SubscriptionInfo>),
     /// Events delivered to a consumer.
     Delivery(Delivery),
+    /// A position in the global log.
+    Position(u64),
 }
 
 impl StoreResponse {
@@ -413,6 +441,7 @@ impl StoreResponse {
             StoreResponse::Subscription(_) => "Subscription",
             StoreResponse::Subscriptions(_) => "Subscriptions",
             StoreResponse::Delivery(_) => "Delivery",
+            StoreResponse::Position(_) => "Position",
         }
     }
 }

@@ -171,6 +171,14 @@ pub async fn serve(
             stream_id,
             consistency,
         } => tally(store, store.get_version(stream_id, consistency).await).map(A::Version),
+        R::PositionAt { at_us, consistency } => {
+            tally(store, store.position_at(at_us, consistency).await).map(A::Position)
+        }
+        R::VersionAt {
+            stream_id,
+            at_us,
+            consistency,
+        } => tally(store, store.version_at(stream_id, at_us, consistency).await).map(A::Version),
         R::Exists {
             stream_id,
             consistency,

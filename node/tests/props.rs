@@ -100,6 +100,11 @@ enum Step {
     },
     /// Flush, close and open the file again (what a clean restart does).
     Reopen,
+    /// The leader's clock moves by this many microseconds (back, when negative: a
+    /// new leader whose clock is behind the old one's).
+    Clock(i64),
+    /// Reads as of time `at`: the log's length then, and each stream's version.
+    AsOf { at: u64 },
 }
 
 fn exp_strategy() -> impl Strategy<Value = Exp> {
@@ -160,6 +165,8 @@ fn step_strategy() -> impl Strategy<Value = Step> {
             }
         }),
         1 => Just(Step::Reopen),
+        1 => (-5_000i64..=3_000).prop_map(Step::Clock),
+        2 => (0u64..45_000).prop_map(|at| Step::AsOf { at }),
     ]
 }
 
@@ -239,6 +246,8 @@ impl Model {
         timestamp_us: u64,
     ) -> Result<AppendResult, StoreError> {
         let next_position = self.log.len() as u64;
+        // Timestamps never go down along the log, whatever the leader's clock says.
+        let timestamp_us = timestamp_us.max(self.log.last().map_or(0, |e| e.timestamp_us));
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
         self.stream(stream_id).last_attempt = Some(ids.clone());
         // Event ids are unique in the store: the position of each id of the append,
@@ -330,6 +339,22 @@ impl Model {
             self.log[p as usize].deleted = true;
         }
         Ok(())
+    }
+
+    /// The log's length at time `at`: events up to it were written at or before.
+    fn position_at(&self, at: u64) -> u64 {
+        self.log.iter().take_while(|e| e.timestamp_us <= at).count() as u64
+    }
+
+    /// The version of the last event of `stream_id` written at or before `at` that
+    /// reads still return.
+    fn version_at(&self, stream_id: &str, at: u64) -> Option<u64> {
+        let cut = self.position_at(at);
+        self.stream_events(stream_id)?
+            .into_iter()
+            .filter(|e| e.2 < cut)
+            .map(|e| e.1)
+            .next_back()
     }
 
     fn version(&self, stream_id: &str) -> Option<u64> {
@@ -755,6 +780,23 @@ fn check_all(db: &StateDb, model: &Model, raft_record: &[u8]) {
     );
 }
 
+/// Reads as of time `at` against the model.
+fn check_as_of(db: &StateDb, model: &Model, at: u64) {
+    let r = db.read().expect("read");
+    assert_eq!(
+        r.position_at(at).expect("storage"),
+        model.position_at(at),
+        "position_at({at})"
+    );
+    for s in STREAMS {
+        assert_eq!(
+            r.version_at(s, at).expect("storage"),
+            model.version_at(s, at),
+            "version_at({s}, {at})"
+        );
+    }
+}
+
 fn open(path: &Path) -> StateDb {
     StateDb::open(path).expect("open state db")
 }
@@ -769,8 +811,9 @@ fn run(steps: Vec<Step>) {
     let mut db = open(&path);
     let mut model = Model::default();
     let mut record = Vec::new();
+    let mut clock: i64 = 0;
     for (i, step) in steps.iter().enumerate() {
-        let timestamp_us = 1_000 * (i as u64 + 1);
+        let timestamp_us = (1_000 * (i as i64 + 1) + clock).max(1) as u64;
         match step {
             Step::Write(ops) => {
                 let (b, want) = batch(&mut model, ops, timestamp_us);
@@ -810,10 +853,22 @@ fn run(steps: Vec<Step>) {
                 drop(db);
                 db = open(&path);
             }
+            Step::Clock(by) => clock += by,
+            Step::AsOf { at } => check_as_of(&db, &model, *at),
         }
         if !record.is_empty() {
             check_all(&db, &model, &record);
         }
+    }
+    // At the end, reads as of each time an event was written, and just before it.
+    let mut times: Vec<u64> = model
+        .log
+        .iter()
+        .flat_map(|e| [e.timestamp_us - 1, e.timestamp_us])
+        .collect();
+    times.dedup();
+    for at in times {
+        check_as_of(&db, &model, at);
     }
 }
 

@@ -481,15 +481,22 @@ impl<'t> Writer<'t> {
 
     fn apply_batch(&mut self, batch: WriteBatch) -> Result<BatchResult, StorageError> {
         let mut results = Vec::with_capacity(batch.commands.len());
+        // The events' timestamp, decided at the batch's first append.
+        let mut event_ts = None;
         for cmd in batch.commands {
             let r = match cmd {
                 Command::Append {
                     stream_id,
                     expected,
                     events,
-                } => self
-                    .append(&stream_id, expected, events, batch.timestamp_us)?
-                    .map(Outcome::Appended),
+                } => {
+                    let ts = match event_ts {
+                        Some(ts) => ts,
+                        None => *event_ts.insert(self.event_timestamp(batch.timestamp_us)?),
+                    };
+                    self.append(&stream_id, expected, events, ts)?
+                        .map(Outcome::Appended)
+                }
                 Command::Delete { stream_id, hard } => {
                     self.delete(&stream_id, hard, None)?.map(|()| Outcome::Done)
                 }
@@ -604,6 +611,18 @@ impl<'t> Writer<'t> {
             results.push(r);
         }
         Ok(BatchResult { results })
+    }
+
+    /// The timestamp a batch stamped `proposed` gives its events: never earlier than
+    /// the last event's, so that timestamps never go down along the global log (each
+    /// leader keeps its own from going back, but a new leader's clock may be behind
+    /// the old one's). Reads as of a time search the log by it.
+    fn event_timestamp(&self, proposed: u64) -> Result<u64, StorageError> {
+        let last = match self.events.last()? {
+            Some((_, v)) => StoredEvent::decode(v.value())?.timestamp_us,
+            None => 0,
+        };
+        Ok(proposed.max(last))
     }
 
     fn stream_meta(&self, stream_id: &str) -> Result<Option<StreamMeta>, StorageError> {
@@ -923,6 +942,81 @@ impl Reader {
             }
         }
         Ok(Ok(out))
+    }
+
+    /// The timestamp of the first event at or after `position`, with its position;
+    /// `None` past the end.
+    fn first_from(
+        events: &redb::ReadOnlyTable<u64, &[u8]>,
+        position: u64,
+    ) -> Result<Option<(u64, u64)>, StorageError> {
+        match events.range(position..)?.next() {
+            Some(row) => {
+                let (k, v) = row?;
+                Ok(Some((
+                    k.value(),
+                    StoredEvent::decode(v.value())?.timestamp_us,
+                )))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The global log's length at time `at_us` (microseconds since the Unix epoch): a
+    /// position such that every event before it was written at or before `at_us`,
+    /// and every event from it on after (the first event written after `at_us`, or
+    /// the next position when none was). A binary search: timestamps never go down
+    /// along the log.
+    pub fn position_at(&self, at_us: u64) -> Result<u64, StorageError> {
+        let events = self.txn.open_table(EVENTS)?;
+        let end = match events.last()? {
+            Some((k, _)) => k.value() + 1,
+            None => return Ok(0),
+        };
+        // The answer lies in lo..=hi; positions past `hi` are written after `at_us`.
+        let (mut lo, mut hi) = (0u64, end);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match Self::first_from(&events, mid)? {
+                Some((p, ts)) if ts <= at_us => lo = p + 1,
+                _ => hi = mid,
+            }
+        }
+        Ok(lo)
+    }
+
+    /// The version stream `stream_id` had at time `at_us`: its last event written at
+    /// or before it, of those reads can still return (a deleted incarnation's are
+    /// not). `None` when it had none.
+    pub fn version_at(&self, stream_id: &str, at_us: u64) -> Result<Option<u64>, StorageError> {
+        let Some(m) = self.meta(stream_id)? else {
+            return Ok(None);
+        };
+        let Some(head) = m.live_version() else {
+            return Ok(None);
+        };
+        let cut = self.position_at(at_us)?;
+        let index = self.txn.open_table(STREAM_INDEX)?;
+        // The last live version whose position is before `cut`: positions rise with
+        // versions, so a binary search over the versions that stand.
+        let (mut lo, mut hi) = (0u64, head + 1);
+        let mut found = None;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let next = index
+                .range(pack(m.number, mid)..=pack(m.number, head))?
+                .next()
+                .transpose()?;
+            match next {
+                Some((k, v)) if split_index_value(v.value()).0 < cut => {
+                    let version = low(k.value());
+                    found = Some(version);
+                    lo = version + 1;
+                }
+                _ => hi = mid,
+            }
+        }
+        Ok(found)
     }
 
     /// Events of the global log by position.
