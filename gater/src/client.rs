@@ -54,7 +54,8 @@ use crate::tls::Tls;
 use crate::transport::Dialer;
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StoreError, StreamInfo, StreamPage, SubscriptionType, TagMatch,
+    ScavengeAction, ScavengeStatus, SnapshotRecord, StoreError, StreamInfo, StreamPage,
+    SubscriptionType, TagMatch,
 };
 use crate::worker::WorkerClient;
 
@@ -958,6 +959,25 @@ impl StoreHandle {
         let mut events = self.read_stream(stream_id, from, count, direction).await?;
         events.retain(|e| e.version <= last);
         Ok(events)
+    }
+
+    /// Starts the store's scavenge (or resumes a stopped one), stops it, or asks
+    /// where it stands: it removes the events no read can return any more (those of
+    /// deleted and tombstoned streams) in the background, then gives the space back
+    /// to the file system. Answers where it stands after.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// use reckon_gater::types::ScavengeAction;
+    /// let s = store.scavenge(ScavengeAction::Start).await?;
+    /// println!("{:?} {:.0}%", s.phase, s.progress() * 100.0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn scavenge(&self, action: ScavengeAction) -> Result<ScavengeStatus, ClientError> {
+        answer!(
+            self.request(StoreRequest::Scavenge { action }).await,
+            Scavenge
+        )
     }
 
     /// Whether the stream exists.

@@ -17,8 +17,8 @@ use crate::access::Permission;
 use crate::page::EventPage;
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
-    AppendResult, Direction, ExpectedVersion, NewEvent, ReadConsistency, SnapshotRecord,
-    StreamInfo, StreamPage, SubscriptionType, TagMatch,
+    AppendResult, Direction, ExpectedVersion, NewEvent, ReadConsistency, ScavengeAction,
+    ScavengeStatus, SnapshotRecord, StreamInfo, StreamPage, SubscriptionType, TagMatch,
 };
 
 /// Where a request can be served.
@@ -291,6 +291,11 @@ pub enum StoreRequest {
         /// Linearizable or stale.
         consistency: ReadConsistency,
     },
+    /// Starts, stops or reports the store's scavenge. [`StoreResponse::Scavenge`].
+    Scavenge {
+        /// What to do.
+        action: ScavengeAction,
+    },
 }
 
 impl StoreRequest {
@@ -322,6 +327,7 @@ impl StoreRequest {
             | R::Ack { .. }
             | R::Poll { .. }
             | R::RemoveNode { .. }
+            | R::Scavenge { .. }
             | R::TransferLeader { .. } => Route::Leader,
         }
     }
@@ -347,6 +353,9 @@ impl StoreRequest {
             | R::ListSubscriptions { .. }
             | R::PositionAt { .. }
             | R::VersionAt { .. }
+            | R::Scavenge {
+                action: ScavengeAction::Status,
+            }
             // Consuming a subscription moves only the consumer's own checkpoint.
             | R::Ack { .. }
             | R::Poll { .. } => Permission::Read,
@@ -357,6 +366,7 @@ impl StoreRequest {
             | R::Subscribe { .. }
             | R::Unsubscribe { .. }
             | R::RemoveNode { .. }
+            | R::Scavenge { .. }
             | R::TransferLeader { .. } => Permission::Admin,
         }
     }
@@ -390,6 +400,7 @@ impl StoreRequest {
             R::TransferLeader { .. } => "transfer_leader",
             R::PositionAt { .. } => "position_at",
             R::VersionAt { .. } => "version_at",
+            R::Scavenge { .. } => "scavenge",
         }
     }
 }
@@ -423,6 +434,8 @@ pub enum StoreResponse {
     Delivery(Delivery),
     /// A position in the global log.
     Position(u64),
+    /// Where the store's scavenge stands.
+    Scavenge(ScavengeStatus),
 }
 
 impl StoreResponse {
@@ -442,6 +455,7 @@ impl StoreResponse {
             StoreResponse::Subscriptions(_) => "Subscriptions",
             StoreResponse::Delivery(_) => "Delivery",
             StoreResponse::Position(_) => "Position",
+            StoreResponse::Scavenge(_) => "Scavenge",
         }
     }
 }
@@ -574,6 +588,39 @@ mod tests {
             (StoreRequest::RemoveNode { node_id: 2 }, Permission::Admin),
             (
                 StoreRequest::TransferLeader { node_id: 2 },
+                Permission::Admin,
+            ),
+            (
+                StoreRequest::PositionAt {
+                    at_us: 1,
+                    consistency: ReadConsistency::Stale,
+                },
+                Permission::Read,
+            ),
+            (
+                StoreRequest::VersionAt {
+                    stream_id: stream_id(),
+                    at_us: 1,
+                    consistency: ReadConsistency::Stale,
+                },
+                Permission::Read,
+            ),
+            (
+                StoreRequest::Scavenge {
+                    action: ScavengeAction::Status,
+                },
+                Permission::Read,
+            ),
+            (
+                StoreRequest::Scavenge {
+                    action: ScavengeAction::Start,
+                },
+                Permission::Admin,
+            ),
+            (
+                StoreRequest::Scavenge {
+                    action: ScavengeAction::Stop,
+                },
                 Permission::Admin,
             ),
         ];

@@ -85,6 +85,9 @@ pub const CLUSTER_MEMBERSHIP_CHANGED: &str = "reckon_db.cluster.membership.chang
 pub const STORE_STARTED: &str = "reckon_db.store.started";
 /// A store stopped on a node: `store`, `node_id`.
 pub const STORE_STOPPED: &str = "reckon_db.store.stopped";
+/// A node compacted a store's state file after a scavenge: `store`, `node_id`,
+/// `generation`, `file_bytes_before`, `file_bytes_after`, `removed_events`.
+pub const SCAVENGE_COMPACTED: &str = "reckon_db.scavenge.compacted";
 /// A gater registered a worker: `store`, `node_id`, `address`.
 pub const GATER_WORKER_REGISTERED: &str = "reckon_db.gater.worker.registered";
 /// A gater dropped a worker: `store`, `node_id`, `reason` (`deregistered` or
@@ -127,6 +130,7 @@ pub const ALL_EVENTS: &[&str] = &[
     CLUSTER_MEMBERSHIP_CHANGED,
     STORE_STARTED,
     STORE_STOPPED,
+    SCAVENGE_COMPACTED,
     GATER_WORKER_REGISTERED,
     GATER_WORKER_UNREGISTERED,
     GATER_REQUEST_RETRY,

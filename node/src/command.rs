@@ -119,6 +119,20 @@ pub enum Command {
         /// What the writer expects the stream to be at.
         expected: ExpectedVersion,
     },
+    /// Start a scavenge over the positions written so far, or resume a stopped one
+    /// (up to the log's end now). No effect while one runs.
+    ScavengeStart,
+    /// Scavenge positions `from..to` (of those before the scavenge's end). No effect
+    /// unless a scavenge runs and stands at `from`: a step proposed twice is applied
+    /// once.
+    ScavengeStep {
+        /// The first position.
+        from: u64,
+        /// The position after the last.
+        to: u64,
+    },
+    /// Stop the running scavenge where it stands.
+    ScavengeStop,
 }
 
 /// An event ready to be applied: its id is decided. Persisted: see the

@@ -171,6 +171,9 @@ pub async fn serve(
             stream_id,
             consistency,
         } => tally(store, store.get_version(stream_id, consistency).await).map(A::Version),
+        R::Scavenge { action } => {
+            tally(store, store.scavenge(action, deadline).await).map(A::Scavenge)
+        }
         R::PositionAt { at_us, consistency } => {
             tally(store, store.position_at(at_us, consistency).await).map(A::Position)
         }

@@ -178,6 +178,13 @@ pub enum Command {
     },
     /// Counters and latency percentiles per store and node.
     Stats,
+    /// Remove what no read can return any more (events of deleted and tombstoned
+    /// streams) from the store, in the background, and give the space back.
+    Scavenge {
+        /// start (or resume a stopped one), status, or stop.
+        #[arg(value_enum)]
+        action: ScavengeArg,
+    },
     /// Make bearer tokens for a gater (no gater is contacted).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -362,6 +369,17 @@ pub struct ReadArgs {
     /// Only the events written at or before TIME: the stream as it stood then.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub until: Option<u64>,
+}
+
+/// `scavenge ACTION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScavengeArg {
+    /// Start one over the log as it stands, or resume a stopped one.
+    Start,
+    /// Print where it stands.
+    Status,
+    /// Stop it where it stands.
+    Stop,
 }
 
 /// `version`.

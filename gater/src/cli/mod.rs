@@ -24,7 +24,7 @@ use crate::certs::Written;
 use crate::client::{Client, ClientError, StoreHandle};
 use crate::subscription::SubscribeOptions;
 use crate::tls::{Role, Tls};
-use crate::types::{Direction, StoreError};
+use crate::types::{Direction, ScavengeAction, StoreError};
 
 pub use args::Cli;
 use args::{CertsCommand, Command, SnapshotCommand};
@@ -284,6 +284,15 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             for st in connect().await?.stats().await? {
                 line(out, output::stats(&st, json))?;
             }
+        }
+        Command::Scavenge { action } => {
+            let action = match action {
+                args::ScavengeArg::Start => ScavengeAction::Start,
+                args::ScavengeArg::Status => ScavengeAction::Status,
+                args::ScavengeArg::Stop => ScavengeAction::Stop,
+            };
+            let status = store(&connect().await?).scavenge(action).await?;
+            line(out, output::scavenge(&status, json))?;
         }
         Command::Token(_) => unreachable!("`token` is answered before any connection"),
         Command::Certs(_) => unreachable!("handled before any connection"),

@@ -14,9 +14,12 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::api::{AuditCounts, HealthReport, StoreStatus};
-use crate::metrics::{HistogramSnapshot, StoreStats};
+use crate::metrics::{human_bytes, HistogramSnapshot, StoreStats};
 use crate::subscription::SubscriptionInfo;
-use crate::types::{AppendResult, ContentType, EventRecord, SnapshotRecord, StreamInfo};
+use crate::types::{
+    AppendResult, ContentType, EventRecord, ScavengePhase, ScavengeStatus, SnapshotRecord,
+    StreamInfo,
+};
 
 /// Bytes as they are shown: parsed JSON, or base64 when they are not JSON.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,6 +201,32 @@ struct DeletedJson<'a> {
     stream_id: &'a str,
     deleted: bool,
     hard: bool,
+}
+
+/// Where a scavenge stands. Text: `running 45% (position 4500 of 10000), removed 120
+/// events (36.2 KiB); state file 12.0 MiB, 3.1 MiB given back`.
+pub fn scavenge(s: &ScavengeStatus, json: bool) -> String {
+    if json {
+        return to_line(s);
+    }
+    let phase = match s.phase {
+        ScavengePhase::Never => {
+            return format!("never run; state file {}", human_bytes(s.file_bytes))
+        }
+        ScavengePhase::Running => "running",
+        ScavengePhase::Stopped => "stopped",
+        ScavengePhase::Done => "done",
+    };
+    format!(
+        "{phase} {:.0}% (position {} of {}), removed {} events ({}); state file {}, {} given back",
+        s.progress() * 100.0,
+        s.next.min(s.end),
+        s.end,
+        s.removed_events,
+        human_bytes(s.removed_bytes),
+        human_bytes(s.file_bytes),
+        human_bytes(s.reclaimed_bytes)
+    )
 }
 
 /// A deleted stream. Text: `deleted STREAM` or `hard-deleted STREAM`.

@@ -88,6 +88,8 @@ pub const META_COUNTERS: &str = "counters";
 pub const META_RAFT: &str = "raft";
 /// [`META`] key of the file's format, a little-endian u32 (absent: format 1).
 pub const META_FORMAT: &str = "format";
+/// [`META`] key of the [`StoredScavenge`] (absent: never scavenged).
+pub const META_SCAVENGE: &str = "scavenge";
 
 /// Calls `$f!(table)` for every table of the state, in one fixed order.
 macro_rules! each_table {
@@ -271,6 +273,47 @@ pub struct Counters {
 }
 
 impl Record for Counters {
+    const TABLE: &'static str = "meta";
+}
+
+/// Where a scavenge stands. A persisted format: see
+/// [changing the format](self#changing-the-format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScavengePhase {
+    /// Steps go on from `next`.
+    Running,
+    /// Stopped by an operator at `next`; a start resumes it.
+    Stopped,
+    /// Every position before `end` was looked at.
+    Done,
+}
+
+/// The store's scavenge, under [`META_SCAVENGE`]: the job that removes the events no
+/// read can return any more (those of deleted and tombstoned streams) from the
+/// events and every index, a step of positions at a time, the same on every
+/// replica. A persisted format: see [changing the format](self#changing-the-format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredScavenge {
+    /// How many scavenges were started on the store (this one's number).
+    pub generation: u64,
+    /// Where it stands.
+    pub phase: ScavengePhase,
+    /// It looks at the positions before this one (the log's end when it started or
+    /// resumed).
+    pub end: u64,
+    /// The next position to look at.
+    pub next: u64,
+    /// Events it removed.
+    pub removed_events: u64,
+    /// Bytes of the event records it removed.
+    pub removed_bytes: u64,
+    /// When it started, microseconds since the Unix epoch.
+    pub started_us: u64,
+    /// When it was done.
+    pub finished_us: Option<u64>,
+}
+
+impl Record for StoredScavenge {
     const TABLE: &'static str = "meta";
 }
 

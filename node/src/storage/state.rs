@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use reckon_gater::page::EventPage;
@@ -26,9 +26,10 @@ use redb::{
 use uuid::Uuid;
 
 use super::format::{
-    each_table, id_place, id_place_value, upgrade, Counters, Record, StoredEvent, StoredSnapshot,
-    StoredSubscription, EVENTS, EVENT_IDS, META, META_COUNTERS, META_RAFT, SNAPSHOTS, STREAMS,
-    STREAM_INDEX, SUBSCRIPTIONS, TAG_INDEX, TAG_NAMES, TYPE_INDEX, TYPE_NAMES,
+    each_table, id_place, id_place_value, upgrade, Counters, Record, ScavengePhase, StoredEvent,
+    StoredScavenge, StoredSnapshot, StoredSubscription, EVENTS, EVENT_IDS, META, META_COUNTERS,
+    META_RAFT, META_SCAVENGE, SNAPSHOTS, STREAMS, STREAM_INDEX, SUBSCRIPTIONS, TAG_INDEX,
+    TAG_NAMES, TYPE_INDEX, TYPE_NAMES,
 };
 use super::keys::{index_value, low, pack, split_index_value, StreamMeta};
 use super::{corrupt, StorageError};
@@ -129,7 +130,8 @@ pub struct StateDb {
     /// The next global position, published after every commit that moves it (for
     /// live subscription delivery).
     head: tokio::sync::watch::Sender<u64>,
-    db: Database,
+    /// Every transaction begins under a shared hold; a compaction takes it alone.
+    db: RwLock<Database>,
     path: PathBuf,
     unflushed: Mutex<Unflushed>,
     /// Rows copied and rows to copy by the import under way (or the last one).
@@ -172,7 +174,7 @@ impl StateDb {
         };
         Ok(StateDb {
             head: tokio::sync::watch::Sender::new(head),
-            db,
+            db: RwLock::new(db),
             path: path.to_path_buf(),
             unflushed: Mutex::new(Unflushed {
                 since: Instant::now(),
@@ -183,6 +185,28 @@ impl StateDb {
         })
     }
 
+    fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives the file's free space back to the file system (after a scavenge): makes
+    /// everything applied durable, then compacts the file while no transaction runs
+    /// (new ones wait). Returns the file's length before and after, or `None` when a
+    /// read was open (a snapshot being sent, a long read): try again later.
+    pub fn compact(&self) -> Result<Option<(u64, u64)>, StorageError> {
+        self.flush()?;
+        let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let before = len(&self.path);
+        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+        match db.compact() {
+            Ok(_) => {}
+            Err(redb::CompactionError::TransactionInProgress) => return Ok(None),
+            Err(e) => return Err(redb::Error::from(e).into()),
+        }
+        drop(db);
+        Ok(Some((before, len(&self.path))))
+    }
+
     /// The file this database lives in.
     pub fn path(&self) -> &Path {
         &self.path
@@ -190,7 +214,7 @@ impl StateDb {
 
     /// The Raft layer's record (applied log id and membership) as it last stored it.
     pub fn raft_record(&self) -> Result<Option<Vec<u8>>, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let meta = txn.open_table(META)?;
         Ok(meta.get(META_RAFT)?.map(|v| v.value().to_vec()))
     }
@@ -207,7 +231,7 @@ impl StateDb {
         raft_record: &[u8],
     ) -> Result<Vec<Option<BatchResult>>, StorageError> {
         let applied = unflushed_bytes(&items);
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.db().begin_write()?;
         txn.set_durability(Durability::None)?;
         let mut out = Vec::with_capacity(items.len());
         let head;
@@ -255,7 +279,7 @@ impl StateDb {
     /// Makes everything applied so far durable (an empty fsynced commit persists the
     /// non-durable ones before it).
     pub fn flush(&self) -> Result<(), StorageError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db().begin_write()?;
         txn.commit()?;
         *self.unflushed() = Unflushed {
             since: Instant::now(),
@@ -272,14 +296,14 @@ impl StateDb {
     /// Starts a consistent read of the whole state.
     pub fn read(&self) -> Result<Reader, StorageError> {
         Ok(Reader {
-            txn: self.db.begin_read()?,
+            txn: self.db().begin_read()?,
         })
     }
 
     /// Makes everything applied so far durable and returns the Raft record it
     /// reflects: the point of a snapshot, behind which the log may be purged.
     pub fn checkpoint(&self) -> Result<Option<Vec<u8>>, StorageError> {
-        let src = self.db.begin_read()?;
+        let src = self.db().begin_read()?;
         // The flush commits after the read began, so it makes durable at least what
         // the read sees.
         self.flush()?;
@@ -290,7 +314,7 @@ impl StateDb {
     /// Pins the whole state as it stands now (one read transaction, so writes go on),
     /// to be copied into a snapshot file by [`StateView::write_to`].
     pub fn view(&self) -> Result<StateView, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let raft = {
             let meta = txn.open_table(META)?;
             meta.get(META_RAFT)?.map(|v| v.value().to_vec())
@@ -305,7 +329,7 @@ impl StateDb {
         let src = snap.begin_read()?;
         self.import_done.store(0, Ordering::Relaxed);
         self.import_total.store(row_count(&src)?, Ordering::Relaxed);
-        let dst = self.db.begin_write()?;
+        let dst = self.db().begin_write()?;
         {
             macro_rules! empty {
                 ($t:expr) => {
@@ -594,6 +618,23 @@ impl<'t> Writer<'t> {
                         }
                     }
                 }
+                Command::ScavengeStart => {
+                    self.scavenge_start(batch.timestamp_us)?;
+                    Ok(Outcome::Done)
+                }
+                Command::ScavengeStep { from, to } => {
+                    self.scavenge_step(from, to, batch.timestamp_us)?;
+                    Ok(Outcome::Done)
+                }
+                Command::ScavengeStop => {
+                    if let Some(mut sc) = self.scavenge()? {
+                        if sc.phase == ScavengePhase::Running {
+                            sc.phase = ScavengePhase::Stopped;
+                            self.meta.insert(META_SCAVENGE, sc.encode().as_slice())?;
+                        }
+                    }
+                    Ok(Outcome::Done)
+                }
                 Command::DeleteSnapshot { stream_id, version } => {
                     match version {
                         Some(v) => {
@@ -611,6 +652,110 @@ impl<'t> Writer<'t> {
             results.push(r);
         }
         Ok(BatchResult { results })
+    }
+
+    fn scavenge(&self) -> Result<Option<StoredScavenge>, StorageError> {
+        match self.meta.get(META_SCAVENGE)? {
+            Some(v) => Ok(Some(StoredScavenge::decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Starts a scavenge over the log as it stands, or resumes a stopped one up to
+    /// the log's end now; a running one goes on as it is.
+    fn scavenge_start(&mut self, now_us: u64) -> Result<(), StorageError> {
+        let end = self.counters.next_position;
+        let sc = match self.scavenge()? {
+            Some(sc) if sc.phase == ScavengePhase::Running => return Ok(()),
+            Some(sc) if sc.phase == ScavengePhase::Stopped => StoredScavenge {
+                phase: ScavengePhase::Running,
+                end,
+                ..sc
+            },
+            last => StoredScavenge {
+                generation: last.map_or(0, |s| s.generation) + 1,
+                phase: ScavengePhase::Running,
+                end,
+                next: 0,
+                removed_events: 0,
+                removed_bytes: 0,
+                started_us: now_us,
+                finished_us: None,
+            },
+        };
+        self.meta.insert(META_SCAVENGE, sc.encode().as_slice())?;
+        Ok(())
+    }
+
+    /// One step of the running scavenge: positions `from..to` (of those before its
+    /// end), if it stands at `from`.
+    fn scavenge_step(&mut self, from: u64, to: u64, now_us: u64) -> Result<(), StorageError> {
+        let Some(mut sc) = self.scavenge()? else {
+            return Ok(());
+        };
+        if sc.phase != ScavengePhase::Running || sc.next != from || to <= from {
+            return Ok(());
+        }
+        let to = to.min(sc.end);
+        let mut positions = Vec::new();
+        for row in self.events.range(from..to)? {
+            positions.push(row?.0.value());
+        }
+        for p in positions {
+            if let Some(bytes) = self.remove_if_unreadable(p)? {
+                sc.removed_events += 1;
+                sc.removed_bytes += bytes as u64;
+            }
+        }
+        sc.next = to;
+        if sc.next >= sc.end {
+            sc.phase = ScavengePhase::Done;
+            sc.finished_us = Some(now_us);
+        }
+        self.meta.insert(META_SCAVENGE, sc.encode().as_slice())?;
+        Ok(())
+    }
+
+    /// Removes the event at `position` from the events and every index when no read
+    /// can return it any more: its stream's index no longer holds it (the stream was
+    /// deleted or tombstoned since). Gives the bytes of the record removed.
+    fn remove_if_unreadable(&mut self, position: u64) -> Result<Option<usize>, StorageError> {
+        let (e, bytes) = match self.events.get(position)? {
+            Some(v) => (StoredEvent::decode(v.value())?, v.value().len()),
+            None => return Ok(None),
+        };
+        if let Some(m) = self.stream_meta(&e.stream_id)? {
+            let indexed = self
+                .stream_index
+                .get(pack(m.number, e.version))?
+                .map(|v| split_index_value(v.value()).0);
+            if indexed == Some(position) {
+                return Ok(None);
+            }
+        }
+        self.events.remove(position)?;
+        let id = e.event_id.as_u128();
+        let here = self
+            .event_ids
+            .get(id)?
+            .is_some_and(|v| id_place(v.value()).position == position);
+        if here {
+            self.event_ids.remove(id)?;
+        }
+        // A delete took the event out of the type and tag indexes already; make sure.
+        if let Some(n) = self
+            .type_names
+            .get(e.event_type.as_str())?
+            .map(|n| n.value())
+        {
+            self.type_index.remove(pack(n, position))?;
+        }
+        for t in &e.tags {
+            if let Some(n) = self.tag_names.get(t.as_str())?.map(|n| n.value()) {
+                self.tag_index.remove(pack(n, position))?;
+            }
+        }
+        Ok(Some(bytes))
     }
 
     /// The timestamp a batch stamped `proposed` gives its events: never earlier than
@@ -862,6 +1007,16 @@ impl Reader {
             Some(v) => Ok(Some(
                 StreamMeta::decode(v.value()).ok_or_else(|| corrupt("streams", stream_id))?,
             )),
+            None => Ok(None),
+        }
+    }
+
+    /// The store's scavenge, the last or the one running; `None` when never started.
+    pub fn scavenge(&self) -> Result<Option<StoredScavenge>, StorageError> {
+        let meta = self.txn.open_table(META)?;
+        let v = meta.get(META_SCAVENGE)?;
+        match v {
+            Some(v) => Ok(Some(StoredScavenge::decode(v.value())?)),
             None => Ok(None),
         }
     }
@@ -1465,7 +1620,7 @@ mod tests {
             let r = append_ids(&db, "s", &first).unwrap();
             append_ids(&db, "s", &ids(2)).unwrap();
             // Take the file back to format 1: no index, no format mark.
-            let txn = db.db.begin_write().unwrap();
+            let txn = db.db().begin_write().unwrap();
             txn.delete_table(EVENT_IDS).unwrap();
             txn.open_table(META).unwrap().remove(META_FORMAT).unwrap();
             txn.commit().unwrap();
@@ -1485,7 +1640,7 @@ mod tests {
         let path = dir.path().join("state.redb");
         {
             let db = StateDb::open(&path).unwrap();
-            let txn = db.db.begin_write().unwrap();
+            let txn = db.db().begin_write().unwrap();
             let newer = (STATE_FORMAT + 1).to_le_bytes();
             txn.open_table(META)
                 .unwrap()
