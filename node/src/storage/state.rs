@@ -119,7 +119,7 @@ pub enum ApplyItem {
 /// Counts of what the store holds, for status and telemetry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StateStats {
-    /// Events in the global log (including soft-deleted ones).
+    /// Events in the global log (deleted ones too, until a scavenge removes them).
     pub events: u64,
     /// The next global position.
     pub next_position: u64,
