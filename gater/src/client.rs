@@ -55,7 +55,7 @@ use crate::transport::Dialer;
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
     ScavengeAction, ScavengeStatus, SnapshotRecord, StoreError, StreamInfo, StreamPage,
-    SubscriptionType, TagMatch,
+    StreamRetention, SubscriptionType, TagMatch,
 };
 use crate::worker::WorkerClient;
 
@@ -959,6 +959,41 @@ impl StoreHandle {
         let mut events = self.read_stream(stream_id, from, count, direction).await?;
         events.retain(|e| e.version <= last);
         Ok(events)
+    }
+
+    /// Sets how long `stream_id` keeps its events, replacing what was set: reads of
+    /// the stream no longer return the events its retention drops (a scavenge then
+    /// removes them); nothing is renumbered. `StreamRetention::default()` keeps every
+    /// event again (those a scavenge removed stay gone).
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// use reckon_gater::types::StreamRetention;
+    /// let month = 30 * 24 * 3600 * 1_000_000;
+    /// store
+    ///     .set_retention("sensor-7", StreamRetention { max_age_us: Some(month), max_count: Some(10_000), ..Default::default() })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_retention(
+        &self,
+        stream_id: &str,
+        retention: StreamRetention,
+    ) -> Result<(), ClientError> {
+        let request = StoreRequest::SetRetention {
+            stream_id: stream_id.to_string(),
+            retention,
+        };
+        done(self.request(request).await)
+    }
+
+    /// How long `stream_id` keeps its events (every field `None`: for ever).
+    pub async fn retention(&self, stream_id: &str) -> Result<StreamRetention, ClientError> {
+        let request = StoreRequest::GetRetention {
+            stream_id: stream_id.to_string(),
+            consistency: self.consistency,
+        };
+        answer!(self.request(request).await, Retention)
     }
 
     /// Starts the store's scavenge (or resumes a stopped one), stops it, or asks

@@ -18,7 +18,8 @@ use crate::page::EventPage;
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
     AppendResult, Direction, ExpectedVersion, NewEvent, ReadConsistency, ScavengeAction,
-    ScavengeStatus, SnapshotRecord, StreamInfo, StreamPage, SubscriptionType, TagMatch,
+    ScavengeStatus, SnapshotRecord, StreamInfo, StreamPage, StreamRetention, SubscriptionType,
+    TagMatch,
 };
 
 /// Where a request can be served.
@@ -296,6 +297,21 @@ pub enum StoreRequest {
         /// What to do.
         action: ScavengeAction,
     },
+    /// Sets how long a stream keeps its events (replacing what was set).
+    /// [`StoreResponse::Done`].
+    SetRetention {
+        /// The stream.
+        stream_id: String,
+        /// Its retention; every field `None`: for ever.
+        retention: StreamRetention,
+    },
+    /// How long a stream keeps its events. [`StoreResponse::Retention`].
+    GetRetention {
+        /// The stream.
+        stream_id: String,
+        /// Linearizable or stale.
+        consistency: ReadConsistency,
+    },
 }
 
 impl StoreRequest {
@@ -317,6 +333,7 @@ impl StoreRequest {
             | R::GetSubscription { consistency, .. }
             | R::PositionAt { consistency, .. }
             | R::VersionAt { consistency, .. }
+            | R::GetRetention { consistency, .. }
             | R::ListSubscriptions { consistency } => Route::of_read(*consistency),
             R::Append { .. }
             | R::DeleteStream { .. }
@@ -328,6 +345,7 @@ impl StoreRequest {
             | R::Poll { .. }
             | R::RemoveNode { .. }
             | R::Scavenge { .. }
+            | R::SetRetention { .. }
             | R::TransferLeader { .. } => Route::Leader,
         }
     }
@@ -353,6 +371,7 @@ impl StoreRequest {
             | R::ListSubscriptions { .. }
             | R::PositionAt { .. }
             | R::VersionAt { .. }
+            | R::GetRetention { .. }
             | R::Scavenge {
                 action: ScavengeAction::Status,
             }
@@ -367,6 +386,7 @@ impl StoreRequest {
             | R::Unsubscribe { .. }
             | R::RemoveNode { .. }
             | R::Scavenge { .. }
+            | R::SetRetention { .. }
             | R::TransferLeader { .. } => Permission::Admin,
         }
     }
@@ -401,6 +421,8 @@ impl StoreRequest {
             R::PositionAt { .. } => "position_at",
             R::VersionAt { .. } => "version_at",
             R::Scavenge { .. } => "scavenge",
+            R::SetRetention { .. } => "set_retention",
+            R::GetRetention { .. } => "get_retention",
         }
     }
 }
@@ -436,6 +458,8 @@ pub enum StoreResponse {
     Position(u64),
     /// Where the store's scavenge stands.
     Scavenge(ScavengeStatus),
+    /// How long a stream keeps its events.
+    Retention(StreamRetention),
 }
 
 impl StoreResponse {
@@ -456,6 +480,7 @@ impl StoreResponse {
             StoreResponse::Delivery(_) => "Delivery",
             StoreResponse::Position(_) => "Position",
             StoreResponse::Scavenge(_) => "Scavenge",
+            StoreResponse::Retention(_) => "Retention",
         }
     }
 }
@@ -622,6 +647,20 @@ mod tests {
                     action: ScavengeAction::Stop,
                 },
                 Permission::Admin,
+            ),
+            (
+                StoreRequest::SetRetention {
+                    stream_id: stream_id(),
+                    retention: StreamRetention::default(),
+                },
+                Permission::Admin,
+            ),
+            (
+                StoreRequest::GetRetention {
+                    stream_id: stream_id(),
+                    consistency: ReadConsistency::Stale,
+                },
+                Permission::Read,
             ),
         ];
         for (request, needs) in cases {

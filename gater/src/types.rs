@@ -235,6 +235,21 @@ pub struct StreamInfo {
     pub version: u64,
 }
 
+/// How long a stream keeps its events. Reads of the stream no longer return an event
+/// older than `max_age_us` (by its timestamp), not among its last `max_count`, or
+/// below version `truncate_before`; a scavenge then removes it from the store.
+/// Nothing is renumbered: the stream's version and the events' positions stay.
+/// Every field `None` (the default): every event, for ever.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamRetention {
+    /// Most age, in microseconds.
+    pub max_age_us: Option<u64>,
+    /// Most events kept: the last ones.
+    pub max_count: Option<u64>,
+    /// Versions below this one are gone.
+    pub truncate_before: Option<u64>,
+}
+
 /// What a scavenge request asks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ScavengeAction {

@@ -133,6 +133,17 @@ pub enum Command {
     },
     /// Stop the running scavenge where it stands.
     ScavengeStop,
+    /// Set how long a stream keeps its events (every field `None`: for ever).
+    SetRetention {
+        /// The stream.
+        stream_id: String,
+        /// Most age, in microseconds.
+        max_age_us: Option<u64>,
+        /// Most events kept: the last ones.
+        max_count: Option<u64>,
+        /// Versions below this one are gone.
+        truncate_before: Option<u64>,
+    },
 }
 
 /// An event ready to be applied: its id is decided. Persisted: see the

@@ -171,6 +171,18 @@ pub async fn serve(
             stream_id,
             consistency,
         } => tally(store, store.get_version(stream_id, consistency).await).map(A::Version),
+        R::SetRetention {
+            stream_id,
+            retention,
+        } => tally(
+            store,
+            store.set_retention(stream_id, retention, deadline).await,
+        )
+        .map(|()| A::Done),
+        R::GetRetention {
+            stream_id,
+            consistency,
+        } => tally(store, store.retention(stream_id, consistency).await).map(A::Retention),
         R::Scavenge { action } => {
             tally(store, store.scavenge(action, deadline).await).map(A::Scavenge)
         }

@@ -10,7 +10,7 @@
 //! [`SNAPSHOT_AT`], the log purged up to [`PURGED_UPTO`] and [`vote`] saved: events in
 //! two live streams with types and tags, a soft-deleted and a tombstoned stream,
 //! stream snapshots, subscriptions of every kind with checkpoints, two membership
-//! changes, and (from format 3) a scavenge started and stopped. Every variant of every persisted enum occurs in them.
+//! changes, and (from format 3) a scavenge started and stopped and a stream's retention. Every variant of every persisted enum occurs in them.
 //!
 //! [`sample_decodes`] opens a copy of each sample with today's code and checks every
 //! record against the values it was written from. [`current_sample_is_todays_bytes`]
@@ -55,9 +55,9 @@ use reckon_node::raft::log_store::LogStore;
 use reckon_node::raft::state_machine::{SnapshotFile, StateMachine};
 use reckon_node::raft::TypeConfig;
 use reckon_node::storage::format::{
-    Counters, Record, ScavengePhase, StoredEvent, StoredScavenge, StoredSnapshot,
-    StoredSubscription, EVENTS, META, META_COUNTERS, META_RAFT, META_SCAVENGE, SNAPSHOTS,
-    STATE_FORMAT, STREAMS, SUBSCRIPTIONS,
+    Counters, Record, ScavengePhase, StoredEvent, StoredRetention, StoredScavenge, StoredSnapshot,
+    StoredSubscription, EVENTS, META, META_COUNTERS, META_RAFT, META_SCAVENGE, RETENTION,
+    SNAPSHOTS, STATE_FORMAT, STREAMS, SUBSCRIPTIONS,
 };
 use reckon_node::storage::keys::StreamMeta;
 use reckon_node::storage::state::ApplyItem;
@@ -345,6 +345,13 @@ fn entries(sample: &str) -> Vec<Entry<TypeConfig>> {
                     Command::ScavengeStart,
                     Command::ScavengeStep { from: 1, to: 2 },
                     Command::ScavengeStop,
+                    // A retention that keeps both of the stream's events.
+                    Command::SetRetention {
+                        stream_id: "invoice-9".into(),
+                        max_age_us: None,
+                        max_count: Some(1000),
+                        truncate_before: Some(0),
+                    },
                 ]);
             }
             commands
@@ -591,6 +598,7 @@ fn state_file_is_todays_bytes(path: &Path) {
     assert!(same_bytes(&txn, EVENTS, again::<StoredEvent>) > 0);
     assert!(same_bytes(&txn, SUBSCRIPTIONS, again::<StoredSubscription>) > 0);
     assert!(same_bytes(&txn, SNAPSHOTS, again::<StoredSnapshot>) > 0);
+    assert!(same_bytes(&txn, RETENTION, again::<StoredRetention>) > 0);
     assert!(
         same_bytes(&txn, STREAMS, |b| StreamMeta::decode(b)
             .unwrap()

@@ -1398,3 +1398,63 @@ async fn reads_as_of_a_time_see_what_stood_then() {
         .to_string();
     assert!(bad.contains("RFC 3339"), "{bad}");
 }
+
+// ---------------------------------------------------------------- retention
+
+/// `retention` sets and prints how long a stream keeps its events; reads of the
+/// stream then skip what it drops, nothing is renumbered, `$all` keeps every event
+/// until a scavenge, and `--clear` brings them back.
+#[tokio::test]
+async fn retention_hides_what_it_drops_from_stream_reads_and_renumbers_nothing() {
+    let env = start().await;
+    env.append_n("r", 6);
+    assert_eq!(
+        env.reckon(&["retention", "r"]).ok(),
+        "r keeps every event\n"
+    );
+    assert_eq!(
+        env.reckon(&["retention", "r", "--max-count", "3", "--max-age", "90d"])
+            .ok(),
+        "r keeps events max-age 90d, max-count 3\n"
+    );
+    assert_eq!(text_column(env.reckon(&["read", "r"]).ok(), 1), [3, 4, 5]);
+    assert_eq!(
+        text_column(
+            env.reckon(&["read", "r", "--backward", "--count", "10"])
+                .ok(),
+            1
+        ),
+        [5, 4, 3]
+    );
+    assert_eq!(env.version("r"), 5);
+    let v = env
+        .reckon(&["--json", "retention", "r", "--truncate-before", "5"])
+        .json_lines();
+    assert_eq!(v[0]["truncate_before"], 5);
+    assert!(
+        v[0]["max_count"].is_null(),
+        "flags not given are cleared: {v:?}"
+    );
+    assert_eq!(text_column(env.reckon(&["read", "r"]).ok(), 1), [5]);
+    // The global log still holds them all until a scavenge.
+    assert_eq!(env.reckon(&["read-all"]).ok().lines().count(), 6);
+    // Appends go on after the head, whatever is hidden.
+    env.append_n("r", 1);
+    assert_eq!(text_column(env.reckon(&["read", "r"]).ok(), 1), [5, 6]);
+    assert_eq!(
+        env.reckon(&["retention", "r", "--clear"]).ok(),
+        "r keeps every event\n"
+    );
+    assert_eq!(
+        text_column(env.reckon(&["read", "r"]).ok(), 1),
+        [0, 1, 2, 3, 4, 5, 6]
+    );
+    // Bad input: a usage error naming the form, or the store's InvalidInput.
+    let bad = env
+        .reckon(&["retention", "r", "--max-age", "3y"])
+        .fails(2)
+        .to_string();
+    assert!(bad.contains("unknown unit"), "{bad}");
+    let zero = env.reckon(&["retention", "r", "--max-count", "0"]);
+    assert!(zero.fails(2).contains("retention.max_count"), "{zero:?}");
+}

@@ -178,6 +178,10 @@ pub enum Command {
     },
     /// Counters and latency percentiles per store and node.
     Stats,
+    /// Print how long a stream keeps its events, or set it with the flags (those
+    /// not given are cleared): reads of the stream no longer return the events it
+    /// drops, and a scavenge removes them. Nothing is renumbered.
+    Retention(RetentionArgs),
     /// Remove what no read can return any more (events of deleted and tombstoned
     /// streams) from the store, in the background, and give the space back.
     Scavenge {
@@ -369,6 +373,51 @@ pub struct ReadArgs {
     /// Only the events written at or before TIME: the stream as it stood then.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub until: Option<u64>,
+}
+
+/// `retention`.
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// The stream.
+    pub stream: String,
+    /// Drop events older than this: 90d, 12h, 30m, 45s, 2w (a number alone is seconds).
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub max_age: Option<u64>,
+    /// Keep only the last N events.
+    #[arg(long, value_name = "N")]
+    pub max_count: Option<u64>,
+    /// Drop the events below version V.
+    #[arg(long, value_name = "V")]
+    pub truncate_before: Option<u64>,
+    /// Keep every event again (those a scavenge removed stay gone).
+    #[arg(long, conflicts_with_all = ["max_age", "max_count", "truncate_before"])]
+    pub clear: bool,
+}
+
+/// Parses an AGE into microseconds: a number and a unit (`s`, `m`, `h`, `d`, `w`), or
+/// a number alone, in seconds.
+pub fn parse_age(s: &str) -> Result<u64, String> {
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &s[digits.len()..];
+    let seconds: u64 = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?}; give a number and s, m, h, d or w, e.g. 90d"
+            ))
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| "not an age; give a number and s, m, h, d or w, e.g. 90d".to_string())?;
+    n.checked_mul(seconds)
+        .and_then(|s| s.checked_mul(1_000_000))
+        .filter(|us| *us > 0)
+        .ok_or_else(|| format!("{s} is not an age above 0 that fits"))
 }
 
 /// `scavenge ACTION`.
@@ -589,6 +638,19 @@ pub fn parse_time(s: &str) -> Result<u64, String> {
 mod tests {
     use super::*;
     use clap::error::ErrorKind;
+
+    #[test]
+    fn ages_are_a_number_and_a_unit() {
+        assert_eq!(parse_age("45"), Ok(45_000_000));
+        assert_eq!(parse_age("45s"), Ok(45_000_000));
+        assert_eq!(parse_age("30m"), Ok(1_800_000_000));
+        assert_eq!(parse_age("2h"), Ok(7_200_000_000));
+        assert_eq!(parse_age("90d"), Ok(90 * 86_400_000_000));
+        assert_eq!(parse_age("1w"), Ok(604_800_000_000));
+        assert!(parse_age("3y").unwrap_err().contains("unknown unit"));
+        assert!(parse_age("d").unwrap_err().contains("not an age"));
+        assert!(parse_age("0d").unwrap_err().contains("above 0"));
+    }
 
     #[test]
     fn times_are_rfc_3339_or_microseconds() {

@@ -24,7 +24,7 @@ use crate::certs::Written;
 use crate::client::{Client, ClientError, StoreHandle};
 use crate::subscription::SubscribeOptions;
 use crate::tls::{Role, Tls};
-use crate::types::{Direction, ScavengeAction, StoreError};
+use crate::types::{Direction, ScavengeAction, StoreError, StreamRetention};
 
 pub use args::Cli;
 use args::{CertsCommand, Command, SnapshotCommand};
@@ -284,6 +284,20 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             for st in connect().await?.stats().await? {
                 line(out, output::stats(&st, json))?;
             }
+        }
+        Command::Retention(a) => {
+            let s = store(&connect().await?);
+            let given = a.max_age.is_some() || a.max_count.is_some() || a.truncate_before.is_some();
+            if given || a.clear {
+                let r = StreamRetention {
+                    max_age_us: a.max_age,
+                    max_count: a.max_count,
+                    truncate_before: a.truncate_before,
+                };
+                s.set_retention(&a.stream, r).await?;
+            }
+            let r = s.retention(&a.stream).await?;
+            line(out, output::retention(&a.stream, &r, json))?;
         }
         Command::Scavenge { action } => {
             let action = match action {

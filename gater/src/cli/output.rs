@@ -18,7 +18,7 @@ use crate::metrics::{human_bytes, HistogramSnapshot, StoreStats};
 use crate::subscription::SubscriptionInfo;
 use crate::types::{
     AppendResult, ContentType, EventRecord, ScavengePhase, ScavengeStatus, SnapshotRecord,
-    StreamInfo,
+    StreamInfo, StreamRetention,
 };
 
 /// Bytes as they are shown: parsed JSON, or base64 when they are not JSON.
@@ -201,6 +201,57 @@ struct DeletedJson<'a> {
     stream_id: &'a str,
     deleted: bool,
     hard: bool,
+}
+
+/// An age in microseconds as the CLI takes it: `90d`, `12h`, `30m`, `45s`.
+fn age(us: u64) -> String {
+    let s = us / 1_000_000;
+    for (unit, n) in [("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("m", 60)] {
+        if s >= n && s.is_multiple_of(n) {
+            return format!("{}{unit}", s / n);
+        }
+    }
+    if us.is_multiple_of(1_000_000) {
+        format!("{s}s")
+    } else {
+        format!("{us}us")
+    }
+}
+
+#[derive(Serialize)]
+struct RetentionJson<'a> {
+    stream_id: &'a str,
+    max_age_us: Option<u64>,
+    max_count: Option<u64>,
+    truncate_before: Option<u64>,
+}
+
+/// A stream's retention. Text: `STREAM keeps every event`, or `STREAM keeps events
+/// max-age 90d, max-count 1000, from version 5`.
+pub fn retention(stream_id: &str, r: &StreamRetention, json: bool) -> String {
+    if json {
+        return to_line(&RetentionJson {
+            stream_id,
+            max_age_us: r.max_age_us,
+            max_count: r.max_count,
+            truncate_before: r.truncate_before,
+        });
+    }
+    let mut parts = Vec::new();
+    if let Some(a) = r.max_age_us {
+        parts.push(format!("max-age {}", age(a)));
+    }
+    if let Some(c) = r.max_count {
+        parts.push(format!("max-count {c}"));
+    }
+    if let Some(v) = r.truncate_before {
+        parts.push(format!("from version {v}"));
+    }
+    if parts.is_empty() {
+        format!("{stream_id} keeps every event")
+    } else {
+        format!("{stream_id} keeps events {}", parts.join(", "))
+    }
 }
 
 /// Where a scavenge stands. Text: `running 45% (position 4500 of 10000), removed 120

@@ -36,8 +36,9 @@
 //!
 //! History: 1, the first; 2 adds the `event_ids` table (built from `events` when a
 //! file of format 1 is opened) and the `"format"` mark (absent: format 1); 3 adds the
-//! `deleted` flag to [`StreamMeta`] (a soft delete that keeps the stream's numbering;
-//! a file of format 2 holds none, so its upgrade is the mark alone).
+//! `deleted` flag to [`StreamMeta`] (a soft delete that keeps the stream's numbering),
+//! the `retention` table and the `"scavenge"` record (a file of format 2 holds none
+//! of them, so its upgrade is the mark alone; the table is made when the file opens).
 
 use std::collections::HashMap;
 
@@ -81,6 +82,8 @@ pub const SNAPSHOTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new(
 pub const SUBSCRIPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscriptions");
 /// Bookkeeping under the `META_*` keys.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// stream id -> [`StoredRetention`] (absent: the stream keeps every event).
+pub const RETENTION: TableDefinition<&str, &[u8]> = TableDefinition::new("retention");
 
 /// [`META`] key of the [`Counters`].
 pub const META_COUNTERS: &str = "counters";
@@ -106,6 +109,7 @@ macro_rules! each_table {
         $f!(f::SNAPSHOTS);
         $f!(f::SUBSCRIPTIONS);
         $f!(f::META);
+        $f!(f::RETENTION);
     }};
 }
 pub(super) use each_table;
@@ -274,6 +278,24 @@ pub struct Counters {
 
 impl Record for Counters {
     const TABLE: &'static str = "meta";
+}
+
+/// How long a stream keeps its events: reads of the stream no longer return one
+/// that is older than `max_age_us` (by its timestamp), not among the last
+/// `max_count`, or below version `truncate_before`; a scavenge removes them. Nothing
+/// is renumbered. A persisted format: see [changing the format](self#changing-the-format).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRetention {
+    /// Most age, in microseconds.
+    pub max_age_us: Option<u64>,
+    /// Most events kept: the last ones.
+    pub max_count: Option<u64>,
+    /// Versions below this one are gone.
+    pub truncate_before: Option<u64>,
+}
+
+impl Record for StoredRetention {
+    const TABLE: &'static str = "retention";
 }
 
 /// Where a scavenge stands. A persisted format: see

@@ -27,9 +27,9 @@ use uuid::Uuid;
 
 use super::format::{
     each_table, id_place, id_place_value, upgrade, Counters, Record, ScavengePhase, StoredEvent,
-    StoredScavenge, StoredSnapshot, StoredSubscription, EVENTS, EVENT_IDS, META, META_COUNTERS,
-    META_RAFT, META_SCAVENGE, SNAPSHOTS, STREAMS, STREAM_INDEX, SUBSCRIPTIONS, TAG_INDEX,
-    TAG_NAMES, TYPE_INDEX, TYPE_NAMES,
+    StoredRetention, StoredScavenge, StoredSnapshot, StoredSubscription, EVENTS, EVENT_IDS, META,
+    META_COUNTERS, META_RAFT, META_SCAVENGE, RETENTION, SNAPSHOTS, STREAMS, STREAM_INDEX,
+    SUBSCRIPTIONS, TAG_INDEX, TAG_NAMES, TYPE_INDEX, TYPE_NAMES,
 };
 use super::keys::{index_value, low, pack, split_index_value, StreamMeta};
 use super::{corrupt, StorageError};
@@ -40,6 +40,13 @@ use crate::domain::{check_expected, judge_event_ids, stream_read_range, IdVerdic
 use reckon_gater::subscription::SubscriptionInfo;
 
 pub use super::format::STATE_FORMAT;
+
+/// The wall clock in microseconds since the Unix epoch: "now" for retention by age.
+fn wall_clock_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
 
 /// Most bytes of events one read or delivery returns (at least one event is always
 /// returned): pages stay far below the transport's frame limit whatever the event
@@ -466,6 +473,7 @@ struct Writer<'t> {
     snapshots: redb::Table<'t, (&'static str, u64), &'static [u8]>,
     subscriptions: redb::Table<'t, &'static str, &'static [u8]>,
     meta: redb::Table<'t, &'static str, &'static [u8]>,
+    retention: redb::Table<'t, &'static str, &'static [u8]>,
     counters: Counters,
     /// Names resolved in this transaction (types and tags share the number space).
     type_cache: HashMap<String, u64>,
@@ -491,6 +499,7 @@ impl<'t> Writer<'t> {
             snapshots: txn.open_table(SNAPSHOTS)?,
             subscriptions: txn.open_table(SUBSCRIPTIONS)?,
             meta,
+            retention: txn.open_table(RETENTION)?,
             counters,
             type_cache: HashMap::new(),
             tag_cache: HashMap::new(),
@@ -626,6 +635,30 @@ impl<'t> Writer<'t> {
                     self.scavenge_step(from, to, batch.timestamp_us)?;
                     Ok(Outcome::Done)
                 }
+                Command::SetRetention {
+                    stream_id,
+                    max_age_us,
+                    max_count,
+                    truncate_before,
+                } => {
+                    let r = StoredRetention {
+                        max_age_us,
+                        max_count,
+                        truncate_before,
+                    };
+                    match self.stream_meta(&stream_id)? {
+                        Some(m) if m.tombstoned => Err(StoreError::StreamDeleted { stream_id }),
+                        _ => {
+                            if r == StoredRetention::default() {
+                                self.retention.remove(stream_id.as_str())?;
+                            } else {
+                                self.retention
+                                    .insert(stream_id.as_str(), r.encode().as_slice())?;
+                            }
+                            Ok(Outcome::Done)
+                        }
+                    }
+                }
                 Command::ScavengeStop => {
                     if let Some(mut sc) = self.scavenge()? {
                         if sc.phase == ScavengePhase::Running {
@@ -701,8 +734,9 @@ impl<'t> Writer<'t> {
         for row in self.events.range(from..to)? {
             positions.push(row?.0.value());
         }
+        let mut kept_from = HashMap::new();
         for p in positions {
-            if let Some(bytes) = self.remove_if_unreadable(p)? {
+            if let Some(bytes) = self.remove_if_unreadable(p, now_us, &mut kept_from)? {
                 sc.removed_events += 1;
                 sc.removed_bytes += bytes as u64;
             }
@@ -718,19 +752,50 @@ impl<'t> Writer<'t> {
 
     /// Removes the event at `position` from the events and every index when no read
     /// can return it any more: its stream's index no longer holds it (the stream was
-    /// deleted or tombstoned since). Gives the bytes of the record removed.
-    fn remove_if_unreadable(&mut self, position: u64) -> Result<Option<usize>, StorageError> {
+    /// deleted or tombstoned since), or its stream's retention no longer keeps it at
+    /// `now_us`. `kept_from` caches, per stream, the first version its retention
+    /// keeps. Gives the bytes of the record removed.
+    fn remove_if_unreadable(
+        &mut self,
+        position: u64,
+        now_us: u64,
+        kept_from: &mut HashMap<String, u64>,
+    ) -> Result<Option<usize>, StorageError> {
         let (e, bytes) = match self.events.get(position)? {
             Some(v) => (StoredEvent::decode(v.value())?, v.value().len()),
             None => return Ok(None),
         };
         if let Some(m) = self.stream_meta(&e.stream_id)? {
+            let key = pack(m.number, e.version);
             let indexed = self
                 .stream_index
-                .get(pack(m.number, e.version))?
+                .get(key)?
                 .map(|v| split_index_value(v.value()).0);
             if indexed == Some(position) {
-                return Ok(None);
+                let first = match kept_from.get(&e.stream_id) {
+                    Some(f) => *f,
+                    None => {
+                        let r = match self.retention.get(e.stream_id.as_str())? {
+                            Some(v) => StoredRetention::decode(v.value())?,
+                            None => StoredRetention::default(),
+                        };
+                        let head = m.live_version().unwrap_or(0);
+                        let f = first_kept(
+                            &self.stream_index,
+                            &self.events,
+                            m.number,
+                            head,
+                            &r,
+                            now_us,
+                        )?;
+                        kept_from.insert(e.stream_id.clone(), f);
+                        f
+                    }
+                };
+                if e.version >= first {
+                    return Ok(None);
+                }
+                self.stream_index.remove(key)?;
             }
         }
         self.events.remove(position)?;
@@ -977,6 +1042,56 @@ impl<'t> Writer<'t> {
     }
 }
 
+/// The first version of a stream (number `number`, last version `head`) that
+/// `retention` keeps at time `now_us`: versions below it are no longer read. A binary
+/// search for the age: timestamps never go down along a stream.
+fn first_kept<I, E>(
+    index: &I,
+    events: &E,
+    number: u64,
+    head: u64,
+    retention: &StoredRetention,
+    now_us: u64,
+) -> Result<u64, StorageError>
+where
+    I: ReadableTable<u128, [u8; 24]>,
+    E: ReadableTable<u64, &'static [u8]>,
+{
+    let mut first = retention.truncate_before.unwrap_or(0);
+    if let Some(count) = retention.max_count {
+        first = first.max((head + 1).saturating_sub(count));
+    }
+    if let Some(age) = retention.max_age_us {
+        let cutoff = now_us.saturating_sub(age);
+        // The first version, from `first` on, of an event written at or after the
+        // cutoff (or past the head when none was).
+        let (mut lo, mut hi) = (first, head + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let next = index
+                .range(pack(number, mid)..=pack(number, head))?
+                .next()
+                .transpose()?;
+            let Some((k, v)) = next else {
+                hi = mid;
+                continue;
+            };
+            let version = low(k.value());
+            let written = match events.get(split_index_value(v.value()).0)? {
+                Some(e) => StoredEvent::decode(e.value())?.timestamp_us,
+                None => 0,
+            };
+            if written < cutoff {
+                lo = version + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        first = lo;
+    }
+    Ok(first)
+}
+
 /// A stream's state as expected versions are checked against it.
 fn stream_state(meta: Option<StreamMeta>) -> StreamState {
     match meta {
@@ -1007,6 +1122,16 @@ impl Reader {
             Some(v) => Ok(Some(
                 StreamMeta::decode(v.value()).ok_or_else(|| corrupt("streams", stream_id))?,
             )),
+            None => Ok(None),
+        }
+    }
+
+    /// How long the stream keeps its events; `None`: for ever.
+    pub fn retention(&self, stream_id: &str) -> Result<Option<StoredRetention>, StorageError> {
+        let t = self.txn.open_table(RETENTION)?;
+        let v = t.get(stream_id)?;
+        match v {
+            Some(v) => Ok(Some(StoredRetention::decode(v.value())?)),
             None => Ok(None),
         }
     }
@@ -1044,13 +1169,27 @@ impl Reader {
         }
     }
 
-    /// Events of one stream; `StreamNotFound` when it does not exist.
+    /// Events of one stream, as its retention keeps them now; `StreamNotFound` when
+    /// it does not exist.
     pub fn read_stream(
         &self,
         stream_id: &str,
         from: u64,
         count: u32,
         direction: Direction,
+    ) -> Result<Result<EventPage, StoreError>, StorageError> {
+        self.read_stream_at(stream_id, from, count, direction, wall_clock_us())
+    }
+
+    /// [`read_stream`](Self::read_stream) with the stream's retention applied as at
+    /// `now_us` (microseconds since the Unix epoch).
+    pub fn read_stream_at(
+        &self,
+        stream_id: &str,
+        from: u64,
+        count: u32,
+        direction: Direction,
+        now_us: u64,
     ) -> Result<Result<EventPage, StoreError>, StorageError> {
         let Some(m) = self.meta(stream_id)? else {
             return Ok(Err(stream_not_found(stream_id)));
@@ -1067,6 +1206,13 @@ impl Reader {
         }
         let index = self.txn.open_table(STREAM_INDEX)?;
         let events = self.txn.open_table(EVENTS)?;
+        let lo = match self.retention(stream_id)? {
+            Some(r) => lo.max(first_kept(&index, &events, m.number, head, &r, now_us)?),
+            None => lo,
+        };
+        if lo > hi {
+            return Ok(Ok(EventPage::new()));
+        }
         let range = index.range(pack(m.number, lo)..=pack(m.number, hi))?;
         let mut out = EventPage::new();
         let mut bytes = 0usize;

@@ -162,6 +162,26 @@ impl Store {
         .await
     }
 
+    /// How long a stream keeps its events.
+    pub async fn retention(
+        &self,
+        stream_id: String,
+        consistency: ReadConsistency,
+    ) -> Result<reckon_gater::types::StreamRetention, StoreError> {
+        domain::validate_stream_id(&self.limits, &stream_id)?;
+        self.read(consistency, move |r| {
+            Ok(Ok(r.retention(&stream_id)?.map_or_else(
+                Default::default,
+                |s| reckon_gater::types::StreamRetention {
+                    max_age_us: s.max_age_us,
+                    max_count: s.max_count,
+                    truncate_before: s.truncate_before,
+                },
+            )))
+        })
+        .await
+    }
+
     /// Live streams, paged by id.
     pub async fn list_streams(
         &self,
