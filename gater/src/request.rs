@@ -14,6 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::access::Permission;
+use crate::backup::BackupState;
 use crate::page::EventPage;
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
@@ -267,6 +268,34 @@ pub enum StoreRequest {
         /// The voter to lead.
         node_id: u64,
     },
+    /// Starts an online backup of the store: the serving node confirms it leads
+    /// (everything acknowledged before this request is in it), pins its state as of
+    /// one applied entry and copies it into a backup file of its own while writes go
+    /// on. [`StoreResponse::Backup`], with the backup's id; see [`crate::backup`].
+    BackupBegin,
+    /// How the backup `id` goes: copying, checksumming, or ready to be read.
+    /// [`StoreResponse::Backup`].
+    BackupStatus {
+        /// The backup, as `BackupBegin` named it.
+        id: String,
+    },
+    /// Up to `max_bytes` (at most [`BACKUP_CHUNK_BYTES_MAX`](crate::backup::BACKUP_CHUNK_BYTES_MAX))
+    /// of the ready backup `id`'s file from `offset`; empty at its end.
+    /// [`StoreResponse::BackupChunk`].
+    BackupChunk {
+        /// The backup.
+        id: String,
+        /// Where the chunk starts in the file.
+        offset: u64,
+        /// Most bytes wanted.
+        max_bytes: u32,
+    },
+    /// Ends the backup `id`: the node removes its copy (`NotFound` when it is gone
+    /// already). [`StoreResponse::Done`].
+    BackupEnd {
+        /// The backup.
+        id: String,
+    },
 }
 
 impl StoreRequest {
@@ -297,6 +326,13 @@ impl StoreRequest {
             | R::Poll { .. }
             | R::RemoveNode { .. }
             | R::TransferLeader { .. } => Route::Leader,
+            // The node that began a backup holds its copy: every call of it goes where
+            // the first went, the leader (elsewhere it is not found, and the client
+            // starts again).
+            R::BackupBegin
+            | R::BackupStatus { .. }
+            | R::BackupChunk { .. }
+            | R::BackupEnd { .. } => Route::Leader,
         }
     }
 
@@ -330,6 +366,11 @@ impl StoreRequest {
             | R::Unsubscribe { .. }
             | R::RemoveNode { .. }
             | R::TransferLeader { .. } => Permission::Admin,
+            // A backup is every event, snapshot and subscription of the store at once.
+            R::BackupBegin
+            | R::BackupStatus { .. }
+            | R::BackupChunk { .. }
+            | R::BackupEnd { .. } => Permission::Admin,
         }
     }
 
@@ -360,6 +401,10 @@ impl StoreRequest {
             R::Poll { .. } => "poll",
             R::RemoveNode { .. } => "remove_node",
             R::TransferLeader { .. } => "transfer_leader",
+            R::BackupBegin => "backup_begin",
+            R::BackupStatus { .. } => "backup_status",
+            R::BackupChunk { .. } => "backup_chunk",
+            R::BackupEnd { .. } => "backup_end",
         }
     }
 }
@@ -391,6 +436,10 @@ pub enum StoreResponse {
     Subscriptions(Vec<SubscriptionInfo>),
     /// Events delivered to a consumer.
     Delivery(Delivery),
+    /// Where a backup stands.
+    Backup(BackupState),
+    /// Bytes of a backup's file.
+    BackupChunk(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 impl StoreResponse {
@@ -409,6 +458,8 @@ impl StoreResponse {
             StoreResponse::Subscription(_) => "Subscription",
             StoreResponse::Subscriptions(_) => "Subscriptions",
             StoreResponse::Delivery(_) => "Delivery",
+            StoreResponse::Backup(_) => "Backup",
+            StoreResponse::BackupChunk(_) => "BackupChunk",
         }
     }
 }
@@ -539,6 +590,15 @@ mod tests {
             (StoreRequest::RemoveNode { node_id: 2 }, Permission::Admin),
             (
                 StoreRequest::TransferLeader { node_id: 2 },
+                Permission::Admin,
+            ),
+            (StoreRequest::BackupBegin, Permission::Admin),
+            (
+                StoreRequest::BackupChunk {
+                    id: "b".into(),
+                    offset: 0,
+                    max_bytes: 1,
+                },
                 Permission::Admin,
             ),
         ];

@@ -98,6 +98,9 @@ pub enum CliError {
     /// `certs` could not make a certificate.
     #[error(transparent)]
     Certs(#[from] crate::certs::CertError),
+    /// `backup` did not make its file (none is left behind).
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 impl CliError {
@@ -118,12 +121,24 @@ impl CliError {
             CliError::Client(ClientError::Protocol { .. } | ClientError::Undecodable(_)) => {
                 Exit::Other
             }
+            CliError::Backup(e) => backup_exit(e),
         }
     }
 
     /// Whether this is a closed stdout (`reckon read-all | head`): not worth a message.
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, CliError::Output(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// The exit status of a failed backup.
+fn backup_exit(e: &crate::backup::BackupError) -> Exit {
+    use crate::backup::BackupError as B;
+    match e {
+        B::Client(c) => CliError::Client(c.clone()).exit(),
+        B::Exists { .. } => Exit::Usage,
+        B::Gone { .. } => Exit::Unavailable,
+        B::Io { .. } | B::Checksum { .. } | B::Short { .. } => Exit::Other,
     }
 }
 

@@ -15,6 +15,7 @@
 //!   ├── read.rs             linearizable or stale reads of a redb view
 //!   ├── leadership.rs       transfer, election holds, pre-vote answers,
 //!   │                       membership changes, leadership telemetry
+//!   ├── backup.rs           online backups: a barrier, a pinned view, its export
 //!   ├── subscriptions/
 //!   │   ├── mod.rs          records through Raft, acknowledgements, attachments
 //!   │   ├── delivery.rs     delivery by long-poll
@@ -53,6 +54,7 @@ use crate::raft::{NodeId, Raft};
 use crate::storage::state::STATE_CACHE_BYTES;
 use crate::storage::{StateDb, StorageError};
 
+mod backup;
 mod batcher;
 mod errors;
 mod leadership;
@@ -170,6 +172,8 @@ pub struct Store {
     subscriptions: subscriptions::Attachments,
     /// Snapshots being received from a leader.
     snapshot_inbox: Inbox,
+    /// Backups being written or served by this node.
+    backups: crate::backup::export::Exports,
 }
 
 /// The wall clock in microseconds since the Unix epoch, for batch timestamps.
@@ -290,6 +294,9 @@ impl Store {
             opts.clone(),
         ));
         emit!(t::STORE_STARTED, "store" => name, "node_id" => opts.node_id);
+        let backups =
+            crate::backup::export::Exports::open(name, opts.node_id, &dir.join("backups"))
+                .map_err(storage)?;
         let snapshot_inbox = Inbox::new(
             raft.clone(),
             state.clone(),
@@ -311,6 +318,7 @@ impl Store {
             log: log_handle,
             subscriptions: Default::default(),
             snapshot_inbox,
+            backups,
         }))
     }
 
