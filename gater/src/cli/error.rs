@@ -98,9 +98,16 @@ pub enum CliError {
     /// `certs` could not make a certificate.
     #[error(transparent)]
     Certs(#[from] crate::certs::CertError),
-    /// `backup` did not make its file (none is left behind).
+    /// `backup` did not make its file (none is left behind). Boxed: it is the
+    /// largest error, and every `Result` of the CLI carries this enum.
     #[error(transparent)]
-    Backup(#[from] crate::backup::BackupError),
+    Backup(Box<crate::backup::BackupError>),
+}
+
+impl From<crate::backup::BackupError> for CliError {
+    fn from(e: crate::backup::BackupError) -> Self {
+        CliError::Backup(Box::new(e))
+    }
 }
 
 impl CliError {
