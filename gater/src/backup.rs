@@ -22,7 +22,8 @@
 //! announced, and keeps nothing that does not check: it writes `FILE.partial`, and
 //! renames it to `FILE` only once the whole file is there, checked and on disk.
 //!
-//! Limits: a chunk is at most [`BACKUP_CHUNK_BYTES_MAX`]; a chunk's deadline grows
+//! Limits: a chunk is at most [`BACKUP_CHUNK_BYTES_MAX`], and at most
+//! [`BACKUP_CHUNKS_AHEAD`] are asked for at once; a chunk's deadline grows
 //! with its size ([`chunk_extra`]); [`BACKUP_RPC_FAILURES_MAX`] calls in a row may
 //! fail before the download gives up, and a backup whose copy is gone from the node
 //! (the leader changed, the node restarted) starts again at most
@@ -32,6 +33,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -43,6 +45,10 @@ use crate::types::StoreError;
 /// Most bytes of a backup one `BackupChunk` carries: far below the transport's frame
 /// limit, and moved well within a call's deadline.
 pub const BACKUP_CHUNK_BYTES_MAX: u32 = 1024 * 1024;
+
+/// Chunk requests a download keeps in flight: the next ones travel while one is
+/// written, and at most this many chunks' bytes are held at once.
+pub const BACKUP_CHUNKS_AHEAD: usize = 4;
 
 /// How often the client asks how the node's copy goes.
 pub const BACKUP_POLL: Duration = Duration::from_millis(200);
@@ -340,27 +346,36 @@ async fn attempt(
         done: 0,
         total: info.bytes,
     });
-    while offset < info.bytes {
-        let want = (info.bytes - offset).min(u64::from(BACKUP_CHUNK_BYTES_MAX));
-        let request = StoreRequest::BackupChunk {
-            id: info.id.clone(),
-            offset,
-            // At most BACKUP_CHUNK_BYTES_MAX, which fits.
-            max_bytes: want as u32,
-        };
-        let bytes = match call(store, request, chunk_extra(want)).await? {
+    // Chunks are asked for BACKUP_CHUNKS_AHEAD at a time and stored in order.
+    let chunk = u64::from(BACKUP_CHUNK_BYTES_MAX);
+    let (id, total) = (info.id.clone(), info.bytes);
+    let requests = (0..total)
+        .step_by(BACKUP_CHUNK_BYTES_MAX as usize)
+        .map(|at| {
+            let want = (total - at).min(chunk);
+            let request = StoreRequest::BackupChunk {
+                id: id.clone(),
+                offset: at,
+                // At most BACKUP_CHUNK_BYTES_MAX, which fits.
+                max_bytes: want as u32,
+            };
+            async move { (want, call(store, request, chunk_extra(want)).await) }
+        });
+    let mut chunks = futures::stream::iter(requests).buffered(BACKUP_CHUNKS_AHEAD);
+    while let Some((want, answer)) = chunks.next().await {
+        let bytes = match answer? {
             StoreResponse::BackupChunk(b) => b,
             other => return Err(unexpected("BackupChunk", &other)),
         };
-        if bytes.is_empty() || bytes.len() as u64 > want {
+        if bytes.len() as u64 != want {
             return Err(Stop::Fail(BackupError::Short {
                 id: info.id.clone(),
-                at: offset,
+                at: offset + bytes.len() as u64,
                 expected: info.bytes,
             }));
         }
         // Everything from the header's end on is the body.
-        let end = offset + bytes.len() as u64;
+        let end = offset + want;
         if end > info.header_bytes {
             let from = info.header_bytes.saturating_sub(offset) as usize;
             hasher.update(&bytes[from..]);
@@ -374,6 +389,7 @@ async fn attempt(
             total: info.bytes,
         });
     }
+    drop(chunks);
     let found = hex::encode(hasher.finalize());
     if found != info.body_sha256 {
         return Err(Stop::Fail(BackupError::Checksum {

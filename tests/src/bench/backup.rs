@@ -94,7 +94,10 @@ impl BackupReport {
             self.runs.len()
         );
         let _ = writeln!(out);
-        let _ = writeln!(out, "| operation | MB/s (median) | min–max | ratio to raw copy |");
+        let _ = writeln!(
+            out,
+            "| operation | MB/s (median) | min–max | ratio to raw copy |"
+        );
         let _ = writeln!(out, "|---|--:|--:|--:|");
         let row = |out: &mut String, name: &str, f: fn(&BackupRun) -> f64, r: Option<f64>| {
             let all: Vec<f64> = self.runs.iter().map(f).collect();
@@ -214,7 +217,10 @@ mod tests {
         };
         let mut out = String::new();
         report.markdown(&mut out);
-        assert!(out.contains("| raw copy + fsync | 100.0 | 100.0–100.0 | 1.00x |"), "{out}");
+        assert!(
+            out.contains("| raw copy + fsync | 100.0 | 100.0–100.0 | 1.00x |"),
+            "{out}"
+        );
         assert!(out.contains("| 60.0 | 50.0–70.0 | 0.60x |"), "{out}");
         assert!(out.contains("| 70.0 | 60.0–80.0 | 0.70x |"), "{out}");
         let j = report.json();
