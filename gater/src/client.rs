@@ -932,19 +932,30 @@ impl StoreHandle {
         answer!(self.request(request).await, StreamPage)
     }
 
-    /// Deletes a stream: soft (it can start again at version 0), or `hard` (its id
-    /// can never be written again).
+    /// Deletes a stream if it is at `expected` (checked atomically, as an append's):
+    /// soft, or `hard` (its id can never be written again). Versions are never
+    /// reused: after a soft delete, reads of the stream find nothing, and a later
+    /// append continues after its last version.
     ///
     /// ```no_run
     /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
-    /// store.delete("order-1", false).await?; // soft: may start again at version 0
-    /// store.delete("order-2", true).await?;  // hard: never written again
+    /// use reckon_gater::ExpectedVersion;
+    /// // Soft, if nobody appended since version 7: the next append is version 8.
+    /// store.delete("order-1", ExpectedVersion::Exact(7), false).await?;
+    /// // Hard, whatever its version: never written again.
+    /// store.delete("order-2", ExpectedVersion::Any, true).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn delete(&self, stream_id: &str, hard: bool) -> Result<(), ClientError> {
+    pub async fn delete(
+        &self,
+        stream_id: &str,
+        expected: ExpectedVersion,
+        hard: bool,
+    ) -> Result<(), ClientError> {
         let request = StoreRequest::DeleteStream {
             stream_id: stream_id.to_string(),
             hard,
+            expected,
         };
         done(self.request(request).await)
     }

@@ -144,13 +144,17 @@ pub enum StoreRequest {
         /// Linearizable or stale.
         consistency: ReadConsistency,
     },
-    /// Deletes a stream (soft), or tombstones it for ever (`hard`).
-    /// [`StoreResponse::Done`].
+    /// Deletes a stream (soft), or tombstones it for ever (`hard`), if it is at
+    /// `expected` (checked atomically, as an append's). Versions are never reused:
+    /// after a soft delete, reads find nothing and the next append continues after the
+    /// last version. [`StoreResponse::Done`].
     DeleteStream {
         /// The stream.
         stream_id: String,
         /// Tombstone it.
         hard: bool,
+        /// What the writer expects the stream to be at.
+        expected: ExpectedVersion,
     },
     /// Saves a snapshot of a stream at `version`, overwriting one at the same version.
     /// [`StoreResponse::Done`].
@@ -524,6 +528,7 @@ mod tests {
                 StoreRequest::DeleteStream {
                     stream_id: stream_id(),
                     hard: false,
+                    expected: ExpectedVersion::Any,
                 },
                 Permission::Admin,
             ),
@@ -531,6 +536,7 @@ mod tests {
                 StoreRequest::DeleteStream {
                     stream_id: stream_id(),
                     hard: true,
+                    expected: ExpectedVersion::Exact(3),
                 },
                 Permission::Admin,
             ),

@@ -193,9 +193,15 @@ pub async fn serve(
                 .await,
         )
         .map(A::StreamPage),
-        R::DeleteStream { stream_id, hard } => {
-            tally(store, store.delete(stream_id, hard, deadline).await).map(|()| A::Done)
-        }
+        R::DeleteStream {
+            stream_id,
+            hard,
+            expected,
+        } => tally(
+            store,
+            store.delete(stream_id, expected, hard, deadline).await,
+        )
+        .map(|()| A::Done),
         R::SnapshotSave {
             stream_id,
             version,

@@ -761,7 +761,8 @@ async fn delete_recreate_and_hard_delete() {
     env.reckon(&["read", "gone"]).fails(4);
     // delete missing: ok
     env.reckon(&["delete", "never-written"]).ok();
-    // recreate: append NoStream -> version 0; $all keeps the old positions
+    // recreate: append NoStream -> version 2 (versions are never reused); $all keeps
+    // the old positions
     assert_eq!(
         env.reckon(&[
             "append",
@@ -772,7 +773,7 @@ async fn delete_recreate_and_hard_delete() {
             "no-stream"
         ])
         .ok(),
-        "0\n"
+        "2\n"
     );
     let all = env.reckon(&["--json", "read-all"]).json_lines();
     let summary: Vec<(u64, &str, u64)> = all
@@ -791,13 +792,19 @@ async fn delete_recreate_and_hard_delete() {
             (0, "gone", 0),
             (1, "gone", 1),
             (2, "keep", 0),
-            (3, "gone", 0)
+            (3, "gone", 2)
         ]
     );
     assert_eq!(text_column(env.reckon(&["read", "gone"]).ok(), 0), [3]);
-    // hard delete, then append: StreamDeleted (exit 1)
+    // delete at the wrong expected version: exit 3, the stream stays
+    assert_eq!(
+        env.reckon(&["delete", "keep", "--expected", "5"]).fails(3),
+        "error: WrongExpectedVersion: expected 5, current 0"
+    );
+    assert_eq!(env.version("keep"), 0);
+    // hard delete at its version, then append: StreamDeleted (exit 1)
     let v = env
-        .reckon(&["--json", "delete", "keep", "--hard"])
+        .reckon(&["--json", "delete", "keep", "--hard", "--expected", "0"])
         .json_lines();
     assert_eq!(v[0]["stream_id"], "keep");
     assert_eq!(v[0]["hard"], true);

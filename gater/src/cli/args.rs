@@ -152,7 +152,8 @@ pub enum Command {
     Exists(StreamArg),
     /// List every stream with its version, one a line.
     Streams,
-    /// Delete a stream: soft (it can start again at version 0) or --hard (never again).
+    /// Delete a stream: soft (reads find nothing; a later append continues its
+    /// numbering) or --hard (never written again).
     Delete(DeleteArgs),
     /// Save, load, list and delete snapshots.
     #[command(subcommand)]
@@ -447,6 +448,14 @@ pub struct DeleteArgs {
     /// Tombstone the stream: its id can never be written again.
     #[arg(long)]
     pub hard: bool,
+    /// The version the stream must be at: any, no-stream, stream-exists, N, or -1, -2, -4.
+    #[arg(
+        long,
+        value_name = "V",
+        default_value = "any",
+        allow_negative_numbers = true
+    )]
+    pub expected: ExpectedVersion,
 }
 
 /// `snapshot ...`.

@@ -151,7 +151,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             list_streams(&s, out, json).await?;
         }
         Command::Delete(a) => {
-            store(&connect().await?).delete(&a.stream, a.hard).await?;
+            store(&connect().await?)
+                .delete(&a.stream, a.expected, a.hard)
+                .await?;
             line(out, output::deleted(&a.stream, a.hard, json))?;
         }
         Command::Snapshot(sc) => {

@@ -491,9 +491,15 @@ impl<'t> Writer<'t> {
                     .append(&stream_id, expected, events, batch.timestamp_us)?
                     .map(Outcome::Appended),
                 Command::Delete { stream_id, hard } => {
-                    self.delete(&stream_id, hard)?;
-                    Ok(Outcome::Done)
+                    self.delete(&stream_id, hard, None)?.map(|()| Outcome::Done)
                 }
+                Command::DeleteStream {
+                    stream_id,
+                    hard,
+                    expected,
+                } => self
+                    .delete(&stream_id, hard, Some(expected))?
+                    .map(|()| Outcome::Done),
                 Command::SaveSnapshot {
                     stream_id,
                     version,
@@ -662,14 +668,7 @@ impl<'t> Writer<'t> {
                 }))
             }
         }
-        let state = match meta {
-            Some(m) if m.tombstoned => StreamState::Tombstoned,
-            Some(StreamMeta {
-                version: Some(v), ..
-            }) => StreamState::At(v),
-            _ => StreamState::Absent,
-        };
-        if let Err(e) = check_expected(stream_id, expected.into(), state) {
+        if let Err(e) = check_expected(stream_id, expected.into(), stream_state(meta)) {
             return Ok(Err(e));
         }
         let number = match meta {
@@ -680,10 +679,7 @@ impl<'t> Writer<'t> {
                 n
             }
         };
-        let first_version = match state {
-            StreamState::At(v) => v + 1,
-            _ => 0,
-        };
+        let first_version = meta.map_or(0, |m| m.next_version());
         let first_position = self.counters.next_position;
         let mut version = first_version;
         let mut position = first_position;
@@ -736,6 +732,7 @@ impl<'t> Writer<'t> {
             number,
             version: Some(version - 1),
             tombstoned: false,
+            deleted: false,
             last_event_id: last_id,
         };
         self.streams
@@ -747,8 +744,22 @@ impl<'t> Writer<'t> {
         }))
     }
 
-    fn delete(&mut self, stream_id: &str, hard: bool) -> Result<(), StorageError> {
+    /// Deletes a stream: soft, or for ever (`hard`). With `expected` (what
+    /// [`Command::DeleteStream`] carries), the stream must be at it, and a soft delete
+    /// keeps the stream's numbering; without (the legacy [`Command::Delete`]), no check,
+    /// and a recreated stream is numbered from 0 again.
+    fn delete(
+        &mut self,
+        stream_id: &str,
+        hard: bool,
+        expected: Option<ExpectedVersion>,
+    ) -> Result<Result<(), StoreError>, StorageError> {
         let meta = self.stream_meta(stream_id)?;
+        if let Some(expected) = expected {
+            if let Err(e) = check_expected(stream_id, expected.into(), stream_state(meta)) {
+                return Ok(Err(e));
+            }
+        }
         let mut m = match meta {
             Some(m) => m,
             None if hard => {
@@ -758,12 +769,13 @@ impl<'t> Writer<'t> {
                     number: n,
                     version: None,
                     tombstoned: false,
+                    deleted: false,
                     last_event_id: Uuid::nil(),
                 }
             }
-            None => return Ok(()),
+            None => return Ok(Ok(())),
         };
-        if let Some(head) = m.version {
+        if let Some(head) = m.live_version() {
             // Take the stream's events out of the stream, type and tag indexes; the
             // events stay in the global log at their positions.
             let lo = pack(m.number, 0);
@@ -789,11 +801,26 @@ impl<'t> Writer<'t> {
                 }
             }
         }
-        m.version = None;
+        if expected.is_some() {
+            m.deleted = true;
+        } else {
+            m.version = None;
+        }
         m.last_event_id = Uuid::nil();
         m.tombstoned |= hard;
         self.streams.insert(stream_id, m.encode().as_slice())?;
-        Ok(())
+        Ok(Ok(()))
+    }
+}
+
+/// A stream's state as expected versions are checked against it.
+fn stream_state(meta: Option<StreamMeta>) -> StreamState {
+    match meta {
+        Some(m) if m.tombstoned => StreamState::Tombstoned,
+        Some(m) => m
+            .live_version()
+            .map_or(StreamState::Absent, StreamState::At),
+        None => StreamState::Absent,
     }
 }
 
@@ -822,7 +849,7 @@ impl Reader {
 
     /// The stream's current version; `None` when it does not exist.
     pub fn version(&self, stream_id: &str) -> Result<Option<u64>, StorageError> {
-        Ok(self.meta(stream_id)?.and_then(|m| m.version))
+        Ok(self.meta(stream_id)?.and_then(|m| m.live_version()))
     }
 
     /// Appends the event at `position` to `page` as it is stored (its bytes are those
@@ -854,20 +881,23 @@ impl Reader {
         let Some(m) = self.meta(stream_id)? else {
             return Ok(Err(stream_not_found(stream_id)));
         };
-        let Some(head) = m.version else {
+        let Some(head) = m.live_version() else {
             return Ok(Err(stream_not_found(stream_id)));
         };
         let backward = direction == Direction::Backward;
-        let Some((a, b)) = stream_read_range(head, from, count, backward) else {
+        let Some((lo, hi)) = stream_read_range(head, from, backward) else {
             return Ok(Ok(EventPage::new()));
         };
+        if count == 0 {
+            return Ok(Ok(EventPage::new()));
+        }
         let index = self.txn.open_table(STREAM_INDEX)?;
         let events = self.txn.open_table(EVENTS)?;
-        let (lo, hi) = if backward { (b, a) } else { (a, b) };
         let range = index.range(pack(m.number, lo)..=pack(m.number, hi))?;
         let mut out = EventPage::new();
         let mut bytes = 0usize;
-        // Returns whether to go on: pages stop at READ_BYTES_MAX.
+        let mut taken = 0u32;
+        // Returns whether to go on: pages stop at `count` events or READ_BYTES_MAX.
         let mut push = |row: Result<
             (redb::AccessGuard<u128>, redb::AccessGuard<[u8; 24]>),
             redb::StorageError,
@@ -876,7 +906,8 @@ impl Reader {
             let (_, v) = row?;
             let (pos, _) = split_index_value(v.value());
             bytes += self.push_event(&events, pos, &mut out)?;
-            Ok(bytes < READ_BYTES_MAX)
+            taken += 1;
+            Ok(taken < count && bytes < READ_BYTES_MAX)
         };
         if backward {
             for row in range.rev() {
@@ -1093,7 +1124,7 @@ impl Reader {
             scanned += 1;
             if id.contains(contains) {
                 let m = StreamMeta::decode(v.value()).ok_or_else(|| corrupt("streams", id))?;
-                if let Some(version) = m.version {
+                if let Some(version) = m.live_version() {
                     page.streams.push(StreamInfo {
                         stream_id: id.to_string(),
                         version,
