@@ -155,7 +155,9 @@ async fn a_backup_under_load_holds_exactly_what_preceded_it_and_a_cluster_grows_
     )
     .await
     .unwrap();
-    s.delete("gone-1", false).await.unwrap();
+    s.delete("gone-1", ExpectedVersion::Any, false)
+        .await
+        .unwrap();
     s.save_snapshot(
         "order-1",
         4,
