@@ -85,6 +85,15 @@ pub const CLUSTER_MEMBERSHIP_CHANGED: &str = "reckon_db.cluster.membership.chang
 pub const STORE_STARTED: &str = "reckon_db.store.started";
 /// A store stopped on a node: `store`, `node_id`.
 pub const STORE_STOPPED: &str = "reckon_db.store.stopped";
+/// A node began an online backup of a store: `store`, `node_id`, `backup`,
+/// `last_log_index` (the entry it is taken at).
+pub const BACKUP_STARTED: &str = "reckon_db.backup.started";
+/// A backup's copy is made and can be read: `store`, `node_id`, `backup`,
+/// `size_bytes`, `duration_us`.
+pub const BACKUP_READY: &str = "reckon_db.backup.ready";
+/// A node let a backup go: `store`, `node_id`, `backup`, `reason` (`ended`,
+/// `expired`: idle too long, or `failed` with `error`).
+pub const BACKUP_ENDED: &str = "reckon_db.backup.ended";
 /// A gater registered a worker: `store`, `node_id`, `address`.
 pub const GATER_WORKER_REGISTERED: &str = "reckon_db.gater.worker.registered";
 /// A gater dropped a worker: `store`, `node_id`, `reason` (`deregistered` or
@@ -127,6 +136,9 @@ pub const ALL_EVENTS: &[&str] = &[
     CLUSTER_MEMBERSHIP_CHANGED,
     STORE_STARTED,
     STORE_STOPPED,
+    BACKUP_STARTED,
+    BACKUP_READY,
+    BACKUP_ENDED,
     GATER_WORKER_REGISTERED,
     GATER_WORKER_UNREGISTERED,
     GATER_REQUEST_RETRY,

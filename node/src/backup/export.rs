@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reckon_gater::backup::{BackupInfo, BackupPhase, BackupState, BACKUP_CHUNK_BYTES_MAX};
+use reckon_gater::emit;
+use reckon_gater::telemetry as t;
 use reckon_gater::types::StoreError;
 use redb::{ReadableDatabase, ReadableTableMetadata};
 use sha2::{Digest, Sha256};
@@ -205,21 +207,22 @@ impl Exports {
             live.insert(id.clone(), export.clone());
         }
         let inner = self.inner.clone();
-        tracing::info!(target: "reckon_db", store = %inner.store, backup = %id, index = last_applied.index, "reckon_db.backup.started");
+        emit!(t::BACKUP_STARTED, "store" => inner.store.as_str(), "node_id" => inner.node_id, "backup" => id.as_str(), "last_log_index" => last_applied.index);
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let made = make(&inner, &export, view, last_applied);
             let mut stage = lock(&export.stage);
             match made {
                 Ok((head, info)) => {
-                    tracing::info!(target: "reckon_db", store = %inner.store, backup = %export.id, bytes = info.bytes, duration_ms = started.elapsed().as_millis() as u64, "reckon_db.backup.ready");
+                    emit!(t::BACKUP_READY, "store" => inner.store.as_str(), "node_id" => inner.node_id, "backup" => export.id.as_str(), "size_bytes" => info.bytes, "duration_us" => started.elapsed());
                     *stage = Stage::Ready {
                         head: Arc::new(head),
                         info,
                     };
                 }
                 Err(e) => {
-                    tracing::error!(target: "reckon_db", store = %inner.store, backup = %export.id, error = %e, "reckon_db.backup.failed");
+                    tracing::error!(target: "reckon_db", store = %inner.store, backup = %export.id, error = %e, "backup failed");
+                    emit!(t::BACKUP_ENDED, "store" => inner.store.as_str(), "node_id" => inner.node_id, "backup" => export.id.as_str(), "reason" => "failed", "error" => e.to_string());
                     *stage = Stage::Failed(e.to_string());
                     let _ = std::fs::remove_file(&export.body);
                 }
@@ -286,7 +289,7 @@ impl Exports {
             .remove(id)
             .ok_or_else(|| not_found(&self.inner.store, self.inner.node_id, id))?;
         e.discard();
-        tracing::info!(target: "reckon_db", store = %self.inner.store, backup = %id, "reckon_db.backup.ended");
+        emit!(t::BACKUP_ENDED, "store" => self.inner.store.as_str(), "node_id" => self.inner.node_id, "backup" => id, "reason" => "ended");
         Ok(())
     }
 
@@ -306,7 +309,7 @@ impl Inner {
             .collect();
         for id in &idle {
             if let Some(e) = live.remove(id) {
-                tracing::info!(target: "reckon_db", store = %self.store, backup = %id, "reckon_db.backup.expired");
+                emit!(t::BACKUP_ENDED, "store" => self.store.as_str(), "node_id" => self.node_id, "backup" => id.as_str(), "reason" => "expired");
                 e.discard();
             }
         }
