@@ -2,9 +2,9 @@
 //! earlier node must be read, checked and restored by this one.
 //!
 //! `tests/samples/backup-1/default.rbk` is a backup of format 1 of a store of five
-//! events in two streams (state format 3), taken at Raft entry 3 of term 1 by node
-//! 1. [`backup_sample_restores`] checks its header, restores it for node 7 and
-//! checks what the data directory then holds: the events, the state's Raft record
+//! events in two streams (state format 3), taken by node 1 at Raft entry 3 of its
+//! first term. [`backup_sample_restores`] checks its header, restores it for node 7
+//! and checks what the data directory then holds: the events, the state's Raft record
 //! (node 7 alone, applied at the backup's entry), the current snapshot and the log
 //! (purged up to it, a vote of node 7 for the next term); then the store opens and
 //! its node leads it at once.
