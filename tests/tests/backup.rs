@@ -562,3 +562,44 @@ async fn every_store_backs_up_into_its_own_file_and_a_failed_backup_leaves_none(
         assert_eq!(db.read_all_everything().await.len(), n, "{store}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_node_cluster_is_backed_up_from_its_leader_and_restores_whole() {
+    let c = Cluster::start(3, &[STORE]);
+    let client = formed(&c).await;
+    let s = client.store(STORE);
+    for i in 0..30 {
+        s.append(
+            &format!("c-{}", i % 4),
+            ExpectedVersion::Any,
+            vec![NewEvent::json("t", &json!({ "i": i }))],
+        )
+        .await
+        .unwrap();
+    }
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("cluster.rbk");
+    let (code, out, err) = reckon(
+        &c.gater.addr,
+        &["--json", "backup", "--out", file.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let info: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let leader = reckon_tests::cluster::leader_of(&client, STORE).await;
+    assert_eq!(info["node_id"].as_u64(), leader, "not taken on the leader");
+    assert_eq!(info["next_position"], 30);
+    let source = everything(&s).await;
+    drop(client);
+    drop(c);
+
+    let addr = free_addr();
+    let dir = root.path().join("restored");
+    restore_ok(&[&file], &dir, &addr);
+    let (_node, gater) = start_dev_at(&dir, &addr, &[]);
+    let r = wait_for_store(&gater, STORE).await.store(STORE);
+    assert_eq!(
+        stream_digests(&everything(&r).await),
+        stream_digests(&source)
+    );
+}
