@@ -979,11 +979,12 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
                 .await
                 .with_context(|| format!("backup run {}", r + 1))?;
             eprintln!(
-                "[backup] run {}/{}: backup {:.1} MB/s, raw copy {:.1} MB/s, restore {:.1} MB/s \
-                 ({:.1} MB)",
+                "[backup] run {}/{}: backup {:.1} MB/s (the node's copy {:.1} MB/s), raw copy \
+                 {:.1} MB/s, restore {:.1} MB/s ({:.1} MB)",
                 r + 1,
                 plan.runs,
                 run.backup_mb_s,
+                run.node_copy_mb_s,
                 run.copy_mb_s,
                 run.restore_mb_s,
                 run.bytes as f64 / 1e6
