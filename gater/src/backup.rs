@@ -274,7 +274,13 @@ async fn state_of(store: &StoreHandle, request: StoreRequest) -> Result<BackupSt
 /// Backs the store up into `out`: asks the store's leader for a backup, waits for its
 /// copy, reads it into `FILE.partial` checking its checksum, makes it durable and
 /// renames it to `out`. Reports how it goes to `progress`. `out` must not exist
-/// unless `replace`. On any error nothing is left at `out` (nor `FILE.partial`).
+/// unless `replace`. On any error `FILE.partial` is removed and `out` is left as it
+/// was (missing, or the file `replace` would have replaced).
+///
+/// The wait for the node's copy has no deadline of its own, since the copy takes as
+/// long as the store is large: the node answers every poll while it copies, and the
+/// download gives up when [`BACKUP_RPC_FAILURES_MAX`] polls in a row get no answer,
+/// or the node reports the copy failed.
 pub async fn download(
     store: &StoreHandle,
     out: &Path,

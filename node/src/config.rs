@@ -297,6 +297,9 @@ pub struct FaultInjection {
     /// Extra time each batch of committed Raft entries takes to be applied to the
     /// state file, in milliseconds: a replica whose state lags its log.
     pub apply_delay_ms: u64,
+    /// Extra time each chunk of a backup takes to be read on the node, in
+    /// milliseconds: a large store backed up over a slow link.
+    pub backup_chunk_delay_ms: u64,
 }
 
 /// The `[otel]` table: OpenTelemetry export of the metrics (needs a build with the

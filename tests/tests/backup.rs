@@ -603,3 +603,87 @@ async fn a_three_node_cluster_is_backed_up_from_its_leader_and_restores_whole() 
         stream_digests(&source)
     );
 }
+
+/// Delay of each backup chunk on every node: a download of a dozen chunks is still
+/// under way when its leader dies.
+const SLOW_CHUNK_MS: &str = "700";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_whose_leader_dies_while_it_is_read_starts_again_on_the_new_leader() {
+    let mut c = Cluster::start(3, &[STORE]);
+    // Every node reads backup chunks slowly.
+    for i in 0..3 {
+        c.kill9(i);
+        c.start_node_with_env(
+            i,
+            &[("RECKON_NODE_FAULTS__BACKUP_CHUNK_DELAY_MS", SLOW_CHUNK_MS)],
+        );
+    }
+    let client = formed(&c).await;
+    let s = client.store(STORE);
+    // About a dozen 1 MiB chunks.
+    let pad = "y".repeat(1000);
+    for b in 0..12 {
+        let events = (0..1000)
+            .map(|i| NewEvent::json("bulk", &json!({ "b": b, "i": i, "pad": pad })))
+            .collect();
+        s.append(&format!("bulk-{}", b % 3), ExpectedVersion::Any, events)
+            .await
+            .unwrap();
+    }
+    let source = everything(&s).await;
+    let old = reckon_tests::cluster::leader_of(&client, STORE)
+        .await
+        .expect("a leader");
+
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("moved.rbk");
+    let partial = root.path().join("moved.rbk.partial");
+    let backup = {
+        let (gater, file) = (c.gater.addr.clone(), file.clone());
+        tokio::spawn(async move {
+            reckon(
+                &gater,
+                &[
+                    "--json",
+                    "--timeout-ms",
+                    "10000",
+                    "backup",
+                    "--out",
+                    file.to_str().unwrap(),
+                ],
+            )
+            .await
+        })
+    };
+    wait_until("the download to start", wait::BASE, || async {
+        partial.exists()
+    })
+    .await;
+    c.kill9_id(old);
+    let (code, out, err) = backup.await.unwrap();
+    assert_eq!(code, 0, "the backup did not survive its leader: {err}");
+    let info: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let taken_by = info["node_id"].as_u64().unwrap();
+    assert_ne!(taken_by, old, "the file came from the node that died");
+    assert!(!partial.exists());
+    drop(client);
+    drop(c);
+
+    let addr = free_addr();
+    let dir = root.path().join("restored");
+    restore_ok(&[&file], &dir, &addr);
+    let (_node, gater) = start_dev_at(&dir, &addr, &[]);
+    let r = wait_for_store(&gater, STORE).await.store(STORE);
+    let restored = everything(&r).await;
+    let bulk = |evs: &[EventRecord]| {
+        evs.iter()
+            .filter(|e| e.stream_id.starts_with("bulk-"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        stream_digests(&bulk(&restored)),
+        stream_digests(&bulk(&source))
+    );
+}

@@ -116,6 +116,8 @@ struct Inner {
     node_id: u64,
     dir: PathBuf,
     live: Mutex<HashMap<String, Arc<Export>>>,
+    /// Extra time every chunk takes (a fault injected by tests).
+    chunk_delay: Mutex<Duration>,
 }
 
 fn not_found(store: &str, node_id: u64, id: &str) -> StoreError {
@@ -149,11 +151,19 @@ impl Exports {
                 node_id,
                 dir: dir.to_path_buf(),
                 live: Mutex::new(HashMap::new()),
+                chunk_delay: Mutex::new(Duration::ZERO),
             }),
         };
         let weak = Arc::downgrade(&exports.inner);
         tokio::spawn(sweeper(weak));
         Ok(exports)
+    }
+
+    /// The same backups, each of whose chunks first waits `delay`: a fault injected by
+    /// tests (a large store over a slow link).
+    pub fn with_chunk_delay(self, delay: Duration) -> Exports {
+        *lock(&self.inner.chunk_delay) = delay;
+        self
     }
 
     fn find(&self, id: &str, now: Instant) -> Result<Arc<Export>, StoreError> {
@@ -265,6 +275,10 @@ impl Exports {
                 ))
             }
         };
+        let delay = *lock(&self.inner.chunk_delay);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let want = u64::from(max_bytes.min(BACKUP_CHUNK_BYTES_MAX));
         let end = offset.saturating_add(want).min(info.bytes);
         if offset >= end {

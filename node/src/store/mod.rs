@@ -296,7 +296,8 @@ impl Store {
         emit!(t::STORE_STARTED, "store" => name, "node_id" => opts.node_id);
         let backups =
             crate::backup::export::Exports::open(name, opts.node_id, &dir.join("backups"))
-                .map_err(storage)?;
+                .map_err(storage)?
+                .with_chunk_delay(Duration::from_millis(opts.faults.backup_chunk_delay_ms));
         let snapshot_inbox = Inbox::new(
             raft.clone(),
             state.clone(),
