@@ -566,8 +566,8 @@ impl StoreHandle {
     }
 
     /// [`request`](Self::request), with `extra` time beyond the call's deadline (a
-    /// long-poll that may wait that long).
-    async fn request_within(
+    /// long-poll that may wait that long, a chunk that takes time to move).
+    pub(crate) async fn request_within(
         &self,
         request: StoreRequest,
         extra: Duration,
@@ -1369,6 +1369,29 @@ impl StoreHandle {
     /// ```
     pub async fn transfer_leader(&self, node_id: u64) -> Result<(), ClientError> {
         done(self.request(StoreRequest::TransferLeader { node_id }).await)
+    }
+
+    /// Backs this store up into the file `out` (which must not exist unless
+    /// `replace`): a consistent copy of its whole state as of one applied entry, taken
+    /// from the leader while writes go on, checked against the node's checksum, and
+    /// renamed into place only when complete and durable. `progress` hears how it
+    /// goes. See [`crate::backup`] for the conversation and its limits.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::backup::BackupError> {
+    /// let info = store
+    ///     .backup(std::path::Path::new("default.rbk"), false, &mut |_| {})
+    ///     .await?;
+    /// println!("{} bytes, events below position {}", info.bytes, info.next_position);
+    /// # Ok(()) }
+    /// ```
+    pub async fn backup(
+        &self,
+        out: &std::path::Path,
+        replace: bool,
+        progress: &mut (dyn FnMut(&crate::backup::BackupProgress) + Send),
+    ) -> Result<crate::backup::BackupInfo, crate::backup::BackupError> {
+        crate::backup::download(self, out, replace, progress).await
     }
 
     /// Whether a snapshot exists at `version` (any when `None`).

@@ -26,6 +26,7 @@
 //! - [`startup`]: the rest of what the two binaries share: the runtime, the stop
 //!   signals, the exit status.
 //! - [`subscription`]: subscriptions as they travel: options, records, deliveries.
+//! - [`backup`]: online backups as they travel, and the client's download of one.
 //! - [`auth`]: signing and checking worker registrations with the cluster secret.
 //! - [`access`]: client tokens, principals and their roles per store.
 //! - [`settings`]: what every binary's configuration shares (key-naming errors).
@@ -44,6 +45,7 @@ pub mod access;
 pub mod aggregate;
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod certs;
 pub mod cli;
 pub mod client;

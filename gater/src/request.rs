@@ -14,6 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::access::Permission;
+use crate::backup::BackupState;
 use crate::page::EventPage;
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
@@ -312,6 +313,34 @@ pub enum StoreRequest {
         /// Linearizable or stale.
         consistency: ReadConsistency,
     },
+    /// Starts an online backup of the store: the serving node confirms it leads
+    /// (everything acknowledged before this request is in it), pins its state as of
+    /// one applied entry and copies it into a backup file of its own while writes go
+    /// on. [`StoreResponse::Backup`], with the backup's id; see [`crate::backup`].
+    BackupBegin,
+    /// How the backup `id` goes: copying, checksumming, or ready to be read.
+    /// [`StoreResponse::Backup`].
+    BackupStatus {
+        /// The backup, as `BackupBegin` named it.
+        id: String,
+    },
+    /// Up to `max_bytes` (at most [`BACKUP_CHUNK_BYTES_MAX`](crate::backup::BACKUP_CHUNK_BYTES_MAX))
+    /// of the ready backup `id`'s file from `offset`; empty at its end.
+    /// [`StoreResponse::BackupChunk`].
+    BackupChunk {
+        /// The backup.
+        id: String,
+        /// Where the chunk starts in the file.
+        offset: u64,
+        /// Most bytes wanted.
+        max_bytes: u32,
+    },
+    /// Ends the backup `id`: the node removes its copy (`NotFound` when it is gone
+    /// already). [`StoreResponse::Done`].
+    BackupEnd {
+        /// The backup.
+        id: String,
+    },
 }
 
 impl StoreRequest {
@@ -347,6 +376,13 @@ impl StoreRequest {
             | R::Scavenge { .. }
             | R::SetRetention { .. }
             | R::TransferLeader { .. } => Route::Leader,
+            // The node that began a backup holds its copy: every call of it goes where
+            // the first went, the leader (elsewhere it is not found, and the client
+            // starts again).
+            R::BackupBegin
+            | R::BackupStatus { .. }
+            | R::BackupChunk { .. }
+            | R::BackupEnd { .. } => Route::Leader,
         }
     }
 
@@ -388,6 +424,11 @@ impl StoreRequest {
             | R::Scavenge { .. }
             | R::SetRetention { .. }
             | R::TransferLeader { .. } => Permission::Admin,
+            // A backup is every event, snapshot and subscription of the store at once.
+            R::BackupBegin
+            | R::BackupStatus { .. }
+            | R::BackupChunk { .. }
+            | R::BackupEnd { .. } => Permission::Admin,
         }
     }
 
@@ -423,6 +464,10 @@ impl StoreRequest {
             R::Scavenge { .. } => "scavenge",
             R::SetRetention { .. } => "set_retention",
             R::GetRetention { .. } => "get_retention",
+            R::BackupBegin => "backup_begin",
+            R::BackupStatus { .. } => "backup_status",
+            R::BackupChunk { .. } => "backup_chunk",
+            R::BackupEnd { .. } => "backup_end",
         }
     }
 }
@@ -460,6 +505,10 @@ pub enum StoreResponse {
     Scavenge(ScavengeStatus),
     /// How long a stream keeps its events.
     Retention(StreamRetention),
+    /// Where a backup stands.
+    Backup(BackupState),
+    /// Bytes of a backup's file.
+    BackupChunk(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 impl StoreResponse {
@@ -481,6 +530,8 @@ impl StoreResponse {
             StoreResponse::Position(_) => "Position",
             StoreResponse::Scavenge(_) => "Scavenge",
             StoreResponse::Retention(_) => "Retention",
+            StoreResponse::Backup(_) => "Backup",
+            StoreResponse::BackupChunk(_) => "BackupChunk",
         }
     }
 }
@@ -661,6 +712,15 @@ mod tests {
                     consistency: ReadConsistency::Stale,
                 },
                 Permission::Read,
+            ),
+            (StoreRequest::BackupBegin, Permission::Admin),
+            (
+                StoreRequest::BackupChunk {
+                    id: "b".into(),
+                    offset: 0,
+                    max_bytes: 1,
+                },
+                Permission::Admin,
             ),
         ];
         for (request, needs) in cases {

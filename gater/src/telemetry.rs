@@ -88,6 +88,15 @@ pub const STORE_STOPPED: &str = "reckon_db.store.stopped";
 /// A node compacted a store's state file after a scavenge: `store`, `node_id`,
 /// `generation`, `file_bytes_before`, `file_bytes_after`, `removed_events`.
 pub const SCAVENGE_COMPACTED: &str = "reckon_db.scavenge.compacted";
+/// A node began an online backup of a store: `store`, `node_id`, `backup`,
+/// `last_log_index` (the entry it is taken at).
+pub const BACKUP_STARTED: &str = "reckon_db.backup.started";
+/// A backup's copy is made and can be read: `store`, `node_id`, `backup`,
+/// `size_bytes`, `duration_us`.
+pub const BACKUP_READY: &str = "reckon_db.backup.ready";
+/// A node let a backup go: `store`, `node_id`, `backup`, `reason` (`ended`,
+/// `expired`: idle too long, or `failed` with `error`).
+pub const BACKUP_ENDED: &str = "reckon_db.backup.ended";
 /// A gater registered a worker: `store`, `node_id`, `address`.
 pub const GATER_WORKER_REGISTERED: &str = "reckon_db.gater.worker.registered";
 /// A gater dropped a worker: `store`, `node_id`, `reason` (`deregistered` or
@@ -131,6 +140,9 @@ pub const ALL_EVENTS: &[&str] = &[
     STORE_STARTED,
     STORE_STOPPED,
     SCAVENGE_COMPACTED,
+    BACKUP_STARTED,
+    BACKUP_READY,
+    BACKUP_ENDED,
     GATER_WORKER_REGISTERED,
     GATER_WORKER_UNREGISTERED,
     GATER_REQUEST_RETRY,

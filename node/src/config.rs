@@ -326,6 +326,9 @@ pub struct FaultInjection {
     /// Extra time each batch of committed Raft entries takes to be applied to the
     /// state file, in milliseconds: a replica whose state lags its log.
     pub apply_delay_ms: u64,
+    /// Extra time each chunk of a backup takes to be read on the node, in
+    /// milliseconds: a large store backed up over a slow link.
+    pub backup_chunk_delay_ms: u64,
 }
 
 /// The `[otel]` table: OpenTelemetry export of the metrics (needs a build with the
@@ -853,16 +856,16 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 )]
 pub struct NodeArgs {
     /// TOML config file; it must exist when given.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// This node's id (key `node_id`), unique in the cluster, at least 1.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", global = true)]
     pub node_id: Option<u64>,
     /// Address to serve node RPC on (key `listen`).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", global = true)]
     pub listen: Option<SocketAddr>,
     /// Directory for this node's data (key `data_dir`).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// A gater to register with, HOST:PORT; repeat for several. Replaces the
     /// `gaters` key when given.
@@ -882,6 +885,40 @@ pub struct NodeArgs {
     /// Print the effective config as TOML (secret masked) and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Something to do instead of running the node.
+    #[command(subcommand)]
+    pub command: Option<NodeCommand>,
+}
+
+/// What `reckon-node` can do instead of running.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum NodeCommand {
+    /// Seed a new data directory from backups (`reckon backup`), then exit.
+    ///
+    /// Each store of the backups becomes a group of one: this node (the --node-id
+    /// and the address, --listen or `advertise`, it will run with; from the same
+    /// --config and RECKON_NODE_ variables) as its only voter, holding the backup's
+    /// state at its position. Start the node on the directory afterwards: alone
+    /// (mode single), or as the first member of a new cluster (mode cluster), whose
+    /// other members join it and catch up from it by snapshot.
+    ///
+    /// Every file is checked whole first; a damaged, truncated or other-format
+    /// file, or a data directory that is not empty, is refused with nothing
+    /// written.
+    #[command(
+        after_help = "Example: reckon-node restore --from /backups/default.rbk \
+                            --data-dir /var/lib/reckon --node-id 1 --listen 10.0.0.1:7600"
+    )]
+    Restore(RestoreArgs),
+}
+
+/// `reckon-node restore`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct RestoreArgs {
+    /// A backup file, or a directory of STORE.rbk files (`reckon backup
+    /// --all-stores`); repeat for more stores.
+    #[arg(long = "from", value_name = "FILE", required = true)]
+    pub from: Vec<PathBuf>,
 }
 
 /// The flag layer: only the keys whose flags were given, `--dev` included.

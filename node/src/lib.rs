@@ -12,6 +12,8 @@
 //! - [`storage`]: the state machine's redb database.
 //! - [`raft`]: openraft adapters: the redb log store, the state machine, the network,
 //!   and the node-to-node contract the network speaks.
+//! - [`backup`]: online backups of a store (the file, its export while writes go on)
+//!   and `reckon-node restore`.
 //! - [`store`]: one store's Raft group: its group-commit batcher, reads, leadership
 //!   transfer, and subscriptions (records through Raft, delivery by long-poll).
 //! - [`service`]: the tarpc worker service over the node's stores.
@@ -28,6 +30,7 @@
 //! - [`embedded`]: a gater and a cluster of nodes in one process, for the demo and
 //!   tests.
 
+pub mod backup;
 pub mod cluster;
 pub mod command;
 pub mod config;

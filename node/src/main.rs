@@ -19,6 +19,9 @@ fn main() -> ExitCode {
             return ExitCode::from(startup::EXIT_USAGE);
         }
     };
+    if let Some(config::NodeCommand::Restore(r)) = &args.command {
+        return restore(&config, r);
+    }
     if args.print_config {
         return match config.masked_toml() {
             Ok(s) => {
@@ -33,6 +36,55 @@ fn main() -> ExitCode {
     }
     let log = config.log.clone();
     startup::run_binary("reckon-node", &log, LOG_FILE_PREFIX, || start(config, args))
+}
+
+/// `reckon-node restore`: seeds the configured data directory from backups for the
+/// configured node, and says what it holds and how to start it.
+fn restore(config: &config::NodeConfig, args: &config::RestoreArgs) -> ExitCode {
+    use reckon_node::backup::restore::{backup_files, restore, RestoreTarget};
+    let target = RestoreTarget {
+        data_dir: config.data_dir.clone(),
+        node_id: config.node_id,
+        advertise: config.advertise_addr(),
+    };
+    let restored = backup_files(&args.from).and_then(|files| restore(&files, &target));
+    let restored = match restored {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for r in &restored {
+        let h = &r.header;
+        println!(
+            "restored store {} from {} into {}: {} events, every position below {} (Raft \
+             entry {} of term {}); node {} at {} is its only voter",
+            h.store,
+            r.from.display(),
+            target.data_dir.display(),
+            h.events,
+            h.next_position,
+            h.last_applied.index,
+            h.last_applied.term,
+            target.node_id,
+            target.advertise
+        );
+        if !config.stores.contains(&h.store) {
+            eprintln!(
+                "note: store {} is not among the stores this node is configured to serve \
+                 ({}): start it with --store {} (or add it to `stores`)",
+                h.store,
+                config.stores.join(", "),
+                h.store
+            );
+        }
+    }
+    println!(
+        "start the node with the same node id and address: alone (mode single), or as the \
+         first member of a new cluster (mode cluster) that other nodes join"
+    );
+    ExitCode::SUCCESS
 }
 
 /// Log files are `reckon-node.<date>.log`.

@@ -321,6 +321,14 @@ pub async fn serve(
         R::TransferLeader { node_id } => {
             tally(store, store.transfer_leader(node_id).await).map(|()| A::Done)
         }
+        R::BackupBegin => tally(store, store.backup_begin().await).map(A::Backup),
+        R::BackupStatus { id } => tally(store, store.backups().status(&id)).map(A::Backup),
+        R::BackupChunk {
+            id,
+            offset,
+            max_bytes,
+        } => tally(store, store.backups().chunk(&id, offset, max_bytes).await).map(A::BackupChunk),
+        R::BackupEnd { id } => tally(store, store.backups().end(&id)).map(|()| A::Done),
     }
 }
 

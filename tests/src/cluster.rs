@@ -30,17 +30,32 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` nodes (all voters at first start) serving `stores`, and a gater.
     pub fn start(n: usize, stores: &[&str]) -> Cluster {
-        Self::start_with(n, stores, None)
+        Self::start_with(n, stores, None, |_, _| {})
+    }
+
+    /// [`start`](Self::start), with node 1's data directory seeded first by
+    /// `seed(data_dir, address)` (a restore), before any node starts.
+    pub fn start_seeded(
+        n: usize,
+        stores: &[&str],
+        seed: impl FnOnce(&std::path::Path, &str),
+    ) -> Cluster {
+        Self::start_with(n, stores, None, seed)
     }
 
     /// [`start`](Self::start) with TLS on every link, from `certs` (which must hold
     /// certificates for nodes 1 to `n`). The nodes' stderr is watched
     /// ([`NodeProc::wait_stderr`]).
     pub fn start_tls(n: usize, stores: &[&str], certs: Arc<TestCerts>) -> Cluster {
-        Self::start_with(n, stores, Some(certs))
+        Self::start_with(n, stores, Some(certs), |_, _| {})
     }
 
-    fn start_with(n: usize, stores: &[&str], tls: Option<Arc<TestCerts>>) -> Cluster {
+    fn start_with(
+        n: usize,
+        stores: &[&str],
+        tls: Option<Arc<TestCerts>>,
+        seed: impl FnOnce(&std::path::Path, &str),
+    ) -> Cluster {
         let root = tempfile::tempdir().expect("tempdir");
         let mut gater_env = vec![("RECKON_GATER_LEASE_MS".to_string(), "1500".to_string())];
         if let Some(certs) = &tls {
@@ -67,6 +82,7 @@ impl Cluster {
             tls,
             _root: root,
         };
+        seed(&c.dirs[0], &c.addrs[0]);
         for i in 0..n {
             c.start_node(i);
         }

@@ -743,6 +743,9 @@ impl DevStore {
     }
 }
 
+/// Backups: restores as processes, the file's head, digests of stream contents.
+pub mod backup;
+
 /// The gater embedded by `reckon-node --dev`.
 pub mod dev;
 

@@ -196,6 +196,34 @@ pub enum Command {
     /// files; keys mode 0600). Talks to no gater.
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Back up the store (--store) or every store (--all-stores) while it runs: a
+    /// consistent copy of all its events, streams, indexes, snapshots and subscription
+    /// checkpoints as of one position, taken from the leader without stopping writes.
+    /// Progress goes to stderr. Restore with `reckon-node restore --from FILE
+    /// --data-dir DIR`.
+    #[command(
+        after_help = "The file is written as FILE.partial and renamed to FILE only once \
+                      it is complete, checked against the node's SHA-256 and on disk: a \
+                      failed backup never leaves a file that looks complete. Prints what \
+                      the file holds: the store, the position (every event below it is \
+                      in the file), the Raft entry, the size."
+    )]
+    Backup(BackupArgs),
+}
+
+/// `backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The backup file; with --all-stores, a directory that gets one STORE.rbk per
+    /// store (created if missing).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Back up every store the gater serves, each into OUT/STORE.rbk.
+    #[arg(long)]
+    pub all_stores: bool,
+    /// Replace a file that exists already.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `token` subcommands.

@@ -98,6 +98,16 @@ pub enum CliError {
     /// `certs` could not make a certificate.
     #[error(transparent)]
     Certs(#[from] crate::certs::CertError),
+    /// `backup` did not make its file (none is left behind). Boxed: it is the
+    /// largest error, and every `Result` of the CLI carries this enum.
+    #[error(transparent)]
+    Backup(Box<crate::backup::BackupError>),
+}
+
+impl From<crate::backup::BackupError> for CliError {
+    fn from(e: crate::backup::BackupError) -> Self {
+        CliError::Backup(Box::new(e))
+    }
 }
 
 impl CliError {
@@ -118,12 +128,24 @@ impl CliError {
             CliError::Client(ClientError::Protocol { .. } | ClientError::Undecodable(_)) => {
                 Exit::Other
             }
+            CliError::Backup(e) => backup_exit(e),
         }
     }
 
     /// Whether this is a closed stdout (`reckon read-all | head`): not worth a message.
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, CliError::Output(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// The exit status of a failed backup.
+fn backup_exit(e: &crate::backup::BackupError) -> Exit {
+    use crate::backup::BackupError as B;
+    match e {
+        B::Client(c) => CliError::Client(c.clone()).exit(),
+        B::Exists { .. } => Exit::Usage,
+        B::Gone { .. } => Exit::Unavailable,
+        B::Io { .. } | B::Checksum { .. } | B::Short { .. } => Exit::Other,
     }
 }
 

@@ -308,11 +308,60 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             let status = store(&connect().await?).scavenge(action).await?;
             line(out, output::scavenge(&status, json))?;
         }
+        Command::Backup(a) => {
+            let client = connect().await?;
+            let stores = if a.all_stores {
+                let mut names = client.list_stores().await?;
+                names.sort();
+                std::fs::create_dir_all(&a.out).map_err(|source| {
+                    crate::backup::BackupError::Io {
+                        path: a.out.clone(),
+                        source,
+                    }
+                })?;
+                names
+                    .into_iter()
+                    .map(|n| {
+                        let file = a.out.join(format!("{n}.rbk"));
+                        (n, file)
+                    })
+                    .collect()
+            } else {
+                vec![(cli.store.clone(), a.out.clone())]
+            };
+            for (name, file) in stores {
+                let info = backup(&client.store(&name), &file, a.force).await?;
+                line(out, output::backup_done(&info, &file, json))?;
+                out.flush()?;
+            }
+        }
         Command::Token(_) => unreachable!("`token` is answered before any connection"),
         Command::Certs(_) => unreachable!("handled before any connection"),
     }
     out.flush()?;
     Ok(())
+}
+
+/// How often `backup` prints its progress on stderr: a store backed up faster than
+/// this prints none.
+pub const BACKUP_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Backs one store up into `file`, printing progress on stderr every
+/// [`BACKUP_PROGRESS_EVERY`].
+async fn backup(
+    s: &StoreHandle,
+    file: &std::path::Path,
+    force: bool,
+) -> Result<crate::backup::BackupInfo, CliError> {
+    let mut last = std::time::Instant::now();
+    let name = s.name().to_string();
+    let mut progress = |p: &crate::backup::BackupProgress| {
+        if last.elapsed() >= BACKUP_PROGRESS_EVERY {
+            last = std::time::Instant::now();
+            eprintln!("{}", output::backup_progress(&name, p));
+        }
+    };
+    Ok(s.backup(file, force, &mut progress).await?)
 }
 
 /// Connects to the first gater that answers, within `timeout` in all (the client's own

@@ -666,6 +666,79 @@ pub fn certs_written(w: &crate::certs::Written, json: bool) -> String {
     }
 }
 
+#[derive(Serialize)]
+struct BackupJson<'a> {
+    store: &'a str,
+    file: String,
+    bytes: u64,
+    next_position: u64,
+    events: u64,
+    last_log_term: u64,
+    last_log_index: u64,
+    created_us: u64,
+    node_id: u64,
+    body_sha256: &'a str,
+}
+
+/// A finished backup: what the file at `file` holds.
+pub fn backup_done(info: &crate::backup::BackupInfo, file: &std::path::Path, json: bool) -> String {
+    if json {
+        to_line(&BackupJson {
+            store: &info.store,
+            file: file.display().to_string(),
+            bytes: info.bytes,
+            next_position: info.next_position,
+            events: info.events,
+            last_log_term: info.last_log_term,
+            last_log_index: info.last_log_index,
+            created_us: info.created_us,
+            node_id: info.node_id,
+            body_sha256: &info.body_sha256,
+        })
+    } else {
+        format!(
+            "backed up store {} to {}: {} bytes, {} events, every position below {} \
+             (Raft entry {} of term {}, from node {})",
+            info.store,
+            file.display(),
+            info.bytes,
+            info.events,
+            info.next_position,
+            info.last_log_index,
+            info.last_log_term,
+            info.node_id
+        )
+    }
+}
+
+/// A backup's progress, as `backup` prints it on stderr.
+pub fn backup_progress(store: &str, p: &crate::backup::BackupProgress) -> String {
+    use crate::backup::{BackupPhase, BackupProgress};
+    const MIB: f64 = 1024.0 * 1024.0;
+    match p {
+        BackupProgress::Preparing(BackupPhase::Copying) => {
+            format!("backup {store}: the node is copying the store")
+        }
+        BackupProgress::Preparing(BackupPhase::Checksumming {
+            done_bytes,
+            total_bytes,
+        }) => format!(
+            "backup {store}: the node is checksumming its copy: {:.1} MiB of {:.1} MiB",
+            *done_bytes as f64 / MIB,
+            *total_bytes as f64 / MIB
+        ),
+        BackupProgress::Preparing(BackupPhase::Ready(_)) => {
+            format!("backup {store}: the copy is ready")
+        }
+        BackupProgress::Downloading { done, total } => format!(
+            "backup {store}: {:.1} MiB of {:.1} MiB ({}%)",
+            *done as f64 / MIB,
+            *total as f64 / MIB,
+            (done * 100).checked_div(*total).unwrap_or(100)
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@
 //!   ├── read.rs             linearizable or stale reads of a redb view
 //!   ├── leadership.rs       transfer, election holds, pre-vote answers,
 //!   │                       membership changes, leadership telemetry
+//!   ├── backup.rs           online backups: a barrier, a pinned view, its export
 //!   ├── subscriptions/
 //!   │   ├── mod.rs          records through Raft, acknowledgements, attachments
 //!   │   ├── delivery.rs     delivery by long-poll
@@ -53,6 +54,7 @@ use crate::raft::{NodeId, Raft};
 use crate::storage::state::STATE_CACHE_BYTES;
 use crate::storage::{StateDb, StorageError};
 
+mod backup;
 mod batcher;
 mod errors;
 mod leadership;
@@ -181,6 +183,8 @@ pub struct Store {
     scavenge_step: u64,
     /// Pause after each scavenge step on top of its own time.
     scavenge_pause: Duration,
+    /// Backups being written or served by this node.
+    backups: crate::backup::export::Exports,
 }
 
 /// The wall clock in microseconds since the Unix epoch, for batch timestamps.
@@ -301,6 +305,10 @@ impl Store {
             opts.clone(),
         ));
         emit!(t::STORE_STARTED, "store" => name, "node_id" => opts.node_id);
+        let backups =
+            crate::backup::export::Exports::open(name, opts.node_id, &dir.join("backups"))
+                .map_err(storage)?
+                .with_chunk_delay(Duration::from_millis(opts.faults.backup_chunk_delay_ms));
         let snapshot_inbox = Inbox::new(
             raft.clone(),
             state.clone(),
@@ -322,6 +330,7 @@ impl Store {
             log: log_handle,
             subscriptions: Default::default(),
             snapshot_inbox,
+            backups,
             scavenge_step: opts.scavenge_step_positions,
             scavenge_pause: opts.scavenge_pause,
         });

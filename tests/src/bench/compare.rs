@@ -838,6 +838,7 @@ mod tests {
                     files: 3,
                 }],
             }),
+            backup: None,
         };
         let v = report.json();
         let back = parse(&v.to_string(), Path::new("b.json")).unwrap();

@@ -3,13 +3,15 @@
 //! connections every workload stands on ([`process`]), the workloads against a real
 //! node or through a gater ([`workloads`]), a 3-node cluster ([`cluster`]), the
 //! subscription workloads ([`subs`]), a node behind a standalone gater in clear text
-//! or with TLS and a token ([`secure`]), bytes on disk per event ([`disk`]), the report
+//! or with TLS and a token ([`secure`]), bytes on disk per event ([`disk`]), backup
+//! and restore beside a raw copy ([`backup`]), the report
 //! ([`report`]) and its comparison with a saved one ([`compare`]).
 //!
 //! Nothing here knows how the results are printed except `report` and `compare`,
-//! and nothing but `process`, `workloads`, `cluster`, `secure` and `subs` talks to a
-//! process.
+//! and nothing but `process`, `workloads`, `cluster`, `secure`, `subs` and `backup`
+//! talks to a process.
 
+pub mod backup;
 pub mod cluster;
 pub mod compare;
 pub mod disk;

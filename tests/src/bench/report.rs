@@ -60,6 +60,8 @@ pub struct Report {
     pub notes: Vec<String>,
     /// Bytes on disk per event of W4's node, when W4 ran.
     pub disk: Option<DiskReport>,
+    /// Backup and restore beside a raw copy, with `--backup`.
+    pub backup: Option<super::backup::BackupReport>,
 }
 
 /// `1234567` as `1,234,567`.
@@ -437,6 +439,9 @@ impl Report {
         if let Some(disk) = &self.disk {
             disk_markdown(&mut out, disk);
         }
+        if let Some(backup) = &self.backup {
+            backup.markdown(&mut out);
+        }
         if !self.baselines.is_empty() {
             let _ = writeln!(out);
             let _ = writeln!(
@@ -604,6 +609,7 @@ impl Report {
             "baselines": baselines,
             "notes": self.notes,
             "disk": self.disk.as_ref().map(disk_json),
+            "backup": self.backup.as_ref().map(super::backup::BackupReport::json),
         })
     }
 }
@@ -773,6 +779,7 @@ mod tests {
             baselines: vec![baseline],
             notes: Vec::new(),
             disk: None,
+            backup: None,
         }
     }
 

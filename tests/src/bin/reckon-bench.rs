@@ -53,6 +53,12 @@
 //! to its baseline (W1, W2 to (a); W3 to (b); W4, S1 to (c)), because on shared
 //! machines absolute numbers drift from run to run and ratios taken in one run do not.
 //!
+//! Backup and restore (`--backup`): on W4's node (or a node loaded alike when W4 does
+//! not run), each run backs the store up with the client library through the
+//! embedded gater, copies the same file raw on the same disk (with an fsync), and
+//! restores it with the library behind `reckon-node restore`; a table gives each in
+//! MB/s and backup and restore as a ratio to the copy (see `bench::backup`).
+//!
 //! Disk per event. W4's node is also sized: its data directory's files, walked and
 //! summed by the blocks allocated to them (`st_blocks` × 512, not their lengths: redb
 //! grows its files ahead of their contents), divided by the events loaded, split into
@@ -70,6 +76,7 @@
 //! target/release/reckon-bench --cluster  # the same and the 3-node cluster rows
 //! target/release/reckon-bench --only W1,W2 --via gater --secure   # the cost of security
 //! target/release/reckon-bench --only W1,W3 --via node --json bench.json
+//! target/release/reckon-bench --quick --only W4 --via node --backup   # backup, restore, raw copy
 //! target/release/reckon-bench --json after.json --compare before.json
 //! ```
 //!
@@ -188,6 +195,10 @@ enum ViaArg {
         on every link and a token (gater-secure), next to each other, and a table of \
         secure ÷ plain (target: at least 0.85× on W2). The embedded gater of --dev takes \
         no tokens, hence a gater of its own for both sides of the ratio.\n\n\
+        --backup measures backup (client library through the gater) and restore (the \
+        library behind reckon-node restore) of W4's store in MB/s, beside a raw copy of \
+        the same file with an fsync on the same disk, and tables both as a ratio to the \
+        copy.\n\n\
         Each write run gets a fresh node (or cluster) on a fresh data directory; W4 \
         loads one node and reads it in every run. A run warms up, then counts the \
         requests that complete in its window. Each row shows the median events/s of the \
@@ -209,6 +220,8 @@ enum ViaArg {
         target/release/reckon-bench --cluster    (the same with the cluster rows: about 6.5 minutes)\n  \
         target/release/reckon-bench --only W1,W2 --via gater --secure    (the cost of TLS and \
         a token)\n  \
+        target/release/reckon-bench --quick --only W4 --via node --backup    (backup and \
+        restore beside a raw copy)\n  \
         target/release/reckon-bench --json new.json --compare old.json    (each row against a \
         run saved with --json)"
 )]
@@ -254,6 +267,12 @@ struct Args {
     /// of --via gater cannot check tokens, so it is not the secure path.
     #[arg(long)]
     secure: bool,
+    /// Backup and restore throughput: each run backs W4's store up (the log of
+    /// --w4-events events; loaded for this when W4 does not run) through its gater,
+    /// copies the file raw on the same disk, and restores it; a table gives MB/s and
+    /// backup and restore as a ratio to the copy.
+    #[arg(long)]
+    backup: bool,
     /// Directory under which a fresh data directory is made and removed at the end;
     /// use one on the disk under test [default: target/bench-data next to this binary].
     #[arg(long, value_name = "DIR")]
@@ -281,6 +300,7 @@ struct Plan {
     vias: Vec<Via>,
     cluster: bool,
     secure: bool,
+    backup: bool,
     parent: PathBuf,
     node_bin: PathBuf,
     node_args: Vec<String>,
@@ -487,6 +507,7 @@ impl Plan {
             vias,
             cluster: args.cluster,
             secure: args.secure,
+            backup: args.backup,
             parent,
             node_bin,
             node_args,
@@ -941,6 +962,42 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
             .unwrap_or(0.0);
         notes.push(id_price_note(plain, &mut v7_rates, &mut v4_rates));
     }
+    let backup = if plan.backup {
+        let own = match &w4 {
+            Some(_) => None,
+            None => {
+                let (node, note) =
+                    load_log(&setup, "backup", plan.w4_events, "Backup", false).await?;
+                notes.push(note);
+                Some(node)
+            }
+        };
+        let node = own.as_ref().or(w4.as_ref()).context("no loaded node")?;
+        let mut runs = Vec::new();
+        for r in 0..plan.runs {
+            let run = bench::backup::run(node, dir, r)
+                .await
+                .with_context(|| format!("backup run {}", r + 1))?;
+            eprintln!(
+                "[backup] run {}/{}: backup {:.1} MB/s (the node's copy {:.1} MB/s), raw copy \
+                 {:.1} MB/s, restore {:.1} MB/s ({:.1} MB)",
+                r + 1,
+                plan.runs,
+                run.backup_mb_s,
+                run.node_copy_mb_s,
+                run.copy_mb_s,
+                run.restore_mb_s,
+                run.bytes as f64 / 1e6
+            );
+            runs.push(run);
+        }
+        Some(bench::backup::BackupReport {
+            events: node.load.events,
+            runs,
+        })
+    } else {
+        None
+    };
     drop(s1_own);
     drop(w4);
     drop(scan_table);
@@ -962,6 +1019,7 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
         baselines,
         notes,
         disk,
+        backup,
     })
 }
 
@@ -1075,6 +1133,7 @@ mod tests {
             vias,
             cluster,
             secure: false,
+            backup: false,
             parent: PathBuf::from("target/bench-data"),
             node_bin: PathBuf::from("reckon-node"),
             node_args: Vec::new(),
