@@ -30,22 +30,38 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` nodes (all voters at first start) serving `stores`, and a gater.
     pub fn start(n: usize, stores: &[&str]) -> Cluster {
-        Self::start_with(n, stores, None)
+        Self::start_with(n, stores, None, &[])
+    }
+
+    /// [`start`](Self::start) with extra environment for the gater (config keys such as
+    /// `RECKON_GATER_KURRENT_LISTEN`).
+    pub fn start_with_gater_env(n: usize, stores: &[&str], env: &[(&str, &str)]) -> Cluster {
+        Self::start_with(n, stores, None, env)
     }
 
     /// [`start`](Self::start) with TLS on every link, from `certs` (which must hold
     /// certificates for nodes 1 to `n`). The nodes' stderr is watched
     /// ([`NodeProc::wait_stderr`]).
     pub fn start_tls(n: usize, stores: &[&str], certs: Arc<TestCerts>) -> Cluster {
-        Self::start_with(n, stores, Some(certs))
+        Self::start_with(n, stores, Some(certs), &[])
     }
 
-    fn start_with(n: usize, stores: &[&str], tls: Option<Arc<TestCerts>>) -> Cluster {
+    fn start_with(
+        n: usize,
+        stores: &[&str],
+        tls: Option<Arc<TestCerts>>,
+        extra_gater_env: &[(&str, &str)],
+    ) -> Cluster {
         let root = tempfile::tempdir().expect("tempdir");
         let mut gater_env = vec![("RECKON_GATER_LEASE_MS".to_string(), "1500".to_string())];
         if let Some(certs) = &tls {
             gater_env.extend(certs.gater_env());
         }
+        gater_env.extend(
+            extra_gater_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         let gater_env: Vec<(&str, &str)> = gater_env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
