@@ -12,14 +12,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     println!("cargo:rerun-if-changed=proto/kurrent");
     let descriptors = protox::compile(FILES, ["proto/kurrent"])?;
+    // The protos' comments are not rustdoc (their `[a][b]` links do not resolve).
+    let mut messages = tonic_prost_build::Config::new();
+    messages.disable_comments(["."]);
     tonic_prost_build::configure()
         .build_client(false)
         .build_server(true)
         // Methods we do not serve answer UNIMPLEMENTED at once, not a hang.
         .generate_default_stubs(true)
-        // The protos' comments are not rustdoc (their `[a][b]` links do not resolve).
         .disable_comments(["."])
         .include_file("kurrent_proto.rs")
-        .compile_fds(descriptors)?;
+        .compile_fds_with_config(descriptors, messages)?;
     Ok(())
 }

@@ -116,7 +116,9 @@ pub async fn run(
                         tls.is_some(),
                         node.config().insecure,
                     ) {
-                        anyhow::bail!("the embedded KurrentDB front door (--dev-kurrent-listen): {reason}");
+                        anyhow::bail!(
+                            "the embedded KurrentDB front door (--dev-kurrent-listen): {reason}"
+                        );
                     }
                     let kurrent = KurrentOptions {
                         tls: tls.clone(),

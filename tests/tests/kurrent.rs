@@ -119,9 +119,9 @@ async fn a_subscription_survives_the_leader_killed_on_a_cluster() {
     });
     let mut output = Vec::new();
     loop {
-        let line = lines
-            .recv_timeout(SCRIPT_TIMEOUT)
-            .unwrap_or_else(|_| panic!("failover.py never caught up; said:\n{}", output.join("\n")));
+        let line = lines.recv_timeout(SCRIPT_TIMEOUT).unwrap_or_else(|_| {
+            panic!("failover.py never caught up; said:\n{}", output.join("\n"))
+        });
         let caught_up = line == "CAUGHT_UP";
         output.push(line);
         if caught_up {

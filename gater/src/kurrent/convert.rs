@@ -90,9 +90,8 @@ pub fn stream_name(id: Option<&pb::StreamIdentifier>) -> Result<String, StoreErr
             "the request names no stream",
         ));
     };
-    let name = String::from_utf8(id.stream_name.clone()).map_err(|_| {
-        StoreError::invalid("stream_identifier", "the stream name is not UTF-8")
-    })?;
+    let name = String::from_utf8(id.stream_name.clone())
+        .map_err(|_| StoreError::invalid("stream_identifier", "the stream name is not UTF-8"))?;
     if name.is_empty() {
         return Err(StoreError::invalid(
             "stream_identifier",
@@ -198,7 +197,10 @@ pub fn status_of(e: &StoreError, stream: Option<&str>) -> Status {
                 ),
             );
             let m = s.metadata_mut();
-            m.insert("exception", MetadataValue::from_static("wrong-expected-version"));
+            m.insert(
+                "exception",
+                MetadataValue::from_static("wrong-expected-version"),
+            );
             if let Ok(v) = expected_text(*expected).to_string().parse() {
                 m.insert("expected-version", v);
             }

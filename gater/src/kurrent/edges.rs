@@ -32,7 +32,11 @@ pub const PROTOCOL_VERSION: &str = "24.10.0";
 /// What is served, by gRPC service name and lower-case method name, with the
 /// features KurrentDB advertises for them.
 const SERVED: &[(&str, &str, &[&str])] = &[
-    ("event_store.client.streams.streams", "read", &["position", "events"]),
+    (
+        "event_store.client.streams.streams",
+        "read",
+        &["position", "events"],
+    ),
     ("event_store.client.streams.streams", "append", &[]),
     ("event_store.client.streams.streams", "batchappend", &[]),
     ("event_store.client.streams.streams", "delete", &[]),

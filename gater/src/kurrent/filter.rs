@@ -115,8 +115,7 @@ impl Filter {
         Ok(Filter {
             target,
             matcher,
-            checkpoint_every: (u64::from(window) * u64::from(multiplier))
-                .min(CHECKPOINT_EVERY_MAX),
+            checkpoint_every: (u64::from(window) * u64::from(multiplier)).min(CHECKPOINT_EVERY_MAX),
         })
     }
 

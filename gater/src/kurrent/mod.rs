@@ -173,10 +173,7 @@ impl Door {
     /// The context of one call: its principal (from its connection's certificate and
     /// its `authorization` header) and its deadline (`grpc-timeout`).
     pub(crate) async fn call<T>(&self, request: &Request<T>) -> Result<Call, Status> {
-        let peer = request
-            .extensions()
-            .get::<Peer>()
-            .and_then(|p| p.0.clone());
+        let peer = request.extensions().get::<Peer>().and_then(|p| p.0.clone());
         let gateway = self.inner.gateway.connection(peer);
         let timeout = match request.metadata().get("grpc-timeout") {
             Some(v) => v
@@ -308,12 +305,13 @@ impl AsyncWrite for Io {
 /// Serves the KurrentDB front door on `listener` for `gateway` until `shutdown`
 /// resolves: then live subscriptions end, no new call is taken, and this returns
 /// once the calls in flight are answered (a caller bounds that with its grace).
+/// Errors when `options.tls` cannot serve (a client's TLS) or the server fails.
 pub async fn serve(
     listener: TcpListener,
     gateway: Gateway,
     options: KurrentOptions,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
+) -> io::Result<()> {
     let local = listener.local_addr().ok();
     let advertise = options
         .advertise
@@ -330,19 +328,14 @@ pub async fn serve(
             stopping,
         }),
     };
+    // gRPC clients insist on HTTP/2 being agreed in the TLS handshake.
     let acceptor = match &options.tls {
         Some(t) => Some(t.acceptor_with_alpn(&[b"h2"]).ok_or_else(|| {
-            io::Error::other("the gater's TLS has no certificate to serve with")
-        })),
+            io::Error::other(
+                "the gater's TLS has no certificate to serve the KurrentDB front door with",
+            )
+        })?),
         None => None,
-    }
-    .transpose();
-    let acceptor = match acceptor {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!(error = %e, "kurrent front door: cannot serve TLS");
-            return Ok(());
-        }
     };
     let (tx, mut rx) = mpsc::channel::<io::Result<Io>>(ACCEPT_QUEUE_MAX);
     let accepting = tokio::spawn(accept_loop(listener, acceptor, tx));
@@ -364,7 +357,7 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming, stopped)
         .await;
     accepting.abort();
-    result
+    result.map_err(io::Error::other)
 }
 
 /// Accepts connections, each within its slot of [`MAX_CONNECTIONS`]; TLS handshakes

@@ -140,7 +140,9 @@ impl ReadPlan {
             },
             Some(StreamOption::All(a)) => Source::All {
                 start: match a.all_option {
-                    Some(all_options::AllOption::Position(p)) => AllStart::Commit(p.commit_position),
+                    Some(all_options::AllOption::Position(p)) => {
+                        AllStart::Commit(p.commit_position)
+                    }
                     Some(all_options::AllOption::End(_)) => AllStart::End,
                     Some(all_options::AllOption::Start(_)) | None => AllStart::Start,
                 },
@@ -295,8 +297,15 @@ impl Door {
                     read_stream(&call, &out, name, *start, plan.direction, count).await
                 }
                 (Some(count), Source::All { start }) => {
-                    read_all(&call, &out, *start, plan.direction, count, plan.filter.as_ref())
-                        .await
+                    read_all(
+                        &call,
+                        &out,
+                        *start,
+                        plan.direction,
+                        count,
+                        plan.filter.as_ref(),
+                    )
+                    .await
                 }
                 (None, Source::Stream { name, start }) => {
                     door.subscribe_stream(&call, &out, name, *start).await
@@ -331,7 +340,10 @@ impl Door {
             },
         };
         let deadline = Instant::now() + super::CALL_TIMEOUT_DEFAULT;
-        match call.send_needing(request, Permission::Read, deadline).await? {
+        match call
+            .send_needing(request, Permission::Read, deadline)
+            .await?
+        {
             StoreResponse::Subscription(info) => {
                 *slot = Some(info.key.clone());
                 Ok(info.key)
@@ -377,7 +389,9 @@ impl Door {
             };
             match answer {
                 Ok(StoreResponse::Delivery(d)) => return Ok(d),
-                Ok(other) => return Err(Stop::Failed(status_of(&unexpected("poll", &other), None))),
+                Ok(other) => {
+                    return Err(Stop::Failed(status_of(&unexpected("poll", &other), None)))
+                }
                 // The shared subscription was removed (by an operator): make it again.
                 Err(StoreError::NotFound { .. }) if !fresh_key => fresh_key = true,
                 Err(e) if e.is_retryable() && failures < SUBSCRIPTION_RETRIES_MAX => {
@@ -578,11 +592,15 @@ async fn read_stream(
             })
             .await;
         let events = match answer {
-            Ok(a) => events_of(a, "read_stream").map_err(|e| Stop::Failed(status_of(&e, Some(name))))?,
+            Ok(a) => {
+                events_of(a, "read_stream").map_err(|e| Stop::Failed(status_of(&e, Some(name))))?
+            }
             Err(StoreError::StreamNotFound { .. }) if first => {
-                out.send(read_resp::Content::StreamNotFound(read_resp::StreamNotFound {
-                    stream_identifier: Some(convert::stream_id(name)),
-                }))
+                out.send(read_resp::Content::StreamNotFound(
+                    read_resp::StreamNotFound {
+                        stream_identifier: Some(convert::stream_id(name)),
+                    },
+                ))
                 .await?;
                 return Ok(());
             }
@@ -637,7 +655,8 @@ async fn read_all(
             })
             .await
             .map_err(|e| Stop::Failed(status_of(&e, None)))?;
-        let events = events_of(answer, "read_all").map_err(|e| Stop::Failed(status_of(&e, None)))?;
+        let events =
+            events_of(answer, "read_all").map_err(|e| Stop::Failed(status_of(&e, None)))?;
         let Some(last) = events.last().map(|e| e.position) else {
             return Ok(());
         };

@@ -20,9 +20,8 @@ use super::convert::{self, commit_of, status_of, stream_name, uuid_from};
 use super::proto::event_store::client as pb;
 use super::proto::event_store::client::streams::{
     append_req, append_resp, batch_append_req, batch_append_resp, delete_req, delete_resp,
-    streams_server::Streams, tombstone_req, tombstone_resp, AppendReq, AppendResp,
-    BatchAppendReq, BatchAppendResp, DeleteReq, DeleteResp, ReadReq, ReadResp, TombstoneReq,
-    TombstoneResp,
+    streams_server::Streams, tombstone_req, tombstone_resp, AppendReq, AppendResp, BatchAppendReq,
+    BatchAppendResp, DeleteReq, DeleteResp, ReadReq, ReadResp, TombstoneReq, TombstoneResp,
 };
 use super::proto::google::rpc;
 use super::{receiver_stream, Call, Door, CALL_TIMEOUT_MAX};
@@ -123,23 +122,21 @@ fn wrong_expected_version(
     let empty = pb::Empty {};
     let current_revision_option = Some(match current {
         Some(c) => w::CurrentRevisionOption::CurrentRevision(c),
-        None => w::CurrentRevisionOption::CurrentNoStream(empty.clone()),
+        None => w::CurrentRevisionOption::CurrentNoStream(empty),
     });
     let current_revision_option_20_6_0 = Some(match current {
         Some(c) => w::CurrentRevisionOption2060::CurrentRevision2060(c),
-        None => w::CurrentRevisionOption2060::NoStream2060(empty.clone()),
+        None => w::CurrentRevisionOption2060::NoStream2060(empty),
     });
     let expected_revision_option = Some(match expected {
         ExpectedVersion::Exact(n) => w::ExpectedRevisionOption::ExpectedRevision(n),
-        ExpectedVersion::Any => w::ExpectedRevisionOption::ExpectedAny(empty.clone()),
-        ExpectedVersion::StreamExists => {
-            w::ExpectedRevisionOption::ExpectedStreamExists(empty.clone())
-        }
-        ExpectedVersion::NoStream => w::ExpectedRevisionOption::ExpectedNoStream(empty.clone()),
+        ExpectedVersion::Any => w::ExpectedRevisionOption::ExpectedAny(empty),
+        ExpectedVersion::StreamExists => w::ExpectedRevisionOption::ExpectedStreamExists(empty),
+        ExpectedVersion::NoStream => w::ExpectedRevisionOption::ExpectedNoStream(empty),
     });
     let expected_revision_option_20_6_0 = match expected {
         ExpectedVersion::Exact(n) => Some(w::ExpectedRevisionOption2060::ExpectedRevision2060(n)),
-        ExpectedVersion::Any => Some(w::ExpectedRevisionOption2060::Any2060(empty.clone())),
+        ExpectedVersion::Any => Some(w::ExpectedRevisionOption2060::Any2060(empty)),
         ExpectedVersion::StreamExists => {
             Some(w::ExpectedRevisionOption2060::StreamExists2060(empty))
         }
@@ -264,12 +261,22 @@ struct OpenBatch {
 
 impl Door {
     /// Sends one final batch and makes its answer.
-    async fn finish_batch(&self, call: &Call, correlation: Uuid, batch: OpenBatch) -> BatchAppendResp {
+    async fn finish_batch(
+        &self,
+        call: &Call,
+        correlation: Uuid,
+        batch: OpenBatch,
+    ) -> BatchAppendResp {
         let stream = batch.gathering.stream.clone();
         let expected = batch.gathering.expected;
         let outcome = match batch.failed {
             Some(e) => Err(e),
-            None => batch.gathering.send(&call.with_deadline(batch.deadline)).await,
+            None => {
+                batch
+                    .gathering
+                    .send(&call.with_deadline(batch.deadline))
+                    .await
+            }
         };
         let result = match outcome {
             Ok(r) => batch_append_resp::Result::Success(batch_append_resp::Success {

@@ -65,7 +65,11 @@ fn a_proposed_message_without_id_or_type_is_refused_naming_it() {
     assert!(e.to_string().contains("proposed_messages[3].id"), "{e}");
     let id = uuid_to(Uuid::new_v4(), false);
     let e = new_event(1, Some(&id), &meta(&[]), Vec::new(), Vec::new()).unwrap_err();
-    assert!(e.to_string().contains("proposed_messages[1].metadata[\"type\"]"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("proposed_messages[1].metadata[\"type\"]"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -111,7 +115,10 @@ fn errors_carry_kurrentdb_codes_and_texts() {
         s.message(),
         "WrongExpectedVersion. Stream: s-1, Expected version: 5, Actual version: 0"
     );
-    assert_eq!(s.metadata().get("exception").unwrap(), "wrong-expected-version");
+    assert_eq!(
+        s.metadata().get("exception").unwrap(),
+        "wrong-expected-version"
+    );
     let deleted = status_of(
         &StoreError::StreamDeleted {
             stream_id: "s-1".into(),

@@ -56,7 +56,8 @@ fn the_python_clients_exclude_regex_works_with_its_look_ahead() {
     assert!(!f.matches(&event("s", "$metadata")));
     assert!(!f.matches(&event("s", "PersistentConfig1")));
     // And its include form.
-    let f = Filter::from_options(&options(Which::EventType(expr("^placed|shipped$", &[])))).unwrap();
+    let f =
+        Filter::from_options(&options(Which::EventType(expr("^placed|shipped$", &[])))).unwrap();
     assert!(f.matches(&event("s", "placed")));
     assert!(!f.matches(&event("s", "paid")));
 }
