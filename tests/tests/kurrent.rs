@@ -17,7 +17,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use reckon_tests::cluster::{self, Cluster};
-use reckon_tests::{dev, NodeProc};
+use reckon_tests::gater::{start_node, GaterProc};
+use reckon_tests::tls::TestCerts;
+use reckon_tests::wait::wait_until;
+use reckon_tests::{bin, dev, NodeProc};
 
 /// The longest a scenario script may run before the test gives up on it.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -144,4 +147,68 @@ async fn a_subscription_survives_the_leader_killed_on_a_cluster() {
         status.success(),
         "failover.py failed after leader {leader} was killed:\n{text}\n{stderr}"
     );
+}
+
+/// A token as `reckon token create` printed it: the token and its config entry.
+fn token_create(name: &str, grant: &str) -> (String, String) {
+    let out = Command::new(bin("reckon"))
+        .env_remove("RECKON_TOKEN")
+        .args(["token", "create", "--name", name, "--grant", grant])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run reckon token create");
+    assert!(out.status.success(), "token create failed");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    (
+        v["token"].as_str().expect("token").to_string(),
+        v["config"].as_str().expect("config").to_string(),
+    )
+}
+
+/// With `[tls]` and `[[tokens]]` on the gater, the front door serves TLS with the
+/// gater's certificate and takes basic auth's password as a token, with its grants.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_and_tokens_on_the_front_door() {
+    let certs = TestCerts::make(&[1]);
+    let (writer, writer_entry) = token_create("app", "default:read+write");
+    let (reader, reader_entry) = token_create("reader", "default:read");
+    let mut env = certs.gater_env();
+    env.push((
+        "RECKON_GATER_KURRENT_LISTEN".into(),
+        "127.0.0.1:0".to_string(),
+    ));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let gater = GaterProc::start_with_config(
+        "127.0.0.1:0",
+        &[writer_entry, reader_entry].join("\n"),
+        &env,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let node_env = certs.node_env(1);
+    let node_env: Vec<(&str, &str)> = node_env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let _node = start_node(dir.path(), 1, &["default"], &gater.addr, &node_env);
+    let client = reckon_gater::Client::builder(&[gater.addr.as_str()])
+        .tls(certs.anonymous())
+        .token(&writer)
+        .connect()
+        .await
+        .expect("connect with TLS and a token");
+    wait_until("store default led", Duration::from_secs(30), || async {
+        client
+            .health()
+            .await
+            .is_ok_and(|h| h.stores.iter().any(|s| s.leader.is_some()))
+    })
+    .await;
+    let kurrent = gater.kurrent.clone().expect("the gater serves KurrentDB");
+    let ca = certs.ca();
+    let ca = ca.to_str().expect("utf-8 path").to_string();
+    tokio::task::spawn_blocking(move || {
+        run_script("secured.py", &[&kurrent, &ca, &writer, &reader])
+    })
+    .await
+    .unwrap();
 }
