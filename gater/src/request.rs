@@ -143,13 +143,17 @@ pub enum StoreRequest {
         /// Linearizable or stale.
         consistency: ReadConsistency,
     },
-    /// Deletes a stream (soft), or tombstones it for ever (`hard`).
-    /// [`StoreResponse::Done`].
+    /// Deletes a stream (soft), or tombstones it for ever (`hard`), if it is at
+    /// `expected` (checked atomically, as an append's). Versions are never reused:
+    /// after a soft delete, reads find nothing and the next append continues after the
+    /// last version. [`StoreResponse::Done`].
     DeleteStream {
         /// The stream.
         stream_id: String,
         /// Tombstone it.
         hard: bool,
+        /// What the writer expects the stream to be at.
+        expected: ExpectedVersion,
     },
     /// Saves a snapshot of a stream at `version`, overwriting one at the same version.
     /// [`StoreResponse::Done`].
@@ -267,6 +271,26 @@ pub enum StoreRequest {
         /// The voter to lead.
         node_id: u64,
     },
+    /// The global log's length at time `at_us` (microseconds since the Unix epoch):
+    /// every event before the answer was written at or before `at_us`, every event
+    /// from it on after. [`StoreResponse::Position`].
+    PositionAt {
+        /// The time.
+        at_us: u64,
+        /// Linearizable or stale.
+        consistency: ReadConsistency,
+    },
+    /// The version a stream had at time `at_us`: that of its last event written at or
+    /// before it, of those reads still return (`None`: none).
+    /// [`StoreResponse::Version`].
+    VersionAt {
+        /// The stream.
+        stream_id: String,
+        /// The time, microseconds since the Unix epoch.
+        at_us: u64,
+        /// Linearizable or stale.
+        consistency: ReadConsistency,
+    },
 }
 
 impl StoreRequest {
@@ -286,6 +310,8 @@ impl StoreRequest {
             | R::SnapshotList { consistency, .. }
             | R::SnapshotExists { consistency, .. }
             | R::GetSubscription { consistency, .. }
+            | R::PositionAt { consistency, .. }
+            | R::VersionAt { consistency, .. }
             | R::ListSubscriptions { consistency } => Route::of_read(*consistency),
             R::Append { .. }
             | R::DeleteStream { .. }
@@ -319,6 +345,8 @@ impl StoreRequest {
             | R::SnapshotExists { .. }
             | R::GetSubscription { .. }
             | R::ListSubscriptions { .. }
+            | R::PositionAt { .. }
+            | R::VersionAt { .. }
             // Consuming a subscription moves only the consumer's own checkpoint.
             | R::Ack { .. }
             | R::Poll { .. } => Permission::Read,
@@ -360,6 +388,8 @@ impl StoreRequest {
             R::Poll { .. } => "poll",
             R::RemoveNode { .. } => "remove_node",
             R::TransferLeader { .. } => "transfer_leader",
+            R::PositionAt { .. } => "position_at",
+            R::VersionAt { .. } => "version_at",
         }
     }
 }
@@ -391,6 +421,8 @@ pub enum StoreResponse {
     Subscriptions(Vec<SubscriptionInfo>),
     /// Events delivered to a consumer.
     Delivery(Delivery),
+    /// A position in the global log.
+    Position(u64),
 }
 
 impl StoreResponse {
@@ -409,6 +441,7 @@ impl StoreResponse {
             StoreResponse::Subscription(_) => "Subscription",
             StoreResponse::Subscriptions(_) => "Subscriptions",
             StoreResponse::Delivery(_) => "Delivery",
+            StoreResponse::Position(_) => "Position",
         }
     }
 }
@@ -473,6 +506,7 @@ mod tests {
                 StoreRequest::DeleteStream {
                     stream_id: stream_id(),
                     hard: false,
+                    expected: ExpectedVersion::Any,
                 },
                 Permission::Admin,
             ),
@@ -480,6 +514,7 @@ mod tests {
                 StoreRequest::DeleteStream {
                     stream_id: stream_id(),
                     hard: true,
+                    expected: ExpectedVersion::Exact(3),
                 },
                 Permission::Admin,
             ),

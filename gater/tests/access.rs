@@ -10,7 +10,7 @@ use reckon_gater::api::Gater;
 use reckon_gater::gateway::{Gateway, GatewayOptions};
 use reckon_gater::telemetry::{self as t, Event, OwnedEvent, Value};
 use reckon_gater::tls::Role;
-use reckon_gater::{StoreError, StoreRequest};
+use reckon_gater::{ExpectedVersion, StoreError, StoreRequest};
 
 const STORE: &str = "gater-access";
 
@@ -22,6 +22,7 @@ fn delete() -> StoreRequest {
     StoreRequest::DeleteStream {
         stream_id: "s".into(),
         hard: true,
+        expected: ExpectedVersion::Any,
     }
 }
 

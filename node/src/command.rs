@@ -51,7 +51,10 @@ pub enum Command {
         /// The events, with their ids decided.
         events: Vec<ProposedEvent>,
     },
-    /// Soft-delete a stream, or tombstone it (`hard`).
+    /// Soft-delete a stream, or tombstone it (`hard`), with no expected version; a
+    /// stream soft-deleted so numbers its next event 0 again. What nodes before
+    /// [`DeleteStream`](Self::DeleteStream) wrote: still applied as it was, so that
+    /// their logs replay to the same state. No longer proposed.
     Delete {
         /// The stream.
         stream_id: String,
@@ -104,6 +107,17 @@ pub enum Command {
         key: String,
         /// The last position processed.
         position: u64,
+    },
+    /// Soft-delete a stream, or tombstone it (`hard`), if it is at `expected`
+    /// (checked as an append's). Versions are never reused: after a soft delete,
+    /// reads find nothing and the next append continues after the last version.
+    DeleteStream {
+        /// The stream.
+        stream_id: String,
+        /// Tombstone the id for ever.
+        hard: bool,
+        /// What the writer expects the stream to be at.
+        expected: ExpectedVersion,
     },
 }
 

@@ -322,30 +322,19 @@ pub fn judge_event_ids(stream_no: Option<u64>, places: &[Option<IdPlace>]) -> Id
     })
 }
 
-/// The versions a read of one stream covers: `from..from+count` forward, or
-/// `from` down to `max(0, from-count+1)` backward, clipped to what exists.
-/// Returns `(first, last)` inclusive in read order, or `None` when empty.
-pub fn stream_read_range(
-    current: u64,
-    from: u64,
-    count: u32,
-    backward: bool,
-) -> Option<(u64, u64)> {
-    let count = u64::from(count);
-    if count == 0 {
-        return None;
-    }
+/// The versions a read of one stream scans, as `(lo, hi)` inclusive: from `from` up to
+/// the head forward, or from `min(from, head)` down to 0 backward. The read takes the
+/// first `count` events it finds in that range in its direction: versions whose events
+/// were deleted before the stream was written again hold none, and are skipped
+/// without counting. `None` when the range is empty.
+pub fn stream_read_range(head: u64, from: u64, backward: bool) -> Option<(u64, u64)> {
     if backward {
         // Reading backward from past the end starts at the head.
-        let start = from.min(current);
-        let end = start.saturating_sub(count - 1);
-        Some((start, end))
+        Some((0, from.min(head)))
+    } else if from > head {
+        None
     } else {
-        if from > current {
-            return None;
-        }
-        let end = from.saturating_add(count - 1).min(current);
-        Some((from, end))
+        Some((from, head))
     }
 }
 
@@ -533,12 +522,14 @@ mod tests {
     #[test]
     fn read_ranges() {
         // 5 events: versions 0..=4.
-        assert_eq!(stream_read_range(4, 0, 10, false), Some((0, 4)));
-        assert_eq!(stream_read_range(4, 4, 5, true), Some((4, 0)));
-        assert_eq!(stream_read_range(9, 5, 3, false), Some((5, 7)));
-        assert_eq!(stream_read_range(9, 7, 3, true), Some((7, 5)));
-        assert_eq!(stream_read_range(2, 100, 10, false), None);
-        assert_eq!(stream_read_range(9, 0, 3, false), Some((0, 2)));
-        assert_eq!(stream_read_range(2, 100, 2, true), Some((2, 1)));
+        assert_eq!(stream_read_range(4, 0, false), Some((0, 4)));
+        assert_eq!(stream_read_range(4, 4, true), Some((0, 4)));
+        assert_eq!(stream_read_range(9, 5, false), Some((5, 9)));
+        assert_eq!(stream_read_range(9, 7, true), Some((0, 7)));
+        assert_eq!(stream_read_range(2, 100, false), None);
+        assert_eq!(stream_read_range(2, 3, false), None);
+        assert_eq!(stream_read_range(2, 2, false), Some((2, 2)));
+        // Backward from past the end starts at the head.
+        assert_eq!(stream_read_range(2, 100, true), Some((0, 2)));
     }
 }

@@ -171,6 +171,14 @@ pub async fn serve(
             stream_id,
             consistency,
         } => tally(store, store.get_version(stream_id, consistency).await).map(A::Version),
+        R::PositionAt { at_us, consistency } => {
+            tally(store, store.position_at(at_us, consistency).await).map(A::Position)
+        }
+        R::VersionAt {
+            stream_id,
+            at_us,
+            consistency,
+        } => tally(store, store.version_at(stream_id, at_us, consistency).await).map(A::Version),
         R::Exists {
             stream_id,
             consistency,
@@ -193,9 +201,15 @@ pub async fn serve(
                 .await,
         )
         .map(A::StreamPage),
-        R::DeleteStream { stream_id, hard } => {
-            tally(store, store.delete(stream_id, hard, deadline).await).map(|()| A::Done)
-        }
+        R::DeleteStream {
+            stream_id,
+            hard,
+            expected,
+        } => tally(
+            store,
+            store.delete(stream_id, expected, hard, deadline).await,
+        )
+        .map(|()| A::Done),
         R::SnapshotSave {
             stream_id,
             version,

@@ -3,8 +3,10 @@
 //!
 //! `tests/samples/format-2/` holds a store's files as the node wrote them at state
 //! format 2, before the Raft log file carried a format mark: `log.redb`, `state.redb`
-//! and the snapshot directory (`snapshots/current` and its `snap-*.redb`). Their
-//! contents are [`entries`], applied in order, with a snapshot taken after
+//! and the snapshot directory (`snapshots/current` and its `snap-*.redb`).
+//! `tests/samples/format-3/` holds them at state format 3 and log format 1, with
+//! snapshots that are the state file itself. Their contents are [`entries`] (whose
+//! deletes are each day's own command), applied in order, with a snapshot taken after
 //! [`SNAPSHOT_AT`], the log purged up to [`PURGED_UPTO`] and [`vote`] saved: events in
 //! two live streams with types and tags, a soft-deleted and a tombstoned stream,
 //! stream snapshots, subscriptions of every kind with checkpoints, and two membership
@@ -64,10 +66,9 @@ use redb::{ReadableDatabase, ReadableTable};
 use uuid::Uuid;
 
 /// The samples every build must read.
-const SAMPLES: &[&str] = &["format-2"];
-/// The sample written in the formats this node writes: state format 2, log format 1
-/// (its log file predates the log's format mark, which is format 1).
-const CURRENT: &str = "format-2";
+const SAMPLES: &[&str] = &["format-2", "format-3"];
+/// The sample written in the formats this node writes: state format 3, log format 1.
+const CURRENT: &str = "format-3";
 
 /// The entry after which the sample's snapshot was taken.
 const SNAPSHOT_AT: u64 = 6;
@@ -242,9 +243,26 @@ fn normal(term: u64, index: u64, timestamp_us: u64, commands: Vec<Command>) -> E
     }
 }
 
-/// Every entry the sample's log held, from index 1; the first [`PURGED_UPTO`] are
+/// A delete as the node of `sample`'s day proposed it: format 2's without an expected
+/// version ([`Command::Delete`]), today's with one ([`Command::DeleteStream`]).
+fn delete(sample: &str, stream_id: &str, hard: bool, expected: ExpectedVersion) -> Command {
+    if sample == "format-2" {
+        Command::Delete {
+            stream_id: stream_id.into(),
+            hard,
+        }
+    } else {
+        Command::DeleteStream {
+            stream_id: stream_id.into(),
+            hard,
+            expected: expected.into(),
+        }
+    }
+}
+
+/// Every entry the log of `sample` held, from index 1; the first [`PURGED_UPTO`] are
 /// purged from it.
-fn entries() -> Vec<Entry<TypeConfig>> {
+fn entries(sample: &str) -> Vec<Entry<TypeConfig>> {
     vec![
         Entry {
             log_id: log_id(1, 1, 1),
@@ -294,14 +312,8 @@ fn entries() -> Vec<Entry<TypeConfig>> {
             5,
             TS[2],
             vec![
-                Command::Delete {
-                    stream_id: "scratch".into(),
-                    hard: false,
-                },
-                Command::Delete {
-                    stream_id: "gone".into(),
-                    hard: true,
-                },
+                delete(sample, "scratch", false, ExpectedVersion::Exact(1)),
+                delete(sample, "gone", true, ExpectedVersion::NoStream),
                 subscribe(0),
                 subscribe(1),
                 subscribe(2),
@@ -473,7 +485,7 @@ async fn write_sample() {
             state,
             mut sm,
         } = open(&out);
-        let all = entries();
+        let all = entries(&name);
         log.blocking_append(all.clone()).await.unwrap();
         log.save_vote(&vote()).await.unwrap();
         let (before, after): (Vec<_>, Vec<_>) =
@@ -518,7 +530,7 @@ async fn check_sample(name: &str) {
         state,
         mut sm,
     } = open(dir.path());
-    check_log(&mut log).await;
+    check_log(&mut log, name).await;
     check_state(&state, true);
     check_applied(
         &mut sm,
@@ -529,6 +541,7 @@ async fn check_sample(name: &str) {
     .await;
     check_snapshot(&mut sm, &dir.path().join("snapshots")).await;
     check_event_id_index(&state);
+    check_recreated_numbering(&mut sm, &state, name).await;
     drop((log, state, sm));
     // Opening marked both files with today's formats.
     let format = |file: &str, table: redb::TableDefinition<&str, &[u8]>| {
@@ -594,8 +607,16 @@ fn current_sample_is_todays_bytes() {
     let snapshots = dir.path().join("snapshots");
     let current = std::fs::read(snapshots.join("current")).unwrap();
     assert_eq!(again::<StoredCurrentSnapshot>(&current), current);
+    // Today's snapshot is the state file itself: the marker names no copy.
     let file = StoredCurrentSnapshot::decode(&current).unwrap().file;
-    state_file_is_todays_bytes(&snapshots.join(file));
+    assert_eq!(file, "", "the current snapshot names a copy");
+    // The sample holds a soft-deleted stream whose numbering goes on.
+    let db = redb::Database::open(dir.path().join("state.redb")).unwrap();
+    let txn = db.begin_read().unwrap();
+    let streams = txn.open_table(STREAMS).unwrap();
+    let scratch = StreamMeta::decode(streams.get("scratch").unwrap().unwrap().value()).unwrap();
+    assert!(scratch.deleted && scratch.version == Some(1), "{scratch:?}");
+    drop((streams, txn, db));
     let db = redb::Database::open(dir.path().join("log.redb")).unwrap();
     let txn = db.begin_read().unwrap();
     let entries = same_bytes(&txn, LOG, |b| encode_entry(&decode_entry(b).unwrap()));
@@ -607,13 +628,13 @@ fn current_sample_is_todays_bytes() {
     assert_eq!(again::<StoredLogId>(purged.value()), purged.value());
 }
 
-async fn check_log(log: &mut LogStore) {
+async fn check_log(log: &mut LogStore, sample: &str) {
     let st = log.get_log_state().await.unwrap();
     assert_eq!(st.last_purged_log_id, Some(log_id(1, 1, PURGED_UPTO)));
     assert_eq!(st.last_log_id, Some(log_id(2, 2, 10)));
     assert_eq!(log.read_vote().await.unwrap(), Some(vote()));
     let held = log.try_get_log_entries(0..).await.unwrap();
-    let want: Vec<_> = entries()
+    let want: Vec<_> = entries(sample)
         .into_iter()
         .filter(|e| e.log_id.index > PURGED_UPTO)
         .collect();
@@ -727,6 +748,27 @@ fn check_state(state: &StateDb, whole: bool) {
         Some(Some(if whole { 4 } else { 1 }))
     );
     assert_eq!(r.subscription(&sub_key(4)).unwrap(), None);
+}
+
+/// A stream soft-deleted by a format-2 node is numbered from 0 again when written
+/// anew (what that node did, kept so its logs replay the same); one deleted by
+/// today's continues after its last version.
+async fn check_recreated_numbering(sm: &mut StateMachine, state: &StateDb, sample: &str) {
+    let fresh = event(9, "Scratched", b"{}", b"", ContentType::Json, &[]);
+    let again = Command::Append {
+        stream_id: "scratch".into(),
+        expected: ExpectedVersion::NoStream.into(),
+        events: vec![fresh],
+    };
+    sm.apply(vec![normal(2, 11, TS[5] + 1, vec![again])])
+        .await
+        .unwrap();
+    let want = if sample == "format-2" { 0 } else { 2 };
+    assert_eq!(
+        state.read().unwrap().version("scratch").unwrap(),
+        Some(want),
+        "{sample}: scratch written again"
+    );
 }
 
 /// What the Raft layer stored beside the data.

@@ -208,6 +208,7 @@ fn worker_frames() -> Vec<Vec<u8>> {
         request(elsewhere(StoreRequest::DeleteStream {
             stream_id: "kept".into(),
             hard: true,
+            expected: ExpectedVersion::Any,
         })),
     ]
 }

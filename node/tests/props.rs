@@ -33,7 +33,7 @@ const ALL: u32 = 100_000;
 // model so that retries and expectations hit what the store holds).
 
 /// How an append's expected version is chosen.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 enum Exp {
     Any,
     NoStream,
@@ -71,9 +71,13 @@ enum WriteOp {
         type_a: bool,
         tagged: bool,
     },
+    /// With `exp`, the command nodes propose today ([`Command::DeleteStream`], whose
+    /// soft delete keeps the stream's numbering); without, the legacy
+    /// [`Command::Delete`] old logs hold (a recreated stream starts at 0 again).
     Delete {
         stream: usize,
         hard: bool,
+        exp: Option<Exp>,
     },
 }
 
@@ -96,6 +100,11 @@ enum Step {
     },
     /// Flush, close and open the file again (what a clean restart does).
     Reopen,
+    /// The leader's clock moves by this many microseconds (back, when negative: a
+    /// new leader whose clock is behind the old one's).
+    Clock(i64),
+    /// Reads as of time `at`: the log's length then, and each stream's version.
+    AsOf { at: u64 },
 }
 
 fn exp_strategy() -> impl Strategy<Value = Exp> {
@@ -130,8 +139,8 @@ fn write_op_strategy() -> impl Strategy<Value = WriteOp> {
                 type_a,
                 tagged,
             }),
-        2 => (0..STREAMS.len(), prop::bool::weighted(0.25))
-            .prop_map(|(stream, hard)| WriteOp::Delete { stream, hard }),
+        2 => (0..STREAMS.len(), prop::bool::weighted(0.25), prop::option::weighted(0.75, exp_strategy()))
+            .prop_map(|(stream, hard, exp)| WriteOp::Delete { stream, hard, exp }),
     ]
 }
 
@@ -156,6 +165,8 @@ fn step_strategy() -> impl Strategy<Value = Step> {
             }
         }),
         1 => Just(Step::Reopen),
+        1 => (-5_000i64..=3_000).prop_map(Step::Clock),
+        2 => (0u64..45_000).prop_map(|at| Step::AsOf { at }),
     ]
 }
 
@@ -177,8 +188,11 @@ struct LogEntry {
 
 #[derive(Debug, Default)]
 struct ModelStream {
-    /// (event id, position) of the live incarnation, by version.
+    /// (event id, position) of the live incarnation, by version from `base`.
     live: Vec<(Uuid, u64)>,
+    /// The version of `live[0]`; when `live` is empty, the version the next event
+    /// takes.
+    base: u64,
     tombstoned: bool,
     /// The ids of the last append attempted on the stream.
     last_attempt: Option<Vec<Uuid>>,
@@ -186,7 +200,30 @@ struct ModelStream {
 
 impl ModelStream {
     fn current(&self) -> Option<u64> {
-        (self.live.len() as u64).checked_sub(1)
+        (self.live.len() as u64)
+            .checked_sub(1)
+            .map(|last| self.base + last)
+    }
+
+    /// The rule of expected versions, written out.
+    fn check(&self, stream_id: &str, expected: ExpectedVersion) -> Result<(), StoreError> {
+        if self.tombstoned {
+            return Err(StoreError::StreamDeleted {
+                stream_id: stream_id.to_string(),
+            });
+        }
+        let current = self.current();
+        let ok = match expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current.is_none(),
+            ExpectedVersion::StreamExists => current.is_some(),
+            ExpectedVersion::Exact(n) => current == Some(n),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(StoreError::WrongExpectedVersion { expected, current })
+        }
     }
 }
 
@@ -209,6 +246,8 @@ impl Model {
         timestamp_us: u64,
     ) -> Result<AppendResult, StoreError> {
         let next_position = self.log.len() as u64;
+        // Timestamps never go down along the log, whatever the leader's clock says.
+        let timestamp_us = timestamp_us.max(self.log.last().map_or(0, |e| e.timestamp_us));
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
         self.stream(stream_id).last_attempt = Some(ids.clone());
         // Event ids are unique in the store: the position of each id of the append,
@@ -254,24 +293,10 @@ impl Model {
             };
         }
         let s = self.streams.entry(stream_id.to_string()).or_default();
-        if s.tombstoned {
-            return Err(StoreError::StreamDeleted {
-                stream_id: stream_id.to_string(),
-            });
-        }
-        let current = s.current();
-        let ok = match expected {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => current.is_none(),
-            ExpectedVersion::StreamExists => current.is_some(),
-            ExpectedVersion::Exact(n) => current == Some(n),
-        };
-        if !ok {
-            return Err(StoreError::WrongExpectedVersion { expected, current });
-        }
+        s.check(stream_id, expected)?;
         let mut position = next_position;
         for e in events {
-            let version = s.live.len() as u64;
+            let version = s.base + s.live.len() as u64;
             s.live.push((e.event_id, position));
             self.log.push(LogEntry {
                 stream: stream_id.to_string(),
@@ -285,19 +310,51 @@ impl Model {
             position += 1;
         }
         Ok(AppendResult {
-            version: s.live.len() as u64 - 1,
+            version: s.base + s.live.len() as u64 - 1,
             first_position: next_position,
             last_position: position - 1,
         })
     }
 
-    fn delete(&mut self, stream_id: &str, hard: bool) {
+    /// A delete; with `expected`, today's (checked, numbering kept), else the legacy
+    /// one (no check, numbering from 0 again).
+    fn delete(
+        &mut self,
+        stream_id: &str,
+        hard: bool,
+        expected: Option<ExpectedVersion>,
+    ) -> Result<(), StoreError> {
         let s = self.streams.entry(stream_id.to_string()).or_default();
+        if let Some(expected) = expected {
+            s.check(stream_id, expected)?;
+        }
         let gone: Vec<u64> = s.live.drain(..).map(|(_, p)| p).collect();
+        s.base = if expected.is_some() {
+            s.base + gone.len() as u64
+        } else {
+            0
+        };
         s.tombstoned |= hard;
         for p in gone {
             self.log[p as usize].deleted = true;
         }
+        Ok(())
+    }
+
+    /// The log's length at time `at`: events up to it were written at or before.
+    fn position_at(&self, at: u64) -> u64 {
+        self.log.iter().take_while(|e| e.timestamp_us <= at).count() as u64
+    }
+
+    /// The version of the last event of `stream_id` written at or before `at` that
+    /// reads still return.
+    fn version_at(&self, stream_id: &str, at: u64) -> Option<u64> {
+        let cut = self.position_at(at);
+        self.stream_events(stream_id)?
+            .into_iter()
+            .filter(|e| e.2 < cut)
+            .map(|e| e.1)
+            .next_back()
     }
 
     fn version(&self, stream_id: &str) -> Option<u64> {
@@ -314,7 +371,7 @@ impl Model {
             s.live
                 .iter()
                 .enumerate()
-                .map(|(v, (id, p))| (stream_id.to_string(), v as u64, *p, *id))
+                .map(|(v, (id, p))| (stream_id.to_string(), s.base + v as u64, *p, *id))
                 .collect(),
         )
     }
@@ -338,13 +395,43 @@ fn proposed(id: Uuid, n: usize, type_a: bool, tagged: bool) -> ProposedEvent {
     }
 }
 
+/// The expected version `exp` stands for, against a stream at `current`.
+fn expected_of(exp: Exp, current: Option<u64>) -> ExpectedVersion {
+    match exp {
+        Exp::Any => ExpectedVersion::Any,
+        Exp::NoStream => ExpectedVersion::NoStream,
+        Exp::StreamExists => ExpectedVersion::StreamExists,
+        Exp::Current => current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact),
+        Exp::Off(d) => {
+            ExpectedVersion::Exact((current.unwrap_or(0) as i64 + i64::from(d)).max(0) as u64)
+        }
+        Exp::Raw(v) => ExpectedVersion::Exact(u64::from(v)),
+    }
+}
+
 /// Resolves `op` against the model as it will be when the command is applied.
 fn resolve(model: &mut Model, op: &WriteOp) -> Command {
     match op {
-        WriteOp::Delete { stream, hard } => Command::Delete {
+        WriteOp::Delete {
+            stream,
+            hard,
+            exp: None,
+        } => Command::Delete {
             stream_id: STREAMS[*stream].to_string(),
             hard: *hard,
         },
+        WriteOp::Delete {
+            stream,
+            hard,
+            exp: Some(exp),
+        } => {
+            let stream_id = STREAMS[*stream];
+            Command::DeleteStream {
+                stream_id: stream_id.to_string(),
+                hard: *hard,
+                expected: expected_of(*exp, model.stream(stream_id).current()).into(),
+            }
+        }
         WriteOp::Append {
             stream,
             exp,
@@ -356,17 +443,7 @@ fn resolve(model: &mut Model, op: &WriteOp) -> Command {
             let stream_id = STREAMS[*stream];
             let log_ids: Vec<Uuid> = model.log.iter().map(|e| e.event_id).collect();
             let s = model.stream(stream_id);
-            let current = s.current();
-            let expected = match exp {
-                Exp::Any => ExpectedVersion::Any,
-                Exp::NoStream => ExpectedVersion::NoStream,
-                Exp::StreamExists => ExpectedVersion::StreamExists,
-                Exp::Current => current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact),
-                Exp::Off(d) => ExpectedVersion::Exact(
-                    (current.unwrap_or(0) as i64 + i64::from(*d)).max(0) as u64,
-                ),
-                Exp::Raw(v) => ExpectedVersion::Exact(u64::from(*v)),
-            };
+            let expected = expected_of(*exp, s.current());
             let fresh = |k: usize| (0..k).map(|_| Uuid::new_v4()).collect::<Vec<_>>();
             let mut chosen = match ids {
                 Ids::Fresh => fresh(*n),
@@ -421,9 +498,15 @@ fn model_apply(model: &mut Model, cmd: &Command, timestamp_us: u64) -> Result<Ou
             .append(stream_id, (*expected).into(), events, timestamp_us)
             .map(Outcome::Appended),
         Command::Delete { stream_id, hard } => {
-            model.delete(stream_id, *hard);
-            Ok(Outcome::Done)
+            model.delete(stream_id, *hard, None).map(|()| Outcome::Done)
         }
+        Command::DeleteStream {
+            stream_id,
+            hard,
+            expected,
+        } => model
+            .delete(stream_id, *hard, Some((*expected).into()))
+            .map(|()| Outcome::Done),
         other => panic!("not generated: {other:?}"),
     }
 }
@@ -511,14 +594,32 @@ fn check_read_stream(
             "read of {stream} that does not exist"
         ),
         Some(events) => {
-            let head = events.len() as u64 - 1;
-            let want: Vec<_> = expected_range(head, from, count, backward)
-                .into_iter()
-                .map(|v| events[v as usize].clone())
-                .collect();
-            // The domain's rule and the one written out here agree.
-            let range = stream_read_range(head, from, count, backward);
-            assert_eq!(range.map(|(a, _)| a), want.first().map(|e| e.1));
+            // The read rule, written out: the first `count` live events from `from` on,
+            // or from `from` down (versions of deleted events hold none).
+            let want: Vec<_> = if backward {
+                events
+                    .iter()
+                    .rev()
+                    .filter(|e| e.1 <= from)
+                    .take(count as usize)
+                    .cloned()
+                    .collect()
+            } else {
+                events
+                    .iter()
+                    .filter(|e| e.1 >= from)
+                    .take(count as usize)
+                    .cloned()
+                    .collect()
+            };
+            // The domain's range holds every version wanted.
+            let head = events.last().map_or(0, |e| e.1);
+            let range = stream_read_range(head, from, backward);
+            assert!(
+                want.iter()
+                    .all(|e| range.is_some_and(|(lo, hi)| (lo..=hi).contains(&e.1))),
+                "{range:?} misses some of {want:?}"
+            );
             let got: Vec<_> = got.expect("stream exists").iter().map(key).collect();
             assert_eq!(
                 got, want,
@@ -618,7 +719,7 @@ fn check_all(db: &StateDb, model: &Model, raft_record: &[u8]) {
                 let versions: Vec<u64> = got.iter().map(|e| e.version).collect();
                 assert_eq!(
                     versions,
-                    (0..want.len() as u64).collect::<Vec<_>>(),
+                    want.iter().map(|e| e.1).collect::<Vec<_>>(),
                     "{stream}: versions"
                 );
                 assert_eq!(
@@ -679,6 +780,23 @@ fn check_all(db: &StateDb, model: &Model, raft_record: &[u8]) {
     );
 }
 
+/// Reads as of time `at` against the model.
+fn check_as_of(db: &StateDb, model: &Model, at: u64) {
+    let r = db.read().expect("read");
+    assert_eq!(
+        r.position_at(at).expect("storage"),
+        model.position_at(at),
+        "position_at({at})"
+    );
+    for s in STREAMS {
+        assert_eq!(
+            r.version_at(s, at).expect("storage"),
+            model.version_at(s, at),
+            "version_at({s}, {at})"
+        );
+    }
+}
+
 fn open(path: &Path) -> StateDb {
     StateDb::open(path).expect("open state db")
 }
@@ -693,8 +811,9 @@ fn run(steps: Vec<Step>) {
     let mut db = open(&path);
     let mut model = Model::default();
     let mut record = Vec::new();
+    let mut clock: i64 = 0;
     for (i, step) in steps.iter().enumerate() {
-        let timestamp_us = 1_000 * (i as u64 + 1);
+        let timestamp_us = (1_000 * (i as i64 + 1) + clock).max(1) as u64;
         match step {
             Step::Write(ops) => {
                 let (b, want) = batch(&mut model, ops, timestamp_us);
@@ -734,10 +853,22 @@ fn run(steps: Vec<Step>) {
                 drop(db);
                 db = open(&path);
             }
+            Step::Clock(by) => clock += by,
+            Step::AsOf { at } => check_as_of(&db, &model, *at),
         }
         if !record.is_empty() {
             check_all(&db, &model, &record);
         }
+    }
+    // At the end, reads as of each time an event was written, and just before it.
+    let mut times: Vec<u64> = model
+        .log
+        .iter()
+        .flat_map(|e| [e.timestamp_us - 1, e.timestamp_us])
+        .collect();
+    times.dedup();
+    for at in times {
+        check_as_of(&db, &model, at);
     }
 }
 

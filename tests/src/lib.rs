@@ -653,7 +653,21 @@ impl StoreClient {
 
     /// `delete_stream`.
     pub async fn delete(&self, stream: &str, hard: bool) -> Result<(), StoreError> {
-        answered("delete_stream", self.handle.delete(stream, hard).await)
+        self.delete_expected(stream, ExpectedVersion::Any, hard)
+            .await
+    }
+
+    /// `delete_stream` if the stream is at `expected`.
+    pub async fn delete_expected(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        hard: bool,
+    ) -> Result<(), StoreError> {
+        answered(
+            "delete_stream",
+            self.handle.delete(stream, expected, hard).await,
+        )
     }
 
     /// `snapshot_save`.

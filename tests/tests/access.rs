@@ -138,8 +138,18 @@ async fn tokens_and_roles_per_store_through_a_real_gater() {
             .await,
         "write",
     );
-    denied(r.store("default").delete("s", false).await, "admin");
-    denied(r.store("default").delete("s", true).await, "admin");
+    denied(
+        r.store("default")
+            .delete("s", ExpectedVersion::Any, false)
+            .await,
+        "admin",
+    );
+    denied(
+        r.store("default")
+            .delete("s", ExpectedVersion::Any, true)
+            .await,
+        "admin",
+    );
     denied(r.store("default").remove_node(1).await, "admin");
     denied(r.store("other").read("o", 0, 10).await, "read");
     denied(r.stats().await, "admin");
@@ -195,7 +205,10 @@ async fn tokens_and_roles_per_store_through_a_real_gater() {
 
     // An admin action is audited; refusals were counted.
     // (Whatever the store answers, deleting is an admin action.)
-    let _ = admin.store("default").delete("gone", false).await;
+    let _ = admin
+        .store("default")
+        .delete("gone", ExpectedVersion::Any, false)
+        .await;
     let audit = admin.health().await.expect("health").audit;
     assert_eq!(
         (

@@ -761,7 +761,8 @@ async fn delete_recreate_and_hard_delete() {
     env.reckon(&["read", "gone"]).fails(4);
     // delete missing: ok
     env.reckon(&["delete", "never-written"]).ok();
-    // recreate: append NoStream -> version 0; $all keeps the old positions
+    // recreate: append NoStream -> version 2 (versions are never reused); $all keeps
+    // the old positions
     assert_eq!(
         env.reckon(&[
             "append",
@@ -772,7 +773,7 @@ async fn delete_recreate_and_hard_delete() {
             "no-stream"
         ])
         .ok(),
-        "0\n"
+        "2\n"
     );
     let all = env.reckon(&["--json", "read-all"]).json_lines();
     let summary: Vec<(u64, &str, u64)> = all
@@ -791,13 +792,19 @@ async fn delete_recreate_and_hard_delete() {
             (0, "gone", 0),
             (1, "gone", 1),
             (2, "keep", 0),
-            (3, "gone", 0)
+            (3, "gone", 2)
         ]
     );
     assert_eq!(text_column(env.reckon(&["read", "gone"]).ok(), 0), [3]);
-    // hard delete, then append: StreamDeleted (exit 1)
+    // delete at the wrong expected version: exit 3, the stream stays
+    assert_eq!(
+        env.reckon(&["delete", "keep", "--expected", "5"]).fails(3),
+        "error: WrongExpectedVersion: expected 5, current 0"
+    );
+    assert_eq!(env.version("keep"), 0);
+    // hard delete at its version, then append: StreamDeleted (exit 1)
     let v = env
-        .reckon(&["--json", "delete", "keep", "--hard"])
+        .reckon(&["--json", "delete", "keep", "--hard", "--expected", "0"])
         .json_lines();
     assert_eq!(v[0]["stream_id"], "keep");
     assert_eq!(v[0]["hard"], true);
@@ -1313,4 +1320,81 @@ async fn health_and_cluster() {
             .is_some_and(|l| l.starts_with("  node 1 127.0.0.1:") && l.contains(" leader ")),
         "{text}"
     );
+}
+
+// ---------------------------------------------------------------- as of a time
+
+/// `version --at`, `read --until` and `read-all --since/--until` against the
+/// timestamps the events were stored with (read back first, so nothing depends on
+/// how fast the appends ran): each answers what stood at that time, in both TIME
+/// forms.
+#[tokio::test]
+async fn reads_as_of_a_time_see_what_stood_then() {
+    let env = start().await;
+    env.append_n("a", 2);
+    env.append_n("b", 1);
+    env.append_n("a", 1);
+    let all = env.reckon(&["--json", "read-all"]).json_lines();
+    let ts: Vec<u64> = all
+        .iter()
+        .map(|e| e["timestamp_us"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ts.len(), 4);
+    assert!(
+        ts.windows(2).all(|w| w[0] <= w[1]),
+        "timestamps go down: {ts:?}"
+    );
+    let at = |i: usize| ts[i].to_string();
+    // Positions 0, 1 are a@0, a@1; 2 is b@0; 3 is a@2. What stood at each time:
+    // the events written at or before it.
+    let stood = |t: u64| -> Vec<u64> { (0..4).filter(|p| ts[*p as usize] <= t).collect() };
+
+    for i in 0..4 {
+        let t = ts[i];
+        let a_then = stood(t).iter().filter(|p| **p != 2).count() as i64 - 1;
+        assert_eq!(
+            env.reckon(&["version", "a", "--at", &at(i)]).ok().trim(),
+            a_then.to_string(),
+            "version of a at {t}"
+        );
+        // read --until: the stream's events written by then.
+        let read = env.reckon(&["read", "a", "--until", &at(i)]);
+        if a_then < 0 {
+            read.fails(4);
+        } else {
+            let versions = text_column(read.ok(), 1);
+            assert_eq!(versions, (0..=a_then as u64).collect::<Vec<_>>(), "at {t}");
+        }
+        // read-all --until, forward and backward.
+        let until = env.reckon(&["read-all", "--until", &at(i)]);
+        assert_eq!(text_column(until.ok(), 0), stood(t), "read-all --until {t}");
+        let back = env.reckon(&["read-all", "--until", &at(i), "--backward"]);
+        let mut want = stood(t);
+        want.reverse();
+        assert_eq!(text_column(back.ok(), 0), want, "backward --until {t}");
+        // read-all --since: what was written at or after it.
+        let since = env.reckon(&["read-all", "--since", &at(i)]);
+        let want: Vec<u64> = (0..4).filter(|p| ts[*p as usize] >= t).collect();
+        assert_eq!(text_column(since.ok(), 0), want, "read-all --since {t}");
+    }
+    // Before anything was written: nothing stood.
+    let before = (ts[0] - 1).to_string();
+    assert_eq!(env.reckon(&["version", "a", "--at", &before]).ok(), "-1\n");
+    assert_eq!(env.reckon(&["read-all", "--until", &before]).ok(), "");
+    // A window holding only b's event, the bounds as RFC 3339.
+    let rfc = |us: u64| {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap();
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    if ts[1] < ts[2] && ts[2] < ts[3] {
+        let window = env.reckon(&["read-all", "--since", &rfc(ts[2]), "--until", &rfc(ts[2])]);
+        assert_eq!(text_column(window.ok(), 0), [2]);
+    }
+    // A TIME that is neither form: usage error naming both.
+    let bad = env
+        .reckon(&["version", "a", "--at", "yesterday"])
+        .fails(2)
+        .to_string();
+    assert!(bad.contains("RFC 3339"), "{bad}");
 }

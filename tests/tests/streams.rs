@@ -796,9 +796,9 @@ async fn delete_of_a_missing_stream_is_ok() {
 }
 
 #[tokio::test]
-async fn recreate_after_delete_starts_at_0_and_all_keeps_old_positions() {
+async fn recreate_after_delete_continues_the_numbering_and_all_keeps_old_positions() {
     let f = DevStore::start().await;
-    let old_ids = [Uuid::new_v4(), Uuid::new_v4()];
+    let old_ids: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
     f.db.append(
         "s",
         NoStream,
@@ -810,39 +810,108 @@ async fn recreate_after_delete_starts_at_0_and_all_keeps_old_positions() {
         .await
         .unwrap();
     let before = f.db.read_all_everything().await;
-    assert_eq!(positions(&before), vec![0, 1, 2]);
+    assert_eq!(positions(&before), vec![0, 1, 2, 3, 4, 5]);
 
     f.db.delete("s", false).await.unwrap();
+    // Deleted: as if it did not exist, for reads and for expected versions.
+    assert_eq!(f.db.version("s").await.unwrap(), None);
     let new_id = Uuid::new_v4();
     let r =
         f.db.append("s", NoStream, vec![ev("new", 0).with_id(new_id)])
             .await
             .unwrap();
+    // Versions are never reused: the stream goes on after its last version, 4.
     assert_eq!(
         r,
         AppendResult {
-            version: 0,
-            first_position: 3,
-            last_position: 3
+            version: 5,
+            first_position: 6,
+            last_position: 6
         }
     );
     let read = f.db.read("s", 0, 10, Forward).await.unwrap();
     assert_eq!(read.len(), 1, "only the new incarnation: {read:?}");
     assert_eq!(
         (read[0].version, read[0].position, read[0].event_id),
-        (0, 3, new_id)
+        (5, 6, new_id)
     );
+    // A page of one from version 0 finds it: the deleted versions hold nothing and
+    // do not count.
+    assert_eq!(f.db.read("s", 0, 1, Forward).await.unwrap(), read);
+    assert_eq!(f.db.read("s", u64::MAX, 1, Backward).await.unwrap(), read);
+    assert_eq!(f.db.read("s", 4, 10, Backward).await.unwrap(), vec![]);
     let after = f.db.read_all_everything().await;
-    assert_eq!(after[..3], before[..], "old positions kept");
-    assert_eq!(after[3], read[0]);
-    assert_eq!(f.db.version("s").await.unwrap(), Some(0));
+    assert_eq!(after[..6], before[..], "old positions kept");
+    assert_eq!(after[6], read[0]);
+    assert_eq!(f.db.version("s").await.unwrap(), Some(5));
+    assert_eq!(
+        f.db.list_streams(None, 100).await.unwrap(),
+        vec![
+            StreamInfo {
+                stream_id: "other".into(),
+                version: 0
+            },
+            StreamInfo {
+                stream_id: "s".into(),
+                version: 5
+            }
+        ]
+    );
     assert_eq!(
         positions(&f.db.read_by_types_everything(&["old"]).await),
         Vec::<u64>::new()
     );
     assert_eq!(
         positions(&f.db.read_by_types_everything(&["new"]).await),
-        vec![3]
+        vec![6]
+    );
+    // Writers that expected the new incarnation's version are right.
+    f.db.append("s", Exact(5), vec![ev("new", 1)])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn delete_checks_the_expected_version_atomically_and_a_refusal_changes_nothing() {
+    let f = DevStore::start().await;
+    f.db.append("s", NoStream, evs("e", 3)).await.unwrap();
+    let before = f.db.read_all_everything().await;
+    let wrong = |expected, current| StoreError::WrongExpectedVersion { expected, current };
+    for (expected, hard) in [(Exact(1), false), (Exact(3), true), (NoStream, false)] {
+        assert_eq!(
+            f.db.delete_expected("s", expected, hard).await.unwrap_err(),
+            wrong(expected, Some(2)),
+            "{expected:?} hard={hard}"
+        );
+    }
+    assert_eq!(f.db.version("s").await.unwrap(), Some(2));
+    assert_eq!(f.db.read("s", 0, 10, Forward).await.unwrap(), before);
+    assert_eq!(
+        f.db.delete_expected("never", StreamExists, false)
+            .await
+            .unwrap_err(),
+        wrong(StreamExists, None)
+    );
+
+    f.db.delete_expected("s", Exact(2), false).await.unwrap();
+    assert_eq!(f.db.version("s").await.unwrap(), None);
+    // Deleted, it no longer exists: a second delete expecting 2 is refused.
+    assert_eq!(
+        f.db.delete_expected("s", Exact(2), false)
+            .await
+            .unwrap_err(),
+        wrong(Exact(2), None)
+    );
+    f.db.delete_expected("s", NoStream, false).await.unwrap();
+    // Recreated, then tombstoned at its exact version.
+    let r = f.db.append("s", NoStream, evs("e", 1)).await.unwrap();
+    assert_eq!(r.version, 3);
+    f.db.delete_expected("s", Exact(3), true).await.unwrap();
+    assert_eq!(
+        f.db.delete_expected("s", Any, true).await.unwrap_err(),
+        StoreError::StreamDeleted {
+            stream_id: "s".into()
+        }
     );
 }
 
@@ -892,8 +961,8 @@ async fn hard_delete_refuses_appends_for_ever_even_after_restart() {
         );
     }
     assert_eq!(db.read_all_everything().await.len(), 2);
-    // A soft delete does not lift the tombstone.
-    db.delete("s", false).await.unwrap();
+    // A soft delete does not lift the tombstone: it is refused as an append is.
+    assert_eq!(db.delete("s", false).await.unwrap_err(), deleted("s"));
     assert_eq!(
         db.append("s", Any, vec![ev("e", 9)]).await.unwrap_err(),
         deleted("s")

@@ -514,7 +514,9 @@ async fn all_delivers_every_event() {
             .await
             .unwrap();
     }
-    s.delete("all-5", false).await.unwrap();
+    s.delete("all-5", ExpectedVersion::Any, false)
+        .await
+        .unwrap();
     let info = s
         .subscribe(Stream, "$all", "everything", beginning())
         .await

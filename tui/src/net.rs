@@ -402,7 +402,11 @@ async fn execute(c: &Client, cmd: Command) -> (Event, Option<ClientError>) {
                     store,
                     stream,
                     hard,
-                } => c.store(&store).delete(&stream, hard).await,
+                } => {
+                    c.store(&store)
+                        .delete(&stream, ExpectedVersion::Any, hard)
+                        .await
+                }
                 Command::Unsubscribe { store, key } => c.store(&store).unsubscribe(&key).await,
                 Command::AppendTest { store, stream, at } => {
                     let data = serde_json::json!({ "source": "reckon-tui", "at_ms": at });

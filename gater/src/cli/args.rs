@@ -146,13 +146,15 @@ pub enum Command {
     ReadTypes(ReadTypesArgs),
     /// Read events by tag, ascending by position.
     ReadTags(ReadTagsArgs),
-    /// Print a stream's version (-1 when it does not exist).
-    Version(StreamArg),
+    /// Print a stream's version (-1 when it does not exist), or the one it had at
+    /// --at TIME.
+    Version(VersionArgs),
     /// Print whether a stream exists (true or false).
     Exists(StreamArg),
     /// List every stream with its version, one a line.
     Streams,
-    /// Delete a stream: soft (it can start again at version 0) or --hard (never again).
+    /// Delete a stream: soft (reads find nothing; a later append continues its
+    /// numbering) or --hard (never written again).
     Delete(DeleteArgs),
     /// Save, load, list and delete snapshots.
     #[command(subcommand)]
@@ -357,6 +359,19 @@ pub struct ReadArgs {
     /// Read from newest to oldest.
     #[arg(long)]
     pub backward: bool,
+    /// Only the events written at or before TIME: the stream as it stood then.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<u64>,
+}
+
+/// `version`.
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// The stream.
+    pub stream: String,
+    /// The version the stream had at TIME instead of now.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub at: Option<u64>,
 }
 
 /// `read-all`.
@@ -371,6 +386,12 @@ pub struct ReadAllArgs {
     /// Read from newest to oldest.
     #[arg(long)]
     pub backward: bool,
+    /// Only the events written at or after TIME.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<u64>,
+    /// Only the events written at or before TIME.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<u64>,
 }
 
 /// `read-types`.
@@ -419,6 +440,14 @@ pub struct DeleteArgs {
     /// Tombstone the stream: its id can never be written again.
     #[arg(long)]
     pub hard: bool,
+    /// The version the stream must be at: any, no-stream, stream-exists, N, or -1, -2, -4.
+    #[arg(
+        long,
+        value_name = "V",
+        default_value = "any",
+        allow_negative_numbers = true
+    )]
+    pub expected: ExpectedVersion,
 }
 
 /// `snapshot ...`.
@@ -521,10 +550,48 @@ fn parse_json(s: &str) -> Result<serde_json::Value, String> {
     })
 }
 
+/// Parses a TIME: RFC 3339 (`2026-12-03T09:30:00Z`, `2026-12-03T10:30:00.5+01:00`)
+/// or microseconds since the Unix epoch, as events print their `timestamp_us`.
+pub fn parse_time(s: &str) -> Result<u64, String> {
+    if let Ok(us) = s.parse::<u64>() {
+        return Ok(us);
+    }
+    let at = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            format!(
+                "not a time ({e}); give RFC 3339, e.g. 2026-12-03T09:30:00Z, or microseconds \
+                 since the Unix epoch, e.g. 1764754200000000"
+            )
+        })?;
+    u64::try_from(at.unix_timestamp_nanos() / 1000)
+        .map_err(|_| format!("{s} is before the Unix epoch"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::error::ErrorKind;
+
+    #[test]
+    fn times_are_rfc_3339_or_microseconds() {
+        assert_eq!(parse_time("1764754200000000"), Ok(1_764_754_200_000_000));
+        assert_eq!(
+            parse_time("2025-12-03T09:30:00Z"),
+            Ok(1_764_754_200_000_000)
+        );
+        assert_eq!(
+            parse_time("2025-12-03T10:30:00.000001+01:00"),
+            Ok(1_764_754_200_000_001)
+        );
+        let bad = parse_time("yesterday").unwrap_err();
+        assert!(
+            bad.contains("RFC 3339") && bad.contains("microseconds"),
+            "{bad}"
+        );
+        assert!(parse_time("1969-12-31T23:59:59Z")
+            .unwrap_err()
+            .contains("before the Unix epoch"));
+    }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("reckon").chain(args.iter().copied()))

@@ -100,14 +100,14 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Read(a) => {
             let (direction, default_from) = direction_of(a.backward);
             let s = store(&connect().await?);
-            let events = s
-                .read_stream(
-                    &a.stream,
-                    a.from.unwrap_or(default_from),
-                    a.count,
-                    direction,
-                )
-                .await?;
+            let from = a.from.unwrap_or(default_from);
+            let events = match a.until {
+                Some(until) => {
+                    s.read_stream_until(&a.stream, until, from, a.count, direction)
+                        .await?
+                }
+                None => s.read_stream(&a.stream, from, a.count, direction).await?,
+            };
             for e in &events {
                 line(out, output::event(e, json))?;
             }
@@ -115,9 +115,23 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::ReadAll(a) => {
             let (direction, default_from) = direction_of(a.backward);
             let s = store(&connect().await?);
-            let events = s
-                .read_all(a.from.unwrap_or(default_from), a.count, direction)
-                .await?;
+            let mut from = a.from.unwrap_or(default_from);
+            let mut within = 0..u64::MAX;
+            if a.since.is_some() || a.until.is_some() {
+                within = s
+                    .positions_between(a.since.unwrap_or(0), a.until.unwrap_or(u64::MAX))
+                    .await?;
+                from = match direction {
+                    Direction::Forward => from.max(within.start),
+                    Direction::Backward => from.min(within.end.saturating_sub(1)),
+                };
+            }
+            let mut events = if within.is_empty() {
+                Vec::new()
+            } else {
+                s.read_all(from, a.count, direction).await?
+            };
+            events.retain(|e| within.contains(&e.position));
             for e in &events {
                 line(out, output::event(e, json))?;
             }
@@ -139,7 +153,11 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             }
         }
         Command::Version(a) => {
-            let v = store(&connect().await?).get_version(&a.stream).await?;
+            let s = store(&connect().await?);
+            let v = match a.at {
+                Some(at) => s.version_at(&a.stream, at).await?,
+                None => s.get_version(&a.stream).await?,
+            };
             line(out, output::version(v, json))?;
         }
         Command::Exists(a) => {
@@ -151,7 +169,9 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             list_streams(&s, out, json).await?;
         }
         Command::Delete(a) => {
-            store(&connect().await?).delete(&a.stream, a.hard).await?;
+            store(&connect().await?)
+                .delete(&a.stream, a.expected, a.hard)
+                .await?;
             line(out, output::deleted(&a.stream, a.hard, json))?;
         }
         Command::Snapshot(sc) => {

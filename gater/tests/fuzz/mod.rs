@@ -11,7 +11,7 @@ use reckon_gater::api::{GaterRequest, Registration, WorkerInfo};
 use reckon_gater::frame;
 use reckon_gater::transport::MAGIC;
 use reckon_gater::types::Role;
-use reckon_gater::StoreRequest;
+use reckon_gater::{ExpectedVersion, StoreRequest};
 
 /// Cases per property unless `RECKON_FUZZ_CASES` says otherwise.
 pub const DEFAULT_CASES: u32 = 200;
@@ -97,6 +97,7 @@ pub fn valid_frames() -> Vec<Vec<u8>> {
         call(StoreRequest::DeleteStream {
             stream_id: "s".into(),
             hard: true,
+            expected: ExpectedVersion::Any,
         }),
     ]
     .into_iter()

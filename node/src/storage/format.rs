@@ -35,7 +35,9 @@
 //! `node/tests/samples/` beside the old ones, whose test keeps passing.
 //!
 //! History: 1, the first; 2 adds the `event_ids` table (built from `events` when a
-//! file of format 1 is opened) and the `"format"` mark (absent: format 1).
+//! file of format 1 is opened) and the `"format"` mark (absent: format 1); 3 adds the
+//! `deleted` flag to [`StreamMeta`] (a soft delete that keeps the stream's numbering;
+//! a file of format 2 holds none, so its upgrade is the mark alone).
 
 use std::collections::HashMap;
 
@@ -53,7 +55,7 @@ use crate::domain::IdPlace;
 
 /// The format this node writes. An older file is upgraded when opened (or installed
 /// from a snapshot), a newer one refused.
-pub const STATE_FORMAT: u32 = 2;
+pub const STATE_FORMAT: u32 = 3;
 
 /// position -> [`StoredEvent`].
 pub const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -297,7 +299,8 @@ pub fn id_place(v: [u8; 24]) -> IdPlace {
 }
 
 /// Brings the state `txn` writes to [`STATE_FORMAT`]: from format 1, builds the event
-/// id index from the events. Refuses a format newer than this node knows.
+/// id index from the events; from format 2, only the mark changes. Refuses a format
+/// newer than this node knows.
 pub(super) fn upgrade(txn: &WriteTransaction) -> Result<(), StorageError> {
     let mut meta = txn.open_table(META)?;
     let format = match meta.get(META_FORMAT)? {
@@ -320,6 +323,17 @@ pub(super) fn upgrade(txn: &WriteTransaction) -> Result<(), StorageError> {
             supported: STATE_FORMAT,
         });
     }
+    let indexed = if format < 2 { build_event_ids(txn)? } else { 0 };
+    meta.insert(META_FORMAT, STATE_FORMAT.to_le_bytes().as_slice())?;
+    // A new file has no mark either: it is no upgrade worth a line.
+    if indexed > 0 || format >= 2 {
+        tracing::info!(target: "reckon_db", from = format, to = STATE_FORMAT, events_indexed = indexed, "state file upgraded");
+    }
+    Ok(())
+}
+
+/// The upgrade from format 1: the event id index, from the events; gives how many.
+fn build_event_ids(txn: &WriteTransaction) -> Result<u64, StorageError> {
     let events = txn.open_table(EVENTS)?;
     let streams = txn.open_table(STREAMS)?;
     let mut ids = txn.open_table(EVENT_IDS)?;
@@ -345,11 +359,7 @@ pub(super) fn upgrade(txn: &WriteTransaction) -> Result<(), StorageError> {
         )?;
         indexed += 1;
     }
-    meta.insert(META_FORMAT, STATE_FORMAT.to_le_bytes().as_slice())?;
-    if indexed > 0 {
-        tracing::info!(target: "reckon_db", from = format, to = STATE_FORMAT, events = indexed, "state file upgraded");
-    }
-    Ok(())
+    Ok(indexed)
 }
 
 #[cfg(test)]

@@ -43,32 +43,56 @@ pub fn split_index_value(v: [u8; 24]) -> (u64, Uuid) {
 pub struct StreamMeta {
     /// The stream's number in the index keys; stable across delete and recreate.
     pub number: u64,
-    /// The current version; `None` when never written or soft-deleted.
+    /// The version of the stream's last event: `None` when never written, or when
+    /// soft-deleted by a node of state format 2 (which numbered a recreated stream from
+    /// 0 again). A soft-delete keeps it, so that the stream's numbering goes on.
     pub version: Option<u64>,
     /// Hard-deleted: never writable again.
     pub tombstoned: bool,
+    /// Soft-deleted since its last append: reads find nothing, and the next append
+    /// continues after [`version`](Self::version).
+    pub deleted: bool,
     /// The id of the stream's last event (for spotting a retried append cheaply).
     pub last_event_id: Uuid,
 }
 
 const NO_VERSION: u64 = u64::MAX;
+/// Bits of the flags byte.
+const TOMBSTONED: u8 = 1;
+const DELETED: u8 = 2;
 /// Encoded size of [`StreamMeta`].
 pub const STREAM_META_BYTES: usize = 33;
 
 impl StreamMeta {
+    /// The version reads and expected-version checks see: `None` when the stream was
+    /// never written, is deleted or tombstoned.
+    pub fn live_version(&self) -> Option<u64> {
+        if self.deleted || self.tombstoned {
+            None
+        } else {
+            self.version
+        }
+    }
+
+    /// The version the stream's next event takes: versions are never reused.
+    pub fn next_version(&self) -> u64 {
+        self.version.map_or(0, |v| v + 1)
+    }
+
     /// Encodes to the fixed record.
     pub fn encode(&self) -> [u8; STREAM_META_BYTES] {
         let mut b = [0u8; STREAM_META_BYTES];
         b[..8].copy_from_slice(&self.number.to_le_bytes());
         b[8..16].copy_from_slice(&self.version.unwrap_or(NO_VERSION).to_le_bytes());
-        b[16] = u8::from(self.tombstoned);
+        b[16] =
+            if self.tombstoned { TOMBSTONED } else { 0 } | if self.deleted { DELETED } else { 0 };
         b[17..].copy_from_slice(self.last_event_id.as_bytes());
         b
     }
 
-    /// Decodes the fixed record; `None` when the length is wrong.
+    /// Decodes the fixed record; `None` when the length is wrong or a flag unknown.
     pub fn decode(b: &[u8]) -> Option<StreamMeta> {
-        if b.len() != STREAM_META_BYTES {
+        if b.len() != STREAM_META_BYTES || b[16] & !(TOMBSTONED | DELETED) != 0 {
             return None;
         }
         let u = |r: std::ops::Range<usize>| {
@@ -82,7 +106,8 @@ impl StreamMeta {
         Some(StreamMeta {
             number: u(0..8),
             version: (version != NO_VERSION).then_some(version),
-            tombstoned: b[16] != 0,
+            tombstoned: b[16] & TOMBSTONED != 0,
+            deleted: b[16] & DELETED != 0,
             last_event_id: Uuid::from_bytes(id),
         })
     }
@@ -106,18 +131,30 @@ mod tests {
                 number: 3,
                 version: Some(0),
                 tombstoned: false,
+                deleted: false,
                 last_event_id: Uuid::now_v7(),
+            },
+            StreamMeta {
+                number: 4,
+                version: Some(9),
+                tombstoned: false,
+                deleted: true,
+                last_event_id: Uuid::nil(),
             },
             StreamMeta {
                 number: u64::MAX - 1,
                 version: None,
                 tombstoned: true,
+                deleted: false,
                 last_event_id: Uuid::nil(),
             },
         ] {
             assert_eq!(StreamMeta::decode(&m.encode()), Some(m));
         }
         assert_eq!(StreamMeta::decode(&[0u8; 5]), None);
+        let mut unknown_flag = [0u8; STREAM_META_BYTES];
+        unknown_flag[16] = 4;
+        assert_eq!(StreamMeta::decode(&unknown_flag), None);
     }
 
     #[test]

@@ -481,19 +481,32 @@ impl<'t> Writer<'t> {
 
     fn apply_batch(&mut self, batch: WriteBatch) -> Result<BatchResult, StorageError> {
         let mut results = Vec::with_capacity(batch.commands.len());
+        // The events' timestamp, decided at the batch's first append.
+        let mut event_ts = None;
         for cmd in batch.commands {
             let r = match cmd {
                 Command::Append {
                     stream_id,
                     expected,
                     events,
-                } => self
-                    .append(&stream_id, expected, events, batch.timestamp_us)?
-                    .map(Outcome::Appended),
-                Command::Delete { stream_id, hard } => {
-                    self.delete(&stream_id, hard)?;
-                    Ok(Outcome::Done)
+                } => {
+                    let ts = match event_ts {
+                        Some(ts) => ts,
+                        None => *event_ts.insert(self.event_timestamp(batch.timestamp_us)?),
+                    };
+                    self.append(&stream_id, expected, events, ts)?
+                        .map(Outcome::Appended)
                 }
+                Command::Delete { stream_id, hard } => {
+                    self.delete(&stream_id, hard, None)?.map(|()| Outcome::Done)
+                }
+                Command::DeleteStream {
+                    stream_id,
+                    hard,
+                    expected,
+                } => self
+                    .delete(&stream_id, hard, Some(expected))?
+                    .map(|()| Outcome::Done),
                 Command::SaveSnapshot {
                     stream_id,
                     version,
@@ -600,6 +613,18 @@ impl<'t> Writer<'t> {
         Ok(BatchResult { results })
     }
 
+    /// The timestamp a batch stamped `proposed` gives its events: never earlier than
+    /// the last event's, so that timestamps never go down along the global log (each
+    /// leader keeps its own from going back, but a new leader's clock may be behind
+    /// the old one's). Reads as of a time search the log by it.
+    fn event_timestamp(&self, proposed: u64) -> Result<u64, StorageError> {
+        let last = match self.events.last()? {
+            Some((_, v)) => StoredEvent::decode(v.value())?.timestamp_us,
+            None => 0,
+        };
+        Ok(proposed.max(last))
+    }
+
     fn stream_meta(&self, stream_id: &str) -> Result<Option<StreamMeta>, StorageError> {
         match self.streams.get(stream_id)? {
             Some(v) => Ok(Some(
@@ -662,14 +687,7 @@ impl<'t> Writer<'t> {
                 }))
             }
         }
-        let state = match meta {
-            Some(m) if m.tombstoned => StreamState::Tombstoned,
-            Some(StreamMeta {
-                version: Some(v), ..
-            }) => StreamState::At(v),
-            _ => StreamState::Absent,
-        };
-        if let Err(e) = check_expected(stream_id, expected.into(), state) {
+        if let Err(e) = check_expected(stream_id, expected.into(), stream_state(meta)) {
             return Ok(Err(e));
         }
         let number = match meta {
@@ -680,10 +698,7 @@ impl<'t> Writer<'t> {
                 n
             }
         };
-        let first_version = match state {
-            StreamState::At(v) => v + 1,
-            _ => 0,
-        };
+        let first_version = meta.map_or(0, |m| m.next_version());
         let first_position = self.counters.next_position;
         let mut version = first_version;
         let mut position = first_position;
@@ -736,6 +751,7 @@ impl<'t> Writer<'t> {
             number,
             version: Some(version - 1),
             tombstoned: false,
+            deleted: false,
             last_event_id: last_id,
         };
         self.streams
@@ -747,8 +763,22 @@ impl<'t> Writer<'t> {
         }))
     }
 
-    fn delete(&mut self, stream_id: &str, hard: bool) -> Result<(), StorageError> {
+    /// Deletes a stream: soft, or for ever (`hard`). With `expected` (what
+    /// [`Command::DeleteStream`] carries), the stream must be at it, and a soft delete
+    /// keeps the stream's numbering; without (the legacy [`Command::Delete`]), no check,
+    /// and a recreated stream is numbered from 0 again.
+    fn delete(
+        &mut self,
+        stream_id: &str,
+        hard: bool,
+        expected: Option<ExpectedVersion>,
+    ) -> Result<Result<(), StoreError>, StorageError> {
         let meta = self.stream_meta(stream_id)?;
+        if let Some(expected) = expected {
+            if let Err(e) = check_expected(stream_id, expected.into(), stream_state(meta)) {
+                return Ok(Err(e));
+            }
+        }
         let mut m = match meta {
             Some(m) => m,
             None if hard => {
@@ -758,12 +788,13 @@ impl<'t> Writer<'t> {
                     number: n,
                     version: None,
                     tombstoned: false,
+                    deleted: false,
                     last_event_id: Uuid::nil(),
                 }
             }
-            None => return Ok(()),
+            None => return Ok(Ok(())),
         };
-        if let Some(head) = m.version {
+        if let Some(head) = m.live_version() {
             // Take the stream's events out of the stream, type and tag indexes; the
             // events stay in the global log at their positions.
             let lo = pack(m.number, 0);
@@ -789,11 +820,26 @@ impl<'t> Writer<'t> {
                 }
             }
         }
-        m.version = None;
+        if expected.is_some() {
+            m.deleted = true;
+        } else {
+            m.version = None;
+        }
         m.last_event_id = Uuid::nil();
         m.tombstoned |= hard;
         self.streams.insert(stream_id, m.encode().as_slice())?;
-        Ok(())
+        Ok(Ok(()))
+    }
+}
+
+/// A stream's state as expected versions are checked against it.
+fn stream_state(meta: Option<StreamMeta>) -> StreamState {
+    match meta {
+        Some(m) if m.tombstoned => StreamState::Tombstoned,
+        Some(m) => m
+            .live_version()
+            .map_or(StreamState::Absent, StreamState::At),
+        None => StreamState::Absent,
     }
 }
 
@@ -822,7 +868,7 @@ impl Reader {
 
     /// The stream's current version; `None` when it does not exist.
     pub fn version(&self, stream_id: &str) -> Result<Option<u64>, StorageError> {
-        Ok(self.meta(stream_id)?.and_then(|m| m.version))
+        Ok(self.meta(stream_id)?.and_then(|m| m.live_version()))
     }
 
     /// Appends the event at `position` to `page` as it is stored (its bytes are those
@@ -854,20 +900,23 @@ impl Reader {
         let Some(m) = self.meta(stream_id)? else {
             return Ok(Err(stream_not_found(stream_id)));
         };
-        let Some(head) = m.version else {
+        let Some(head) = m.live_version() else {
             return Ok(Err(stream_not_found(stream_id)));
         };
         let backward = direction == Direction::Backward;
-        let Some((a, b)) = stream_read_range(head, from, count, backward) else {
+        let Some((lo, hi)) = stream_read_range(head, from, backward) else {
             return Ok(Ok(EventPage::new()));
         };
+        if count == 0 {
+            return Ok(Ok(EventPage::new()));
+        }
         let index = self.txn.open_table(STREAM_INDEX)?;
         let events = self.txn.open_table(EVENTS)?;
-        let (lo, hi) = if backward { (b, a) } else { (a, b) };
         let range = index.range(pack(m.number, lo)..=pack(m.number, hi))?;
         let mut out = EventPage::new();
         let mut bytes = 0usize;
-        // Returns whether to go on: pages stop at READ_BYTES_MAX.
+        let mut taken = 0u32;
+        // Returns whether to go on: pages stop at `count` events or READ_BYTES_MAX.
         let mut push = |row: Result<
             (redb::AccessGuard<u128>, redb::AccessGuard<[u8; 24]>),
             redb::StorageError,
@@ -876,7 +925,8 @@ impl Reader {
             let (_, v) = row?;
             let (pos, _) = split_index_value(v.value());
             bytes += self.push_event(&events, pos, &mut out)?;
-            Ok(bytes < READ_BYTES_MAX)
+            taken += 1;
+            Ok(taken < count && bytes < READ_BYTES_MAX)
         };
         if backward {
             for row in range.rev() {
@@ -892,6 +942,81 @@ impl Reader {
             }
         }
         Ok(Ok(out))
+    }
+
+    /// The timestamp of the first event at or after `position`, with its position;
+    /// `None` past the end.
+    fn first_from(
+        events: &redb::ReadOnlyTable<u64, &[u8]>,
+        position: u64,
+    ) -> Result<Option<(u64, u64)>, StorageError> {
+        match events.range(position..)?.next() {
+            Some(row) => {
+                let (k, v) = row?;
+                Ok(Some((
+                    k.value(),
+                    StoredEvent::decode(v.value())?.timestamp_us,
+                )))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The global log's length at time `at_us` (microseconds since the Unix epoch): a
+    /// position such that every event before it was written at or before `at_us`,
+    /// and every event from it on after (the first event written after `at_us`, or
+    /// the next position when none was). A binary search: timestamps never go down
+    /// along the log.
+    pub fn position_at(&self, at_us: u64) -> Result<u64, StorageError> {
+        let events = self.txn.open_table(EVENTS)?;
+        let end = match events.last()? {
+            Some((k, _)) => k.value() + 1,
+            None => return Ok(0),
+        };
+        // The answer lies in lo..=hi; positions past `hi` are written after `at_us`.
+        let (mut lo, mut hi) = (0u64, end);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match Self::first_from(&events, mid)? {
+                Some((p, ts)) if ts <= at_us => lo = p + 1,
+                _ => hi = mid,
+            }
+        }
+        Ok(lo)
+    }
+
+    /// The version stream `stream_id` had at time `at_us`: its last event written at
+    /// or before it, of those reads can still return (a deleted incarnation's are
+    /// not). `None` when it had none.
+    pub fn version_at(&self, stream_id: &str, at_us: u64) -> Result<Option<u64>, StorageError> {
+        let Some(m) = self.meta(stream_id)? else {
+            return Ok(None);
+        };
+        let Some(head) = m.live_version() else {
+            return Ok(None);
+        };
+        let cut = self.position_at(at_us)?;
+        let index = self.txn.open_table(STREAM_INDEX)?;
+        // The last live version whose position is before `cut`: positions rise with
+        // versions, so a binary search over the versions that stand.
+        let (mut lo, mut hi) = (0u64, head + 1);
+        let mut found = None;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let next = index
+                .range(pack(m.number, mid)..=pack(m.number, head))?
+                .next()
+                .transpose()?;
+            match next {
+                Some((k, v)) if split_index_value(v.value()).0 < cut => {
+                    let version = low(k.value());
+                    found = Some(version);
+                    lo = version + 1;
+                }
+                _ => hi = mid,
+            }
+        }
+        Ok(found)
     }
 
     /// Events of the global log by position.
@@ -1093,7 +1218,7 @@ impl Reader {
             scanned += 1;
             if id.contains(contains) {
                 let m = StreamMeta::decode(v.value()).ok_or_else(|| corrupt("streams", id))?;
-                if let Some(version) = m.version {
+                if let Some(version) = m.live_version() {
                     page.streams.push(StreamInfo {
                         stream_id: id.to_string(),
                         version,

@@ -134,6 +134,34 @@ impl Store {
             .await
     }
 
+    /// The global log's length at time `at_us`; see [`Reader::position_at`].
+    ///
+    /// [`Reader::position_at`]: crate::storage::state::Reader::position_at
+    pub async fn position_at(
+        &self,
+        at_us: u64,
+        consistency: ReadConsistency,
+    ) -> Result<u64, StoreError> {
+        self.read(consistency, move |r| r.position_at(at_us).map(Ok))
+            .await
+    }
+
+    /// The version a stream had at time `at_us`; see [`Reader::version_at`].
+    ///
+    /// [`Reader::version_at`]: crate::storage::state::Reader::version_at
+    pub async fn version_at(
+        &self,
+        stream_id: String,
+        at_us: u64,
+        consistency: ReadConsistency,
+    ) -> Result<Option<u64>, StoreError> {
+        domain::validate_stream_id(&self.limits, &stream_id)?;
+        self.read(consistency, move |r| {
+            r.version_at(&stream_id, at_us).map(Ok)
+        })
+        .await
+    }
+
     /// Live streams, paged by id.
     pub async fn list_streams(
         &self,

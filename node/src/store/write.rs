@@ -161,16 +161,21 @@ impl Store {
         }
     }
 
-    /// Deletes a stream (soft or hard).
+    /// Deletes a stream (soft or hard) if it is at `expected`.
     pub async fn delete(
         &self,
         stream_id: String,
+        expected: reckon_gater::types::ExpectedVersion,
         hard: bool,
         deadline: Instant,
     ) -> Result<(), StoreError> {
         domain::validate_writable_stream_id(&self.limits, &stream_id)?;
-        self.submit(Command::Delete { stream_id, hard }, 0, deadline)
-            .await?;
+        let cmd = Command::DeleteStream {
+            stream_id,
+            hard,
+            expected: expected.into(),
+        };
+        self.submit(cmd, 0, deadline).await?;
         Ok(())
     }
 
