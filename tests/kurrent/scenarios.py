@@ -186,12 +186,23 @@ def expected_revision_failures(c, _uri):
 def delete_and_tombstone(c, _uri):
     s = stream("delete")
     c.append_to_stream(s, current_version=StreamState.NO_STREAM, events=[event("a"), event("b")])
-    c.delete_stream(s, current_version=StreamState.ANY)
+    # The expected revision is checked, as an append's is.
+    e = expect(WrongCurrentVersionError, lambda: c.delete_stream(s, current_version=0))
+    check("Actual version: 1" in str(e), e)
+    check(len(c.get_stream(s)) == 2, "a refused delete deletes nothing")
+    c.delete_stream(s, current_version=1)
     expect(NotFoundError, lambda: c.get_stream(s))
     check(c.get_current_version(s) == StreamState.NO_STREAM, "deleted: no stream")
+    # Recreated, it continues after its last revision: revisions are never reused.
+    c.append_to_stream(s, current_version=StreamState.NO_STREAM, events=event("c"))
+    again = c.get_stream(s)
+    check([(r.type, r.stream_position) for r in again] == [("c", 2)], again)
+    # Deleting a stream that is not there, expecting a revision: not found.
+    expect(NotFoundError, lambda: c.delete_stream(stream("absent"), current_version=0))
     t = stream("tombstone")
     c.append_to_stream(t, current_version=StreamState.NO_STREAM, events=event("a"))
-    c.tombstone_stream(t, current_version=StreamState.ANY)
+    expect(WrongCurrentVersionError, lambda: c.tombstone_stream(t, current_version=StreamState.NO_STREAM))
+    c.tombstone_stream(t, current_version=0)
     expect(NotFoundError, lambda: c.get_stream(t))
     expect(
         StreamIsDeletedError,

@@ -307,12 +307,10 @@ impl Door {
         expected: ExpectedVersion,
         hard: bool,
     ) -> Result<(), Status> {
-        // The store's delete does not yet take an expected version: it is not
-        // checked here either (see the module docs of `kurrent`).
-        let _ = expected;
         let request = StoreRequest::DeleteStream {
             stream_id: stream.clone(),
             hard,
+            expected,
         };
         match call.send(request).await {
             Ok(StoreResponse::Done) => Ok(()),
