@@ -3,7 +3,8 @@
 //! connections every workload stands on ([`process`]), the workloads against a real
 //! node or through a gater ([`workloads`]), a 3-node cluster ([`cluster`]), the
 //! subscription workloads ([`subs`]), a node behind a standalone gater in clear text
-//! or with TLS and a token ([`secure`]), bytes on disk per event ([`disk`]), the report
+//! or with TLS and a token ([`secure`]), a KurrentDB gRPC client for the front door
+//! ([`kurrent`]), bytes on disk per event ([`disk`]), the report
 //! ([`report`]) and its comparison with a saved one ([`compare`]).
 //!
 //! Nothing here knows how the results are printed except `report` and `compare`,
@@ -13,6 +14,7 @@
 pub mod cluster;
 pub mod compare;
 pub mod disk;
+pub mod kurrent;
 pub mod process;
 pub mod raw;
 pub mod report;
@@ -269,13 +271,17 @@ pub enum Via {
     /// The same with TLS on every link (client to gater, gater to node, node to gater)
     /// and a token the gater checks (`--secure`).
     Secure,
+    /// Through the KurrentDB gRPC front door of the gater one `reckon-node --dev`
+    /// embeds, as a KurrentDB client appends (`--kurrent`): beside [`Via::Gater`].
+    Kurrent,
 }
 
 impl Via {
     /// Every path, in report order.
-    pub const ALL: [Via; 5] = [
+    pub const ALL: [Via; 6] = [
         Via::Node,
         Via::Gater,
+        Via::Kurrent,
         Via::Cluster,
         Via::Standalone,
         Via::Secure,
@@ -289,6 +295,7 @@ impl Via {
             Via::Cluster => "cluster",
             Via::Standalone => "gater-plain",
             Via::Secure => "gater-secure",
+            Via::Kurrent => "kurrent",
         }
     }
 
@@ -300,6 +307,7 @@ impl Via {
             Via::Cluster => "gater → 3-node cluster",
             Via::Standalone => "reckon-gater → node, clear text",
             Via::Secure => "reckon-gater → node, TLS + token",
+            Via::Kurrent => "KurrentDB gRPC → gater → node",
         }
     }
 }
