@@ -5,7 +5,7 @@ tests/tests/kurrent.rs.
 
 A KurrentDB client connects with TLS (trusting the cluster's CA) and basic auth
 whose password is a gater token: the writer appends and reads, the reader reads
-and is refused appends, and a token the gater does not know is unauthenticated.
+and subscribes and is refused appends, and a token the gater does not know is unauthenticated.
 Prints "secured: N passed, M failed" and exits 1 on a failure.
 """
 
@@ -14,6 +14,7 @@ import traceback
 import uuid
 
 from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
+from kurrentdbclient.events import CaughtUp, RecordedEvent
 from kurrentdbclient.exceptions import AccessDeniedError, UnauthenticatedError
 
 
@@ -59,6 +60,19 @@ def main():
                 else:
                     raise AssertionError("a read token appended")
             assert len(c.get_stream(stream)) == 3
+            # A catch-up subscription is a read: the shared store subscription it
+            # polls is the front door's affair, not the reader's (who may not create
+            # subscriptions with the reckon CLI).
+            sub = c.subscribe_to_stream(stream, include_caught_up=True, timeout=60)
+            try:
+                got = []
+                for item in sub:
+                    got.append(item)
+                    if isinstance(item, CaughtUp):
+                        break
+                assert [i.type for i in got if type(i) is RecordedEvent] == ["a", "b", "c"], got
+            finally:
+                sub.stop()
         finally:
             c.close()
 

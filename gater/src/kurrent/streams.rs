@@ -533,3 +533,6 @@ impl Streams for Door {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests;
