@@ -23,7 +23,7 @@ use super::proto::event_store::client::server_features::{
     server_features_server::ServerFeatures, SupportedMethod, SupportedMethods,
 };
 use super::proto::event_store::client::Empty;
-use super::Door;
+use super::{Door, Peer};
 
 /// The KurrentDB release whose v1 client protocol this front door speaks: clients
 /// that decide what to use by the server's version see one that has what we serve.
@@ -81,11 +81,16 @@ impl ServerFeatures for Door {
 
 #[tonic::async_trait]
 impl Gossip for Door {
-    async fn read(&self, _: Request<Empty>) -> Result<Response<ClusterInfo>, Status> {
+    async fn read(&self, request: Request<Empty>) -> Result<Response<ClusterInfo>, Status> {
         let now_us = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
-        let address = self.inner.advertise;
+        let reached = request.extensions().get::<Peer>().and_then(|p| p.local);
+        let Some(address) = self.inner.advertise.or(reached) else {
+            return Err(Status::internal(
+                "this front door does not know its own address: set its advertise address",
+            ));
+        };
         Ok(Response::new(ClusterInfo {
             members: vec![MemberInfo {
                 instance_id: Some(uuid_to(self.inner.instance, false)),

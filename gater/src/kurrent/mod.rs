@@ -73,9 +73,9 @@ pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 pub const MAX_MESSAGE_BYTES: usize = crate::frame::MAX_FRAME_BYTES;
 /// How long a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A call's deadline when the client sends none.
+/// The deadline of each store request of a call whose client sent none.
 pub const CALL_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
-/// Longest deadline honoured for one store request.
+/// Longest deadline of one store request, whatever the client's deadline.
 pub const CALL_TIMEOUT_MAX: Duration = Duration::from_secs(300);
 /// Longest `authorization` header accepted, in bytes.
 pub const AUTHORIZATION_BYTES_MAX: usize = 4096;
@@ -92,7 +92,8 @@ pub struct KurrentOptions {
     /// TLS with the gater's certificates (HTTP/2 negotiated by ALPN); clear text when
     /// `None`.
     pub tls: Option<Tls>,
-    /// The address clients are told to dial in gossip; the listener's when `None`.
+    /// The address clients are told to dial in gossip; when `None`, the address each
+    /// client reached the front door at (right for it, whatever the listener's is).
     pub advertise: Option<SocketAddr>,
 }
 
@@ -110,7 +111,8 @@ impl Default for KurrentOptions {
 struct Inner {
     gateway: Gateway,
     store: String,
-    advertise: SocketAddr,
+    /// The address gossip names, when configured; else the one each client reached.
+    advertise: Option<SocketAddr>,
     /// This front door's id in gossip.
     instance: Uuid,
     /// The key of the store subscription catch-up subscriptions poll, once created.
@@ -126,18 +128,20 @@ pub(crate) struct Door {
 }
 
 /// One call's context: the gateway acting for the principal the call authenticated
-/// as, and the deadline of the store requests it makes.
+/// as, and the client's deadline for the whole call, when it gave one.
+#[derive(Clone)]
 pub(crate) struct Call {
     gateway: Gateway,
     store: String,
-    deadline: Instant,
+    client_deadline: Option<Instant>,
 }
 
 impl Call {
-    /// Dispatches `request` through the gateway (needing what it needs).
+    /// Dispatches `request` through the gateway (needing what it needs), within
+    /// [`Call::deadline`].
     pub(crate) async fn send(&self, request: StoreRequest) -> Result<StoreResponse, StoreError> {
         let needs = request.permission();
-        self.send_needing(request, needs, self.deadline).await
+        self.send_needing(request, needs, self.deadline()).await
     }
 
     /// Dispatches `request` asking the caller only for `needs`, within `deadline`.
@@ -154,17 +158,33 @@ impl Call {
             .await
     }
 
-    /// The deadline of this call's store requests.
+    /// The deadline of a store request made now: the client's deadline for the whole
+    /// call, but no more than [`CALL_TIMEOUT_MAX`] for one request; without one,
+    /// [`CALL_TIMEOUT_DEFAULT`] for each (each page of a long read gets its own).
     pub(crate) fn deadline(&self) -> Instant {
-        self.deadline
+        let now = Instant::now();
+        match self.client_deadline {
+            Some(d) => d.min(now + CALL_TIMEOUT_MAX),
+            None => now + CALL_TIMEOUT_DEFAULT,
+        }
     }
 
-    /// The same principal with a new deadline (each poll of a subscription has its own).
+    /// `deadline` or the client's, whichever is sooner.
+    pub(crate) fn within(&self, deadline: Instant) -> Instant {
+        self.client_deadline.map_or(deadline, |d| d.min(deadline))
+    }
+
+    /// Whether the client's deadline has passed.
+    pub(crate) fn expired(&self) -> bool {
+        self.client_deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// The same principal, with `deadline` as the client's (a batch's own).
     pub(crate) fn with_deadline(&self, deadline: Instant) -> Call {
         Call {
             gateway: self.gateway.clone(),
             store: self.store.clone(),
-            deadline,
+            client_deadline: Some(deadline),
         }
     }
 }
@@ -173,17 +193,18 @@ impl Door {
     /// The context of one call: its principal (from its connection's certificate and
     /// its `authorization` header) and its deadline (`grpc-timeout`).
     pub(crate) async fn call<T>(&self, request: &Request<T>) -> Result<Call, Status> {
-        let peer = request.extensions().get::<Peer>().and_then(|p| p.0.clone());
+        let peer = request
+            .extensions()
+            .get::<Peer>()
+            .and_then(|p| p.role.clone());
         let gateway = self.inner.gateway.connection(peer);
-        let timeout = match request.metadata().get("grpc-timeout") {
-            Some(v) => v
-                .to_str()
-                .ok()
-                .and_then(parse_grpc_timeout)
-                .unwrap_or(CALL_TIMEOUT_DEFAULT),
-            None => CALL_TIMEOUT_DEFAULT,
-        }
-        .min(CALL_TIMEOUT_MAX);
+        // A deadline too far to represent is no deadline.
+        let client_deadline = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout)
+            .and_then(|t| Instant::now().checked_add(t));
         if let Some(token) = bearer_token(request.metadata())? {
             let mut ctx = tarpc::context::current();
             ctx.deadline = Instant::now() + CALL_TIMEOUT_DEFAULT;
@@ -194,7 +215,7 @@ impl Door {
         Ok(Call {
             gateway,
             store: self.inner.store.clone(),
-            deadline: Instant::now() + timeout,
+            client_deadline,
         })
     }
 
@@ -255,14 +276,19 @@ pub fn bearer_token(metadata: &MetadataMap) -> Result<Option<String>, Status> {
     Ok(Some(password.to_string()))
 }
 
-/// Who is on the other end of a connection, as its TLS certificate says.
+/// What a call knows of its connection.
 #[derive(Debug, Clone)]
-pub struct Peer(pub Option<Role>);
+pub struct Peer {
+    /// Who is on the other end, as its TLS certificate says.
+    pub role: Option<Role>,
+    /// The address the client reached this front door at.
+    pub local: Option<SocketAddr>,
+}
 
 /// One accepted connection, plain or TLS, holding its slot of [`MAX_CONNECTIONS`].
 pub struct Io {
     conn: Conn,
-    peer: Option<Role>,
+    peer: Peer,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -270,7 +296,7 @@ impl Connected for Io {
     type ConnectInfo = Peer;
 
     fn connect_info(&self) -> Peer {
-        Peer(self.peer.clone())
+        self.peer.clone()
     }
 }
 
@@ -312,11 +338,7 @@ pub async fn serve(
     options: KurrentOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
-    let local = listener.local_addr().ok();
-    let advertise = options
-        .advertise
-        .or(local)
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)));
+    let advertise = options.advertise;
     let (stop_tx, stopping) = watch::channel(false);
     let door = Door {
         inner: Arc::new(Inner {
@@ -382,11 +404,12 @@ async fn accept_loop(
             }
         };
         let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().ok();
         match &acceptor {
             None => {
                 let io = Io {
                     conn: Conn::Plain(tcp),
-                    peer: None,
+                    peer: Peer { role: None, local },
                     _slot: slot,
                 };
                 if tx.send(Ok(io)).await.is_err() {
@@ -398,7 +421,7 @@ async fn accept_loop(
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(s)) => {
-                            let peer = s
+                            let role = s
                                 .get_ref()
                                 .1
                                 .peer_certificates()
@@ -406,7 +429,7 @@ async fn accept_loop(
                                 .and_then(|c| tls::role_of(c));
                             let io = Io {
                                 conn: Conn::Server(Box::new(s)),
-                                peer,
+                                peer: Peer { role, local },
                                 _slot: slot,
                             };
                             let _ = tx.send(Ok(io)).await;

@@ -339,9 +339,8 @@ impl Door {
                 pool_size: 1,
             },
         };
-        let deadline = Instant::now() + super::CALL_TIMEOUT_DEFAULT;
         match call
-            .send_needing(request, Permission::Read, deadline)
+            .send_needing(request, Permission::Read, call.deadline())
             .await?
         {
             StoreResponse::Subscription(info) => {
@@ -365,6 +364,11 @@ impl Door {
                     "the gater is shutting down: resubscribe from your last position",
                 )));
             }
+            if call.expired() {
+                return Err(Stop::Failed(Status::deadline_exceeded(
+                    "the subscription's deadline passed",
+                )));
+            }
             let key = match self.catch_up_key(call, fresh_key).await {
                 Ok(k) => k,
                 Err(e) if e.is_retryable() && failures < SUBSCRIPTION_RETRIES_MAX => {
@@ -381,7 +385,7 @@ impl Door {
                 max: POLL_EVENTS,
                 wait_ms: POLL_WAIT.as_millis() as u32,
             };
-            let deadline = Instant::now() + POLL_WAIT + POLL_MARGIN;
+            let deadline = call.within(Instant::now() + POLL_WAIT + POLL_MARGIN);
             let answer = tokio::select! {
                 a = call.send_needing(request, Permission::Read, deadline) => a,
                 _ = out.tx.closed() => return Err(Stop::Gone),

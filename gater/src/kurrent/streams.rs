@@ -9,10 +9,11 @@
 //! it refuses.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
@@ -35,6 +36,9 @@ pub const APPEND_BYTES_MAX: usize = crate::frame::MAX_FRAME_BYTES / 2;
 pub const APPEND_EVENTS_MAX: usize = 10_000;
 /// Batches one `BatchAppend` call may have open (sent in part, not yet final) at once.
 pub const BATCHES_OPEN_MAX: usize = 64;
+/// Final batches of one `BatchAppend` call being appended at once; reading the
+/// call's further batches waits for one of them to be answered.
+pub const BATCHES_IN_FLIGHT_MAX: usize = 64;
 /// Answers of one `BatchAppend` call queued for a slow client before appends wait.
 const BATCH_ANSWERS_QUEUE_MAX: usize = 64;
 
@@ -240,12 +244,12 @@ fn batch_expected_echo(e: ExpectedVersion) -> batch_append_resp::ExpectedStreamP
     }
 }
 
-/// The deadline a batch asks for, within [`CALL_TIMEOUT_MAX`].
+/// The deadline a batch asks for (within [`CALL_TIMEOUT_MAX`] and the call's own).
 fn batch_deadline(options: &batch_append_req::Options, call: &Call) -> Instant {
     match &options.deadline_option {
         Some(batch_append_req::options::DeadlineOption::Deadline(d)) if d.seconds >= 0 => {
             let d = Duration::new(d.seconds as u64, d.nanos.clamp(0, 999_999_999) as u32);
-            Instant::now() + d.min(CALL_TIMEOUT_MAX)
+            call.within(Instant::now() + d.min(CALL_TIMEOUT_MAX))
         }
         _ => call.deadline(),
     }
@@ -416,6 +420,7 @@ impl Streams for Door {
         let door = self.clone();
         tokio::spawn(async move {
             let mut open: HashMap<Uuid, OpenBatch> = HashMap::new();
+            let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT_MAX));
             loop {
                 let message = match inbound.message().await {
                     Ok(Some(m)) => m,
@@ -490,10 +495,18 @@ impl Streams for Door {
                     let Some(batch) = open.remove(&correlation) else {
                         return;
                     };
-                    let answer = door.finish_batch(&call, correlation, batch).await;
-                    if tx.send(Ok(answer)).await.is_err() {
+                    // Batches of one call go to the store side by side (clients such
+                    // as .NET's send every append of an application on one call), as
+                    // many as BATCHES_IN_FLIGHT_MAX; answers say their correlation id.
+                    let Ok(slot) = in_flight.clone().acquire_owned().await else {
                         return;
-                    }
+                    };
+                    let (door, call, tx) = (door.clone(), call.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let answer = door.finish_batch(&call, correlation, batch).await;
+                        let _ = tx.send(Ok(answer)).await;
+                        drop(slot);
+                    });
                 }
             }
         });
