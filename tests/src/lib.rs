@@ -754,6 +754,9 @@ impl DevStore {
 /// The gater embedded by `reckon-node --dev`.
 pub mod dev;
 
+/// A KurrentDB gRPC client of our own, for the bench and the front door's tests.
+pub mod kurrent;
+
 /// A standalone gater process and nodes registered with it.
 pub mod gater;
 

@@ -18,6 +18,11 @@ use std::time::Duration;
 
 use reckon_tests::cluster::{self, Cluster};
 use reckon_tests::gater::{start_node, GaterProc};
+use reckon_tests::kurrent::proto::event_store::client as pb;
+use reckon_tests::kurrent::proto::event_store::client::streams::{
+    batch_append_req, batch_append_resp, BatchAppendReq,
+};
+use reckon_tests::kurrent::KurrentConn;
 use reckon_tests::tls::TestCerts;
 use reckon_tests::wait::wait_until;
 use reckon_tests::{bin, dev, NodeProc};
@@ -211,4 +216,125 @@ async fn tls_and_tokens_on_the_front_door() {
     })
     .await
     .unwrap();
+}
+
+fn pb_uuid(id: uuid::Uuid) -> pb::Uuid {
+    pb::Uuid {
+        value: Some(pb::uuid::Value::String(id.to_string())),
+    }
+}
+
+fn proposed(event_type: &str) -> batch_append_req::ProposedMessage {
+    batch_append_req::ProposedMessage {
+        id: Some(pb_uuid(uuid::Uuid::new_v4())),
+        metadata: [
+            ("type".to_string(), event_type.to_string()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ]
+        .into(),
+        custom_metadata: Vec::new(),
+        data: b"{}".to_vec(),
+    }
+}
+
+fn batch(
+    correlation: uuid::Uuid,
+    stream: Option<(&str, batch_append_req::options::ExpectedStreamPosition)>,
+    events: &[&str],
+    is_final: bool,
+) -> BatchAppendReq {
+    BatchAppendReq {
+        correlation_id: Some(pb_uuid(correlation)),
+        options: stream.map(|(name, expected)| batch_append_req::Options {
+            stream_identifier: Some(pb::StreamIdentifier {
+                stream_name: name.as_bytes().to_vec(),
+            }),
+            expected_stream_position: Some(expected),
+            deadline_option: None,
+        }),
+        proposed_messages: events.iter().map(|t| proposed(t)).collect(),
+        is_final,
+    }
+}
+
+/// Several batches on one `BatchAppend` call, as .NET's client sends every append
+/// of an application: a batch in two messages with two others between them, and
+/// one whose expectation fails. Each is answered once, by its correlation id, and
+/// only the one whose expectation fails writes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_share_one_batch_append_call() {
+    use batch_append_req::options::ExpectedStreamPosition as Expected;
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProc::start_dev(dir.path(), &[]);
+    let (gater, kurrent) = dev::gater_and_kurrent_addrs(&node);
+    let client = dev::wait_for_store(&gater, "default").await;
+    let conn = KurrentConn::connect(&kurrent).await.unwrap();
+    let (a, b, c) = (
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+    );
+    let requests = vec![
+        batch(
+            a,
+            Some(("batch-a", Expected::NoStream(()))),
+            &["a0", "a1"],
+            false,
+        ),
+        batch(b, Some(("batch-b", Expected::Any(()))), &["b0"], true),
+        batch(
+            c,
+            Some(("batch-c", Expected::StreamExists(()))),
+            &["c0"],
+            true,
+        ),
+        batch(a, None, &["a2"], true),
+    ];
+    let mut answers = conn
+        .client()
+        .batch_append(futures::stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut by_id = std::collections::HashMap::new();
+    while let Some(answer) = answers.message().await.unwrap() {
+        let id = match answer.correlation_id.as_ref().and_then(|u| u.value.clone()) {
+            Some(pb::uuid::Value::String(s)) => uuid::Uuid::parse_str(&s).unwrap(),
+            other => panic!("an answer without its correlation id: {other:?}"),
+        };
+        assert!(
+            by_id.insert(id, answer).is_none(),
+            "two answers for batch {id}"
+        );
+    }
+    assert_eq!(by_id.len(), 3, "{by_id:?}");
+    let revision = |id: &uuid::Uuid| match &by_id[id].result {
+        Some(batch_append_resp::Result::Success(s)) => s.current_revision_option,
+        other => panic!("batch {id}: {other:?}"),
+    };
+    use batch_append_resp::success::CurrentRevisionOption::CurrentRevision;
+    assert_eq!(revision(&a), Some(CurrentRevision(2)));
+    assert_eq!(revision(&b), Some(CurrentRevision(0)));
+    match &by_id[&c].result {
+        Some(batch_append_resp::Result::Error(status)) => {
+            let detail = status.details.as_ref().expect("a detail");
+            assert!(
+                detail
+                    .type_url
+                    .ends_with("event_store.client.WrongExpectedVersion"),
+                "{status:?}"
+            );
+        }
+        other => panic!("batch c should have been refused: {other:?}"),
+    }
+    let s = client.store("default");
+    let types: Vec<String> = s
+        .read("batch-a", 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(types, ["a0", "a1", "a2"]);
+    assert_eq!(s.get_version("batch-c").await.unwrap(), None);
 }

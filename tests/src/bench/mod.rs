@@ -3,8 +3,7 @@
 //! connections every workload stands on ([`process`]), the workloads against a real
 //! node or through a gater ([`workloads`]), a 3-node cluster ([`cluster`]), the
 //! subscription workloads ([`subs`]), a node behind a standalone gater in clear text
-//! or with TLS and a token ([`secure`]), a KurrentDB gRPC client for the front door
-//! ([`kurrent`]), bytes on disk per event ([`disk`]), the report
+//! or with TLS and a token ([`secure`]), bytes on disk per event ([`disk`]), the report
 //! ([`report`]) and its comparison with a saved one ([`compare`]).
 //!
 //! Nothing here knows how the results are printed except `report` and `compare`,
@@ -14,7 +13,6 @@
 pub mod cluster;
 pub mod compare;
 pub mod disk;
-pub mod kurrent;
 pub mod process;
 pub mod raw;
 pub mod report;

@@ -250,7 +250,7 @@ pub enum Endpoint {
 pub struct Conn {
     store: StoreHandle,
     /// Appends go through this KurrentDB connection instead, when set.
-    kurrent: Option<super::kurrent::KurrentConn>,
+    kurrent: Option<reckon_tests::kurrent::KurrentConn>,
     /// `" through the gater"` or nothing, for error messages.
     via: &'static str,
 }
@@ -286,7 +286,7 @@ impl Conn {
             }),
             Endpoint::Kurrent { grpc, gater } => Ok(Conn {
                 store: gater_store(gater).await?,
-                kurrent: Some(super::kurrent::KurrentConn::connect(grpc).await?),
+                kurrent: Some(reckon_tests::kurrent::KurrentConn::connect(grpc).await?),
                 via: " through the KurrentDB front door",
             }),
             Endpoint::SecureGater { addr, credentials } => {

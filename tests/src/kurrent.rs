@@ -1,19 +1,19 @@
-//! The bench's KurrentDB client: appends through the gater's KurrentDB front door
-//! (`Streams.Append`, one gRPC call per append, on one HTTP/2 connection per
-//! client), so that W1 and W2 through gRPC stand beside the same workloads through
-//! tarpc, in the same run, against the same kind of node ([`super::Via::Kurrent`]).
+//! A KurrentDB gRPC client of our own, for the bench and for tests that need what the
+//! official clients do not show (several batches on one `BatchAppend` call).
 //!
-//! Written for the bench from the protocol's `.proto` files (see `tests/build.rs`):
-//! it sends what KurrentDB's own clients send for an append (options, then each
-//! event with its id, type and content type), and checks the answer is a success.
+//! [`KurrentConn::append`] sends what KurrentDB's own clients send for an append
+//! (`Streams.Append`: options, then each event with its id, type and content type)
+//! on one HTTP/2 connection; the bench times it beside tarpc's appends (its
+//! `Via::Kurrent` path). [`proto`] is the client side of the protocol, generated
+//! by `tests/build.rs` from the gater's copy of the `.proto` files.
 
 use anyhow::{anyhow, bail, Context};
 use reckon_gater::types::{AppendResult, ContentType, NewEvent};
 use tonic::transport::Channel;
 
-// Generated: the bench uses only the append.
+/// The client side of KurrentDB's `Streams` service, generated.
 #[allow(dead_code, missing_docs, clippy::all, clippy::pedantic)]
-mod proto {
+pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/kurrent_proto.rs"));
 }
 
@@ -26,6 +26,13 @@ use proto::event_store::client::{uuid as pb_uuid, Empty, StreamIdentifier, Uuid}
 pub struct KurrentConn {
     client: StreamsClient<Channel>,
     addr: String,
+}
+
+impl KurrentConn {
+    /// The generated client, for calls beyond [`KurrentConn::append`].
+    pub fn client(&self) -> StreamsClient<Channel> {
+        self.client.clone()
+    }
 }
 
 impl KurrentConn {
