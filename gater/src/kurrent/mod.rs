@@ -71,6 +71,11 @@ pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
 /// gater can forward to a node in one frame, and the store refuses what exceeds its
 /// own (smaller, configured) batch limits with an error naming them.
 pub const MAX_MESSAGE_BYTES: usize = crate::frame::MAX_FRAME_BYTES;
+/// How often an idle connection is pinged, so that a peer gone without closing
+/// frees its slot of [`MAX_CONNECTIONS`].
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection is closed.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The deadline of each store request of a call whose client sent none.
@@ -368,6 +373,8 @@ pub async fn serve(
     };
     let result = tonic::transport::Server::builder()
         .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .add_service(
             StreamsServer::new(door.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
