@@ -58,6 +58,11 @@ pub struct GaterConfig {
     /// Serve without TLS on an address other than loopback. Off: such a gater
     /// refuses to start.
     pub insecure: bool,
+    /// Where to serve KurrentDB's gRPC client protocol (`HOST` or `HOST:PORT`, port
+    /// 2113 when not given); off when unset. See [`crate::kurrent`].
+    pub kurrent_listen: Option<String>,
+    /// The store KurrentDB connections read and write.
+    pub kurrent_store: String,
 }
 
 impl Default for GaterConfig {
@@ -76,6 +81,8 @@ impl Default for GaterConfig {
             clients: Vec::new(),
             tls: None,
             insecure: false,
+            kurrent_listen: None,
+            kurrent_store: crate::kurrent::DEFAULT_STORE.to_string(),
         }
     }
 }
@@ -158,6 +165,16 @@ impl GaterConfig {
         {
             return bad("tls", reason);
         }
+        if let Some(addr) = self.kurrent_addr()? {
+            if let Some(reason) =
+                crate::settings::insecure_listen(addr, self.tls.is_some(), self.insecure)
+            {
+                return bad("kurrent_listen", reason);
+            }
+        }
+        if self.kurrent_store.is_empty() {
+            return bad("kurrent_store", "must name a store".into());
+        }
         self.log.validate().map_err(|e| ConfigError::Invalid {
             key: e.key.into(),
             reason: e.reason,
@@ -184,6 +201,22 @@ impl GaterConfig {
             key: e.key,
             reason: e.reason,
         })
+    }
+
+    /// `kurrent_listen` as an address (port 2113 when it names none); `None` when the
+    /// KurrentDB front door is off.
+    pub fn kurrent_addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let Some(text) = self.kurrent_listen.as_deref() else {
+            return Ok(None);
+        };
+        parse_listen(text, crate::kurrent::DEFAULT_PORT)
+            .map(Some)
+            .ok_or_else(|| ConfigError::Invalid {
+                key: "kurrent_listen".into(),
+                reason: format!(
+                    "{text:?} is not an address: give IP or IP:PORT (e.g. 127.0.0.1:2113)"
+                ),
+            })
     }
 
     /// `shutdown_grace_ms` as a [`Duration`].
@@ -234,6 +267,22 @@ impl GaterConfig {
         }
         toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
     }
+}
+
+/// An IP address with or without a port (`default_port` then); `None` when it is
+/// neither.
+fn parse_listen(text: &str, default_port: u16) -> Option<SocketAddr> {
+    let text = text.trim();
+    if let Ok(a) = text.parse::<SocketAddr>() {
+        return Some(a);
+    }
+    let ip = text.trim_start_matches('[').trim_end_matches(']');
+    if text == "localhost" {
+        return Some(SocketAddr::from(([127, 0, 0, 1], default_port)));
+    }
+    ip.parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, default_port))
 }
 
 #[cfg(test)]
@@ -409,6 +458,33 @@ mod tests {
             // The files are read at start, and a missing one is named with its key.
             let e = c.load_tls().unwrap_err().to_string();
             assert!(e.contains("ca.crt") && e.contains("tls.ca"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn kurrent_listen_is_off_by_default_and_takes_a_port_or_not() {
+        Jail::expect_with(|jail| {
+            let none = GaterConfig::load(None, &GaterFlags::default()).unwrap();
+            assert_eq!(none.kurrent_addr().unwrap(), None);
+            assert_eq!(none.kurrent_store, "default");
+            jail.set_env("RECKON_GATER_KURRENT_LISTEN", "127.0.0.1");
+            let c = GaterConfig::load(None, &GaterFlags::default()).unwrap();
+            assert_eq!(
+                c.kurrent_addr().unwrap(),
+                Some("127.0.0.1:2113".parse().unwrap())
+            );
+            jail.set_env("RECKON_GATER_KURRENT_LISTEN", "127.0.0.1:0");
+            jail.set_env("RECKON_GATER_KURRENT_STORE", "orders");
+            let c = GaterConfig::load(None, &GaterFlags::default()).unwrap();
+            assert_eq!(c.kurrent_addr().unwrap().map(|a| a.port()), Some(0));
+            assert_eq!(c.kurrent_store, "orders");
+            jail.set_env("RECKON_GATER_KURRENT_LISTEN", "nowhere:x");
+            let e = GaterConfig::load(None, &GaterFlags::default()).unwrap_err();
+            assert_eq!(e.key().as_deref(), Some("kurrent_listen"), "{e}");
+            jail.set_env("RECKON_GATER_KURRENT_LISTEN", "0.0.0.0");
+            let e = GaterConfig::load(None, &GaterFlags::default()).unwrap_err();
+            assert_eq!(e.key().as_deref(), Some("kurrent_listen"), "{e}");
             Ok(())
         });
     }

@@ -441,6 +441,48 @@ impl Gateway {
         tokio::time::sleep(d.min(left)).await;
     }
 
+    /// Checks, routes and audits one store request for this connection, as
+    /// [`Gater::call`] does, but asks the caller for `needs` rather than for what the
+    /// request itself needs. For a front door one of whose operations is made of
+    /// several requests: a KurrentDB catch-up subscription is a read for its client,
+    /// served by creating (once) and polling a store subscription. Everything else
+    /// (the access check, routing, failover, the audit of admin actions) is the path
+    /// every tarpc call takes.
+    pub async fn call_as(
+        &self,
+        ctx: Context,
+        store: String,
+        mut request: StoreRequest,
+        needs: Permission,
+    ) -> Result<StoreResponse, StoreError> {
+        let principal = self.authorize(&store, request.name(), needs)?;
+        if let StoreRequest::Append { events, .. } = &mut request {
+            // Every event gets its id before the first attempt, so that an attempt
+            // the gater retries elsewhere (after a timeout, a lost connection, a
+            // redirect) is recognised by the store as the same append, wherever it
+            // went through.
+            for e in events {
+                e.event_id.get_or_insert_with(uuid::Uuid::now_v7);
+            }
+        }
+        let action = request.name();
+        let answer = self
+            .route(&ctx, &store, request.route(), |c, cx| {
+                let (store, request) = (store.clone(), request.clone());
+                async move { c.call(cx, store, request).await }
+            })
+            .await;
+        if needs == Permission::Admin {
+            self.inner
+                .audit
+                .admin_actions
+                .fetch_add(1, Ordering::Relaxed);
+            let outcome = answer.as_ref().map_or_else(|e| e.kind(), |_| "ok");
+            crate::emit!(telemetry::GATER_ADMIN_ACTION, "principal" => &principal.name, "store" => &store, "action" => action, "outcome" => outcome);
+        }
+        answer
+    }
+
     fn check(&self, reg: &Registration) -> Result<(), RegistryError> {
         crate::auth::verify(
             reg,
@@ -576,35 +618,10 @@ impl Gater for Gateway {
         self,
         ctx: Context,
         store: String,
-        mut request: StoreRequest,
+        request: StoreRequest,
     ) -> Result<StoreResponse, StoreError> {
         let needs = request.permission();
-        let principal = self.authorize(&store, request.name(), needs)?;
-        if let StoreRequest::Append { events, .. } = &mut request {
-            // Every event gets its id before the first attempt, so that an attempt
-            // the gater retries elsewhere (after a timeout, a lost connection, a
-            // redirect) is recognised by the store as the same append, wherever it
-            // went through.
-            for e in events {
-                e.event_id.get_or_insert_with(uuid::Uuid::now_v7);
-            }
-        }
-        let action = request.name();
-        let answer = self
-            .route(&ctx, &store, request.route(), |c, cx| {
-                let (store, request) = (store.clone(), request.clone());
-                async move { c.call(cx, store, request).await }
-            })
-            .await;
-        if needs == Permission::Admin {
-            self.inner
-                .audit
-                .admin_actions
-                .fetch_add(1, Ordering::Relaxed);
-            let outcome = answer.as_ref().map_or_else(|e| e.kind(), |_| "ok");
-            crate::emit!(telemetry::GATER_ADMIN_ACTION, "principal" => &principal.name, "store" => &store, "action" => action, "outcome" => outcome);
-        }
-        answer
+        self.call_as(ctx, store, request, needs).await
     }
 
     async fn authenticate(

@@ -36,6 +36,8 @@
 //! - [`client`]: the client library ([`Client`], [`StoreHandle`], [`Subscriber`]).
 //! - [`router`]: the gater's registry and routing decisions, a pure core.
 //! - [`gateway`]: the gater's service, the I/O shell around the router.
+//! - [`kurrent`]: the gater's second front door, KurrentDB's gRPC protocol, onto the
+//!   same gateway.
 //! - [`config`]: the gater's configuration.
 //! - [`cli`]: the `reckon` command line.
 //!
@@ -52,6 +54,7 @@ pub mod client;
 pub mod config;
 pub mod frame;
 pub mod gateway;
+pub mod kurrent;
 pub mod logging;
 pub mod metrics;
 pub mod page;

@@ -304,6 +304,8 @@ pub struct ClientTlsFiles {
 pub struct Tls {
     connector: tokio_rustls::TlsConnector,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
+    /// What `acceptor` serves with, kept to derive variants of it (HTTP/2 for gRPC).
+    server: Option<Arc<ServerConfig>>,
     own: Option<Role>,
 }
 
@@ -350,9 +352,11 @@ impl Tls {
             .with_single_cert(chain.clone(), key.clone_key())
             .map_err(|e| config_error(&pair, e))?;
         let client = client_config(roots, Some((chain, key)), &pair)?;
+        let server = Arc::new(server);
         Ok(Tls {
             connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
-            acceptor: Some(tokio_rustls::TlsAcceptor::from(Arc::new(server))),
+            acceptor: Some(tokio_rustls::TlsAcceptor::from(server.clone())),
+            server: Some(server),
             own: Some(own),
         })
     }
@@ -373,6 +377,7 @@ impl Tls {
         Ok(Tls {
             connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
             acceptor: None,
+            server: None,
             own,
         })
     }
@@ -388,6 +393,15 @@ impl Tls {
 
     pub(crate) fn acceptor(&self) -> Option<&tokio_rustls::TlsAcceptor> {
         self.acceptor.as_ref()
+    }
+
+    /// An acceptor with the same certificates and client verification that offers
+    /// the application protocols `alpn` (gRPC clients insist on `h2`); `None` for a
+    /// client's TLS, which does not serve.
+    pub(crate) fn acceptor_with_alpn(&self, alpn: &[&[u8]]) -> Option<tokio_rustls::TlsAcceptor> {
+        let mut config = ServerConfig::clone(self.server.as_ref()?);
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
     }
 }
 

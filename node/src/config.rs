@@ -882,6 +882,10 @@ pub struct NodeArgs {
     /// With --dev: where the embedded gater listens (default 127.0.0.1:7700).
     #[arg(long, value_name = "ADDR", requires = "dev")]
     pub dev_gater_listen: Option<SocketAddr>,
+    /// With --dev: where the embedded gater's KurrentDB gRPC front door listens
+    /// (default 127.0.0.1:2113; when that port is taken the front door stays off).
+    #[arg(long, value_name = "ADDR", requires = "dev")]
+    pub dev_kurrent_listen: Option<SocketAddr>,
     /// Print the effective config as TOML (secret masked) and exit.
     #[arg(long)]
     pub print_config: bool,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use reckon_gater::startup;
 use reckon_node::config::{self, NodeArgs};
-use reckon_node::run::{run, RunOptions};
+use reckon_node::run::{run, EmbeddedKurrent, RunOptions};
 use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
@@ -93,6 +93,9 @@ const LOG_FILE_PREFIX: &str = "reckon-node";
 /// Where `--dev` runs its embedded gater unless told otherwise.
 const DEV_GATER_LISTEN: &str = "127.0.0.1:7700";
 
+/// Where `--dev` serves its KurrentDB front door unless told otherwise.
+const DEV_KURRENT_LISTEN: &str = "127.0.0.1:2113";
+
 async fn start(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
@@ -105,6 +108,16 @@ async fn start(mut config: config::NodeConfig, args: NodeArgs) -> anyhow::Result
         embedded_gater: args.dev.then(|| {
             args.dev_gater_listen
                 .map_or_else(|| DEV_GATER_LISTEN.to_string(), |a| a.to_string())
+        }),
+        embedded_kurrent: args.dev.then(|| match args.dev_kurrent_listen {
+            Some(addr) => EmbeddedKurrent {
+                listen: addr.to_string(),
+                required: true,
+            },
+            None => EmbeddedKurrent {
+                listen: DEV_KURRENT_LISTEN.to_string(),
+                required: false,
+            },
         }),
         announce: true,
         notify: true,

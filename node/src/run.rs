@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  run ─▶ Node::start (lock the data dir, open every store)
-//!      ─▶ embedded gater (--dev) ─▶ cluster formation ─▶ registrar ─▶ ready lines
+//!      ─▶ embedded gater and KurrentDB front door (--dev) ─▶ cluster formation ─▶ registrar ─▶ ready lines
 //!      ─▶ metrics endpoint, OpenTelemetry export ─▶ READY=1, watchdog
 //!      ─▶ serve until `shutdown` resolves (or a store's Raft group stops on a
 //!         storage failure: then the node exits with an error, to be restarted)
@@ -17,6 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use reckon_gater::gateway::{Gateway, GatewayOptions};
+use reckon_gater::kurrent::{self, KurrentOptions};
 use reckon_gater::tls::{PeerCerts, Tls};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -33,6 +34,8 @@ pub struct RunOptions {
     /// It is bound once the data directory is locked: a second node on the same
     /// directory fails on the lock, not on the gater's port.
     pub embedded_gater: Option<String>,
+    /// With an embedded gater: serve its KurrentDB gRPC front door too (`--dev`).
+    pub embedded_kurrent: Option<EmbeddedKurrent>,
     /// Print the ready lines that scripts and tests wait for on stdout.
     pub announce: bool,
     /// Tell systemd when the node is ready and stopping, and feed its watchdog, when
@@ -40,6 +43,17 @@ pub struct RunOptions {
     pub notify: bool,
     /// Gets the node once its stores are open: an embedding program's handle on it.
     pub started: Option<oneshot::Sender<Arc<Node>>>,
+}
+
+/// Where an embedded gater serves the KurrentDB front door.
+#[derive(Debug, Clone)]
+pub struct EmbeddedKurrent {
+    /// The address to listen on.
+    pub listen: String,
+    /// Whether failing to listen there stops the start (an address the user gave);
+    /// otherwise (the default port taken, say by KurrentDB itself) the front door
+    /// stays off with a warning.
+    pub required: bool,
 }
 
 /// Runs a node configured by `config` on `listener` until `shutdown` resolves, then
@@ -65,6 +79,7 @@ pub async fn run(
     }
     let mut gaters = node.config().gaters.clone();
     let mut embedded = None;
+    let mut kurrent_task = None;
     if let Some(addr) = options.embedded_gater {
         let gl = TcpListener::bind(&addr).await.map_err(|e| {
             anyhow::anyhow!(
@@ -89,9 +104,47 @@ pub async fn run(
             .map(|files| Tls::load(files, "tls", PeerCerts::Optional))
             .transpose()?;
         let gateway = Gateway::new(GatewayOptions {
-            tls,
+            tls: tls.clone(),
             ..GatewayOptions::default()
         });
+        if let Some(k) = &options.embedded_kurrent {
+            match TcpListener::bind(&k.listen).await {
+                Ok(kl) => {
+                    let kaddr = kl.local_addr()?;
+                    if let Some(reason) = reckon_gater::settings::insecure_listen(
+                        kaddr,
+                        tls.is_some(),
+                        node.config().insecure,
+                    ) {
+                        anyhow::bail!(
+                            "the embedded KurrentDB front door (--dev-kurrent-listen): {reason}"
+                        );
+                    }
+                    let kurrent = KurrentOptions {
+                        tls: tls.clone(),
+                        ..KurrentOptions::default()
+                    };
+                    let (gateway, shutdown) = (gateway.clone(), stopped());
+                    kurrent_task = Some((
+                        kaddr,
+                        tokio::spawn(async move {
+                            if let Err(e) = kurrent::serve(kl, gateway, kurrent, shutdown).await {
+                                tracing::error!(error = %e, "the KurrentDB front door stopped");
+                            }
+                        }),
+                    ));
+                }
+                Err(e) if !k.required => tracing::warn!(
+                    listen = %k.listen,
+                    error = %e,
+                    "the KurrentDB front door is off: its default address is taken (give --dev-kurrent-listen)"
+                ),
+                Err(e) => anyhow::bail!(
+                    "cannot listen on {} for the KurrentDB front door (--dev-kurrent-listen): {e}",
+                    k.listen
+                ),
+            }
+        }
         let shutdown = stopped();
         embedded = Some((
             gaddr,
@@ -122,6 +175,9 @@ pub async fn run(
         );
         if let Some((gaddr, _)) = &embedded {
             println!("reckon-gater ready: embedded gater listening on {gaddr}");
+        }
+        if let Some((kaddr, _)) = &kurrent_task {
+            println!("reckon-gater ready: KurrentDB front door listening on {kaddr}");
         }
     }
     let metrics = match node.config().metrics_listen {
@@ -182,6 +238,9 @@ pub async fn run(
         if let Some((_, task)) = &mut embedded {
             let _ = task.await;
         }
+        if let Some((_, task)) = &mut kurrent_task {
+            let _ = task.await;
+        }
     })
     .await;
     if drained.is_err() {
@@ -192,6 +251,9 @@ pub async fn run(
     }
     drop(serving);
     if let Some((_, task)) = &embedded {
+        task.abort();
+    }
+    if let Some((_, task)) = &kurrent_task {
         task.abort();
     }
     // Always, even after the grace: a write cut off above is either applied whole by

@@ -30,7 +30,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` nodes (all voters at first start) serving `stores`, and a gater.
     pub fn start(n: usize, stores: &[&str]) -> Cluster {
-        Self::start_with(n, stores, None, |_, _| {})
+        Self::start_with(n, stores, None, &[], |_, _| {})
     }
 
     /// [`start`](Self::start), with node 1's data directory seeded first by
@@ -40,20 +40,27 @@ impl Cluster {
         stores: &[&str],
         seed: impl FnOnce(&std::path::Path, &str),
     ) -> Cluster {
-        Self::start_with(n, stores, None, seed)
+        Self::start_with(n, stores, None, &[], seed)
+    }
+
+    /// [`start`](Self::start) with extra environment for the gater (config keys such as
+    /// `RECKON_GATER_KURRENT_LISTEN`).
+    pub fn start_with_gater_env(n: usize, stores: &[&str], env: &[(&str, &str)]) -> Cluster {
+        Self::start_with(n, stores, None, env, |_, _| {})
     }
 
     /// [`start`](Self::start) with TLS on every link, from `certs` (which must hold
     /// certificates for nodes 1 to `n`). The nodes' stderr is watched
     /// ([`NodeProc::wait_stderr`]).
     pub fn start_tls(n: usize, stores: &[&str], certs: Arc<TestCerts>) -> Cluster {
-        Self::start_with(n, stores, Some(certs), |_, _| {})
+        Self::start_with(n, stores, Some(certs), &[], |_, _| {})
     }
 
     fn start_with(
         n: usize,
         stores: &[&str],
         tls: Option<Arc<TestCerts>>,
+        extra_gater_env: &[(&str, &str)],
         seed: impl FnOnce(&std::path::Path, &str),
     ) -> Cluster {
         let root = tempfile::tempdir().expect("tempdir");
@@ -61,6 +68,11 @@ impl Cluster {
         if let Some(certs) = &tls {
             gater_env.extend(certs.gater_env());
         }
+        gater_env.extend(
+            extra_gater_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         let gater_env: Vec<(&str, &str)> = gater_env
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))

@@ -21,6 +21,32 @@ pub fn gater_addr(node: &NodeProc) -> String {
     }
 }
 
+/// The addresses of the embedded gater and of the KurrentDB front door a `--dev`
+/// node serves, from its ready lines (the test helpers start every `--dev` node with
+/// both on free ports).
+pub fn gater_and_kurrent_addrs(node: &NodeProc) -> (String, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut gater, mut kurrent) = (None, None);
+    loop {
+        for line in node.more_lines() {
+            if let Some(rest) = line.split("embedded gater listening on ").nth(1) {
+                gater = Some(rest.trim().to_string());
+            }
+            if let Some(rest) = line.split("KurrentDB front door listening on ").nth(1) {
+                kurrent = Some(rest.trim().to_string());
+            }
+        }
+        if let (Some(g), Some(k)) = (&gater, &kurrent) {
+            return (g.clone(), k.clone());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the --dev node never printed its embedded gater's and KurrentDB front door's addresses"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Starts `reckon-node --dev` with its embedded gater on a free port; returns the node
 /// and the gater's address.
 pub fn start_dev_with_gater(data_dir: &std::path::Path, extra: &[&str]) -> (NodeProc, String) {

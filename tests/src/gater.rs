@@ -13,6 +13,8 @@ pub struct GaterProc {
     child: Child,
     /// Its address.
     pub addr: String,
+    /// Its KurrentDB front door's address, when started with `RECKON_GATER_KURRENT_LISTEN`.
+    pub kurrent: Option<String>,
     /// Its config file and log, when started with [`GaterProc::start_with_config`].
     dir: Option<tempfile::TempDir>,
 }
@@ -61,9 +63,19 @@ impl GaterProc {
             let _ = child.kill();
             panic!("reckon-gater did not become ready");
         };
+        let kurrent = if env.iter().any(|(k, _)| *k == "RECKON_GATER_KURRENT_LISTEN") {
+            let Some(k) = after_marker(&rx, "KurrentDB front door listening on ") else {
+                let _ = child.kill();
+                panic!("reckon-gater did not serve its KurrentDB front door");
+            };
+            Some(k.trim().to_string())
+        } else {
+            None
+        };
         GaterProc {
             child,
             addr: rest.trim().to_string(),
+            kurrent,
             dir,
         }
     }

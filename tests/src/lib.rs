@@ -165,8 +165,16 @@ pub fn exit_within(child: &mut Child, within: Duration) -> Option<ExitStatus> {
 /// not yet placed.
 fn dev_base(data_dir: &Path) -> Command {
     let mut cmd = Command::new(bin("reckon-node"));
-    cmd.args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir);
+    // The KurrentDB front door's default port is fixed too: a free one each.
+    cmd.args([
+        "--dev",
+        "--listen",
+        "127.0.0.1:0",
+        "--dev-kurrent-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(data_dir);
     cmd
 }
 
@@ -748,6 +756,9 @@ pub mod backup;
 
 /// The gater embedded by `reckon-node --dev`.
 pub mod dev;
+
+/// A KurrentDB gRPC client of our own, for the bench and the front door's tests.
+pub mod kurrent;
 
 /// A standalone gater process and nodes registered with it.
 pub mod gater;

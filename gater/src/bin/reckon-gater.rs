@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use reckon_gater::config::{GaterConfig, GaterFlags};
 use reckon_gater::gateway::Gateway;
+use reckon_gater::kurrent::{self, KurrentOptions};
 use reckon_gater::startup;
 
 /// reckon-gater: the reckon-db gateway.
@@ -67,7 +68,14 @@ async fn run(config: GaterConfig) -> anyhow::Result<()> {
         ),
         None => {}
     }
-    let gateway = Gateway::new(config.gateway_options_with(tls)?);
+    // Bound before anything is served, so that a taken port stops the start.
+    let kurrent_listener = match config.kurrent_addr()? {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen on {addr} (key \"kurrent_listen\"): {e}")
+        })?),
+        None => None,
+    };
+    let gateway = Gateway::new(config.gateway_options_with(tls.clone())?);
     if !config.tokens.is_empty() || !config.clients.is_empty() {
         tracing::info!(
             tokens = config.tokens.len(),
@@ -77,10 +85,29 @@ async fn run(config: GaterConfig) -> anyhow::Result<()> {
     }
     println!("reckon-gater ready: listening on {local}");
     let grace = config.shutdown_grace();
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
     };
+    let kurrent = match kurrent_listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            let options = KurrentOptions {
+                store: config.kurrent_store.clone(),
+                tls,
+                advertise: None,
+            };
+            let (gateway, shutdown) = (gateway.clone(), stopped(stop_rx.clone()));
+            println!("reckon-gater ready: KurrentDB front door listening on {addr}");
+            Some(tokio::spawn(async move {
+                if let Err(e) = kurrent::serve(listener, gateway, options, shutdown).await {
+                    tracing::error!(error = %e, "the KurrentDB front door stopped");
+                }
+            }))
+        }
+        None => None,
+    };
+    let stopped = stopped(stop_rx);
     let mut serving = std::pin::pin!(gateway.serve(listener, stopped));
     tokio::select! {
         _ = &mut serving => return Ok(()),
@@ -90,7 +117,13 @@ async fn run(config: GaterConfig) -> anyhow::Result<()> {
     // second signal ends the process at once).
     tracing::info!(?grace, "shutting down: draining requests");
     let _ = stop_tx.send(true);
-    if tokio::time::timeout(grace, &mut serving).await.is_err() {
+    let drained = async {
+        (&mut serving).await;
+        if let Some(k) = kurrent {
+            let _ = k.await;
+        }
+    };
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(
             ?grace,
             "shutdown grace over: cutting off requests still running"

@@ -271,13 +271,17 @@ pub enum Via {
     /// The same with TLS on every link (client to gater, gater to node, node to gater)
     /// and a token the gater checks (`--secure`).
     Secure,
+    /// Through the KurrentDB gRPC front door of the gater one `reckon-node --dev`
+    /// embeds, as a KurrentDB client appends (`--kurrent`): beside [`Via::Gater`].
+    Kurrent,
 }
 
 impl Via {
     /// Every path, in report order.
-    pub const ALL: [Via; 5] = [
+    pub const ALL: [Via; 6] = [
         Via::Node,
         Via::Gater,
+        Via::Kurrent,
         Via::Cluster,
         Via::Standalone,
         Via::Secure,
@@ -291,6 +295,7 @@ impl Via {
             Via::Cluster => "cluster",
             Via::Standalone => "gater-plain",
             Via::Secure => "gater-secure",
+            Via::Kurrent => "kurrent",
         }
     }
 
@@ -302,6 +307,7 @@ impl Via {
             Via::Cluster => "gater → 3-node cluster",
             Via::Standalone => "reckon-gater → node, clear text",
             Via::Secure => "reckon-gater → node, TLS + token",
+            Via::Kurrent => "KurrentDB gRPC → gater → node",
         }
     }
 }

@@ -27,6 +27,8 @@ const LEADER_PROBE_INTERVAL: Duration = Duration::from_millis(20);
 pub const NODE_LOG_FILTER: &str = "warn";
 /// What the `--dev` node prints before its embedded gater's address.
 const DEV_GATER_LINE: &str = "embedded gater listening on ";
+/// What the `--dev` node prints before its KurrentDB front door's address.
+const DEV_KURRENT_LINE: &str = "KurrentDB front door listening on ";
 /// How long after its ready line a `--dev` node may take to print its gater's address.
 const DEV_GATER_LINE_WAIT: Duration = Duration::from_secs(10);
 
@@ -39,6 +41,8 @@ pub struct NodeSetup {
     pub args: Vec<String>,
     /// Whether those flags give the node an embedded gater on a port of its own.
     pub embedded_gater: bool,
+    /// Whether they give its KurrentDB front door a port of its own too.
+    pub embedded_kurrent: bool,
     /// The `reckon-gater` binary, for clusters.
     pub gater_bin: PathBuf,
     /// The directory under which each node gets a fresh data directory.
@@ -76,6 +80,7 @@ pub struct RunningNode {
     node: Option<NodeProc>,
     dir: PathBuf,
     gater: Option<String>,
+    kurrent: Option<String>,
 }
 
 impl RunningNode {
@@ -104,10 +109,13 @@ impl RunningNode {
             node: Some(node),
             dir,
             gater: None,
+            kurrent: None,
         };
         if setup.embedded_gater {
             let node = running.node.as_ref().context("node gone")?;
-            running.gater = Some(dev_gater_addr(node).await?);
+            let (gater, kurrent) = dev_gater_addr(node, setup.embedded_kurrent).await?;
+            running.gater = Some(gater);
+            running.kurrent = kurrent;
         }
         let probe = Conn::connect(&Endpoint::Worker(running.addr().to_string())).await?;
         wait_ready(&probe, "the node").await?;
@@ -125,6 +133,14 @@ impl RunningNode {
         match via {
             Via::Node => Ok(Endpoint::Worker(self.addr().to_string())),
             Via::Gater => Ok(Endpoint::Gater(self.ready_gater().await?)),
+            Via::Kurrent => {
+                let gater = self.ready_gater().await?;
+                let grpc = self.kurrent.clone().context(
+                    "this reckon-node has no KurrentDB front door on a port of its own \
+                     (no --dev-kurrent-listen flag)",
+                )?;
+                Ok(Endpoint::Kurrent { grpc, gater })
+            }
             Via::Cluster => bail!("a single node is not a cluster"),
             Via::Standalone | Via::Secure => {
                 bail!("a --dev node has no standalone gater in front of it")
@@ -172,17 +188,30 @@ fn panic_message(e: tokio::task::JoinError) -> String {
     }
 }
 
-/// The second ready line of a `--dev` node: its embedded gater's address.
-async fn dev_gater_addr(node: &NodeProc) -> anyhow::Result<String> {
+/// The ready lines of a `--dev` node after its first: its embedded gater's address,
+/// and its KurrentDB front door's when `kurrent` (it has one on a port of its own).
+async fn dev_gater_addr(
+    node: &NodeProc,
+    kurrent: bool,
+) -> anyhow::Result<(String, Option<String>)> {
     let deadline = Instant::now() + DEV_GATER_LINE_WAIT;
+    let (mut gater, mut grpc) = (None, None);
     loop {
         for line in node.more_lines() {
             if let Some(rest) = line.split(DEV_GATER_LINE).nth(1) {
-                return Ok(rest.trim().to_string());
+                gater = Some(rest.trim().to_string());
+            }
+            if let Some(rest) = line.split(DEV_KURRENT_LINE).nth(1) {
+                grpc = Some(rest.trim().to_string());
+            }
+        }
+        if let Some(g) = &gater {
+            if grpc.is_some() || !kurrent {
+                return Ok((g.clone(), grpc));
             }
         }
         if Instant::now() >= deadline {
-            bail!("the --dev node never printed its embedded gater's address");
+            bail!("the --dev node never printed its embedded gater's (and KurrentDB front door's) address");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -202,6 +231,14 @@ pub enum Endpoint {
         /// The CA to trust and the token to present.
         credentials: super::secure::Credentials,
     },
+    /// A gater's KurrentDB front door, for appends with the bench's KurrentDB client;
+    /// the gater itself, with the client library, for everything else (probes).
+    Kurrent {
+        /// The front door's address.
+        grpc: String,
+        /// The gater's.
+        gater: String,
+    },
 }
 
 /// One client connection: straight to a node's worker service, or a client-library
@@ -212,6 +249,8 @@ pub enum Endpoint {
 #[derive(Clone)]
 pub struct Conn {
     store: StoreHandle,
+    /// Appends go through this KurrentDB connection instead, when set.
+    kurrent: Option<reckon_tests::kurrent::KurrentConn>,
     /// `" through the gater"` or nothing, for error messages.
     via: &'static str,
 }
@@ -236,12 +275,19 @@ impl Conn {
                 let deadline = Duration::from_secs(REQUEST_DEADLINE_SECS);
                 Ok(Conn {
                     store: StoreHandle::direct(worker, STORE, deadline),
+                    kurrent: None,
                     via: "",
                 })
             }
             Endpoint::Gater(addr) => Ok(Conn {
                 store: gater_store(addr).await?,
+                kurrent: None,
                 via: " through the gater",
+            }),
+            Endpoint::Kurrent { grpc, gater } => Ok(Conn {
+                store: gater_store(gater).await?,
+                kurrent: Some(reckon_tests::kurrent::KurrentConn::connect(grpc).await?),
+                via: " through the KurrentDB front door",
             }),
             Endpoint::SecureGater { addr, credentials } => {
                 let client = Client::builder(&[addr.as_str()])
@@ -255,6 +301,7 @@ impl Conn {
                     })?;
                 Ok(Conn {
                     store: client.store(STORE),
+                    kurrent: None,
                     via: " through the secure gater",
                 })
             }
@@ -267,6 +314,9 @@ impl Conn {
         stream: &str,
         events: Vec<NewEvent>,
     ) -> anyhow::Result<AppendResult> {
+        if let Some(k) = &self.kurrent {
+            return k.append(stream, &events).await;
+        }
         self.store
             .append(stream, ExpectedVersion::Any, events)
             .await

@@ -38,6 +38,8 @@ pub struct Settings {
     pub cluster: bool,
     /// `--secure` was given.
     pub secure: bool,
+    /// `--kurrent` was given.
+    pub kurrent: bool,
     /// `--quick` was given.
     pub quick: bool,
     /// The node binary.
@@ -496,7 +498,7 @@ impl Report {
         let _ = writeln!(
             out,
             "{} run(s) per row, median shown; {} s warm-up, then {} s measured; {logs}\
-             single node via {}{}{}; {} CPU(s) shared by clients, nodes and gaters; node {}; \
+             single node via {}{}{}{}; {} CPU(s) shared by clients, nodes and gaters; node {}; \
              data under {}",
             s.runs,
             s.warmup_secs,
@@ -504,6 +506,11 @@ impl Report {
             vias.join(" and "),
             if s.cluster {
                 ", and a 3-node cluster through its gater"
+            } else {
+                ""
+            },
+            if s.kurrent {
+                ", and W1/W2 through the same gater's KurrentDB gRPC front door"
             } else {
                 ""
             },
@@ -573,6 +580,7 @@ impl Report {
                 "via": s.vias.iter().map(|v| v.id()).collect::<Vec<_>>(),
                 "cluster": s.cluster,
                 "secure": s.secure,
+                "kurrent": s.kurrent,
                 "quick": s.quick,
                 "node_bin": s.node_bin,
                 "dir": s.dir,
@@ -755,6 +763,7 @@ pub fn test_settings() -> Settings {
         vias: vec![Via::Node, Via::Gater],
         cluster: false,
         secure: false,
+        kurrent: false,
         quick: true,
         node_bin: "reckon-node".to_string(),
         dir: "target/bench-data".to_string(),

@@ -215,7 +215,7 @@ impl FrontedNode {
     async fn formed(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + FORM_WAIT;
         let (addr, tls) = match &self.endpoint {
-            Endpoint::Gater(addr) => (addr.clone(), None),
+            Endpoint::Gater(addr) | Endpoint::Kurrent { gater: addr, .. } => (addr.clone(), None),
             Endpoint::SecureGater { addr, credentials } => {
                 (addr.clone(), Some(credentials.tls.clone()))
             }

@@ -70,7 +70,7 @@ pub async fn write_run(
     timing: Timing,
 ) -> anyhow::Result<RunSample> {
     let (deployment, endpoint) = match via {
-        Via::Node | Via::Gater => {
+        Via::Node | Via::Gater | Via::Kurrent => {
             let node = RunningNode::start(setup, name).await?;
             let ep = node.endpoint(via).await?;
             (Deployment::Single { _node: node }, ep)

@@ -153,6 +153,8 @@ const W2_WRITERS: usize = 64;
 const W3_BATCHES: [usize; 2] = [100, 1000];
 /// The node flag that moves `--dev`'s embedded gater, when the node has one.
 const DEV_GATER_FLAG: &str = "--dev-gater-listen";
+/// The node flag that moves `--dev`'s KurrentDB front door, when the node has one.
+const DEV_KURRENT_FLAG: &str = "--dev-kurrent-listen";
 /// How long leftover blocking work may run after the bench ends or is interrupted.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -273,6 +275,11 @@ struct Args {
     /// backup and restore as a ratio to the copy.
     #[arg(long)]
     backup: bool,
+    /// Also run W1 and W2 through the KurrentDB gRPC front door of the same embedded
+    /// gater (row `kurrent`), each right after its tarpc row through that gater
+    /// (row `gater`): a KurrentDB client's appends beside the client library's.
+    #[arg(long)]
+    kurrent: bool,
     /// Directory under which a fresh data directory is made and removed at the end;
     /// use one on the disk under test [default: target/bench-data next to this binary].
     #[arg(long, value_name = "DIR")]
@@ -301,6 +308,7 @@ struct Plan {
     cluster: bool,
     secure: bool,
     backup: bool,
+    kurrent: bool,
     parent: PathBuf,
     node_bin: PathBuf,
     node_args: Vec<String>,
@@ -368,11 +376,13 @@ fn node_args(node_bin: &Path) -> anyhow::Result<Vec<String>> {
         );
     }
     let text = String::from_utf8_lossy(&help.stdout);
-    Ok(if text.contains(DEV_GATER_FLAG) {
-        vec![DEV_GATER_FLAG.to_string(), "127.0.0.1:0".to_string()]
-    } else {
-        Vec::new()
-    })
+    let mut args = Vec::new();
+    for flag in [DEV_GATER_FLAG, DEV_KURRENT_FLAG] {
+        if text.contains(flag) {
+            args.extend([flag.to_string(), "127.0.0.1:0".to_string()]);
+        }
+    }
+    Ok(args)
 }
 
 impl Plan {
@@ -473,6 +483,14 @@ impl Plan {
                 );
             }
         }
+        if args.kurrent
+            && !(node_args.iter().any(|a| a == DEV_KURRENT_FLAG) && vias.contains(&Via::Gater))
+        {
+            bail!(
+                "--kurrent runs W1 and W2 beside --via gater: give --via gater or both, with \
+                 a node that has {DEV_KURRENT_FLAG}"
+            );
+        }
         if args.secure
             && !workloads
                 .iter()
@@ -491,6 +509,7 @@ impl Plan {
             vias: vias.clone(),
             cluster: args.cluster,
             secure: args.secure,
+            kurrent: args.kurrent,
             quick: args.quick,
             node_bin: format!("{} {}", node_bin.display(), node_args.join(" "))
                 .trim_end()
@@ -508,6 +527,7 @@ impl Plan {
             cluster: args.cluster,
             secure: args.secure,
             backup: args.backup,
+            kurrent: args.kurrent,
             parent,
             node_bin,
             node_args,
@@ -640,7 +660,15 @@ fn rows(plan: &Plan) -> Vec<Row> {
                     } else {
                         &[]
                     };
-                    for &via in write_vias.iter().chain(secure_vias) {
+                    // gRPC right after tarpc through the same kind of gater.
+                    let mut vias = Vec::new();
+                    for &via in &write_vias {
+                        vias.push(via);
+                        if via == Via::Gater && plan.kurrent {
+                            vias.push(Via::Kurrent);
+                        }
+                    }
+                    for &via in vias.iter().chain(secure_vias) {
                         let step = Step::Write {
                             via,
                             writers,
@@ -832,7 +860,8 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
     let setup = NodeSetup {
         bin: plan.node_bin.clone(),
         args: plan.node_args.clone(),
-        embedded_gater: !plan.node_args.is_empty(),
+        embedded_gater: plan.node_args.iter().any(|a| a == DEV_GATER_FLAG),
+        embedded_kurrent: plan.node_args.iter().any(|a| a == DEV_KURRENT_FLAG),
         gater_bin: plan.gater_bin.clone(),
         parent: dir.to_path_buf(),
     };
@@ -1116,6 +1145,7 @@ mod tests {
             vias: vias.clone(),
             cluster,
             secure: false,
+            kurrent: false,
             quick: true,
             node_bin: "reckon-node".to_string(),
             dir: "target/bench-data".to_string(),
@@ -1134,6 +1164,7 @@ mod tests {
             cluster,
             secure: false,
             backup: false,
+            kurrent: false,
             parent: PathBuf::from("target/bench-data"),
             node_bin: PathBuf::from("reckon-node"),
             node_args: Vec::new(),
@@ -1193,6 +1224,38 @@ mod tests {
                 "raw-1000",
                 "W3/100 gater",
                 "W3/1000 gater",
+            ]
+        );
+    }
+
+    #[test]
+    fn kurrent_puts_w1_and_w2_through_grpc_right_after_the_same_gater_by_tarpc() {
+        let mut p = plan(
+            vec![Workload::W1, Workload::W2, Workload::W3],
+            vec![Via::Node, Via::Gater],
+            true,
+        );
+        p.kurrent = true;
+        let names: Vec<String> = rows(&p).iter().map(Row::name).collect();
+        assert_eq!(
+            names,
+            [
+                "raw-single",
+                "W1 node",
+                "W1 gater",
+                "W1 kurrent",
+                "W1 cluster",
+                "W2 node",
+                "W2 gater",
+                "W2 kurrent",
+                "W2 cluster",
+                "raw-1000",
+                "W3/100 node",
+                "W3/100 gater",
+                "W3/100 cluster",
+                "W3/1000 node",
+                "W3/1000 gater",
+                "W3/1000 cluster",
             ]
         );
     }
