@@ -54,7 +54,8 @@ use crate::tls::Tls;
 use crate::transport::Dialer;
 use crate::types::{
     AppendResult, Direction, EventRecord, ExpectedVersion, NewEvent, ReadConsistency,
-    SnapshotRecord, StoreError, StreamInfo, StreamPage, SubscriptionType, TagMatch,
+    ScavengeAction, ScavengeStatus, SnapshotRecord, StoreError, StreamInfo, StreamPage,
+    StreamRetention, SubscriptionType, TagMatch,
 };
 use crate::worker::WorkerClient;
 
@@ -854,6 +855,164 @@ impl StoreHandle {
             consistency: self.consistency,
         };
         answer!(self.request(request).await, Version)
+    }
+
+    /// The global log's length at time `at_us` (microseconds since the Unix epoch):
+    /// every event before the answer was written at or before `at_us`, every event
+    /// from it on after. Timestamps never go down along the log.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// let yesterday_us = 1_764_700_000_000_000;
+    /// println!("{} events were written by then", store.position_at(yesterday_us).await?);
+    /// # Ok(()) }
+    /// ```
+    pub async fn position_at(&self, at_us: u64) -> Result<u64, ClientError> {
+        let request = StoreRequest::PositionAt {
+            at_us,
+            consistency: self.consistency,
+        };
+        answer!(self.request(request).await, Position)
+    }
+
+    /// The positions of the events written from `since_us` to `until_us` (both
+    /// inclusive, microseconds since the Unix epoch): read them with
+    /// [`read_all`](Self::read_all) from the range's start, up to its end.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// use reckon_gater::Direction;
+    /// let day = store.positions_between(1_764_633_600_000_000, 1_764_719_999_999_999).await?;
+    /// let first = store.read_all(day.start, 100, Direction::Forward).await?;
+    /// for e in first.iter().filter(|e| day.contains(&e.position)) {
+    ///     println!("{} {}", e.position, e.event_type);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn positions_between(
+        &self,
+        since_us: u64,
+        until_us: u64,
+    ) -> Result<std::ops::Range<u64>, ClientError> {
+        let start = match since_us.checked_sub(1) {
+            Some(before) => self.position_at(before).await?,
+            None => 0,
+        };
+        let end = self.position_at(until_us).await?.max(start);
+        Ok(start..end)
+    }
+
+    /// The version stream `stream_id` had at time `at_us` (microseconds since the
+    /// Unix epoch): that of its last event written at or before it, of those reads
+    /// still return. `None` when it had none.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// let then = store.version_at("order-1", 1_764_700_000_000_000).await?;
+    /// println!("order-1 stood at {then:?}");
+    /// # Ok(()) }
+    /// ```
+    pub async fn version_at(
+        &self,
+        stream_id: &str,
+        at_us: u64,
+    ) -> Result<Option<u64>, ClientError> {
+        let request = StoreRequest::VersionAt {
+            stream_id: stream_id.to_string(),
+            at_us,
+            consistency: self.consistency,
+        };
+        answer!(self.request(request).await, Version)
+    }
+
+    /// [`read_stream`](Self::read_stream) of the stream as it stood at time
+    /// `until_us`: only its events written at or before it. `StreamNotFound` when
+    /// it had none then.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// use reckon_gater::Direction;
+    /// // The order as it was at the end of 2 December 2025 (UTC).
+    /// let then = store
+    ///     .read_stream_until("order-1", 1_764_719_999_999_999, 0, 1000, Direction::Forward)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn read_stream_until(
+        &self,
+        stream_id: &str,
+        until_us: u64,
+        from: u64,
+        count: u32,
+        direction: Direction,
+    ) -> Result<Vec<EventRecord>, ClientError> {
+        let Some(last) = self.version_at(stream_id, until_us).await? else {
+            return Err(ClientError::Store(StoreError::StreamNotFound {
+                stream_id: stream_id.to_string(),
+            }));
+        };
+        let from = match direction {
+            Direction::Forward if from > last => return Ok(Vec::new()),
+            Direction::Forward => from,
+            Direction::Backward => from.min(last),
+        };
+        let mut events = self.read_stream(stream_id, from, count, direction).await?;
+        events.retain(|e| e.version <= last);
+        Ok(events)
+    }
+
+    /// Sets how long `stream_id` keeps its events, replacing what was set: reads of
+    /// the stream no longer return the events its retention drops (a scavenge then
+    /// removes them); nothing is renumbered. `StreamRetention::default()` keeps every
+    /// event again (those a scavenge removed stay gone).
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// use reckon_gater::types::StreamRetention;
+    /// let month = 30 * 24 * 3600 * 1_000_000;
+    /// store
+    ///     .set_retention("sensor-7", StreamRetention { max_age_us: Some(month), max_count: Some(10_000), ..Default::default() })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_retention(
+        &self,
+        stream_id: &str,
+        retention: StreamRetention,
+    ) -> Result<(), ClientError> {
+        let request = StoreRequest::SetRetention {
+            stream_id: stream_id.to_string(),
+            retention,
+        };
+        done(self.request(request).await)
+    }
+
+    /// How long `stream_id` keeps its events (every field `None`: for ever).
+    pub async fn retention(&self, stream_id: &str) -> Result<StreamRetention, ClientError> {
+        let request = StoreRequest::GetRetention {
+            stream_id: stream_id.to_string(),
+            consistency: self.consistency,
+        };
+        answer!(self.request(request).await, Retention)
+    }
+
+    /// Starts the store's scavenge (or resumes a stopped one), stops it, or asks
+    /// where it stands: it removes the events no read can return any more (those of
+    /// deleted and tombstoned streams) in the background, then gives the space back
+    /// to the file system. Answers where it stands after.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: reckon_gater::StoreHandle) -> Result<(), reckon_gater::ClientError> {
+    /// use reckon_gater::types::ScavengeAction;
+    /// let s = store.scavenge(ScavengeAction::Start).await?;
+    /// println!("{:?} {:.0}%", s.phase, s.progress() * 100.0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn scavenge(&self, action: ScavengeAction) -> Result<ScavengeStatus, ClientError> {
+        answer!(
+            self.request(StoreRequest::Scavenge { action }).await,
+            Scavenge
+        )
     }
 
     /// Whether the stream exists.

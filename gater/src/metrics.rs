@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Role, StoreError};
+use crate::types::{Role, ScavengeStatus, StoreError};
 
 /// Buckets per power of two.
 const SUB_BUCKETS: usize = 4;
@@ -193,6 +193,9 @@ pub struct StoreMetrics {
     pub append_latency: Histogram,
     /// Read latency.
     pub read_latency: Histogram,
+    /// Bytes of state file given back to the file system by compactions after
+    /// scavenges.
+    pub scavenge_reclaimed_bytes: AtomicU64,
 }
 
 impl StoreMetrics {
@@ -249,6 +252,24 @@ pub struct StoreStats {
     pub append_latency: HistogramSnapshot,
     /// Read latency.
     pub read_latency: HistogramSnapshot,
+    /// The store's scavenge, the last or the one running, as this node has it;
+    /// `None` when it could not say.
+    pub scavenge: Option<ScavengeStatus>,
+}
+
+/// Bytes as a person reads them: `812 B`, `3.4 KiB`, `12.0 MiB`, `1.5 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }
 
 impl StoreStats {
@@ -261,6 +282,15 @@ impl StoreStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_read_as_a_person_reads_them() {
+        assert_eq!(human_bytes(812), "812 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(905_216), "884.0 KiB");
+        assert_eq!(human_bytes(12 << 20), "12.0 MiB");
+        assert_eq!(human_bytes(3 << 39), "1.5 TiB");
+    }
 
     #[test]
     fn buckets_are_increasing_and_cover_their_values() {

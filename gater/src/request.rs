@@ -18,8 +18,9 @@ use crate::backup::BackupState;
 use crate::page::EventPage;
 use crate::subscription::{Delivery, SubscribeOptions, SubscriptionInfo};
 use crate::types::{
-    AppendResult, Direction, ExpectedVersion, NewEvent, ReadConsistency, SnapshotRecord,
-    StreamInfo, StreamPage, SubscriptionType, TagMatch,
+    AppendResult, Direction, ExpectedVersion, NewEvent, ReadConsistency, ScavengeAction,
+    ScavengeStatus, SnapshotRecord, StreamInfo, StreamPage, StreamRetention, SubscriptionType,
+    TagMatch,
 };
 
 /// Where a request can be served.
@@ -272,6 +273,46 @@ pub enum StoreRequest {
         /// The voter to lead.
         node_id: u64,
     },
+    /// The global log's length at time `at_us` (microseconds since the Unix epoch):
+    /// every event before the answer was written at or before `at_us`, every event
+    /// from it on after. [`StoreResponse::Position`].
+    PositionAt {
+        /// The time.
+        at_us: u64,
+        /// Linearizable or stale.
+        consistency: ReadConsistency,
+    },
+    /// The version a stream had at time `at_us`: that of its last event written at or
+    /// before it, of those reads still return (`None`: none).
+    /// [`StoreResponse::Version`].
+    VersionAt {
+        /// The stream.
+        stream_id: String,
+        /// The time, microseconds since the Unix epoch.
+        at_us: u64,
+        /// Linearizable or stale.
+        consistency: ReadConsistency,
+    },
+    /// Starts, stops or reports the store's scavenge. [`StoreResponse::Scavenge`].
+    Scavenge {
+        /// What to do.
+        action: ScavengeAction,
+    },
+    /// Sets how long a stream keeps its events (replacing what was set).
+    /// [`StoreResponse::Done`].
+    SetRetention {
+        /// The stream.
+        stream_id: String,
+        /// Its retention; every field `None`: for ever.
+        retention: StreamRetention,
+    },
+    /// How long a stream keeps its events. [`StoreResponse::Retention`].
+    GetRetention {
+        /// The stream.
+        stream_id: String,
+        /// Linearizable or stale.
+        consistency: ReadConsistency,
+    },
     /// Starts an online backup of the store: the serving node confirms it leads
     /// (everything acknowledged before this request is in it), pins its state as of
     /// one applied entry and copies it into a backup file of its own while writes go
@@ -319,6 +360,9 @@ impl StoreRequest {
             | R::SnapshotList { consistency, .. }
             | R::SnapshotExists { consistency, .. }
             | R::GetSubscription { consistency, .. }
+            | R::PositionAt { consistency, .. }
+            | R::VersionAt { consistency, .. }
+            | R::GetRetention { consistency, .. }
             | R::ListSubscriptions { consistency } => Route::of_read(*consistency),
             R::Append { .. }
             | R::DeleteStream { .. }
@@ -329,6 +373,8 @@ impl StoreRequest {
             | R::Ack { .. }
             | R::Poll { .. }
             | R::RemoveNode { .. }
+            | R::Scavenge { .. }
+            | R::SetRetention { .. }
             | R::TransferLeader { .. } => Route::Leader,
             // The node that began a backup holds its copy: every call of it goes where
             // the first went, the leader (elsewhere it is not found, and the client
@@ -359,6 +405,12 @@ impl StoreRequest {
             | R::SnapshotExists { .. }
             | R::GetSubscription { .. }
             | R::ListSubscriptions { .. }
+            | R::PositionAt { .. }
+            | R::VersionAt { .. }
+            | R::GetRetention { .. }
+            | R::Scavenge {
+                action: ScavengeAction::Status,
+            }
             // Consuming a subscription moves only the consumer's own checkpoint.
             | R::Ack { .. }
             | R::Poll { .. } => Permission::Read,
@@ -369,6 +421,8 @@ impl StoreRequest {
             | R::Subscribe { .. }
             | R::Unsubscribe { .. }
             | R::RemoveNode { .. }
+            | R::Scavenge { .. }
+            | R::SetRetention { .. }
             | R::TransferLeader { .. } => Permission::Admin,
             // A backup is every event, snapshot and subscription of the store at once.
             R::BackupBegin
@@ -405,6 +459,11 @@ impl StoreRequest {
             R::Poll { .. } => "poll",
             R::RemoveNode { .. } => "remove_node",
             R::TransferLeader { .. } => "transfer_leader",
+            R::PositionAt { .. } => "position_at",
+            R::VersionAt { .. } => "version_at",
+            R::Scavenge { .. } => "scavenge",
+            R::SetRetention { .. } => "set_retention",
+            R::GetRetention { .. } => "get_retention",
             R::BackupBegin => "backup_begin",
             R::BackupStatus { .. } => "backup_status",
             R::BackupChunk { .. } => "backup_chunk",
@@ -440,6 +499,12 @@ pub enum StoreResponse {
     Subscriptions(Vec<SubscriptionInfo>),
     /// Events delivered to a consumer.
     Delivery(Delivery),
+    /// A position in the global log.
+    Position(u64),
+    /// Where the store's scavenge stands.
+    Scavenge(ScavengeStatus),
+    /// How long a stream keeps its events.
+    Retention(StreamRetention),
     /// Where a backup stands.
     Backup(BackupState),
     /// Bytes of a backup's file.
@@ -462,6 +527,9 @@ impl StoreResponse {
             StoreResponse::Subscription(_) => "Subscription",
             StoreResponse::Subscriptions(_) => "Subscriptions",
             StoreResponse::Delivery(_) => "Delivery",
+            StoreResponse::Position(_) => "Position",
+            StoreResponse::Scavenge(_) => "Scavenge",
+            StoreResponse::Retention(_) => "Retention",
             StoreResponse::Backup(_) => "Backup",
             StoreResponse::BackupChunk(_) => "BackupChunk",
         }
@@ -597,6 +665,53 @@ mod tests {
             (
                 StoreRequest::TransferLeader { node_id: 2 },
                 Permission::Admin,
+            ),
+            (
+                StoreRequest::PositionAt {
+                    at_us: 1,
+                    consistency: ReadConsistency::Stale,
+                },
+                Permission::Read,
+            ),
+            (
+                StoreRequest::VersionAt {
+                    stream_id: stream_id(),
+                    at_us: 1,
+                    consistency: ReadConsistency::Stale,
+                },
+                Permission::Read,
+            ),
+            (
+                StoreRequest::Scavenge {
+                    action: ScavengeAction::Status,
+                },
+                Permission::Read,
+            ),
+            (
+                StoreRequest::Scavenge {
+                    action: ScavengeAction::Start,
+                },
+                Permission::Admin,
+            ),
+            (
+                StoreRequest::Scavenge {
+                    action: ScavengeAction::Stop,
+                },
+                Permission::Admin,
+            ),
+            (
+                StoreRequest::SetRetention {
+                    stream_id: stream_id(),
+                    retention: StreamRetention::default(),
+                },
+                Permission::Admin,
+            ),
+            (
+                StoreRequest::GetRetention {
+                    stream_id: stream_id(),
+                    consistency: ReadConsistency::Stale,
+                },
+                Permission::Read,
             ),
             (StoreRequest::BackupBegin, Permission::Admin),
             (

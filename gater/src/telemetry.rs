@@ -85,6 +85,9 @@ pub const CLUSTER_MEMBERSHIP_CHANGED: &str = "reckon_db.cluster.membership.chang
 pub const STORE_STARTED: &str = "reckon_db.store.started";
 /// A store stopped on a node: `store`, `node_id`.
 pub const STORE_STOPPED: &str = "reckon_db.store.stopped";
+/// A node compacted a store's state file after a scavenge: `store`, `node_id`,
+/// `generation`, `file_bytes_before`, `file_bytes_after`, `removed_events`.
+pub const SCAVENGE_COMPACTED: &str = "reckon_db.scavenge.compacted";
 /// A node began an online backup of a store: `store`, `node_id`, `backup`,
 /// `last_log_index` (the entry it is taken at).
 pub const BACKUP_STARTED: &str = "reckon_db.backup.started";
@@ -136,6 +139,7 @@ pub const ALL_EVENTS: &[&str] = &[
     CLUSTER_MEMBERSHIP_CHANGED,
     STORE_STARTED,
     STORE_STOPPED,
+    SCAVENGE_COMPACTED,
     BACKUP_STARTED,
     BACKUP_READY,
     BACKUP_ENDED,

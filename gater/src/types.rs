@@ -235,6 +235,86 @@ pub struct StreamInfo {
     pub version: u64,
 }
 
+/// How long a stream keeps its events. Reads of the stream no longer return an event
+/// older than `max_age_us` (by its timestamp), not among its last `max_count`, or
+/// below version `truncate_before`; a scavenge then removes it from the store.
+/// Nothing is renumbered: the stream's version and the events' positions stay.
+/// Every field `None` (the default): every event, for ever.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamRetention {
+    /// Most age, in microseconds.
+    pub max_age_us: Option<u64>,
+    /// Most events kept: the last ones.
+    pub max_count: Option<u64>,
+    /// Versions below this one are gone.
+    pub truncate_before: Option<u64>,
+}
+
+/// What a scavenge request asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScavengeAction {
+    /// Start one over the log as it stands, or resume a stopped one; no effect while
+    /// one runs.
+    Start,
+    /// Stop the running one where it stands.
+    Stop,
+    /// Only say where it stands.
+    Status,
+}
+
+/// Where a store's scavenge stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScavengePhase {
+    /// None was ever started.
+    Never,
+    /// It goes on, a step of positions at a time.
+    Running,
+    /// Stopped where it stood; a start resumes it.
+    Stopped,
+    /// Every position it was to look at was looked at.
+    Done,
+}
+
+/// A store's scavenge: the job that removes the events no read can return any more
+/// (those of deleted and tombstoned streams) from the events and every index, the
+/// same on every replica, then gives the space back to the file system.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScavengeStatus {
+    /// Where it stands.
+    pub phase: ScavengePhase,
+    /// How many scavenges were started on the store (this one's number).
+    pub generation: u64,
+    /// It looks at the positions before this one.
+    pub end: u64,
+    /// The next position it looks at.
+    pub next: u64,
+    /// Events it removed.
+    pub removed_events: u64,
+    /// Bytes of the event records it removed.
+    pub removed_bytes: u64,
+    /// When it started, microseconds since the Unix epoch (0: never).
+    pub started_us: u64,
+    /// When it was done.
+    pub finished_us: Option<u64>,
+    /// The state file's length on the node that answered, in bytes.
+    pub file_bytes: u64,
+    /// Bytes of file the node that answered gave back to the file system since it
+    /// started (by compacting after a scavenge).
+    pub reclaimed_bytes: u64,
+}
+
+impl ScavengeStatus {
+    /// How far it went, from 0 to 1.
+    pub fn progress(&self) -> f64 {
+        match self.phase {
+            ScavengePhase::Never => 0.0,
+            ScavengePhase::Done => 1.0,
+            _ if self.end == 0 => 1.0,
+            _ => self.next.min(self.end) as f64 / self.end as f64,
+        }
+    }
+}
+
 /// A page of streams found by a filter, and where to look further.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamPage {

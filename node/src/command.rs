@@ -119,6 +119,31 @@ pub enum Command {
         /// What the writer expects the stream to be at.
         expected: ExpectedVersion,
     },
+    /// Start a scavenge over the positions written so far, or resume a stopped one
+    /// (up to the log's end now). No effect while one runs.
+    ScavengeStart,
+    /// Scavenge positions `from..to` (of those before the scavenge's end). No effect
+    /// unless a scavenge runs and stands at `from`: a step proposed twice is applied
+    /// once.
+    ScavengeStep {
+        /// The first position.
+        from: u64,
+        /// The position after the last.
+        to: u64,
+    },
+    /// Stop the running scavenge where it stands.
+    ScavengeStop,
+    /// Set how long a stream keeps its events (every field `None`: for ever).
+    SetRetention {
+        /// The stream.
+        stream_id: String,
+        /// Most age, in microseconds.
+        max_age_us: Option<u64>,
+        /// Most events kept: the last ones.
+        max_count: Option<u64>,
+        /// Versions below this one are gone.
+        truncate_before: Option<u64>,
+    },
 }
 
 /// An event ready to be applied: its id is decided. Persisted: see the

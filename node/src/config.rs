@@ -250,6 +250,35 @@ impl Default for WriteTuning {
     }
 }
 
+/// The `[scavenge]` table: how fast a store's scavenge goes. A scavenge is a run of
+/// steps the leader proposes, each looking at `step_positions` positions of the
+/// global log in one Raft entry; after each, the leader waits as long as the step
+/// took plus `pause_ms`, so a scavenge takes at most half of the write path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScavengeTuning {
+    /// Positions one step looks at, in positions.
+    pub step_positions: u64,
+    /// Pause after each step on top of the step's own time, in milliseconds.
+    pub pause_ms: u64,
+}
+
+impl Default for ScavengeTuning {
+    fn default() -> Self {
+        ScavengeTuning {
+            step_positions: 1000,
+            pause_ms: 0,
+        }
+    }
+}
+
+/// Most positions `[scavenge] step_positions` may say: a step is one Raft entry
+/// applied in one transaction.
+pub const SCAVENGE_STEP_POSITIONS_MAX: u64 = 100_000;
+
+/// Most milliseconds `[scavenge] pause_ms` may say.
+pub const SCAVENGE_PAUSE_MS_MAX: u64 = 60_000;
+
 /// Most memory one store's state file may cache, in MiB: 64 GiB.
 pub const STATE_CACHE_MIB_MAX: u64 = 64 * 1024;
 
@@ -374,6 +403,8 @@ pub struct NodeConfig {
     pub write: WriteTuning,
     /// `[storage]`: memory for the stores' files.
     pub storage: StorageTuning,
+    /// `[scavenge]`: how fast a scavenge goes.
+    pub scavenge: ScavengeTuning,
     /// `[faults]`: faults injected on purpose by tests; none by default.
     pub faults: FaultInjection,
     /// `[tls]`: TLS between nodes and with gaters (see [`TlsFiles`]).
@@ -404,6 +435,7 @@ impl Default for NodeConfig {
             raft: RaftTuning::default(),
             write: WriteTuning::default(),
             storage: StorageTuning::default(),
+            scavenge: ScavengeTuning::default(),
             faults: FaultInjection::default(),
             tls: None,
             insecure: false,
@@ -506,7 +538,28 @@ impl NodeConfig {
         self.log.validate().map_err(|e| invalid(e.key, e.reason))?;
         self.validate_raft()?;
         self.validate_storage()?;
+        self.validate_scavenge()?;
         self.validate_write()
+    }
+
+    fn validate_scavenge(&self) -> Result<(), ConfigError> {
+        let s = &self.scavenge;
+        if !(1..=SCAVENGE_STEP_POSITIONS_MAX).contains(&s.step_positions) {
+            return Err(invalid(
+                "scavenge.step_positions",
+                format!(
+                    "{} is not between 1 and {SCAVENGE_STEP_POSITIONS_MAX}",
+                    s.step_positions
+                ),
+            ));
+        }
+        if s.pause_ms > SCAVENGE_PAUSE_MS_MAX {
+            return Err(invalid(
+                "scavenge.pause_ms",
+                format!("{} ms is above {SCAVENGE_PAUSE_MS_MAX}", s.pause_ms),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_stores(&self) -> Result<(), ConfigError> {

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use reckon_gater::emit;
 use reckon_gater::telemetry as t;
@@ -269,6 +270,8 @@ fn store_options(config: &NodeConfig) -> StoreOptions {
     o.pipeline_max = config.write.pipeline_max;
     o.queue_max = config.write.queue_max;
     o.state_cache_bytes = (config.storage.state_cache_mib as usize).saturating_mul(1024 * 1024);
+    o.scavenge_step_positions = config.scavenge.step_positions;
+    o.scavenge_pause = Duration::from_millis(config.scavenge.pause_ms);
     o.faults = config.faults;
     o
 }

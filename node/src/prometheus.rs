@@ -217,6 +217,51 @@ impl Collector for Scrape {
                     .encode_gauge(&(*bytes as i64))?;
             }
         }
+        let scavenge = |f: fn(&reckon_gater::types::ScavengeStatus) -> u64| {
+            move |s: &StoreStats| s.scavenge.as_ref().map_or(0, f)
+        };
+        self.family(
+            e,
+            "scavenge_running",
+            "1 while the store's scavenge runs.",
+            Gauge,
+            scavenge(|c| u64::from(c.phase == reckon_gater::types::ScavengePhase::Running)),
+        )?;
+        self.family(
+            e,
+            "scavenge_next_position",
+            "The next position the store's scavenge looks at (progress: next over end).",
+            Gauge,
+            scavenge(|c| c.next.min(c.end)),
+        )?;
+        self.family(
+            e,
+            "scavenge_end_position",
+            "The position the store's scavenge looks up to.",
+            Gauge,
+            scavenge(|c| c.end),
+        )?;
+        self.family(
+            e,
+            "scavenge_removed_events",
+            "Events the store's last or running scavenge removed.",
+            Gauge,
+            scavenge(|c| c.removed_events),
+        )?;
+        self.family(
+            e,
+            "scavenge_removed_bytes",
+            "Bytes of event records the store's last or running scavenge removed.",
+            Gauge,
+            scavenge(|c| c.removed_bytes),
+        )?;
+        self.family(
+            e,
+            "scavenge_reclaimed_bytes",
+            "Bytes of state file this node gave back to the file system after scavenges.",
+            Counter,
+            scavenge(|c| c.reclaimed_bytes),
+        )?;
         self.latency(
             e,
             "append_latency_seconds",
@@ -380,6 +425,18 @@ mod tests {
             appends: 7,
             events: 9,
             append_latency: h.snapshot(),
+            scavenge: Some(reckon_gater::types::ScavengeStatus {
+                phase: reckon_gater::types::ScavengePhase::Running,
+                generation: 1,
+                end: 100,
+                next: 40,
+                removed_events: 12,
+                removed_bytes: 3000,
+                started_us: 1,
+                finished_us: None,
+                file_bytes: 1 << 20,
+                reclaimed_bytes: 8192,
+            }),
             ..Default::default()
         };
         s.errors.insert("WrongExpectedVersion".into(), 3);
@@ -392,6 +449,11 @@ mod tests {
             "reckon_events{store=\"default\",node=\"2\"} 9",
             "reckon_leader{store=\"default\",node=\"2\"} 1",
             "reckon_raft_log_bytes{store=\"default\",node=\"2\"} 4096",
+            "reckon_scavenge_running{store=\"default\",node=\"2\"} 1",
+            "reckon_scavenge_next_position{store=\"default\",node=\"2\"} 40",
+            "reckon_scavenge_end_position{store=\"default\",node=\"2\"} 100",
+            "reckon_scavenge_removed_events{store=\"default\",node=\"2\"} 12",
+            "reckon_scavenge_reclaimed_bytes_total{store=\"default\",node=\"2\"} 8192",
             "reckon_errors_total{store=\"default\",node=\"2\",kind=\"WrongExpectedVersion\"} 3",
             "reckon_append_latency_seconds_count{store=\"default\",node=\"2\"} 2",
             "reckon_append_latency_seconds_bucket{le=\"0.000128\",store=\"default\",node=\"2\"} 1",

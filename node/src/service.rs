@@ -171,6 +171,29 @@ pub async fn serve(
             stream_id,
             consistency,
         } => tally(store, store.get_version(stream_id, consistency).await).map(A::Version),
+        R::SetRetention {
+            stream_id,
+            retention,
+        } => tally(
+            store,
+            store.set_retention(stream_id, retention, deadline).await,
+        )
+        .map(|()| A::Done),
+        R::GetRetention {
+            stream_id,
+            consistency,
+        } => tally(store, store.retention(stream_id, consistency).await).map(A::Retention),
+        R::Scavenge { action } => {
+            tally(store, store.scavenge(action, deadline).await).map(A::Scavenge)
+        }
+        R::PositionAt { at_us, consistency } => {
+            tally(store, store.position_at(at_us, consistency).await).map(A::Position)
+        }
+        R::VersionAt {
+            stream_id,
+            at_us,
+            consistency,
+        } => tally(store, store.version_at(stream_id, at_us, consistency).await).map(A::Version),
         R::Exists {
             stream_id,
             consistency,

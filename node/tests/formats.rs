@@ -9,8 +9,8 @@
 //! deletes are each day's own command), applied in order, with a snapshot taken after
 //! [`SNAPSHOT_AT`], the log purged up to [`PURGED_UPTO`] and [`vote`] saved: events in
 //! two live streams with types and tags, a soft-deleted and a tombstoned stream,
-//! stream snapshots, subscriptions of every kind with checkpoints, and two membership
-//! changes. Every variant of every persisted enum occurs in them.
+//! stream snapshots, subscriptions of every kind with checkpoints, two membership
+//! changes, and (from format 3) a scavenge started and stopped and a stream's retention. Every variant of every persisted enum occurs in them.
 //!
 //! [`sample_decodes`] opens a copy of each sample with today's code and checks every
 //! record against the values it was written from. [`current_sample_is_todays_bytes`]
@@ -55,8 +55,9 @@ use reckon_node::raft::log_store::LogStore;
 use reckon_node::raft::state_machine::{SnapshotFile, StateMachine};
 use reckon_node::raft::TypeConfig;
 use reckon_node::storage::format::{
-    Counters, Record, StoredEvent, StoredSnapshot, StoredSubscription, EVENTS, META, META_COUNTERS,
-    META_RAFT, SNAPSHOTS, STATE_FORMAT, STREAMS, SUBSCRIPTIONS,
+    Counters, Record, ScavengePhase, StoredEvent, StoredRetention, StoredScavenge, StoredSnapshot,
+    StoredSubscription, EVENTS, META, META_COUNTERS, META_RAFT, META_SCAVENGE, RETENTION,
+    SNAPSHOTS, STATE_FORMAT, STREAMS, SUBSCRIPTIONS,
 };
 use reckon_node::storage::keys::StreamMeta;
 use reckon_node::storage::state::ApplyItem;
@@ -325,11 +326,8 @@ fn entries(sample: &str) -> Vec<Entry<TypeConfig>> {
                 },
             ],
         ),
-        normal(
-            1,
-            6,
-            TS[3],
-            vec![
+        normal(1, 6, TS[3], {
+            let mut commands = vec![
                 Command::Ack {
                     key: sub_key(0),
                     position: 1,
@@ -339,8 +337,25 @@ fn entries(sample: &str) -> Vec<Entry<TypeConfig>> {
                     position: 3,
                 },
                 Command::Unsubscribe { key: sub_key(4) },
-            ],
-        ),
+            ];
+            if sample != "format-2" {
+                // A scavenge started, a step from where it does not stand (no effect)
+                // and a stop: its record, with nothing removed.
+                commands.extend([
+                    Command::ScavengeStart,
+                    Command::ScavengeStep { from: 1, to: 2 },
+                    Command::ScavengeStop,
+                    // A retention that keeps both of the stream's events.
+                    Command::SetRetention {
+                        stream_id: "invoice-9".into(),
+                        max_age_us: None,
+                        max_count: Some(1000),
+                        truncate_before: Some(0),
+                    },
+                ]);
+            }
+            commands
+        }),
         // The snapshot is taken here.
         normal(
             1,
@@ -583,6 +598,7 @@ fn state_file_is_todays_bytes(path: &Path) {
     assert!(same_bytes(&txn, EVENTS, again::<StoredEvent>) > 0);
     assert!(same_bytes(&txn, SUBSCRIPTIONS, again::<StoredSubscription>) > 0);
     assert!(same_bytes(&txn, SNAPSHOTS, again::<StoredSnapshot>) > 0);
+    assert!(same_bytes(&txn, RETENTION, again::<StoredRetention>) > 0);
     assert!(
         same_bytes(&txn, STREAMS, |b| StreamMeta::decode(b)
             .unwrap()
@@ -594,10 +610,25 @@ fn state_file_is_todays_bytes(path: &Path) {
     for (key, again) in [
         (META_COUNTERS, again::<Counters> as fn(&[u8]) -> Vec<u8>),
         (META_RAFT, again::<StoredRaftRecord>),
+        (META_SCAVENGE, again::<StoredScavenge>),
     ] {
         let v = meta.get(key).unwrap().expect("a meta record");
         assert_eq!(again(v.value()), v.value(), "meta {key:?}");
     }
+    let scavenge = StoredScavenge::decode(meta.get(META_SCAVENGE).unwrap().unwrap().value());
+    assert_eq!(
+        scavenge.unwrap(),
+        StoredScavenge {
+            generation: 1,
+            phase: ScavengePhase::Stopped,
+            end: 6,
+            next: 0,
+            removed_events: 0,
+            removed_bytes: 0,
+            started_us: TS[3],
+            finished_us: None,
+        }
+    );
 }
 
 #[test]

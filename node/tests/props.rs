@@ -18,6 +18,7 @@ use reckon_gater::types::{
 };
 use reckon_node::command::{BatchResult, Command, Outcome, ProposedEvent, WriteBatch};
 use reckon_node::domain::stream_read_range;
+use reckon_node::storage::format::ScavengePhase;
 use reckon_node::storage::state::ApplyItem;
 use reckon_node::storage::StateDb;
 use uuid::Uuid;
@@ -100,6 +101,23 @@ enum Step {
     },
     /// Flush, close and open the file again (what a clean restart does).
     Reopen,
+    /// The leader's clock moves by this many microseconds (back, when negative: a
+    /// new leader whose clock is behind the old one's).
+    Clock(i64),
+    /// Reads as of time `at`: the log's length then, and each stream's version.
+    AsOf { at: u64 },
+    /// A scavenge command: start, stop, or a step of this many positions from where
+    /// the scavenge stands.
+    Scavenge(ScavengeOp),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ScavengeOp {
+    Start,
+    Step(u64),
+    /// A step from a position the scavenge does not stand at (a stale proposal).
+    StaleStep,
+    Stop,
 }
 
 fn exp_strategy() -> impl Strategy<Value = Exp> {
@@ -160,6 +178,12 @@ fn step_strategy() -> impl Strategy<Value = Step> {
             }
         }),
         1 => Just(Step::Reopen),
+        1 => (-5_000i64..=3_000).prop_map(Step::Clock),
+        2 => (0u64..45_000).prop_map(|at| Step::AsOf { at }),
+        1 => Just(Step::Scavenge(ScavengeOp::Start)),
+        2 => (1u64..8).prop_map(|n| Step::Scavenge(ScavengeOp::Step(n))),
+        1 => Just(Step::Scavenge(ScavengeOp::StaleStep)),
+        1 => Just(Step::Scavenge(ScavengeOp::Stop)),
     ]
 }
 
@@ -177,6 +201,16 @@ struct LogEntry {
     timestamp_us: u64,
     /// Its stream incarnation was deleted: it stays in the log, leaves the indexes.
     deleted: bool,
+    /// Removed by a scavenge (it was deleted): gone from the log and every index.
+    scavenged: bool,
+}
+
+/// The model's scavenge: phase, end, next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScavengeModel {
+    Running { end: u64, next: u64 },
+    Stopped { next: u64 },
+    Done,
 }
 
 #[derive(Debug, Default)]
@@ -224,6 +258,7 @@ impl ModelStream {
 struct Model {
     streams: BTreeMap<String, ModelStream>,
     log: Vec<LogEntry>,
+    scavenge: Option<ScavengeModel>,
 }
 
 impl Model {
@@ -239,6 +274,9 @@ impl Model {
         timestamp_us: u64,
     ) -> Result<AppendResult, StoreError> {
         let next_position = self.log.len() as u64;
+        // Timestamps never go down along the log, whatever the leader's clock says.
+        let last = self.log.iter().rev().find(|e| !e.scavenged);
+        let timestamp_us = timestamp_us.max(last.map_or(0, |e| e.timestamp_us));
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
         self.stream(stream_id).last_attempt = Some(ids.clone());
         // Event ids are unique in the store: the position of each id of the append,
@@ -248,7 +286,7 @@ impl Model {
             .map(|id| {
                 self.log
                     .iter()
-                    .position(|e| e.event_id == *id)
+                    .position(|e| e.event_id == *id && !e.scavenged)
                     .map(|p| p as u64)
             })
             .collect();
@@ -297,6 +335,7 @@ impl Model {
                 tagged: e.tags.iter().any(|t| t == TAG),
                 timestamp_us,
                 deleted: false,
+                scavenged: false,
             });
             position += 1;
         }
@@ -330,6 +369,83 @@ impl Model {
             self.log[p as usize].deleted = true;
         }
         Ok(())
+    }
+
+    /// The log's length at time `at`: events up to it were written at or before.
+    fn position_at(&self, at: u64) -> u64 {
+        // After the last event that stands and was written by then.
+        self.log
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !e.scavenged && e.timestamp_us <= at)
+            .map(|(p, _)| p as u64 + 1)
+            .next_back()
+            .unwrap_or(0)
+    }
+
+    /// A scavenge command, as the state machine applies it.
+    fn scavenge(&mut self, op: ScavengeOp) -> Command {
+        let end = self.log.len() as u64;
+        match op {
+            ScavengeOp::Start => {
+                self.scavenge = match self.scavenge {
+                    Some(ScavengeModel::Running { end, next }) => {
+                        Some(ScavengeModel::Running { end, next })
+                    }
+                    Some(ScavengeModel::Stopped { next }) => {
+                        Some(ScavengeModel::Running { end, next })
+                    }
+                    _ => Some(ScavengeModel::Running { end, next: 0 }),
+                };
+                Command::ScavengeStart
+            }
+            ScavengeOp::Stop => {
+                if let Some(ScavengeModel::Running { next, .. }) = self.scavenge {
+                    self.scavenge = Some(ScavengeModel::Stopped { next });
+                }
+                Command::ScavengeStop
+            }
+            ScavengeOp::StaleStep => {
+                let at = match self.scavenge {
+                    Some(ScavengeModel::Running { next, .. }) => next,
+                    _ => 0,
+                };
+                // One past where it stands: applied, it would skip positions.
+                Command::ScavengeStep {
+                    from: at + 1,
+                    to: at + 5,
+                }
+            }
+            ScavengeOp::Step(n) => {
+                let Some(ScavengeModel::Running { end, next }) = self.scavenge else {
+                    return Command::ScavengeStep { from: 0, to: n };
+                };
+                let to = (next + n).min(end);
+                for e in &mut self.log[next as usize..to as usize] {
+                    e.scavenged |= e.deleted;
+                }
+                self.scavenge = Some(if to >= end {
+                    ScavengeModel::Done
+                } else {
+                    ScavengeModel::Running { end, next: to }
+                });
+                Command::ScavengeStep {
+                    from: next,
+                    to: next + n,
+                }
+            }
+        }
+    }
+
+    /// The version of the last event of `stream_id` written at or before `at` that
+    /// reads still return.
+    fn version_at(&self, stream_id: &str, at: u64) -> Option<u64> {
+        let cut = self.position_at(at);
+        self.stream_events(stream_id)?
+            .into_iter()
+            .filter(|e| e.2 < cut)
+            .map(|e| e.1)
+            .next_back()
     }
 
     fn version(&self, stream_id: &str) -> Option<u64> {
@@ -527,20 +643,6 @@ fn key(e: &EventRecord) -> (String, u64, u64, Uuid) {
     (e.stream_id.clone(), e.version, e.position, e.event_id)
 }
 
-fn expected_range(head: u64, from: u64, count: u32, backward: bool) -> Vec<u64> {
-    // The read rule, written out: forward from `from` or backward from `min(from, head)`,
-    // at most `count` positions.
-    let count = u64::from(count);
-    if backward {
-        let start = from.min(head);
-        (start.saturating_sub(count - 1)..=start).rev().collect()
-    } else if from > head {
-        Vec::new()
-    } else {
-        (from..=(from + count - 1).min(head)).collect()
-    }
-}
-
 fn check_read_stream(
     db: &StateDb,
     model: &Model,
@@ -620,9 +722,25 @@ fn check_read_all(db: &StateDb, model: &Model, from: u64, count: u32, backward: 
         .iter()
         .map(|e| e.position)
         .collect();
-    let want: Vec<u64> = match (model.log.len() as u64).checked_sub(1) {
-        None => Vec::new(),
-        Some(last) => expected_range(last, from, count, backward),
+    // The read rule: the first `count` events that stand from `from` on, or from
+    // `from` down; removed positions are skipped, never reused.
+    let standing = model
+        .log
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !e.scavenged)
+        .map(|(p, _)| p as u64);
+    let want: Vec<u64> = if backward {
+        standing
+            .rev()
+            .filter(|p| *p <= from)
+            .take(count as usize)
+            .collect()
+    } else {
+        standing
+            .filter(|p| *p >= from)
+            .take(count as usize)
+            .collect()
     };
     assert_eq!(got, want, "read_all({from}, {count}, backward={backward})");
 }
@@ -630,19 +748,23 @@ fn check_read_all(db: &StateDb, model: &Model, from: u64, count: u32, backward: 
 /// Everything the database holds, against the model.
 fn check_all(db: &StateDb, model: &Model, raft_record: &[u8]) {
     let r = db.read().expect("read");
-    // The global log: gapless positions, every event as the model has it.
+    // The global log: every position but those scavenged, every event as the model
+    // has it.
     let all = r
         .read_all(0, ALL, Direction::Forward)
         .expect("storage")
         .decode()
         .expect("page");
     let positions: Vec<u64> = all.iter().map(|e| e.position).collect();
+    let standing: Vec<&LogEntry> = model.log.iter().filter(|e| !e.scavenged).collect();
     assert_eq!(
         positions,
-        (0..model.log.len() as u64).collect::<Vec<_>>(),
+        (0..model.log.len() as u64)
+            .filter(|p| !model.log[*p as usize].scavenged)
+            .collect::<Vec<_>>(),
         "global log positions"
     );
-    for (e, m) in all.iter().zip(&model.log) {
+    for (e, m) in all.iter().zip(standing) {
         assert_eq!(
             (
                 &e.stream_id,
@@ -665,9 +787,10 @@ fn check_all(db: &StateDb, model: &Model, raft_record: &[u8]) {
         );
     }
     let stats = r.stats().expect("stats");
+    let held = model.log.iter().filter(|e| !e.scavenged).count() as u64;
     assert_eq!(
         (stats.events, stats.next_position),
-        (model.log.len() as u64, model.log.len() as u64)
+        (held, model.log.len() as u64)
     );
 
     // Every stream: its version and its events, consecutive from 0.
@@ -703,10 +826,8 @@ fn check_all(db: &StateDb, model: &Model, raft_record: &[u8]) {
                     "{stream}: events"
                 );
                 for e in &got {
-                    assert_eq!(
-                        e, &all[e.position as usize],
-                        "stream index and global log disagree"
-                    );
+                    let at = all.iter().find(|a| a.position == e.position);
+                    assert_eq!(Some(e), at, "stream index and global log disagree");
                 }
             }
         }
@@ -755,6 +876,45 @@ fn check_all(db: &StateDb, model: &Model, raft_record: &[u8]) {
     );
 }
 
+/// The scavenge's record against the model's. (That the ids of scavenged events left
+/// the event id index shows in appends: the model takes such an id as new.)
+fn check_scavenge(db: &StateDb, model: &Model) {
+    let r = db.read().expect("read");
+    let got = r.scavenge().expect("storage").map(|s| match s.phase {
+        ScavengePhase::Running => ScavengeModel::Running {
+            end: s.end,
+            next: s.next,
+        },
+        ScavengePhase::Stopped => ScavengeModel::Stopped { next: s.next },
+        ScavengePhase::Done => ScavengeModel::Done,
+    });
+    assert_eq!(got, model.scavenge, "scavenge");
+    let removed = model.log.iter().filter(|e| e.scavenged).count() as u64;
+    let recorded = r
+        .scavenge()
+        .expect("storage")
+        .map_or(0, |s| s.removed_events);
+    // The record counts this scavenge's removals; the model counts every one.
+    assert!(recorded <= removed, "{recorded} removed, model {removed}");
+}
+
+/// Reads as of time `at` against the model.
+fn check_as_of(db: &StateDb, model: &Model, at: u64) {
+    let r = db.read().expect("read");
+    assert_eq!(
+        r.position_at(at).expect("storage"),
+        model.position_at(at),
+        "position_at({at})"
+    );
+    for s in STREAMS {
+        assert_eq!(
+            r.version_at(s, at).expect("storage"),
+            model.version_at(s, at),
+            "version_at({s}, {at})"
+        );
+    }
+}
+
 fn open(path: &Path) -> StateDb {
     StateDb::open(path).expect("open state db")
 }
@@ -769,8 +929,9 @@ fn run(steps: Vec<Step>) {
     let mut db = open(&path);
     let mut model = Model::default();
     let mut record = Vec::new();
+    let mut clock: i64 = 0;
     for (i, step) in steps.iter().enumerate() {
-        let timestamp_us = 1_000 * (i as u64 + 1);
+        let timestamp_us = (1_000 * (i as i64 + 1) + clock).max(1) as u64;
         match step {
             Step::Write(ops) => {
                 let (b, want) = batch(&mut model, ops, timestamp_us);
@@ -810,10 +971,37 @@ fn run(steps: Vec<Step>) {
                 drop(db);
                 db = open(&path);
             }
+            Step::Clock(by) => clock += by,
+            Step::Scavenge(op) => {
+                let cmd = model.scavenge(*op);
+                let b = WriteBatch {
+                    timestamp_us,
+                    commands: vec![cmd],
+                };
+                record = format!("entry {i}").into_bytes();
+                let got = db.apply(vec![ApplyItem::Batch(b)], &record).expect("apply");
+                assert_eq!(
+                    unwrap_results(got),
+                    vec![Some(vec![Ok(Outcome::Done)])],
+                    "step {i}: {step:?}"
+                );
+                check_scavenge(&db, &model);
+            }
+            Step::AsOf { at } => check_as_of(&db, &model, *at),
         }
         if !record.is_empty() {
             check_all(&db, &model, &record);
         }
+    }
+    // At the end, reads as of each time an event was written, and just before it.
+    let mut times: Vec<u64> = model
+        .log
+        .iter()
+        .flat_map(|e| [e.timestamp_us - 1, e.timestamp_us])
+        .collect();
+    times.dedup();
+    for at in times {
+        check_as_of(&db, &model, at);
     }
 }
 

@@ -1321,3 +1321,140 @@ async fn health_and_cluster() {
         "{text}"
     );
 }
+
+// ---------------------------------------------------------------- as of a time
+
+/// `version --at`, `read --until` and `read-all --since/--until` against the
+/// timestamps the events were stored with (read back first, so nothing depends on
+/// how fast the appends ran): each answers what stood at that time, in both TIME
+/// forms.
+#[tokio::test]
+async fn reads_as_of_a_time_see_what_stood_then() {
+    let env = start().await;
+    env.append_n("a", 2);
+    env.append_n("b", 1);
+    env.append_n("a", 1);
+    let all = env.reckon(&["--json", "read-all"]).json_lines();
+    let ts: Vec<u64> = all
+        .iter()
+        .map(|e| e["timestamp_us"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ts.len(), 4);
+    assert!(
+        ts.windows(2).all(|w| w[0] <= w[1]),
+        "timestamps go down: {ts:?}"
+    );
+    let at = |i: usize| ts[i].to_string();
+    // Positions 0, 1 are a@0, a@1; 2 is b@0; 3 is a@2. What stood at each time:
+    // the events written at or before it.
+    let stood = |t: u64| -> Vec<u64> { (0..4).filter(|p| ts[*p as usize] <= t).collect() };
+
+    for i in 0..4 {
+        let t = ts[i];
+        let a_then = stood(t).iter().filter(|p| **p != 2).count() as i64 - 1;
+        assert_eq!(
+            env.reckon(&["version", "a", "--at", &at(i)]).ok().trim(),
+            a_then.to_string(),
+            "version of a at {t}"
+        );
+        // read --until: the stream's events written by then.
+        let read = env.reckon(&["read", "a", "--until", &at(i)]);
+        if a_then < 0 {
+            read.fails(4);
+        } else {
+            let versions = text_column(read.ok(), 1);
+            assert_eq!(versions, (0..=a_then as u64).collect::<Vec<_>>(), "at {t}");
+        }
+        // read-all --until, forward and backward.
+        let until = env.reckon(&["read-all", "--until", &at(i)]);
+        assert_eq!(text_column(until.ok(), 0), stood(t), "read-all --until {t}");
+        let back = env.reckon(&["read-all", "--until", &at(i), "--backward"]);
+        let mut want = stood(t);
+        want.reverse();
+        assert_eq!(text_column(back.ok(), 0), want, "backward --until {t}");
+        // read-all --since: what was written at or after it.
+        let since = env.reckon(&["read-all", "--since", &at(i)]);
+        let want: Vec<u64> = (0..4).filter(|p| ts[*p as usize] >= t).collect();
+        assert_eq!(text_column(since.ok(), 0), want, "read-all --since {t}");
+    }
+    // Before anything was written: nothing stood.
+    let before = (ts[0] - 1).to_string();
+    assert_eq!(env.reckon(&["version", "a", "--at", &before]).ok(), "-1\n");
+    assert_eq!(env.reckon(&["read-all", "--until", &before]).ok(), "");
+    // A window holding only b's event, the bounds as RFC 3339.
+    let rfc = |us: u64| {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap();
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    if ts[1] < ts[2] && ts[2] < ts[3] {
+        let window = env.reckon(&["read-all", "--since", &rfc(ts[2]), "--until", &rfc(ts[2])]);
+        assert_eq!(text_column(window.ok(), 0), [2]);
+    }
+    // A TIME that is neither form: usage error naming both.
+    let bad = env
+        .reckon(&["version", "a", "--at", "yesterday"])
+        .fails(2)
+        .to_string();
+    assert!(bad.contains("RFC 3339"), "{bad}");
+}
+
+// ---------------------------------------------------------------- retention
+
+/// `retention` sets and prints how long a stream keeps its events; reads of the
+/// stream then skip what it drops, nothing is renumbered, `$all` keeps every event
+/// until a scavenge, and `--clear` brings them back.
+#[tokio::test]
+async fn retention_hides_what_it_drops_from_stream_reads_and_renumbers_nothing() {
+    let env = start().await;
+    env.append_n("r", 6);
+    assert_eq!(
+        env.reckon(&["retention", "r"]).ok(),
+        "r keeps every event\n"
+    );
+    assert_eq!(
+        env.reckon(&["retention", "r", "--max-count", "3", "--max-age", "90d"])
+            .ok(),
+        "r keeps events max-age 90d, max-count 3\n"
+    );
+    assert_eq!(text_column(env.reckon(&["read", "r"]).ok(), 1), [3, 4, 5]);
+    assert_eq!(
+        text_column(
+            env.reckon(&["read", "r", "--backward", "--count", "10"])
+                .ok(),
+            1
+        ),
+        [5, 4, 3]
+    );
+    assert_eq!(env.version("r"), 5);
+    let v = env
+        .reckon(&["--json", "retention", "r", "--truncate-before", "5"])
+        .json_lines();
+    assert_eq!(v[0]["truncate_before"], 5);
+    assert!(
+        v[0]["max_count"].is_null(),
+        "flags not given are cleared: {v:?}"
+    );
+    assert_eq!(text_column(env.reckon(&["read", "r"]).ok(), 1), [5]);
+    // The global log still holds them all until a scavenge.
+    assert_eq!(env.reckon(&["read-all"]).ok().lines().count(), 6);
+    // Appends go on after the head, whatever is hidden.
+    env.append_n("r", 1);
+    assert_eq!(text_column(env.reckon(&["read", "r"]).ok(), 1), [5, 6]);
+    assert_eq!(
+        env.reckon(&["retention", "r", "--clear"]).ok(),
+        "r keeps every event\n"
+    );
+    assert_eq!(
+        text_column(env.reckon(&["read", "r"]).ok(), 1),
+        [0, 1, 2, 3, 4, 5, 6]
+    );
+    // Bad input: a usage error naming the form, or the store's InvalidInput.
+    let bad = env
+        .reckon(&["retention", "r", "--max-age", "3y"])
+        .fails(2)
+        .to_string();
+    assert!(bad.contains("unknown unit"), "{bad}");
+    let zero = env.reckon(&["retention", "r", "--max-count", "0"]);
+    assert!(zero.fails(2).contains("retention.max_count"), "{zero:?}");
+}

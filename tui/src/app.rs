@@ -13,7 +13,7 @@ use reckon_gater::access::{Credential, Permission, Principal};
 use reckon_gater::api::{HealthReport, StoreStatus};
 use reckon_gater::metrics::{HistogramSnapshot, StoreStats};
 use reckon_gater::subscription::SubscriptionInfo;
-use reckon_gater::types::Role;
+use reckon_gater::types::{Role, ScavengePhase, ScavengeStatus};
 use reckon_gater::{EventRecord, StreamPage};
 
 /// Milliseconds since the Unix epoch: the console's clock, injected into `update`.
@@ -449,6 +449,8 @@ pub struct StoreTelemetry {
     pub events: u64,
     /// Its nodes in the last stats, by id.
     pub nodes: Vec<NodeTelemetry>,
+    /// Its scavenge, as its leader (else any node) last said; `None` when never run.
+    pub scavenge: Option<ScavengeStatus>,
 }
 
 /// One line of the stores table.
@@ -1010,6 +1012,12 @@ fn observe_stats(app: &mut App, stats: &[StoreStats], now: Millis) {
             .find(|s| s.role == Some(Role::Leader))
             .map(|s| s.events)
             .unwrap_or_else(|| nodes.iter().map(|s| s.events).max().unwrap_or(0));
+        t.scavenge = nodes
+            .iter()
+            .find(|s| s.role == Some(Role::Leader))
+            .or_else(|| nodes.first())
+            .and_then(|s| s.scavenge.clone())
+            .filter(|s| s.phase != ScavengePhase::Never);
         t.nodes = nodes
             .iter()
             .map(|s| {

@@ -130,6 +130,19 @@ fn telemetry_view() {
         stats[1].append_latency.clone(),
         stats[2].read_latency.clone(),
     );
+    // A scavenge under way, as the leader (node 2) says.
+    stats[1].scavenge = Some(reckon_gater::types::ScavengeStatus {
+        phase: reckon_gater::types::ScavengePhase::Running,
+        generation: 1,
+        end: 2_000,
+        next: 900,
+        removed_events: 410,
+        removed_bytes: 905_216,
+        started_us: 1,
+        finished_us: None,
+        file_bytes: 8 << 20,
+        reclaimed_bytes: 0,
+    });
     let appends = Histogram::default();
     let reads = Histogram::default();
     for (i, (a, r, slow_us)) in [

@@ -12,6 +12,8 @@ use ratatui::widgets::{
 };
 use ratatui::Frame;
 use reckon_gater::access::Permission;
+use reckon_gater::metrics::human_bytes;
+use reckon_gater::types::ScavengePhase;
 
 use crate::app::{
     role_name, App, Connection, Interval, Loading, Millis, Panel, StoreTelemetry, StreamsMode, Tab,
@@ -715,7 +717,8 @@ fn render_telemetry(frame: &mut Frame, area: Rect, app: &App, now: Millis) {
     let errors: Vec<Vec<String>> = stores.iter().map(|(_, t)| error_lines(t)).collect();
     let table_h = 3 + errors.iter().map(|e| e.len() as u16).sum::<u16>().max(1);
     let cluster_stores = app.cluster.data.as_ref().map_or(0, |c| c.status.len()) as u16;
-    let elections_h = 3 + cluster_stores.max(1);
+    let scavenges = stores.iter().filter(|(_, t)| t.scavenge.is_some()).count() as u16;
+    let elections_h = 3 + cluster_stores.max(1) + scavenges;
     // A tall terminal also gets each node's share of the last interval.
     let node_rows: usize = stores.iter().map(|(_, t)| t.nodes.len()).sum();
     let nodes_h = if area.height >= 40 && node_rows > 0 {
@@ -869,8 +872,27 @@ fn render_telemetry(frame: &mut Frame, area: Rect, app: &App, now: Millis) {
             c.health.leases_expired
         )));
     }
+    for (store, t) in &app.telemetry {
+        let Some(sc) = &t.scavenge else { continue };
+        let phase = match sc.phase {
+            ScavengePhase::Running => "running",
+            ScavengePhase::Stopped => "stopped",
+            ScavengePhase::Done => "done",
+            ScavengePhase::Never => continue,
+        };
+        lines.push(Line::from(vec![
+            Span::styled(format!("{store} "), BOLD),
+            Span::raw(format!(
+                "scavenge {phase} {:.0}% · removed {} events ({}) · {} given back",
+                sc.progress() * 100.0,
+                sc.removed_events,
+                human_bytes(sc.removed_bytes),
+                human_bytes(sc.reclaimed_bytes)
+            )),
+        ]));
+    }
     let outer = block(format!(
-        "Leader elections ({})",
+        "Leader elections, scavenges ({})",
         panel_state(&app.cluster, now, app.refresh_ms)
     ));
     let inner = outer.inner(elections_area);

@@ -146,8 +146,9 @@ pub enum Command {
     ReadTypes(ReadTypesArgs),
     /// Read events by tag, ascending by position.
     ReadTags(ReadTagsArgs),
-    /// Print a stream's version (-1 when it does not exist).
-    Version(StreamArg),
+    /// Print a stream's version (-1 when it does not exist), or the one it had at
+    /// --at TIME.
+    Version(VersionArgs),
     /// Print whether a stream exists (true or false).
     Exists(StreamArg),
     /// List every stream with its version, one a line.
@@ -177,6 +178,17 @@ pub enum Command {
     },
     /// Counters and latency percentiles per store and node.
     Stats,
+    /// Print how long a stream keeps its events, or set it with the flags (those
+    /// not given are cleared): reads of the stream no longer return the events it
+    /// drops, and a scavenge removes them. Nothing is renumbered.
+    Retention(RetentionArgs),
+    /// Remove what no read can return any more (events of deleted and tombstoned
+    /// streams) from the store, in the background, and give the space back.
+    Scavenge {
+        /// start (or resume a stopped one), status, or stop.
+        #[arg(value_enum)]
+        action: ScavengeArg,
+    },
     /// Make bearer tokens for a gater (no gater is contacted).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -386,6 +398,75 @@ pub struct ReadArgs {
     /// Read from newest to oldest.
     #[arg(long)]
     pub backward: bool,
+    /// Only the events written at or before TIME: the stream as it stood then.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<u64>,
+}
+
+/// `retention`.
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// The stream.
+    pub stream: String,
+    /// Drop events older than this: 90d, 12h, 30m, 45s, 2w (a number alone is seconds).
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub max_age: Option<u64>,
+    /// Keep only the last N events.
+    #[arg(long, value_name = "N")]
+    pub max_count: Option<u64>,
+    /// Drop the events below version V.
+    #[arg(long, value_name = "V")]
+    pub truncate_before: Option<u64>,
+    /// Keep every event again (those a scavenge removed stay gone).
+    #[arg(long, conflicts_with_all = ["max_age", "max_count", "truncate_before"])]
+    pub clear: bool,
+}
+
+/// Parses an AGE into microseconds: a number and a unit (`s`, `m`, `h`, `d`, `w`), or
+/// a number alone, in seconds.
+pub fn parse_age(s: &str) -> Result<u64, String> {
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &s[digits.len()..];
+    let seconds: u64 = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?}; give a number and s, m, h, d or w, e.g. 90d"
+            ))
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| "not an age; give a number and s, m, h, d or w, e.g. 90d".to_string())?;
+    n.checked_mul(seconds)
+        .and_then(|s| s.checked_mul(1_000_000))
+        .filter(|us| *us > 0)
+        .ok_or_else(|| format!("{s} is not an age above 0 that fits"))
+}
+
+/// `scavenge ACTION`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScavengeArg {
+    /// Start one over the log as it stands, or resume a stopped one.
+    Start,
+    /// Print where it stands.
+    Status,
+    /// Stop it where it stands.
+    Stop,
+}
+
+/// `version`.
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// The stream.
+    pub stream: String,
+    /// The version the stream had at TIME instead of now.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub at: Option<u64>,
 }
 
 /// `read-all`.
@@ -400,6 +481,12 @@ pub struct ReadAllArgs {
     /// Read from newest to oldest.
     #[arg(long)]
     pub backward: bool,
+    /// Only the events written at or after TIME.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub since: Option<u64>,
+    /// Only the events written at or before TIME.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub until: Option<u64>,
 }
 
 /// `read-types`.
@@ -558,10 +645,61 @@ fn parse_json(s: &str) -> Result<serde_json::Value, String> {
     })
 }
 
+/// Parses a TIME: RFC 3339 (`2026-12-03T09:30:00Z`, `2026-12-03T10:30:00.5+01:00`)
+/// or microseconds since the Unix epoch, as events print their `timestamp_us`.
+pub fn parse_time(s: &str) -> Result<u64, String> {
+    if let Ok(us) = s.parse::<u64>() {
+        return Ok(us);
+    }
+    let at = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            format!(
+                "not a time ({e}); give RFC 3339, e.g. 2026-12-03T09:30:00Z, or microseconds \
+                 since the Unix epoch, e.g. 1764754200000000"
+            )
+        })?;
+    u64::try_from(at.unix_timestamp_nanos() / 1000)
+        .map_err(|_| format!("{s} is before the Unix epoch"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::error::ErrorKind;
+
+    #[test]
+    fn ages_are_a_number_and_a_unit() {
+        assert_eq!(parse_age("45"), Ok(45_000_000));
+        assert_eq!(parse_age("45s"), Ok(45_000_000));
+        assert_eq!(parse_age("30m"), Ok(1_800_000_000));
+        assert_eq!(parse_age("2h"), Ok(7_200_000_000));
+        assert_eq!(parse_age("90d"), Ok(90 * 86_400_000_000));
+        assert_eq!(parse_age("1w"), Ok(604_800_000_000));
+        assert!(parse_age("3y").unwrap_err().contains("unknown unit"));
+        assert!(parse_age("d").unwrap_err().contains("not an age"));
+        assert!(parse_age("0d").unwrap_err().contains("above 0"));
+    }
+
+    #[test]
+    fn times_are_rfc_3339_or_microseconds() {
+        assert_eq!(parse_time("1764754200000000"), Ok(1_764_754_200_000_000));
+        assert_eq!(
+            parse_time("2025-12-03T09:30:00Z"),
+            Ok(1_764_754_200_000_000)
+        );
+        assert_eq!(
+            parse_time("2025-12-03T10:30:00.000001+01:00"),
+            Ok(1_764_754_200_000_001)
+        );
+        let bad = parse_time("yesterday").unwrap_err();
+        assert!(
+            bad.contains("RFC 3339") && bad.contains("microseconds"),
+            "{bad}"
+        );
+        assert!(parse_time("1969-12-31T23:59:59Z")
+            .unwrap_err()
+            .contains("before the Unix epoch"));
+    }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("reckon").chain(args.iter().copied()))

@@ -24,7 +24,7 @@ use crate::certs::Written;
 use crate::client::{Client, ClientError, StoreHandle};
 use crate::subscription::SubscribeOptions;
 use crate::tls::{Role, Tls};
-use crate::types::{Direction, StoreError};
+use crate::types::{Direction, ScavengeAction, StoreError, StreamRetention};
 
 pub use args::Cli;
 use args::{CertsCommand, Command, SnapshotCommand};
@@ -100,14 +100,14 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::Read(a) => {
             let (direction, default_from) = direction_of(a.backward);
             let s = store(&connect().await?);
-            let events = s
-                .read_stream(
-                    &a.stream,
-                    a.from.unwrap_or(default_from),
-                    a.count,
-                    direction,
-                )
-                .await?;
+            let from = a.from.unwrap_or(default_from);
+            let events = match a.until {
+                Some(until) => {
+                    s.read_stream_until(&a.stream, until, from, a.count, direction)
+                        .await?
+                }
+                None => s.read_stream(&a.stream, from, a.count, direction).await?,
+            };
             for e in &events {
                 line(out, output::event(e, json))?;
             }
@@ -115,9 +115,23 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         Command::ReadAll(a) => {
             let (direction, default_from) = direction_of(a.backward);
             let s = store(&connect().await?);
-            let events = s
-                .read_all(a.from.unwrap_or(default_from), a.count, direction)
-                .await?;
+            let mut from = a.from.unwrap_or(default_from);
+            let mut within = 0..u64::MAX;
+            if a.since.is_some() || a.until.is_some() {
+                within = s
+                    .positions_between(a.since.unwrap_or(0), a.until.unwrap_or(u64::MAX))
+                    .await?;
+                from = match direction {
+                    Direction::Forward => from.max(within.start),
+                    Direction::Backward => from.min(within.end.saturating_sub(1)),
+                };
+            }
+            let mut events = if within.is_empty() {
+                Vec::new()
+            } else {
+                s.read_all(from, a.count, direction).await?
+            };
+            events.retain(|e| within.contains(&e.position));
             for e in &events {
                 line(out, output::event(e, json))?;
             }
@@ -139,7 +153,11 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             }
         }
         Command::Version(a) => {
-            let v = store(&connect().await?).get_version(&a.stream).await?;
+            let s = store(&connect().await?);
+            let v = match a.at {
+                Some(at) => s.version_at(&a.stream, at).await?,
+                None => s.get_version(&a.stream).await?,
+            };
             line(out, output::version(v, json))?;
         }
         Command::Exists(a) => {
@@ -266,6 +284,29 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
             for st in connect().await?.stats().await? {
                 line(out, output::stats(&st, json))?;
             }
+        }
+        Command::Retention(a) => {
+            let s = store(&connect().await?);
+            let given = a.max_age.is_some() || a.max_count.is_some() || a.truncate_before.is_some();
+            if given || a.clear {
+                let r = StreamRetention {
+                    max_age_us: a.max_age,
+                    max_count: a.max_count,
+                    truncate_before: a.truncate_before,
+                };
+                s.set_retention(&a.stream, r).await?;
+            }
+            let r = s.retention(&a.stream).await?;
+            line(out, output::retention(&a.stream, &r, json))?;
+        }
+        Command::Scavenge { action } => {
+            let action = match action {
+                args::ScavengeArg::Start => ScavengeAction::Start,
+                args::ScavengeArg::Status => ScavengeAction::Status,
+                args::ScavengeArg::Stop => ScavengeAction::Stop,
+            };
+            let status = store(&connect().await?).scavenge(action).await?;
+            line(out, output::scavenge(&status, json))?;
         }
         Command::Backup(a) => {
             let client = connect().await?;

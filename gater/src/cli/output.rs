@@ -14,9 +14,12 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::api::{AuditCounts, HealthReport, StoreStatus};
-use crate::metrics::{HistogramSnapshot, StoreStats};
+use crate::metrics::{human_bytes, HistogramSnapshot, StoreStats};
 use crate::subscription::SubscriptionInfo;
-use crate::types::{AppendResult, ContentType, EventRecord, SnapshotRecord, StreamInfo};
+use crate::types::{
+    AppendResult, ContentType, EventRecord, ScavengePhase, ScavengeStatus, SnapshotRecord,
+    StreamInfo, StreamRetention,
+};
 
 /// Bytes as they are shown: parsed JSON, or base64 when they are not JSON.
 #[derive(Debug, Clone, PartialEq)]
@@ -198,6 +201,83 @@ struct DeletedJson<'a> {
     stream_id: &'a str,
     deleted: bool,
     hard: bool,
+}
+
+/// An age in microseconds as the CLI takes it: `90d`, `12h`, `30m`, `45s`.
+fn age(us: u64) -> String {
+    let s = us / 1_000_000;
+    for (unit, n) in [("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("m", 60)] {
+        if s >= n && s.is_multiple_of(n) {
+            return format!("{}{unit}", s / n);
+        }
+    }
+    if us.is_multiple_of(1_000_000) {
+        format!("{s}s")
+    } else {
+        format!("{us}us")
+    }
+}
+
+#[derive(Serialize)]
+struct RetentionJson<'a> {
+    stream_id: &'a str,
+    max_age_us: Option<u64>,
+    max_count: Option<u64>,
+    truncate_before: Option<u64>,
+}
+
+/// A stream's retention. Text: `STREAM keeps every event`, or `STREAM keeps events
+/// max-age 90d, max-count 1000, from version 5`.
+pub fn retention(stream_id: &str, r: &StreamRetention, json: bool) -> String {
+    if json {
+        return to_line(&RetentionJson {
+            stream_id,
+            max_age_us: r.max_age_us,
+            max_count: r.max_count,
+            truncate_before: r.truncate_before,
+        });
+    }
+    let mut parts = Vec::new();
+    if let Some(a) = r.max_age_us {
+        parts.push(format!("max-age {}", age(a)));
+    }
+    if let Some(c) = r.max_count {
+        parts.push(format!("max-count {c}"));
+    }
+    if let Some(v) = r.truncate_before {
+        parts.push(format!("from version {v}"));
+    }
+    if parts.is_empty() {
+        format!("{stream_id} keeps every event")
+    } else {
+        format!("{stream_id} keeps events {}", parts.join(", "))
+    }
+}
+
+/// Where a scavenge stands. Text: `running 45% (position 4500 of 10000), removed 120
+/// events (36.2 KiB); state file 12.0 MiB, 3.1 MiB given back`.
+pub fn scavenge(s: &ScavengeStatus, json: bool) -> String {
+    if json {
+        return to_line(s);
+    }
+    let phase = match s.phase {
+        ScavengePhase::Never => {
+            return format!("never run; state file {}", human_bytes(s.file_bytes))
+        }
+        ScavengePhase::Running => "running",
+        ScavengePhase::Stopped => "stopped",
+        ScavengePhase::Done => "done",
+    };
+    format!(
+        "{phase} {:.0}% (position {} of {}), removed {} events ({}); state file {}, {} given back",
+        s.progress() * 100.0,
+        s.next.min(s.end),
+        s.end,
+        s.removed_events,
+        human_bytes(s.removed_bytes),
+        human_bytes(s.file_bytes),
+        human_bytes(s.reclaimed_bytes)
+    )
 }
 
 /// A deleted stream. Text: `deleted STREAM` or `hard-deleted STREAM`.

@@ -36,8 +36,9 @@
 //!
 //! History: 1, the first; 2 adds the `event_ids` table (built from `events` when a
 //! file of format 1 is opened) and the `"format"` mark (absent: format 1); 3 adds the
-//! `deleted` flag to [`StreamMeta`] (a soft delete that keeps the stream's numbering;
-//! a file of format 2 holds none, so its upgrade is the mark alone).
+//! `deleted` flag to [`StreamMeta`] (a soft delete that keeps the stream's numbering),
+//! the `retention` table and the `"scavenge"` record (a file of format 2 holds none
+//! of them, so its upgrade is the mark alone; the table is made when the file opens).
 
 use std::collections::HashMap;
 
@@ -81,6 +82,8 @@ pub const SNAPSHOTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new(
 pub const SUBSCRIPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscriptions");
 /// Bookkeeping under the `META_*` keys.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// stream id -> [`StoredRetention`] (absent: the stream keeps every event).
+pub const RETENTION: TableDefinition<&str, &[u8]> = TableDefinition::new("retention");
 
 /// [`META`] key of the [`Counters`].
 pub const META_COUNTERS: &str = "counters";
@@ -88,6 +91,8 @@ pub const META_COUNTERS: &str = "counters";
 pub const META_RAFT: &str = "raft";
 /// [`META`] key of the file's format, a little-endian u32 (absent: format 1).
 pub const META_FORMAT: &str = "format";
+/// [`META`] key of the [`StoredScavenge`] (absent: never scavenged).
+pub const META_SCAVENGE: &str = "scavenge";
 
 /// Calls `$f!(table)` for every table of the state, in one fixed order.
 macro_rules! each_table {
@@ -104,6 +109,7 @@ macro_rules! each_table {
         $f!(f::SNAPSHOTS);
         $f!(f::SUBSCRIPTIONS);
         $f!(f::META);
+        $f!(f::RETENTION);
     }};
 }
 pub(super) use each_table;
@@ -271,6 +277,65 @@ pub struct Counters {
 }
 
 impl Record for Counters {
+    const TABLE: &'static str = "meta";
+}
+
+/// How long a stream keeps its events: reads of the stream no longer return one
+/// that is older than `max_age_us` (by its timestamp), not among the last
+/// `max_count`, or below version `truncate_before`; a scavenge removes them. Nothing
+/// is renumbered. A persisted format: see [changing the format](self#changing-the-format).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRetention {
+    /// Most age, in microseconds.
+    pub max_age_us: Option<u64>,
+    /// Most events kept: the last ones.
+    pub max_count: Option<u64>,
+    /// Versions below this one are gone.
+    pub truncate_before: Option<u64>,
+}
+
+impl Record for StoredRetention {
+    const TABLE: &'static str = "retention";
+}
+
+/// Where a scavenge stands. A persisted format: see
+/// [changing the format](self#changing-the-format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScavengePhase {
+    /// Steps go on from `next`.
+    Running,
+    /// Stopped by an operator at `next`; a start resumes it.
+    Stopped,
+    /// Every position before `end` was looked at.
+    Done,
+}
+
+/// The store's scavenge, under [`META_SCAVENGE`]: the job that removes the events no
+/// read can return any more (those of deleted and tombstoned streams) from the
+/// events and every index, a step of positions at a time, the same on every
+/// replica. A persisted format: see [changing the format](self#changing-the-format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredScavenge {
+    /// How many scavenges were started on the store (this one's number).
+    pub generation: u64,
+    /// Where it stands.
+    pub phase: ScavengePhase,
+    /// It looks at the positions before this one (the log's end when it started or
+    /// resumed).
+    pub end: u64,
+    /// The next position to look at.
+    pub next: u64,
+    /// Events it removed.
+    pub removed_events: u64,
+    /// Bytes of the event records it removed.
+    pub removed_bytes: u64,
+    /// When it started, microseconds since the Unix epoch.
+    pub started_us: u64,
+    /// When it was done.
+    pub finished_us: Option<u64>,
+}
+
+impl Record for StoredScavenge {
     const TABLE: &'static str = "meta";
 }
 

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use reckon_gater::page::EventPage;
@@ -26,9 +26,10 @@ use redb::{
 use uuid::Uuid;
 
 use super::format::{
-    each_table, id_place, id_place_value, upgrade, Counters, Record, StoredEvent, StoredSnapshot,
-    StoredSubscription, EVENTS, EVENT_IDS, META, META_COUNTERS, META_RAFT, SNAPSHOTS, STREAMS,
-    STREAM_INDEX, SUBSCRIPTIONS, TAG_INDEX, TAG_NAMES, TYPE_INDEX, TYPE_NAMES,
+    each_table, id_place, id_place_value, upgrade, Counters, Record, ScavengePhase, StoredEvent,
+    StoredRetention, StoredScavenge, StoredSnapshot, StoredSubscription, EVENTS, EVENT_IDS, META,
+    META_COUNTERS, META_RAFT, META_SCAVENGE, RETENTION, SNAPSHOTS, STREAMS, STREAM_INDEX,
+    SUBSCRIPTIONS, TAG_INDEX, TAG_NAMES, TYPE_INDEX, TYPE_NAMES,
 };
 use super::keys::{index_value, low, pack, split_index_value, StreamMeta};
 use super::{corrupt, StorageError};
@@ -39,6 +40,13 @@ use crate::domain::{check_expected, judge_event_ids, stream_read_range, IdVerdic
 use reckon_gater::subscription::SubscriptionInfo;
 
 pub use super::format::STATE_FORMAT;
+
+/// The wall clock in microseconds since the Unix epoch: "now" for retention by age.
+fn wall_clock_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
 
 /// Most bytes of events one read or delivery returns (at least one event is always
 /// returned): pages stay far below the transport's frame limit whatever the event
@@ -118,7 +126,7 @@ pub enum ApplyItem {
 /// Counts of what the store holds, for status and telemetry.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StateStats {
-    /// Events in the global log (including soft-deleted ones).
+    /// Events in the global log (deleted ones too, until a scavenge removes them).
     pub events: u64,
     /// The next global position.
     pub next_position: u64,
@@ -129,7 +137,8 @@ pub struct StateDb {
     /// The next global position, published after every commit that moves it (for
     /// live subscription delivery).
     head: tokio::sync::watch::Sender<u64>,
-    db: Database,
+    /// Every transaction begins under a shared hold; a compaction takes it alone.
+    db: RwLock<Database>,
     path: PathBuf,
     unflushed: Mutex<Unflushed>,
     /// Rows copied and rows to copy by the import under way (or the last one).
@@ -172,7 +181,7 @@ impl StateDb {
         };
         Ok(StateDb {
             head: tokio::sync::watch::Sender::new(head),
-            db,
+            db: RwLock::new(db),
             path: path.to_path_buf(),
             unflushed: Mutex::new(Unflushed {
                 since: Instant::now(),
@@ -183,6 +192,28 @@ impl StateDb {
         })
     }
 
+    fn db(&self) -> std::sync::RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Gives the file's free space back to the file system (after a scavenge): makes
+    /// everything applied durable, then compacts the file while no transaction runs
+    /// (new ones wait). Returns the file's length before and after, or `None` when a
+    /// read was open (a snapshot being sent, a long read): try again later.
+    pub fn compact(&self) -> Result<Option<(u64, u64)>, StorageError> {
+        self.flush()?;
+        let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let before = len(&self.path);
+        let mut db = self.db.write().unwrap_or_else(|p| p.into_inner());
+        match db.compact() {
+            Ok(_) => {}
+            Err(redb::CompactionError::TransactionInProgress) => return Ok(None),
+            Err(e) => return Err(redb::Error::from(e).into()),
+        }
+        drop(db);
+        Ok(Some((before, len(&self.path))))
+    }
+
     /// The file this database lives in.
     pub fn path(&self) -> &Path {
         &self.path
@@ -190,7 +221,7 @@ impl StateDb {
 
     /// The Raft layer's record (applied log id and membership) as it last stored it.
     pub fn raft_record(&self) -> Result<Option<Vec<u8>>, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let meta = txn.open_table(META)?;
         Ok(meta.get(META_RAFT)?.map(|v| v.value().to_vec()))
     }
@@ -207,7 +238,7 @@ impl StateDb {
         raft_record: &[u8],
     ) -> Result<Vec<Option<BatchResult>>, StorageError> {
         let applied = unflushed_bytes(&items);
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.db().begin_write()?;
         txn.set_durability(Durability::None)?;
         let mut out = Vec::with_capacity(items.len());
         let head;
@@ -255,7 +286,7 @@ impl StateDb {
     /// Makes everything applied so far durable (an empty fsynced commit persists the
     /// non-durable ones before it).
     pub fn flush(&self) -> Result<(), StorageError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.db().begin_write()?;
         txn.commit()?;
         *self.unflushed() = Unflushed {
             since: Instant::now(),
@@ -272,14 +303,14 @@ impl StateDb {
     /// Starts a consistent read of the whole state.
     pub fn read(&self) -> Result<Reader, StorageError> {
         Ok(Reader {
-            txn: self.db.begin_read()?,
+            txn: self.db().begin_read()?,
         })
     }
 
     /// Makes everything applied so far durable and returns the Raft record it
     /// reflects: the point of a snapshot, behind which the log may be purged.
     pub fn checkpoint(&self) -> Result<Option<Vec<u8>>, StorageError> {
-        let src = self.db.begin_read()?;
+        let src = self.db().begin_read()?;
         // The flush commits after the read began, so it makes durable at least what
         // the read sees.
         self.flush()?;
@@ -290,7 +321,7 @@ impl StateDb {
     /// Pins the whole state as it stands now (one read transaction, so writes go on),
     /// to be copied into a snapshot file by [`StateView::write_to`].
     pub fn view(&self) -> Result<StateView, StorageError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let raft = {
             let meta = txn.open_table(META)?;
             meta.get(META_RAFT)?.map(|v| v.value().to_vec())
@@ -305,7 +336,7 @@ impl StateDb {
         let src = snap.begin_read()?;
         self.import_done.store(0, Ordering::Relaxed);
         self.import_total.store(row_count(&src)?, Ordering::Relaxed);
-        let dst = self.db.begin_write()?;
+        let dst = self.db().begin_write()?;
         {
             macro_rules! empty {
                 ($t:expr) => {
@@ -442,6 +473,7 @@ struct Writer<'t> {
     snapshots: redb::Table<'t, (&'static str, u64), &'static [u8]>,
     subscriptions: redb::Table<'t, &'static str, &'static [u8]>,
     meta: redb::Table<'t, &'static str, &'static [u8]>,
+    retention: redb::Table<'t, &'static str, &'static [u8]>,
     counters: Counters,
     /// Names resolved in this transaction (types and tags share the number space).
     type_cache: HashMap<String, u64>,
@@ -467,6 +499,7 @@ impl<'t> Writer<'t> {
             snapshots: txn.open_table(SNAPSHOTS)?,
             subscriptions: txn.open_table(SUBSCRIPTIONS)?,
             meta,
+            retention: txn.open_table(RETENTION)?,
             counters,
             type_cache: HashMap::new(),
             tag_cache: HashMap::new(),
@@ -481,15 +514,22 @@ impl<'t> Writer<'t> {
 
     fn apply_batch(&mut self, batch: WriteBatch) -> Result<BatchResult, StorageError> {
         let mut results = Vec::with_capacity(batch.commands.len());
+        // The events' timestamp, decided at the batch's first append.
+        let mut event_ts = None;
         for cmd in batch.commands {
             let r = match cmd {
                 Command::Append {
                     stream_id,
                     expected,
                     events,
-                } => self
-                    .append(&stream_id, expected, events, batch.timestamp_us)?
-                    .map(Outcome::Appended),
+                } => {
+                    let ts = match event_ts {
+                        Some(ts) => ts,
+                        None => *event_ts.insert(self.event_timestamp(batch.timestamp_us)?),
+                    };
+                    self.append(&stream_id, expected, events, ts)?
+                        .map(Outcome::Appended)
+                }
                 Command::Delete { stream_id, hard } => {
                     self.delete(&stream_id, hard, None)?.map(|()| Outcome::Done)
                 }
@@ -587,6 +627,47 @@ impl<'t> Writer<'t> {
                         }
                     }
                 }
+                Command::ScavengeStart => {
+                    self.scavenge_start(batch.timestamp_us)?;
+                    Ok(Outcome::Done)
+                }
+                Command::ScavengeStep { from, to } => {
+                    self.scavenge_step(from, to, batch.timestamp_us)?;
+                    Ok(Outcome::Done)
+                }
+                Command::SetRetention {
+                    stream_id,
+                    max_age_us,
+                    max_count,
+                    truncate_before,
+                } => {
+                    let r = StoredRetention {
+                        max_age_us,
+                        max_count,
+                        truncate_before,
+                    };
+                    match self.stream_meta(&stream_id)? {
+                        Some(m) if m.tombstoned => Err(StoreError::StreamDeleted { stream_id }),
+                        _ => {
+                            if r == StoredRetention::default() {
+                                self.retention.remove(stream_id.as_str())?;
+                            } else {
+                                self.retention
+                                    .insert(stream_id.as_str(), r.encode().as_slice())?;
+                            }
+                            Ok(Outcome::Done)
+                        }
+                    }
+                }
+                Command::ScavengeStop => {
+                    if let Some(mut sc) = self.scavenge()? {
+                        if sc.phase == ScavengePhase::Running {
+                            sc.phase = ScavengePhase::Stopped;
+                            self.meta.insert(META_SCAVENGE, sc.encode().as_slice())?;
+                        }
+                    }
+                    Ok(Outcome::Done)
+                }
                 Command::DeleteSnapshot { stream_id, version } => {
                     match version {
                         Some(v) => {
@@ -604,6 +685,154 @@ impl<'t> Writer<'t> {
             results.push(r);
         }
         Ok(BatchResult { results })
+    }
+
+    fn scavenge(&self) -> Result<Option<StoredScavenge>, StorageError> {
+        match self.meta.get(META_SCAVENGE)? {
+            Some(v) => Ok(Some(StoredScavenge::decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Starts a scavenge over the log as it stands, or resumes a stopped one up to
+    /// the log's end now; a running one goes on as it is.
+    fn scavenge_start(&mut self, now_us: u64) -> Result<(), StorageError> {
+        let end = self.counters.next_position;
+        let sc = match self.scavenge()? {
+            Some(sc) if sc.phase == ScavengePhase::Running => return Ok(()),
+            Some(sc) if sc.phase == ScavengePhase::Stopped => StoredScavenge {
+                phase: ScavengePhase::Running,
+                end,
+                ..sc
+            },
+            last => StoredScavenge {
+                generation: last.map_or(0, |s| s.generation) + 1,
+                phase: ScavengePhase::Running,
+                end,
+                next: 0,
+                removed_events: 0,
+                removed_bytes: 0,
+                started_us: now_us,
+                finished_us: None,
+            },
+        };
+        self.meta.insert(META_SCAVENGE, sc.encode().as_slice())?;
+        Ok(())
+    }
+
+    /// One step of the running scavenge: positions `from..to` (of those before its
+    /// end), if it stands at `from`.
+    fn scavenge_step(&mut self, from: u64, to: u64, now_us: u64) -> Result<(), StorageError> {
+        let Some(mut sc) = self.scavenge()? else {
+            return Ok(());
+        };
+        if sc.phase != ScavengePhase::Running || sc.next != from || to <= from {
+            return Ok(());
+        }
+        let to = to.min(sc.end);
+        let mut positions = Vec::new();
+        for row in self.events.range(from..to)? {
+            positions.push(row?.0.value());
+        }
+        let mut kept_from = HashMap::new();
+        for p in positions {
+            if let Some(bytes) = self.remove_if_unreadable(p, now_us, &mut kept_from)? {
+                sc.removed_events += 1;
+                sc.removed_bytes += bytes as u64;
+            }
+        }
+        sc.next = to;
+        if sc.next >= sc.end {
+            sc.phase = ScavengePhase::Done;
+            sc.finished_us = Some(now_us);
+        }
+        self.meta.insert(META_SCAVENGE, sc.encode().as_slice())?;
+        Ok(())
+    }
+
+    /// Removes the event at `position` from the events and every index when no read
+    /// can return it any more: its stream's index no longer holds it (the stream was
+    /// deleted or tombstoned since), or its stream's retention no longer keeps it at
+    /// `now_us`. `kept_from` caches, per stream, the first version its retention
+    /// keeps. Gives the bytes of the record removed.
+    fn remove_if_unreadable(
+        &mut self,
+        position: u64,
+        now_us: u64,
+        kept_from: &mut HashMap<String, u64>,
+    ) -> Result<Option<usize>, StorageError> {
+        let (e, bytes) = match self.events.get(position)? {
+            Some(v) => (StoredEvent::decode(v.value())?, v.value().len()),
+            None => return Ok(None),
+        };
+        if let Some(m) = self.stream_meta(&e.stream_id)? {
+            let key = pack(m.number, e.version);
+            let indexed = self
+                .stream_index
+                .get(key)?
+                .map(|v| split_index_value(v.value()).0);
+            if indexed == Some(position) {
+                let first = match kept_from.get(&e.stream_id) {
+                    Some(f) => *f,
+                    None => {
+                        let r = match self.retention.get(e.stream_id.as_str())? {
+                            Some(v) => StoredRetention::decode(v.value())?,
+                            None => StoredRetention::default(),
+                        };
+                        let head = m.live_version().unwrap_or(0);
+                        let f = first_kept(
+                            &self.stream_index,
+                            &self.events,
+                            m.number,
+                            head,
+                            &r,
+                            now_us,
+                        )?;
+                        kept_from.insert(e.stream_id.clone(), f);
+                        f
+                    }
+                };
+                if e.version >= first {
+                    return Ok(None);
+                }
+                self.stream_index.remove(key)?;
+            }
+        }
+        self.events.remove(position)?;
+        let id = e.event_id.as_u128();
+        let here = self
+            .event_ids
+            .get(id)?
+            .is_some_and(|v| id_place(v.value()).position == position);
+        if here {
+            self.event_ids.remove(id)?;
+        }
+        // A delete took the event out of the type and tag indexes already; make sure.
+        if let Some(n) = self
+            .type_names
+            .get(e.event_type.as_str())?
+            .map(|n| n.value())
+        {
+            self.type_index.remove(pack(n, position))?;
+        }
+        for t in &e.tags {
+            if let Some(n) = self.tag_names.get(t.as_str())?.map(|n| n.value()) {
+                self.tag_index.remove(pack(n, position))?;
+            }
+        }
+        Ok(Some(bytes))
+    }
+
+    /// The timestamp a batch stamped `proposed` gives its events: never earlier than
+    /// the last event's, so that timestamps never go down along the global log (each
+    /// leader keeps its own from going back, but a new leader's clock may be behind
+    /// the old one's). Reads as of a time search the log by it.
+    fn event_timestamp(&self, proposed: u64) -> Result<u64, StorageError> {
+        let last = match self.events.last()? {
+            Some((_, v)) => StoredEvent::decode(v.value())?.timestamp_us,
+            None => 0,
+        };
+        Ok(proposed.max(last))
     }
 
     fn stream_meta(&self, stream_id: &str) -> Result<Option<StreamMeta>, StorageError> {
@@ -813,6 +1042,56 @@ impl<'t> Writer<'t> {
     }
 }
 
+/// The first version of a stream (number `number`, last version `head`) that
+/// `retention` keeps at time `now_us`: versions below it are no longer read. A binary
+/// search for the age: timestamps never go down along a stream.
+fn first_kept<I, E>(
+    index: &I,
+    events: &E,
+    number: u64,
+    head: u64,
+    retention: &StoredRetention,
+    now_us: u64,
+) -> Result<u64, StorageError>
+where
+    I: ReadableTable<u128, [u8; 24]>,
+    E: ReadableTable<u64, &'static [u8]>,
+{
+    let mut first = retention.truncate_before.unwrap_or(0);
+    if let Some(count) = retention.max_count {
+        first = first.max((head + 1).saturating_sub(count));
+    }
+    if let Some(age) = retention.max_age_us {
+        let cutoff = now_us.saturating_sub(age);
+        // The first version, from `first` on, of an event written at or after the
+        // cutoff (or past the head when none was).
+        let (mut lo, mut hi) = (first, head + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let next = index
+                .range(pack(number, mid)..=pack(number, head))?
+                .next()
+                .transpose()?;
+            let Some((k, v)) = next else {
+                hi = mid;
+                continue;
+            };
+            let version = low(k.value());
+            let written = match events.get(split_index_value(v.value()).0)? {
+                Some(e) => StoredEvent::decode(e.value())?.timestamp_us,
+                None => 0,
+            };
+            if written < cutoff {
+                lo = version + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        first = lo;
+    }
+    Ok(first)
+}
+
 /// A stream's state as expected versions are checked against it.
 fn stream_state(meta: Option<StreamMeta>) -> StreamState {
     match meta {
@@ -847,6 +1126,26 @@ impl Reader {
         }
     }
 
+    /// How long the stream keeps its events; `None`: for ever.
+    pub fn retention(&self, stream_id: &str) -> Result<Option<StoredRetention>, StorageError> {
+        let t = self.txn.open_table(RETENTION)?;
+        let v = t.get(stream_id)?;
+        match v {
+            Some(v) => Ok(Some(StoredRetention::decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The store's scavenge, the last or the one running; `None` when never started.
+    pub fn scavenge(&self) -> Result<Option<StoredScavenge>, StorageError> {
+        let meta = self.txn.open_table(META)?;
+        let v = meta.get(META_SCAVENGE)?;
+        match v {
+            Some(v) => Ok(Some(StoredScavenge::decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
     /// The stream's current version; `None` when it does not exist.
     pub fn version(&self, stream_id: &str) -> Result<Option<u64>, StorageError> {
         Ok(self.meta(stream_id)?.and_then(|m| m.live_version()))
@@ -870,13 +1169,27 @@ impl Reader {
         }
     }
 
-    /// Events of one stream; `StreamNotFound` when it does not exist.
+    /// Events of one stream, as its retention keeps them now; `StreamNotFound` when
+    /// it does not exist.
     pub fn read_stream(
         &self,
         stream_id: &str,
         from: u64,
         count: u32,
         direction: Direction,
+    ) -> Result<Result<EventPage, StoreError>, StorageError> {
+        self.read_stream_at(stream_id, from, count, direction, wall_clock_us())
+    }
+
+    /// [`read_stream`](Self::read_stream) with the stream's retention applied as at
+    /// `now_us` (microseconds since the Unix epoch).
+    pub fn read_stream_at(
+        &self,
+        stream_id: &str,
+        from: u64,
+        count: u32,
+        direction: Direction,
+        now_us: u64,
     ) -> Result<Result<EventPage, StoreError>, StorageError> {
         let Some(m) = self.meta(stream_id)? else {
             return Ok(Err(stream_not_found(stream_id)));
@@ -893,6 +1206,13 @@ impl Reader {
         }
         let index = self.txn.open_table(STREAM_INDEX)?;
         let events = self.txn.open_table(EVENTS)?;
+        let lo = match self.retention(stream_id)? {
+            Some(r) => lo.max(first_kept(&index, &events, m.number, head, &r, now_us)?),
+            None => lo,
+        };
+        if lo > hi {
+            return Ok(Ok(EventPage::new()));
+        }
         let range = index.range(pack(m.number, lo)..=pack(m.number, hi))?;
         let mut out = EventPage::new();
         let mut bytes = 0usize;
@@ -923,6 +1243,81 @@ impl Reader {
             }
         }
         Ok(Ok(out))
+    }
+
+    /// The timestamp of the first event at or after `position`, with its position;
+    /// `None` past the end.
+    fn first_from(
+        events: &redb::ReadOnlyTable<u64, &[u8]>,
+        position: u64,
+    ) -> Result<Option<(u64, u64)>, StorageError> {
+        match events.range(position..)?.next() {
+            Some(row) => {
+                let (k, v) = row?;
+                Ok(Some((
+                    k.value(),
+                    StoredEvent::decode(v.value())?.timestamp_us,
+                )))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The global log's length at time `at_us` (microseconds since the Unix epoch): a
+    /// position such that every event before it was written at or before `at_us`,
+    /// and every event from it on after (the first event written after `at_us`, or
+    /// the next position when none was). A binary search: timestamps never go down
+    /// along the log.
+    pub fn position_at(&self, at_us: u64) -> Result<u64, StorageError> {
+        let events = self.txn.open_table(EVENTS)?;
+        let end = match events.last()? {
+            Some((k, _)) => k.value() + 1,
+            None => return Ok(0),
+        };
+        // The answer lies in lo..=hi; positions past `hi` are written after `at_us`.
+        let (mut lo, mut hi) = (0u64, end);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match Self::first_from(&events, mid)? {
+                Some((p, ts)) if ts <= at_us => lo = p + 1,
+                _ => hi = mid,
+            }
+        }
+        Ok(lo)
+    }
+
+    /// The version stream `stream_id` had at time `at_us`: its last event written at
+    /// or before it, of those reads can still return (a deleted incarnation's are
+    /// not). `None` when it had none.
+    pub fn version_at(&self, stream_id: &str, at_us: u64) -> Result<Option<u64>, StorageError> {
+        let Some(m) = self.meta(stream_id)? else {
+            return Ok(None);
+        };
+        let Some(head) = m.live_version() else {
+            return Ok(None);
+        };
+        let cut = self.position_at(at_us)?;
+        let index = self.txn.open_table(STREAM_INDEX)?;
+        // The last live version whose position is before `cut`: positions rise with
+        // versions, so a binary search over the versions that stand.
+        let (mut lo, mut hi) = (0u64, head + 1);
+        let mut found = None;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let next = index
+                .range(pack(m.number, mid)..=pack(m.number, head))?
+                .next()
+                .transpose()?;
+            match next {
+                Some((k, v)) if split_index_value(v.value()).0 < cut => {
+                    let version = low(k.value());
+                    found = Some(version);
+                    lo = version + 1;
+                }
+                _ => hi = mid,
+            }
+        }
+        Ok(found)
     }
 
     /// Events of the global log by position.
@@ -1371,7 +1766,7 @@ mod tests {
             let r = append_ids(&db, "s", &first).unwrap();
             append_ids(&db, "s", &ids(2)).unwrap();
             // Take the file back to format 1: no index, no format mark.
-            let txn = db.db.begin_write().unwrap();
+            let txn = db.db().begin_write().unwrap();
             txn.delete_table(EVENT_IDS).unwrap();
             txn.open_table(META).unwrap().remove(META_FORMAT).unwrap();
             txn.commit().unwrap();
@@ -1391,7 +1786,7 @@ mod tests {
         let path = dir.path().join("state.redb");
         {
             let db = StateDb::open(&path).unwrap();
-            let txn = db.db.begin_write().unwrap();
+            let txn = db.db().begin_write().unwrap();
             let newer = (STATE_FORMAT + 1).to_le_bytes();
             txn.open_table(META)
                 .unwrap()

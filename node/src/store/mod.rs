@@ -60,6 +60,7 @@ mod errors;
 mod leadership;
 mod log_policy;
 mod read;
+pub mod scavenge;
 pub mod subscriptions;
 mod write;
 
@@ -104,6 +105,10 @@ pub struct StoreOptions {
     pub queue_max: usize,
     /// Bytes of memory caching the state file.
     pub state_cache_bytes: usize,
+    /// Positions one scavenge step looks at.
+    pub scavenge_step_positions: u64,
+    /// Pause after each scavenge step on top of its own time.
+    pub scavenge_pause: Duration,
     /// Faults injected on purpose by tests.
     pub faults: FaultInjection,
 }
@@ -127,6 +132,8 @@ impl StoreOptions {
             pipeline_max: 2,
             queue_max: 65_536,
             state_cache_bytes: STATE_CACHE_BYTES,
+            scavenge_step_positions: 1000,
+            scavenge_pause: Duration::ZERO,
             faults: FaultInjection::default(),
         }
     }
@@ -172,6 +179,10 @@ pub struct Store {
     subscriptions: subscriptions::Attachments,
     /// Snapshots being received from a leader.
     snapshot_inbox: Inbox,
+    /// Positions one scavenge step looks at.
+    scavenge_step: u64,
+    /// Pause after each scavenge step on top of its own time.
+    scavenge_pause: Duration,
     /// Backups being written or served by this node.
     backups: crate::backup::export::Exports,
 }
@@ -303,7 +314,7 @@ impl Store {
             state.clone(),
             Duration::from_millis(opts.faults.snapshot_chunk_delay_ms),
         );
-        Ok(Arc::new(Store {
+        let store = Arc::new(Store {
             name: name.to_string(),
             raft,
             state,
@@ -319,8 +330,12 @@ impl Store {
             log: log_handle,
             subscriptions: Default::default(),
             snapshot_inbox,
+            scavenge_step: opts.scavenge_step_positions,
+            scavenge_pause: opts.scavenge_pause,
             backups,
-        }))
+        });
+        scavenge::spawn(&store);
+        Ok(store)
     }
 
     /// The store's name.
@@ -399,6 +414,7 @@ impl Store {
             max_subscription_lag: subs.iter().map(|s| s.lag()).max().unwrap_or(0),
             append_latency: m.append_latency.snapshot(),
             read_latency: m.read_latency.snapshot(),
+            scavenge: self.scavenge_status(ReadConsistency::Stale).await.ok(),
         }
     }
 

@@ -134,6 +134,54 @@ impl Store {
             .await
     }
 
+    /// The global log's length at time `at_us`; see [`Reader::position_at`].
+    ///
+    /// [`Reader::position_at`]: crate::storage::state::Reader::position_at
+    pub async fn position_at(
+        &self,
+        at_us: u64,
+        consistency: ReadConsistency,
+    ) -> Result<u64, StoreError> {
+        self.read(consistency, move |r| r.position_at(at_us).map(Ok))
+            .await
+    }
+
+    /// The version a stream had at time `at_us`; see [`Reader::version_at`].
+    ///
+    /// [`Reader::version_at`]: crate::storage::state::Reader::version_at
+    pub async fn version_at(
+        &self,
+        stream_id: String,
+        at_us: u64,
+        consistency: ReadConsistency,
+    ) -> Result<Option<u64>, StoreError> {
+        domain::validate_stream_id(&self.limits, &stream_id)?;
+        self.read(consistency, move |r| {
+            r.version_at(&stream_id, at_us).map(Ok)
+        })
+        .await
+    }
+
+    /// How long a stream keeps its events.
+    pub async fn retention(
+        &self,
+        stream_id: String,
+        consistency: ReadConsistency,
+    ) -> Result<reckon_gater::types::StreamRetention, StoreError> {
+        domain::validate_stream_id(&self.limits, &stream_id)?;
+        self.read(consistency, move |r| {
+            Ok(Ok(r.retention(&stream_id)?.map_or_else(
+                Default::default,
+                |s| reckon_gater::types::StreamRetention {
+                    max_age_us: s.max_age_us,
+                    max_count: s.max_count,
+                    truncate_before: s.truncate_before,
+                },
+            )))
+        })
+        .await
+    }
+
     /// Live streams, paged by id.
     pub async fn list_streams(
         &self,

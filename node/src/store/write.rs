@@ -179,6 +179,36 @@ impl Store {
         Ok(())
     }
 
+    /// Sets how long a stream keeps its events.
+    pub async fn set_retention(
+        &self,
+        stream_id: String,
+        retention: reckon_gater::types::StreamRetention,
+        deadline: Instant,
+    ) -> Result<(), StoreError> {
+        domain::validate_writable_stream_id(&self.limits, &stream_id)?;
+        if retention.max_count == Some(0) {
+            return Err(StoreError::invalid(
+                "retention.max_count",
+                "0 would hide every event: give at least 1, or none to keep them all",
+            ));
+        }
+        if retention.max_age_us == Some(0) {
+            return Err(StoreError::invalid(
+                "retention.max_age",
+                "0 would hide every event: give more, or none to keep them all",
+            ));
+        }
+        let cmd = Command::SetRetention {
+            stream_id,
+            max_age_us: retention.max_age_us,
+            max_count: retention.max_count,
+            truncate_before: retention.truncate_before,
+        };
+        self.submit(cmd, 0, deadline).await?;
+        Ok(())
+    }
+
     /// Saves a snapshot.
     pub async fn save_snapshot(
         &self,
