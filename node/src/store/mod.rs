@@ -330,9 +330,9 @@ impl Store {
             log: log_handle,
             subscriptions: Default::default(),
             snapshot_inbox,
+            backups,
             scavenge_step: opts.scavenge_step_positions,
             scavenge_pause: opts.scavenge_pause,
-            backups,
         });
         scavenge::spawn(&store);
         Ok(store)
