@@ -7,7 +7,8 @@
 //! and checks what the data directory then holds: the events, the state's Raft record
 //! (node 7 alone, applied at the backup's entry), the current snapshot and the log
 //! (purged up to it, a vote of node 7 for the next term); then the store opens and
-//! its node leads it at once.
+//! its node leads it at once. [`stores_restore_all_or_none`]: of two files, one
+//! damaged in its body after the other was copied, neither store is kept.
 //!
 //! A new backup format ships a new sample beside this one:
 //!
@@ -110,35 +111,7 @@ async fn write_backup_sample() {
         dir.display()
     );
     let work = tempfile::tempdir().unwrap();
-    let state = StateDb::open(&work.path().join("state.redb")).unwrap();
-    for (i, batch) in batches().into_iter().enumerate() {
-        let record = RaftRecord {
-            last_applied: Some(log_id(1, 1, 2 + i as u64)),
-            membership: source_membership(),
-        };
-        state
-            .apply(vec![ApplyItem::Batch(batch)], &record.encode())
-            .unwrap();
-    }
-    let exports = Exports::open("default", 1, &work.path().join("backups")).unwrap();
-    let id = exports
-        .begin(state.view().unwrap(), log_id(1, 1, 3).into())
-        .unwrap()
-        .id;
-    let info = loop {
-        if let BackupPhase::Ready(info) = exports.status(&id).unwrap().phase {
-            break info;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    let mut file = Vec::new();
-    while (file.len() as u64) < info.bytes {
-        let c = exports
-            .chunk(&id, file.len() as u64, BACKUP_CHUNK_BYTES_MAX)
-            .await
-            .unwrap();
-        file.extend_from_slice(&c);
-    }
+    let file = fresh_backup("default", work.path()).await;
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("default.rbk"), file).unwrap();
 }
@@ -284,4 +257,78 @@ async fn backup_sample_restores() {
         .unwrap();
     assert_eq!(page.decode().unwrap().len(), 5);
     s.shutdown().await;
+}
+
+/// A backup of store `store` made now by [`Exports`], from the sample's batches.
+async fn fresh_backup(store: &str, work: &Path) -> Vec<u8> {
+    std::fs::create_dir_all(work).unwrap();
+    let state = StateDb::open(&work.join(format!("{store}.redb"))).unwrap();
+    for (i, batch) in batches().into_iter().enumerate() {
+        let record = RaftRecord {
+            last_applied: Some(log_id(1, 1, 2 + i as u64)),
+            membership: source_membership(),
+        };
+        state
+            .apply(vec![ApplyItem::Batch(batch)], &record.encode())
+            .unwrap();
+    }
+    let exports = Exports::open(store, 1, &work.join(format!("{store}-backups"))).unwrap();
+    let id = exports
+        .begin(state.view().unwrap(), log_id(1, 1, 3).into())
+        .unwrap()
+        .id;
+    let info = loop {
+        if let BackupPhase::Ready(info) = exports.status(&id).unwrap().phase {
+            break info;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let mut file = Vec::new();
+    while (file.len() as u64) < info.bytes {
+        let c = exports
+            .chunk(&id, file.len() as u64, BACKUP_CHUNK_BYTES_MAX)
+            .await
+            .unwrap();
+        file.extend_from_slice(&c);
+    }
+    exports.end(&id).unwrap();
+    file
+}
+
+#[tokio::test]
+async fn stores_restore_all_or_none() {
+    let root = tempfile::tempdir().unwrap();
+    let good = root.path().join("default.rbk");
+    std::fs::copy(samples_dir().join(CURRENT).join("default.rbk"), &good).unwrap();
+    let mut other = fresh_backup("other", root.path()).await;
+    let last = other.len() - 10;
+    other[last] ^= 0xff;
+    let damaged = root.path().join("other.rbk");
+    std::fs::write(&damaged, &other).unwrap();
+    let parent = root.path().join("nodes");
+    std::fs::create_dir(&parent).unwrap();
+    let target = RestoreTarget {
+        data_dir: parent.join("data"),
+        node_id: 1,
+        advertise: "127.0.0.1:7601".into(),
+    };
+    // The second file's body is damaged once the first is copied: neither is kept.
+    let err = restore(&[good.clone(), damaged], &target).unwrap_err();
+    assert!(err.to_string().contains("the file is damaged"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&parent).unwrap().count(),
+        0,
+        "something was left"
+    );
+    // Undamaged, both are restored, each its own store.
+    let undamaged = root.path().join("other-ok.rbk");
+    std::fs::write(
+        &undamaged,
+        fresh_backup("other", &root.path().join("again")).await,
+    )
+    .unwrap();
+    let done = restore(&[good, undamaged], &target).unwrap();
+    let stores: Vec<&str> = done.iter().map(|r| r.header.store.as_str()).collect();
+    assert_eq!(stores, ["default", "other"]);
+    assert!(target.data_dir.join("other/state.redb").exists());
 }

@@ -4,7 +4,8 @@
 //!   acknowledged before it was asked for, nothing at or after its position, and the
 //!   same contents, stream by stream, as the source had below that position; a node
 //!   restored from it answers reads, versions, snapshots and subscription checkpoints
-//!   as the source did, and a 3-node cluster grown from it converges.
+//!   as the source did (a stream's retention too), and a 3-node cluster grown from it
+//!   converges.
 //! - A damaged, truncated or other-format backup, and a data directory that is not
 //!   empty, are refused by `reckon-node restore` with a message naming the fault and
 //!   nothing written.
@@ -18,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reckon_gater::subscription::SubscribeOptions;
-use reckon_gater::types::{EventRecord, Role, SubscriptionType};
+use reckon_gater::types::{EventRecord, Role, StreamRetention, SubscriptionType};
 use reckon_gater::{Client, ExpectedVersion, NewEvent, StoreHandle};
 use reckon_tests::backup::{body_offset, restore_run, stream_digests};
 use reckon_tests::cluster::{formed, Cluster};
@@ -176,6 +177,11 @@ async fn a_backup_under_load_holds_exactly_what_preceded_it_and_a_cluster_grows_
         .await
         .unwrap();
     s.ack(&sub.key, "c1", 2).await.unwrap();
+    let retention = StreamRetention {
+        truncate_before: Some(1),
+        ..StreamRetention::default()
+    };
+    s.set_retention("order-1", retention).await.unwrap();
 
     // The load, through the backup.
     let stop = Arc::new(AtomicBool::new(false));
@@ -298,6 +304,12 @@ async fn a_backup_under_load_holds_exactly_what_preceded_it_and_a_cluster_grows_
     assert_eq!(
         (snap.version, snap.data.as_slice()),
         (4, b"{\"total\":5}".as_slice())
+    );
+    assert_eq!(r.retention("order-1").await.unwrap(), retention);
+    let first = r.read("order-1", 0, 1).await.unwrap();
+    assert_eq!(
+        first[0].version, 1,
+        "the restored retention hides version 0"
     );
     let rsub = r.subscription(&sub.key).await.unwrap();
     assert_eq!(rsub.cursor, sub_at_backup.cursor, "the checkpoint moved");
