@@ -839,6 +839,7 @@ mod tests {
                 }],
             }),
             backup: None,
+            scavenge: None,
         };
         let v = report.json();
         let back = parse(&v.to_string(), Path::new("b.json")).unwrap();

@@ -4,12 +4,13 @@
 //! node or through a gater ([`workloads`]), a 3-node cluster ([`cluster`]), the
 //! subscription workloads ([`subs`]), a node behind a standalone gater in clear text
 //! or with TLS and a token ([`secure`]), bytes on disk per event ([`disk`]), backup
-//! and restore beside a raw copy ([`backup`]), the report
+//! and restore beside a raw copy ([`backup`]), append latency during a scavenge
+//! ([`scavenge`]), the report
 //! ([`report`]) and its comparison with a saved one ([`compare`]).
 //!
 //! Nothing here knows how the results are printed except `report` and `compare`,
-//! and nothing but `process`, `workloads`, `cluster`, `secure`, `subs` and `backup`
-//! talks to a process.
+//! and nothing but `process`, `workloads`, `cluster`, `secure`, `subs`, `backup` and
+//! `scavenge` talks to a process.
 
 pub mod backup;
 pub mod cluster;
@@ -18,6 +19,7 @@ pub mod disk;
 pub mod process;
 pub mod raw;
 pub mod report;
+pub mod scavenge;
 pub mod secure;
 pub mod subs;
 pub mod workloads;

@@ -64,6 +64,8 @@ pub struct Report {
     pub disk: Option<DiskReport>,
     /// Backup and restore beside a raw copy, with `--backup`.
     pub backup: Option<super::backup::BackupReport>,
+    /// Append latency during a scavenge beside idle, with `--scavenge`.
+    pub scavenge: Option<super::scavenge::ScavengeReport>,
 }
 
 /// `1234567` as `1,234,567`.
@@ -444,6 +446,9 @@ impl Report {
         if let Some(backup) = &self.backup {
             backup.markdown(&mut out);
         }
+        if let Some(scavenge) = &self.scavenge {
+            scavenge.markdown(&mut out);
+        }
         if !self.baselines.is_empty() {
             let _ = writeln!(out);
             let _ = writeln!(
@@ -618,6 +623,7 @@ impl Report {
             "notes": self.notes,
             "disk": self.disk.as_ref().map(disk_json),
             "backup": self.backup.as_ref().map(super::backup::BackupReport::json),
+            "scavenge": self.scavenge.as_ref().map(super::scavenge::ScavengeReport::json),
         })
     }
 }
@@ -789,6 +795,7 @@ mod tests {
             notes: Vec::new(),
             disk: None,
             backup: None,
+            scavenge: None,
         }
     }
 

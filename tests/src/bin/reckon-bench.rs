@@ -201,6 +201,9 @@ enum ViaArg {
         library behind reckon-node restore) of W4's store in MB/s, beside a raw copy of \
         the same file with an fsync on the same disk, and tables both as a ratio to the \
         copy.\n\n\
+        --scavenge measures single appends through the gater on a node whose store holds \
+        400,000 events, half in deleted streams, first idle, then while a scavenge runs, \
+        and tables p50, p99 and p99 during ÷ idle.\n\n\
         Each write run gets a fresh node (or cluster) on a fresh data directory; W4 \
         loads one node and reads it in every run. A run warms up, then counts the \
         requests that complete in its window. Each row shows the median events/s of the \
@@ -224,6 +227,8 @@ enum ViaArg {
         a token)\n  \
         target/release/reckon-bench --quick --only W4 --via node --backup    (backup and \
         restore beside a raw copy)\n  \
+        target/release/reckon-bench --only W1 --via gater --scavenge    (append latency \
+        during a scavenge beside idle)\n  \
         target/release/reckon-bench --json new.json --compare old.json    (each row against a \
         run saved with --json)"
 )]
@@ -275,6 +280,12 @@ struct Args {
     /// backup and restore as a ratio to the copy.
     #[arg(long)]
     backup: bool,
+    /// Append latency while a scavenge runs: each run loads a fresh node with 400,000
+    /// events, deletes half of them, measures single appends through the gater for
+    /// the window, starts a scavenge and measures them again while it runs; a table
+    /// gives p50 and p99 of both and p99 during ÷ idle.
+    #[arg(long)]
+    scavenge: bool,
     /// Also run W1 and W2 through the KurrentDB gRPC front door of the same embedded
     /// gater (row `kurrent`), each right after its tarpc row through that gater
     /// (row `gater`): a KurrentDB client's appends beside the client library's.
@@ -308,6 +319,7 @@ struct Plan {
     cluster: bool,
     secure: bool,
     backup: bool,
+    scavenge: bool,
     kurrent: bool,
     parent: PathBuf,
     node_bin: PathBuf,
@@ -527,6 +539,7 @@ impl Plan {
             cluster: args.cluster,
             secure: args.secure,
             backup: args.backup,
+            scavenge: args.scavenge,
             kurrent: args.kurrent,
             parent,
             node_bin,
@@ -1027,6 +1040,34 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
     } else {
         None
     };
+    let scavenge = if plan.scavenge {
+        let mut runs = Vec::new();
+        for r in 0..plan.runs {
+            eprintln!(
+                "[scavenge] run {}/{}: loading {} events",
+                r + 1,
+                plan.runs,
+                thousands(bench::scavenge::EVENTS)
+            );
+            let run = bench::scavenge::run(&setup, &format!("scavenge-{r}"), plan.timing.window)
+                .await
+                .with_context(|| format!("scavenge run {}", r + 1))?;
+            eprintln!(
+                "[scavenge] run {}/{}: append p99 {} µs idle, {} µs during the scavenge \
+                 ({:.2}x); {} events removed",
+                r + 1,
+                plan.runs,
+                run.idle.p99_us,
+                run.during.p99_us,
+                run.p99_ratio(),
+                run.removed_events
+            );
+            runs.push(run);
+        }
+        Some(bench::scavenge::ScavengeReport { runs })
+    } else {
+        None
+    };
     drop(s1_own);
     drop(w4);
     drop(scan_table);
@@ -1049,6 +1090,7 @@ async fn measure(plan: &Plan, dir: &Path) -> anyhow::Result<Report> {
         notes,
         disk,
         backup,
+        scavenge,
     })
 }
 
@@ -1164,6 +1206,7 @@ mod tests {
             cluster,
             secure: false,
             backup: false,
+            scavenge: false,
             kurrent: false,
             parent: PathBuf::from("target/bench-data"),
             node_bin: PathBuf::from("reckon-node"),
