@@ -92,7 +92,8 @@ async fn the_python_client_against_a_dev_node() {
 }
 
 /// The same catch-up subscriptions on a 3-node cluster behind a standalone gater,
-/// with the store's leader killed while they are live.
+/// with the store's leader killed while they are live; then every scenario of the
+/// dev node's test on that cluster, two of its three nodes up.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_subscription_survives_the_leader_killed_on_a_cluster() {
     let mut c = Cluster::start_with_gater_env(
@@ -152,6 +153,11 @@ async fn a_subscription_survives_the_leader_killed_on_a_cluster() {
         status.success(),
         "failover.py failed after leader {leader} was killed:\n{text}\n{stderr}"
     );
+    // Every client scenario again, on the cluster whose old leader is still down.
+    let uri = uri(&kurrent);
+    tokio::task::spawn_blocking(move || run_script("scenarios.py", &[&uri]))
+        .await
+        .unwrap();
 }
 
 /// A token as `reckon token create` printed it: the token and its config entry.

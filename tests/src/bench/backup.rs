@@ -77,10 +77,7 @@ pub struct BackupReport {
     pub runs: Vec<BackupRun>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    super::median(&v)
-}
+use super::median_of as median;
 
 impl BackupReport {
     /// The markdown table, appended to `out`.

@@ -365,6 +365,12 @@ impl Baseline {
     }
 }
 
+/// The median of `v`, in any order.
+pub fn median_of(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    median(&v)
+}
+
 /// The median of ascending `sorted` values (mean of the middle two for an even
 /// count); 0 for none.
 pub fn median(sorted: &[f64]) -> f64 {

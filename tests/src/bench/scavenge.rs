@@ -162,10 +162,7 @@ pub struct ScavengeReport {
     pub runs: Vec<ScavengeRun>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    super::median(&v)
-}
+use super::median_of as median;
 
 impl ScavengeReport {
     /// The markdown table, appended to `out`.
