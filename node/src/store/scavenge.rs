@@ -145,8 +145,12 @@ pub async fn run(store: Weak<Store>) {
         Some(s) => s.raft.metrics(),
         None => return,
     };
+    // After a step, the next one follows its pause; otherwise the driver looks again
+    // after a tick.
+    let mut wait = SCAVENGE_TICK;
     loop {
-        tokio::time::sleep(SCAVENGE_TICK).await;
+        tokio::time::sleep(wait).await;
+        wait = SCAVENGE_TICK;
         if metrics.has_changed().is_err() {
             return;
         }
@@ -169,9 +173,7 @@ pub async fn run(store: Weak<Store>) {
                 if let Err(e) = s.submit(step, 0, started + STEP_DEADLINE).await {
                     tracing::debug!(target: "reckon_db", store = %s.name, error = %e, "scavenge step");
                 }
-                let pause = started.elapsed() + s.scavenge_pause;
-                drop(s);
-                tokio::time::sleep(pause).await;
+                wait = started.elapsed() + s.scavenge_pause;
             }
             Stored::Done if sc.generation > compacted => {
                 let state = s.state.clone();

@@ -3,8 +3,9 @@
 //! Each run, on a fresh `--dev` node:
 //!
 //! ```text
-//! load     EVENTS events in appends of 1000 over STREAMS streams, then every
-//!          other stream deleted: half the events are for a scavenge to remove
+//! load     EVENTS events in appends of 1000 over STREAMS streams in turn, then
+//!          every other stream deleted: half the events, all along the log, are for
+//!          a scavenge to remove
 //! idle     one client appends single events through the embedded gater, one at a
 //!          time, for the window
 //! during   `scavenge start`, then the same appends for the window, or until the
@@ -105,11 +106,11 @@ pub async fn run(setup: &NodeSetup, name: &str, window: Duration) -> anyhow::Res
     let store = gater_store(&gater).await?;
     let batch = events(LOAD_BATCH);
     let per_stream = EVENTS / STREAMS;
-    for s in 0..STREAMS {
-        let stream = format!("load-{s}");
-        for _ in 0..per_stream.div_ceil(LOAD_BATCH as u64) {
+    // Round-robin, so that the events of deleted streams lie all along the log.
+    for _ in 0..per_stream.div_ceil(LOAD_BATCH as u64) {
+        for s in 0..STREAMS {
             store
-                .append(&stream, ExpectedVersion::Any, batch.clone())
+                .append(&format!("load-{s}"), ExpectedVersion::Any, batch.clone())
                 .await
                 .context("loading")?;
         }
